@@ -1,0 +1,49 @@
+{
+  "variables": {
+    "vdpa_sanitize%": "0"
+  },
+  "targets": [
+    {
+      "target_name": "vdpa",
+      "sources": [
+        "native/common/sys_error.cc",
+        "native/memory/memory_region.cc",
+        "native/memory/iova_allocator.cc",
+        "native/ring/split_driver_queue.cc",
+        "native/ring/split_device_queue.cc",
+        "native/transport/open_transport.cc",
+        "native/transport/mock/mock_model.cc",
+        "native/transport/mock/mock_transport.cc",
+        "native/transport/mock/mock_blk.cc",
+        "native/transport/mock/mock_net.cc",
+        "native/device/virtio_device.cc",
+        "native/bench/blk_loop.cc",
+        "native/napi/errors.cc",
+        "native/napi/fd_poll.cc",
+        "native/napi/wraps.cc",
+        "native/napi/ring_loopback.cc",
+        "native/napi/bench_binding.cc",
+        "native/napi/addon.cc"
+      ],
+      "include_dirs": [
+        "<!(node -p \"require('node-addon-api').include_dir\")",
+        "native"
+      ],
+      "defines": [
+        "NAPI_VERSION=8",
+        "NODE_ADDON_API_DISABLE_DEPRECATED",
+        "NAPI_CPP_EXCEPTIONS"
+      ],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+      "libraries": ["-lpthread"],
+      "conditions": [
+        ["vdpa_sanitize=='1'", {
+          "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-O1", "-g"],
+          "ldflags": ["-fsanitize=address,undefined"]
+        }]
+      ]
+    }
+  ]
+}

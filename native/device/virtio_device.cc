@@ -1,0 +1,140 @@
+#include "device/virtio_device.h"
+
+#include <algorithm>
+
+#include "common/sys_error.h"
+#include "ring/split_driver_queue.h"
+#include "ring/virtio_ring.h"
+
+namespace vdpa {
+
+namespace {
+// Entries per indirect table: enough for the largest request the drivers build.
+constexpr uint16_t kIndirectMax = 128;
+}  // namespace
+
+VirtioDevice::VirtioDevice(std::unique_ptr<Transport> transport)
+    : transport_(std::move(transport)),
+      iova_(transport_->iovaRange().first, transport_->iovaRange().last) {}
+
+VirtioDevice::~VirtioDevice() {
+  try {
+    close();
+  } catch (...) {
+    // Teardown of a device that already vanished: nothing more can be done.
+  }
+}
+
+uint64_t VirtioDevice::negotiate(uint64_t wanted) {
+  Transport& t = *transport_;
+  t.reset();
+  t.setStatus(kStatusAcknowledge);
+  t.setStatus(kStatusAcknowledge | kStatusDriver);
+  const uint64_t offered = t.deviceFeatures();
+  if (!(offered & bit(kFeatureVersion1)))
+    throwSys(EOPNOTSUPP, "virtio: VERSION_1", t.path(),
+             "the device does not offer VIRTIO_F_VERSION_1; only virtio 1.x devices are supported");
+  const uint64_t features = offered & (wanted | bit(kFeatureVersion1) | bit(kFeatureAccessPlatform));
+  t.setDriverFeatures(features);
+  t.setStatus(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
+  if (!(t.status() & kStatusFeaturesOk)) {
+    t.setStatus(kStatusFailed);
+    throwSys(EOPNOTSUPP, "virtio: FEATURES_OK", t.path(),
+             "the device did not accept the negotiated features (FEATURES_OK stayed clear)");
+  }
+  features_ = features;
+  return features;
+}
+
+uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
+  if (closed_) throwSys(EBADF, "region", transport_->path(), "the device is closed");
+  const uint64_t align = std::max<uint64_t>(transport_->iovaAlignment(), region->pageSize());
+  const uint64_t iova = iova_.allocate(region->size(), align);
+  try {
+    transport_->mapDma(iova, region->data(), region->size());
+  } catch (...) {
+    iova_.release(iova, region->size());
+    throw;
+  }
+  // Reuse a free handle slot so long-running programs do not grow the table.
+  uint32_t handle = 0;
+  for (uint32_t i = 1; i < regions_.size(); i++) {
+    if (!regions_[i].region) {
+      handle = i;
+      break;
+    }
+  }
+  if (handle == 0) {
+    handle = static_cast<uint32_t>(regions_.size());
+    regions_.emplace_back();
+  }
+  regions_[handle] = Registered{std::move(region), iova};
+  return handle;
+}
+
+void VirtioDevice::removeRegion(uint32_t handle) {
+  if (handle == 0 || handle >= regions_.size() || !regions_[handle].region) return;
+  Registered r = std::move(regions_[handle]);
+  regions_[handle] = Registered{};
+  if (!closed_) transport_->unmapDma(r.iova, r.region->size());
+  iova_.release(r.iova, r.region->size());
+}
+
+VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
+  if (closed_) throwSys(EBADF, "queue", transport_->path(), "the device is closed");
+  if (index >= transport_->maxQueues())
+    throwSys(EINVAL, "queue", transport_->path(),
+             "the device has " + std::to_string(transport_->maxQueues()) + " queues; there is no queue " +
+                 std::to_string(index));
+  const uint16_t max = transport_->maxQueueSize(index);
+  if (size == 0 || size > max || (size & (size - 1)) != 0)
+    throwSys(EINVAL, "queue", transport_->path(),
+             "queue size " + std::to_string(size) + " must be a power of two no larger than " + std::to_string(max));
+  if (queues_.size() <= index) queues_.resize(index + 1);
+  if (queues_[index]) throwSys(EBUSY, "queue", transport_->path(), "queue already set up");
+
+  DriverQueueOptions opts{size, (features_ & bit(kFeatureRingEventIdx)) != 0,
+                          static_cast<uint16_t>((features_ & bit(kFeatureRingIndirectDesc)) ? kIndirectMax : 0)};
+  auto mem = std::make_shared<MemoryRegion>(SplitDriverQueue::memorySize(opts), false);
+  RingMemory ring{mem->data(), 0, mem->size()};
+  auto q = std::make_unique<VirtQueue>();
+  q->index = index;
+  q->ringRegion = addRegion(mem);
+  translate(q->ringRegion, 0, mem->size(), &ring.iova);
+  q->ring = std::make_unique<SplitDriverQueue>(opts, ring);
+  q->callFd = makeEventFd();
+  transport_->setupQueue(
+      QueueAddresses{index, size, q->ring->descIova(), q->ring->driverAreaIova(), q->ring->deviceAreaIova()},
+      q->callFd.get());
+  queues_[index] = std::move(q);
+  return *queues_[index];
+}
+
+void VirtioDevice::start() {
+  for (auto& q : queues_)
+    if (q) transport_->enableQueue(q->index);
+  transport_->setStatus(transport_->status() | kStatusDriverOk);
+}
+
+void VirtioDevice::close() {
+  if (closed_) return;
+  closed_ = true;
+  // Reset first: after it the device no longer reads rings or writes buffers, so unmapping is safe.
+  try {
+    transport_->reset();
+  } catch (...) {
+    // A device that vanished cannot touch memory either; carry on releasing it.
+  }
+  for (size_t h = 1; h < regions_.size(); h++) {
+    if (!regions_[h].region) continue;
+    try {
+      transport_->unmapDma(regions_[h].iova, regions_[h].region->size());
+    } catch (...) {
+      // The mapping dies with the transport's fd anyway.
+    }
+  }
+  queues_.clear();
+  regions_.resize(1);
+}
+
+}  // namespace vdpa

@@ -1,0 +1,78 @@
+// The virtio driver core: one device reached through one transport. Owns the memory the device may
+// touch (regions with their IOVAs), the queues, and the status/feature bring-up sequence.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "memory/iova_allocator.h"
+#include "memory/memory_region.h"
+#include "ring/driver_queue.h"
+#include "transport/transport.h"
+
+namespace vdpa {
+
+struct VirtQueue {
+  uint16_t index = 0;
+  std::unique_ptr<DriverQueue> ring;
+  UniqueFd callFd;  // the device signals completions here
+  uint32_t ringRegion = 0;
+};
+
+class VirtioDevice {
+ public:
+  explicit VirtioDevice(std::unique_ptr<Transport> transport);
+  ~VirtioDevice();
+  VirtioDevice(const VirtioDevice&) = delete;
+  VirtioDevice& operator=(const VirtioDevice&) = delete;
+
+  Transport& transport() { return *transport_; }
+  bool closed() const { return closed_; }
+
+  // Reset, ACKNOWLEDGE|DRIVER, offer `wanted & deviceFeatures` (+ VERSION_1 and ACCESS_PLATFORM,
+  // which a 1.x driver behind an IOMMU must accept), FEATURES_OK and read it back.
+  uint64_t negotiate(uint64_t wanted);
+  uint64_t features() const { return features_; }
+
+  // Makes a region visible to the device; returns its handle (never 0).
+  uint32_t addRegion(std::shared_ptr<MemoryRegion> region);
+  void removeRegion(uint32_t handle);
+  // (handle, offset, len) -> device address, or false when the range is not inside a live region.
+  bool translate(uint32_t handle, uint64_t offset, uint64_t len, uint64_t* iova) const {
+    if (handle == 0 || handle >= regions_.size() || !regions_[handle].region) return false;
+    const Registered& r = regions_[handle];
+    if (len == 0 || !r.region->contains(offset, len)) return false;
+    *iova = r.iova + offset;
+    return true;
+  }
+
+  // Allocates ring memory and tells the device about queue `index`. Call after negotiate().
+  VirtQueue& createQueue(uint16_t index, uint16_t size);
+  VirtQueue* queue(uint16_t index) { return index < queues_.size() ? queues_[index].get() : nullptr; }
+  // Enables every created queue and sets DRIVER_OK.
+  void start();
+  // Kicks the device when the ring says it wants one.
+  void publish(VirtQueue& q) {
+    if (q.ring->publish()) transport_->notify(q.index);
+  }
+  // Resets the device (it stops touching memory), then drops queues and unmaps every region.
+  // Idempotent; the destructor calls it.
+  void close();
+
+ private:
+  struct Registered {
+    std::shared_ptr<MemoryRegion> region;
+    uint64_t iova = 0;
+  };
+
+  std::unique_ptr<Transport> transport_;
+  IovaAllocator iova_;
+  std::vector<Registered> regions_{1};  // handle 0 is never valid
+  std::vector<std::unique_ptr<VirtQueue>> queues_;
+  uint64_t features_ = 0;
+  bool closed_ = false;
+};
+
+}  // namespace vdpa

@@ -1,0 +1,28 @@
+// Hands out I/O virtual address ranges inside the window a device's IOMMU accepts.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+namespace vdpa {
+
+class IovaAllocator {
+ public:
+  // Usable addresses are [first, last] inclusive, as the kernel reports them.
+  IovaAllocator(uint64_t first, uint64_t last);
+
+  // First-fit allocation of `len` bytes aligned to `align` (a power of two). Throws ENOSPC when the
+  // window is exhausted.
+  uint64_t allocate(uint64_t len, uint64_t align);
+  // Returns a range obtained from allocate(); adjacent free ranges are merged.
+  void release(uint64_t iova, uint64_t len);
+
+  uint64_t first() const { return first_; }
+  uint64_t last() const { return last_; }
+
+ private:
+  uint64_t first_, last_;
+  std::map<uint64_t, uint64_t> free_;  // start -> length
+};
+
+}  // namespace vdpa

@@ -1,0 +1,29 @@
+#include "napi/errors.h"
+
+#include "napi/addon_data.h"
+
+namespace vdpa {
+
+Napi::Error makeVdpaError(Napi::Env env, const SysError& e) {
+  Napi::Object props = Napi::Object::New(env);
+  props.Set("code", errnoName(e.err()));
+  // Negative, like Node's own fs errors on Linux.
+  props.Set("errno", -e.err());
+  props.Set("syscall", e.syscall());
+  if (!e.path().empty()) props.Set("path", e.path());
+  if (!e.hint().empty()) props.Set("hint", e.hint());
+  AddonData& data = addonData(env);
+  if (!data.errorClass.IsEmpty()) {
+    Napi::Object err = data.errorClass.New({Napi::String::New(env, e.what()), props});
+    return Napi::Error(env, err);
+  }
+  Napi::Error err = Napi::Error::New(env, e.what());
+  for (const char* key : {"code", "errno", "syscall", "path", "hint"})
+    if (props.Has(key)) err.Value().Set(key, props.Get(key));
+  return err;
+}
+
+void throwTypeError(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+void throwRangeError(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
+
+}  // namespace vdpa

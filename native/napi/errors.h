@@ -1,0 +1,36 @@
+// The single place where native failures become JavaScript errors.
+#pragma once
+
+#include <napi.h>
+
+#include <exception>
+
+#include "common/sys_error.h"
+
+namespace vdpa {
+
+// A VdpaError (code, errno, syscall, path, hint) for a failed system call or device operation.
+Napi::Error makeVdpaError(Napi::Env env, const SysError& e);
+[[noreturn]] void throwTypeError(Napi::Env env, const std::string& msg);
+[[noreturn]] void throwRangeError(Napi::Env env, const std::string& msg);
+
+// Runs `body` and converts any C++ exception into a pending JavaScript exception, so nothing
+// unwinds across the N-API boundary.
+template <typename Body>
+Napi::Value guarded(const Napi::CallbackInfo& info, Body&& body) {
+  Napi::Env env = info.Env();
+  try {
+    return body();
+  } catch (const Napi::Error& e) {
+    e.ThrowAsJavaScriptException();
+  } catch (const SysError& e) {
+    makeVdpaError(env, e).ThrowAsJavaScriptException();
+  } catch (const std::bad_alloc&) {
+    makeVdpaError(env, SysError(ENOMEM, "malloc", "", "ENOMEM: out of memory")).ThrowAsJavaScriptException();
+  } catch (const std::exception& e) {
+    Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
+  }
+  return env.Undefined();
+}
+
+}  // namespace vdpa

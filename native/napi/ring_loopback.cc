@@ -1,0 +1,239 @@
+#include "napi/ring_loopback.h"
+
+#include <chrono>
+#include <cstring>
+
+#include "napi/errors.h"
+#include "napi/wraps.h"
+
+namespace vdpa {
+
+const napi_type_tag RingLoopback::kTag = {0x76647061726c6f6fULL, 0x7062000000000004ULL};
+
+namespace {
+uint32_t u32(const Napi::CallbackInfo& info, size_t i) {
+  if (!info[i].IsNumber()) throwTypeError(info.Env(), "expected a number");
+  double d = info[i].As<Napi::Number>().DoubleValue();
+  if (!(d >= 0 && d <= 4294967295.0)) throwRangeError(info.Env(), "expected an unsigned 32-bit integer");
+  return static_cast<uint32_t>(d);
+}
+}  // namespace
+
+Napi::Function RingLoopback::define(Napi::Env env) {
+  return DefineClass(env, "RingLoopback",
+                     {
+                         InstanceMethod<&RingLoopback::Submit>("submit"),
+                         InstanceMethod<&RingLoopback::Publish>("publish"),
+                         InstanceMethod<&RingLoopback::DevicePop>("devicePop"),
+                         InstanceMethod<&RingLoopback::DeviceCompleteAll>("deviceCompleteAll"),
+                         InstanceMethod<&RingLoopback::DevicePush>("devicePush"),
+                         InstanceMethod<&RingLoopback::DevicePublish>("devicePublish"),
+                         InstanceMethod<&RingLoopback::DeviceEnableNotify>("deviceEnableNotify"),
+                         InstanceMethod<&RingLoopback::DeviceJumpUsedIdx>("deviceJumpUsedIdx"),
+                         InstanceMethod<&RingLoopback::Drain>("drain"),
+                         InstanceMethod<&RingLoopback::EnableInterrupts>("enableInterrupts"),
+                         InstanceMethod<&RingLoopback::State>("state"),
+                         InstanceMethod<&RingLoopback::Abandon>("abandon"),
+                         InstanceMethod<&RingLoopback::RunNative>("runNative"),
+                         InstanceMethod<&RingLoopback::RoundTrip>("roundTrip"),
+                         InstanceMethod<&RingLoopback::PokeDescriptor>("pokeDescriptor"),
+                         InstanceMethod<&RingLoopback::PokeAvail>("pokeAvail"),
+                     });
+}
+
+// new RingLoopback(size, eventIdx, indirectMax, dataBytes)
+RingLoopback::RingLoopback(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingLoopback>(info) {
+  Napi::Env env = info.Env();
+  try {
+    const uint32_t size = u32(info, 0);
+    if (size == 0 || size > 32768 || (size & (size - 1))) throwRangeError(env, "size must be a power of two <= 32768");
+    const uint32_t indirectMax = u32(info, 2);
+    if (indirectMax > 4096) throwRangeError(env, "indirectMax must be <= 4096");
+    DriverQueueOptions opts{static_cast<uint16_t>(size), info[1].ToBoolean(), static_cast<uint16_t>(indirectMax)};
+    ringMem_ = std::make_unique<MemoryRegion>(SplitDriverQueue::memorySize(opts), false);
+    data_ = std::make_unique<MemoryRegion>(std::max<uint32_t>(u32(info, 3), 4096), false);
+    driver_ = std::make_unique<SplitDriverQueue>(opts, RingMemory{ringMem_->data(), kRingIova, ringMem_->size()});
+    device_ = std::make_unique<SplitDeviceQueue>(opts.size, driver_->descIova(), driver_->driverAreaIova(),
+                                                 driver_->deviceAreaIova(), opts.eventIdx,
+                                                 static_cast<GuestMemory&>(*this));
+  } catch (const SysError& e) {
+    throw makeVdpaError(env, e);
+  }
+  auto arr = Napi::Uint32Array::New(env, 2 * size_t{driver_->size()});
+  completions_ = reinterpret_cast<Completion*>(arr.Data());
+  completionsRef_ = Napi::Persistent(arr.As<Napi::Object>());
+  Value().Set("completions", arr);
+  Value().Set("data", Napi::ArrayBuffer::New(env, data_->data(), data_->size()));
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+uint8_t* RingLoopback::translate(uint64_t iova, uint64_t len) {
+  for (auto [base, mem] : {std::pair{kRingIova, ringMem_.get()}, std::pair{kDataIova, data_.get()}}) {
+    if (iova >= base && mem->contains(iova - base, len)) return mem->data() + (iova - base);
+  }
+  return nullptr;
+}
+
+uint32_t RingLoopback::submitBatch(const uint32_t* w, size_t words, uint32_t chains) {
+  size_t pos = 0;
+  uint32_t accepted = 0;
+  for (; accepted < chains; accepted++) {
+    if (pos + 2 > words) break;
+    const uint32_t token = w[pos], count = w[pos + 1];
+    if (count == 0 || pos + 2 + size_t{count} * 4 > words) break;
+    segs_.resize(count);
+    for (uint32_t s = 0; s < count; s++) {
+      const uint32_t* e = w + pos + 2 + s * 4;
+      if (e[0] != 1 || !data_->contains(e[1], e[2])) throwSys(ERANGE, "submit", "", "segment outside the data area");
+      segs_[s] = Segment{kDataIova + e[1], e[2], (e[3] & 1) != 0};
+    }
+    if (!driver_->add(segs_.data(), count, token)) break;
+    pos += 2 + size_t{count} * 4;
+  }
+  return accepted;
+}
+
+uint32_t RingLoopback::completeAll(int64_t len) {
+  uint32_t n = 0;
+  while (device_->pop(chain_) == SplitDeviceQueue::Pop::kChain) {
+    device_->push(chain_.head, len < 0 ? static_cast<uint32_t>(chain_.writableBytes) : static_cast<uint32_t>(len));
+    n++;
+  }
+  return n;
+}
+
+#define LOOPBACK_METHOD(Name, ...)                                   \
+  Napi::Value RingLoopback::Name(const Napi::CallbackInfo& info) {  \
+    return guarded(info, [&]() -> Napi::Value {                     \
+      Napi::Env env = info.Env();                                   \
+      requireTag(env, info.This(), kTag, "RingLoopback");           \
+      __VA_ARGS__                                                   \
+    });                                                             \
+  }
+
+LOOPBACK_METHOD(Submit, {
+  if (!info[0].IsTypedArray()) throwTypeError(env, "batch must be a Uint32Array");
+  auto batch = info[0].As<Napi::Uint32Array>();
+  return Napi::Number::New(env, submitBatch(batch.Data(), batch.ElementLength(), u32(info, 1)));
+})
+
+LOOPBACK_METHOD(Publish, { return Napi::Boolean::New(env, driver_->publish()); })
+
+// Pops one chain; returns undefined when empty, or a description of the chain (or the malformed reason).
+LOOPBACK_METHOD(DevicePop, {
+  const auto r = device_->pop(chain_);
+  if (r == SplitDeviceQueue::Pop::kEmpty) return env.Undefined();
+  Napi::Object o = Napi::Object::New(env);
+  if (r == SplitDeviceQueue::Pop::kMalformed) {
+    o.Set("error", device_->error());
+    return o;
+  }
+  o.Set("head", chain_.head);
+  auto list = [&](const std::vector<DeviceBuffer>& bufs) {
+    Napi::Array a = Napi::Array::New(env, bufs.size());
+    for (uint32_t i = 0; i < bufs.size(); i++) {
+      Napi::Object b = Napi::Object::New(env);
+      b.Set("offset", static_cast<double>(bufs[i].data - data_->data()));
+      b.Set("length", bufs[i].len);
+      a.Set(i, b);
+    }
+    return a;
+  };
+  o.Set("readable", list(chain_.readable));
+  o.Set("writable", list(chain_.writable));
+  return o;
+})
+
+LOOPBACK_METHOD(DeviceCompleteAll, {
+  const double len = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
+  return Napi::Number::New(env, completeAll(static_cast<int64_t>(len)));
+})
+
+LOOPBACK_METHOD(DevicePush, {
+  device_->push(u32(info, 0), u32(info, 1));
+  return env.Undefined();
+})
+
+LOOPBACK_METHOD(DevicePublish, { return Napi::Boolean::New(env, device_->publish()); })
+LOOPBACK_METHOD(DeviceEnableNotify, { return Napi::Boolean::New(env, device_->enableNotifications()); })
+
+LOOPBACK_METHOD(DeviceJumpUsedIdx, {
+  device_->corruptUsedIdx(static_cast<uint16_t>(u32(info, 0)));
+  return env.Undefined();
+})
+
+LOOPBACK_METHOD(Drain, { return Napi::Number::New(env, driver_->drain(completions_, driver_->size())); })
+LOOPBACK_METHOD(EnableInterrupts, { return Napi::Boolean::New(env, driver_->enableInterrupts()); })
+
+LOOPBACK_METHOD(State, {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("broken", driver_->broken());
+  o.Set("reason", driver_->brokenReason());
+  o.Set("inFlight", driver_->inFlight());
+  o.Set("freeDescriptors", driver_->freeDescriptors());
+  return o;
+})
+
+LOOPBACK_METHOD(Abandon, {
+  auto tokens = driver_->abandonInFlight();
+  auto out = Napi::Uint32Array::New(env, tokens.size());
+  if (!tokens.empty()) std::memcpy(out.Data(), tokens.data(), tokens.size() * 4);
+  return out;
+})
+
+// Writes raw descriptor fields, as a hostile or buggy driver would (device-side robustness tests).
+LOOPBACK_METHOD(PokeDescriptor, {
+  const uint32_t index = u32(info, 0);
+  if (index >= driver_->size()) throwRangeError(env, "descriptor index out of range");
+  auto* d = reinterpret_cast<VringDesc*>(ringMem_->data()) + index;
+  if (!info[1].IsBigInt()) throwTypeError(env, "addr must be a bigint");
+  bool lossless;
+  d->addr = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  d->len = u32(info, 2);
+  d->flags = static_cast<uint16_t>(u32(info, 3));
+  d->next = static_cast<uint16_t>(u32(info, 4));
+  return env.Undefined();
+})
+
+// Appends `head` to the avail ring and moves avail->idx by `advance` (normally 1).
+LOOPBACK_METHOD(PokeAvail, {
+  const uint16_t num = driver_->size();
+  auto* avail = reinterpret_cast<uint16_t*>(ringMem_->data() + SplitRingLayout::forSize(num).availOffset);
+  const uint16_t idx = avail[1];
+  avail[2 + (idx & (num - 1))] = static_cast<uint16_t>(u32(info, 0));
+  storeRelease(&avail[1], static_cast<uint16_t>(idx + u32(info, 1)));
+  return env.Undefined();
+})
+
+// One N-API call per batch: submit, let the device side answer every chain, drain into `completions`.
+// Returns the number of completions (the ring benchmark's batch path).
+LOOPBACK_METHOD(RoundTrip, {
+  if (!info[0].IsTypedArray()) throwTypeError(env, "batch must be a Uint32Array");
+  auto batch = info[0].As<Napi::Uint32Array>();
+  submitBatch(batch.Data(), batch.ElementLength(), u32(info, 1));
+  driver_->publish();
+  completeAll(-1);
+  device_->publish();
+  return Napi::Number::New(env, static_cast<double>(driver_->drain(completions_, driver_->size())));
+})
+
+// The ring benchmark's limit: `iterations` rounds of `batch` one-segment chains submitted, consumed
+// by the device side, and drained, all in C++. Returns nanoseconds.
+LOOPBACK_METHOD(RunNative, {
+  const uint32_t iterations = u32(info, 0), batch = u32(info, 1);
+  std::vector<uint32_t> words;
+  for (uint32_t i = 0; i < batch; i++) words.insert(words.end(), {i, 1, 1, (i * 64) % 4096, 64, 1});
+  const auto t0 = std::chrono::steady_clock::now();
+  for (uint32_t it = 0; it < iterations; it++) {
+    const uint32_t added = submitBatch(words.data(), words.size(), batch);
+    driver_->publish();
+    completeAll(-1);
+    device_->publish();
+    uint32_t got = 0;
+    while (got < added) got += static_cast<uint32_t>(driver_->drain(completions_, driver_->size()));
+  }
+  const auto t1 = std::chrono::steady_clock::now();
+  return Napi::Number::New(env, static_cast<double>(std::chrono::nanoseconds(t1 - t0).count()));
+})
+
+}  // namespace vdpa

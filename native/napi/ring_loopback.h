@@ -1,0 +1,59 @@
+// RingLoopback: a driver-side and a device-side split ring sharing one region in this process, with no
+// transport and no threads. Ring tests use it to play a misbehaving device step by step; the ring
+// benchmark uses it to time the N-API batch path against the same loop in pure C++.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+
+#include "memory/memory_region.h"
+#include "ring/split_device_queue.h"
+#include "ring/split_driver_queue.h"
+
+namespace vdpa {
+
+class RingLoopback : public Napi::ObjectWrap<RingLoopback>, private GuestMemory {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static const napi_type_tag kTag;
+  explicit RingLoopback(const Napi::CallbackInfo& info);
+
+ private:
+  uint8_t* translate(uint64_t iova, uint64_t len) override;
+
+  Napi::Value Submit(const Napi::CallbackInfo& info);
+  Napi::Value Publish(const Napi::CallbackInfo& info);
+  Napi::Value DevicePop(const Napi::CallbackInfo& info);
+  Napi::Value DeviceCompleteAll(const Napi::CallbackInfo& info);
+  Napi::Value DevicePush(const Napi::CallbackInfo& info);
+  Napi::Value DevicePublish(const Napi::CallbackInfo& info);
+  Napi::Value DeviceEnableNotify(const Napi::CallbackInfo& info);
+  Napi::Value DeviceJumpUsedIdx(const Napi::CallbackInfo& info);
+  Napi::Value Drain(const Napi::CallbackInfo& info);
+  Napi::Value EnableInterrupts(const Napi::CallbackInfo& info);
+  Napi::Value State(const Napi::CallbackInfo& info);
+  Napi::Value Abandon(const Napi::CallbackInfo& info);
+  Napi::Value RunNative(const Napi::CallbackInfo& info);
+  Napi::Value RoundTrip(const Napi::CallbackInfo& info);
+  Napi::Value PokeDescriptor(const Napi::CallbackInfo& info);
+  Napi::Value PokeAvail(const Napi::CallbackInfo& info);
+
+  // Adds chains from a batch in the queue's layout; region handle 1 names the data area.
+  uint32_t submitBatch(const uint32_t* words, size_t nwords, uint32_t chains);
+  // Device side: pop everything, answer each chain with `len` bytes (or its writable size).
+  uint32_t completeAll(int64_t len);
+
+  static constexpr uint64_t kRingIova = 0x100000;
+  static constexpr uint64_t kDataIova = 0x40000000;
+  std::unique_ptr<MemoryRegion> ringMem_, data_;
+  std::unique_ptr<SplitDriverQueue> driver_;
+  std::unique_ptr<SplitDeviceQueue> device_;
+  std::vector<Segment> segs_;
+  DeviceChain chain_;
+  Napi::ObjectReference completionsRef_;
+  Completion* completions_ = nullptr;
+};
+
+}  // namespace vdpa

@@ -1,0 +1,108 @@
+// The N-API surface: one type-tagged ObjectWrap per native object. These classes convert and check
+// arguments and hand off to the core; they make no decisions of their own.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <vector>
+
+#include "device/virtio_device.h"
+#include "napi/fd_poll.h"
+
+namespace vdpa {
+
+// Rejects a receiver or argument that is not the native object it claims to be.
+void requireTag(const Napi::Env& env, const Napi::Value& v, const napi_type_tag& tag, const char* what);
+
+class QueueWrap;
+class RegionWrap;
+
+class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static const napi_type_tag kTag;
+  explicit DeviceWrap(const Napi::CallbackInfo& info);
+  ~DeviceWrap() override;
+
+  std::shared_ptr<VirtioDevice> device() const { return device_; }
+
+ private:
+  VirtioDevice& open(const Napi::Env& env);
+  void closeAll();
+  static void onConfigChange(void* self);
+
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Status(const Napi::CallbackInfo& info);
+  Napi::Value SetStatus(const Napi::CallbackInfo& info);
+  Napi::Value Negotiate(const Napi::CallbackInfo& info);
+  Napi::Value ReadConfig(const Napi::CallbackInfo& info);
+  Napi::Value WriteConfig(const Napi::CallbackInfo& info);
+  Napi::Value MaxQueueSize(const Napi::CallbackInfo& info);
+  Napi::Value CreateQueue(const Napi::CallbackInfo& info);
+  Napi::Value AllocRegion(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value OnConfigChange(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<VirtioDevice> device_;
+  std::vector<Napi::ObjectReference> queues_;  // closed with the device
+  std::vector<Napi::ObjectReference> regions_;  // weak: detached with the device
+  FdPoll* configPoll_ = nullptr;
+  Napi::FunctionReference configCallback_;
+};
+
+class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static const napi_type_tag kTag;
+  explicit QueueWrap(const Napi::CallbackInfo& info);
+  ~QueueWrap() override;
+
+  void init(std::shared_ptr<VirtioDevice> device, VirtQueue* queue, Napi::Function callback);
+  // Stops completion delivery (device closing); pending chains are left to abandon().
+  void stop();
+
+ private:
+  static void onCall(void* self);
+  VirtQueue& live(const Napi::Env& env);
+
+  Napi::Value Submit(const Napi::CallbackInfo& info);
+  Napi::Value Abandon(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+  Napi::Value InFlight(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<VirtioDevice> device_;
+  VirtQueue* queue_ = nullptr;
+  FdPoll* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+  Napi::ObjectReference completionsRef_;  // keeps the shared completion array alive
+  Completion* completions_ = nullptr;
+  std::vector<Segment> segs_;  // scratch for submit()
+  std::vector<uint32_t> abandoned_;  // tokens the device held when it closed
+  std::unique_ptr<Napi::AsyncContext> async_;
+};
+
+class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static const napi_type_tag kTag;
+  explicit RegionWrap(const Napi::CallbackInfo& info);
+  ~RegionWrap() override;
+
+  void init(Napi::Env env, std::shared_ptr<VirtioDevice> device, std::shared_ptr<MemoryRegion> region,
+            uint32_t handle);
+  // Unmaps from the device and detaches the ArrayBuffer so no JS view outlives the mapping.
+  void free(Napi::Env env);
+
+ private:
+  Napi::Value Free(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<VirtioDevice> device_;
+  std::shared_ptr<MemoryRegion> region_;
+  uint32_t handle_ = 0;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak
+};
+
+}  // namespace vdpa

@@ -1,0 +1,33 @@
+// mock:blk — a RAM disk speaking virtio-blk: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES, multiqueue.
+#pragma once
+
+#include "transport/mock/mock_model.h"
+
+namespace vdpa {
+
+// virtio-blk feature bits.
+constexpr unsigned kBlkFSizeMax = 1, kBlkFSegMax = 2, kBlkFRo = 5, kBlkFBlkSize = 6, kBlkFFlush = 9,
+                   kBlkFMq = 12, kBlkFDiscard = 13, kBlkFWriteZeroes = 14;
+
+class MockBlk final : public MockModel {
+ public:
+  explicit MockBlk(const MockOptions& opts);
+  ~MockBlk() override;
+
+  uint32_t deviceId() const override { return 2; }
+  uint64_t features() const override;
+  uint16_t numQueues() const override { return opts_.numQueues; }
+  std::vector<uint8_t> config() const override;
+  bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) override;
+
+ private:
+  uint8_t execute(uint32_t type, uint64_t sector, const DeviceChain& chain, uint64_t dataIn, uint64_t dataOut,
+                  uint32_t* written);
+  uint8_t zeroRanges(const DeviceChain& chain, uint64_t dataOut);
+
+  const MockOptions opts_;
+  uint8_t* disk_ = nullptr;  // private anonymous mapping: pages appear as they are written
+  uint64_t size_ = 0;
+};
+
+}  // namespace vdpa

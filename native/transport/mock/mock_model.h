@@ -1,0 +1,62 @@
+// A device model behind the mock transport: what a mock device is (config, features) and what it does
+// with the chains its queues receive. Models run on the mock's device thread only.
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "ring/split_device_queue.h"
+
+namespace vdpa {
+
+struct MockOptions {
+  std::string model;             // "blk" | "net"
+  uint64_t capacity = 64u << 20; // blk: bytes
+  uint16_t numQueues = 1;        // blk: request queues
+  uint16_t maxQueueSize = 1024;
+  uint32_t segMax = 126;         // blk: data segments per request
+  uint32_t sizeMax = 1u << 20;   // blk: bytes per segment
+  uint32_t blockSize = 512;
+  bool readOnly = false;
+  uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+  uint16_t mtu = 1500;
+  std::string fault;             // "" or one of the fault names the transport knows
+  uint32_t faultAfter = 0;       // completions to let through before the fault hits
+};
+
+// Byte-level access to a chain's scattered buffers, so models never assume how a driver split them.
+size_t copyFromBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, void* dst, size_t len);
+size_t copyToBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, const void* src, size_t len);
+size_t fillBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, uint8_t value, size_t len);
+
+// Finished chain, to be written to the used ring.
+struct UsedEntry {
+  uint16_t queue;
+  uint32_t id;
+  uint32_t len;
+};
+
+class MockModel {
+ public:
+  virtual ~MockModel() = default;
+  virtual uint32_t deviceId() const = 0;
+  virtual uint64_t features() const = 0;  // device-specific bits only
+  virtual uint16_t numQueues() const = 0;
+  virtual std::vector<uint8_t> config() const = 0;
+  virtual void writeConfig(uint32_t, const void*, uint32_t) {}
+  // Handles one chain from queue `q`. Returns true when the chain is finished now (`usedLen` set);
+  // false when the model keeps it to finish later through drainDeferred().
+  virtual bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) = 0;
+  // Finishes chains kept earlier, now that `q` may have new buffers. Appends to `done`.
+  virtual void drainDeferred(uint16_t q, SplitDeviceQueue& vq, std::vector<UsedEntry>& done) {
+    (void)q;
+    (void)vq;
+    (void)done;
+  }
+  // Forget every held chain (device reset).
+  virtual void reset() {}
+};
+
+}  // namespace vdpa

@@ -1,0 +1,49 @@
+#include "transport/mock/mock_net.h"
+
+namespace vdpa {
+
+std::vector<uint8_t> MockNet::config() const {
+  std::vector<uint8_t> c(12, 0);
+  std::memcpy(c.data(), opts_.mac, 6);
+  const uint16_t linkUp = 1, pairs = 1;
+  std::memcpy(c.data() + 6, &linkUp, 2);
+  std::memcpy(c.data() + 8, &pairs, 2);
+  std::memcpy(c.data() + 10, &opts_.mtu, 2);
+  return c;
+}
+
+bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
+  *usedLen = 0;
+  if (q == 0) {
+    rxBuffers_.push_back(chain);
+    return false;  // finished in drainDeferred once a frame is there
+  }
+  if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > 65535u) return true;  // drop
+  std::vector<uint8_t> frame(chain.readableBytes - kNetHdrLen);
+  copyFromBuffers(chain.readable, kNetHdrLen, frame.data(), frame.size());
+  if (backlog_.size() == kBacklogMax) backlog_.pop_front();
+  backlog_.push_back(std::move(frame));
+  return true;
+}
+
+void MockNet::drainDeferred(uint16_t q, SplitDeviceQueue&, std::vector<UsedEntry>& done) {
+  if (q != 0) return;
+  while (!backlog_.empty() && !rxBuffers_.empty()) {
+    const DeviceChain& rx = rxBuffers_.front();
+    const std::vector<uint8_t>& frame = backlog_.front();
+    uint32_t len = 0;
+    if (rx.writableBytes >= kNetHdrLen + frame.size()) {
+      uint8_t hdr[kNetHdrLen] = {};
+      hdr[10] = 1;  // num_buffers = 1
+      copyToBuffers(rx.writable, 0, hdr, kNetHdrLen);
+      copyToBuffers(rx.writable, kNetHdrLen, frame.data(), frame.size());
+      len = static_cast<uint32_t>(kNetHdrLen + frame.size());
+    }
+    // A frame too big for the buffer is dropped; the buffer comes back empty.
+    done.push_back(UsedEntry{0, rx.head, len});
+    backlog_.pop_front();
+    rxBuffers_.pop_front();
+  }
+}
+
+}  // namespace vdpa

@@ -1,0 +1,17 @@
+#include "transport/open_transport.h"
+
+#include "common/sys_error.h"
+#include "transport/mock/mock_transport.h"
+
+namespace vdpa {
+
+std::unique_ptr<Transport> openTransport(const std::string& spec, const TransportOptions& opts) {
+  if (spec.rfind("mock:", 0) == 0) {
+    MockOptions mock = opts.mock;
+    mock.model = spec.substr(5);
+    return std::make_unique<MockTransport>(spec, mock);
+  }
+  throwSys(ENODEV, "open", spec, "device specs are mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>");
+}
+
+}  // namespace vdpa
