@@ -16,6 +16,8 @@
         "native/transport/mock/mock_transport.cc",
         "native/transport/mock/mock_blk.cc",
         "native/transport/mock/mock_net.cc",
+        "native/transport/vhost_vdpa/vhost_vdpa_transport.cc",
+        "native/transport/vhost_vdpa/vdpa_netlink.cc",
         "native/device/virtio_device.cc",
         "native/bench/blk_loop.cc",
         "native/napi/errors.cc",

@@ -43,6 +43,8 @@ class DriverQueue {
   // Adds one chain (device-readable segments must come before device-writable ones). Returns false
   // when the ring has no room right now; throws SysError(EINVAL/E2BIG) for a chain that never fits.
   virtual bool add(const Segment* segs, uint32_t count, uint32_t token) = 0;
+  // The checks add() makes before it changes anything: throws for a chain add() would refuse.
+  virtual void validate(const Segment* segs, uint32_t count) const = 0;
   // Makes every chain added since the last call visible; returns whether the device needs a kick.
   virtual bool publish() = 0;
   // Moves up to `max` completed chains to `out`. A device that breaks the ring rules marks the queue

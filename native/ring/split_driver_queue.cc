@@ -47,8 +47,7 @@ SplitDriverQueue::SplitDriverQueue(const DriverQueueOptions& opts, RingMemory me
   storeRelaxed(usedEvent_, 0);
 }
 
-bool SplitDriverQueue::add(const Segment* segs, uint32_t count, uint32_t token) {
-  if (broken_) return false;
+uint32_t SplitDriverQueue::writableBytes(const Segment* segs, uint32_t count) const {
   if (count == 0) throwSys(EINVAL, "virtqueue_add", "", "a chain needs at least one buffer");
   uint64_t writable = 0;
   bool seenWritable = false;
@@ -62,12 +61,18 @@ bool SplitDriverQueue::add(const Segment* segs, uint32_t count, uint32_t token) 
     }
   }
   if (writable > UINT32_MAX) throwSys(E2BIG, "virtqueue_add", "", "chain writes more than 4 GiB");
-
   const bool indirect = indirectMax_ != 0 && count > 1 && count <= indirectMax_;
-  const uint32_t needed = indirect ? 1 : count;
   if (!indirect && count > num_)
     throwSys(E2BIG, "virtqueue_add", "",
              "chain of " + std::to_string(count) + " buffers is longer than the queue (" + std::to_string(num_) + ")");
+  return static_cast<uint32_t>(writable);
+}
+
+bool SplitDriverQueue::add(const Segment* segs, uint32_t count, uint32_t token) {
+  if (broken_) return false;
+  const uint32_t writable = writableBytes(segs, count);
+  const bool indirect = indirectMax_ != 0 && count > 1 && count <= indirectMax_;
+  const uint32_t needed = indirect ? 1 : count;
   if (needed > numFree_) return false;
 
   const uint16_t head = freeHead_;
@@ -99,7 +104,7 @@ bool SplitDriverQueue::add(const Segment* segs, uint32_t count, uint32_t token) 
     freeHead_ = idx;
   }
   numFree_ = static_cast<uint16_t>(numFree_ - needed);
-  heads_[head] = HeadState{token, static_cast<uint32_t>(writable), static_cast<uint16_t>(needed), true};
+  heads_[head] = HeadState{token, writable, static_cast<uint16_t>(needed), true};
   availRing_[availShadow_ & (num_ - 1)] = head;
   availShadow_++;
   inFlight_++;

@@ -2,6 +2,7 @@
 
 #include "common/sys_error.h"
 #include "transport/mock/mock_transport.h"
+#include "transport/vhost_vdpa/vhost_vdpa_transport.h"
 
 namespace vdpa {
 
@@ -11,6 +12,7 @@ std::unique_ptr<Transport> openTransport(const std::string& spec, const Transpor
     mock.model = spec.substr(5);
     return std::make_unique<MockTransport>(spec, mock);
   }
+  if (spec.rfind("/dev/vhost-vdpa-", 0) == 0) return std::make_unique<VhostVdpaTransport>(spec);
   throwSys(ENODEV, "open", spec, "device specs are mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>");
 }
 

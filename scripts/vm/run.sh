@@ -11,6 +11,7 @@
 #   --timeout SECONDS             kill the guest after this long (default 900)
 #   --mem SIZE / --smp N          guest memory (default 4G) / vCPUs (default 2)
 #   --9p-cache MODE               9p cache mode for the host root: loose (default), mmap, none
+#   --append ARGS                 extra guest kernel command line arguments
 #   -e NAME[=VALUE]               pass another environment variable to the command
 #   -v | --verbose                stream the guest console to stderr (default: only on failure)
 #   --results DIR                 use DIR (created if needed, never deleted) as the results dir, so the
@@ -27,7 +28,7 @@ set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 die() { echo "vdpa-vm: ERROR: $*" >&2; exit 1; }
 
-timeout_s=900 mem=4G smp=2 verbose=0 keep=0 results_dir=""
+append_extra="" timeout_s=900 mem=4G smp=2 verbose=0 keep=0 results_dir=""
 devs=() extra_env=() init_env=() nblk=0
 while (($#)); do
   case $1 in
@@ -52,6 +53,7 @@ while (($#)); do
       shift ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
+    --append) append_extra+=" $2"; shift 2 ;;
     --9p-cache) init_env+=("HOST_9P_CACHE=$2"); shift 2 ;;
     --smp) smp=$2; shift 2 ;;
     -e) extra_env+=("$2"); shift 2 ;;
@@ -59,7 +61,7 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --results) results_dir=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,25p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
     *) die "unknown option $1 (the command goes after --)" ;;
   esac
 done
@@ -80,6 +82,8 @@ if [[ -n $results_dir ]]; then
   keep=1
 else
   mkdir -p "$CACHE/runs"
+  # failed runs are kept for debugging; drop those older than a day
+  find "$CACHE/runs" -mindepth 1 -maxdepth 1 -name 'run.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
   RES=$(mktemp -d "$CACHE/runs/run.XXXXXX")
 fi
 echo "$RES" >"$RES/hostpath"
@@ -112,7 +116,7 @@ qemu=(qemu-system-x86_64
   -m "$mem" -smp "$smp"
   -display none -monitor none -serial stdio -no-reboot -nodefaults
   -kernel "$VMLINUZ" -initrd "$INITRD"
-  -append "console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=4 rdinit=/init"
+  -append "console=ttyS0 intel_iommu=on iommu=pt panic=-1 quiet loglevel=4 rdinit=/init$append_extra"
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
   -virtfs "local,path=$RES,mount_tag=results,security_model=none,multidevs=remap"
   "${devs[@]}")

@@ -149,8 +149,7 @@ build_initramfs() {
         if (w[i] == "") continue
         m = w[i]; gsub(/-/, "_", m)
         if (m in byname) visit(byname[m])
-        else if (m in builtin) print "builtin " m > "/dev/stderr"
-        else { print "MISSING " m > "/dev/stderr"; bad = 1 }
+        else if (!(m in builtin)) { print "vdpa-vm setup: module not found: " m > "/dev/stderr"; bad = 1 }
       }
       exit bad
     }' "$MODDIR/modules.builtin" "$MODDIR/modules.dep") || die "kernel $KVER lacks a required module"

@@ -1,0 +1,66 @@
+/** Virtio device type IDs (virtio 1.x section 5). */
+export const DeviceType = {
+  net: 1,
+  blk: 2,
+} as const;
+/** A virtio device type name this library knows. */
+export type DeviceTypeName = keyof typeof DeviceType;
+
+/** Device status bits (virtio 1.x section 2.1). */
+export const Status = {
+  ACKNOWLEDGE: 1,
+  DRIVER: 2,
+  DRIVER_OK: 4,
+  FEATURES_OK: 8,
+  DEVICE_NEEDS_RESET: 64,
+  FAILED: 128,
+} as const;
+
+/** Feature bits shared by all device types, as bit masks. */
+export const Feature = {
+  RING_INDIRECT_DESC: 1n << 28n,
+  RING_EVENT_IDX: 1n << 29n,
+  VERSION_1: 1n << 32n,
+  ACCESS_PLATFORM: 1n << 33n,
+  RING_PACKED: 1n << 34n,
+  IN_ORDER: 1n << 35n,
+} as const;
+
+/** virtio-blk feature bits, as bit masks. */
+export const BlkFeature = {
+  SIZE_MAX: 1n << 1n,
+  SEG_MAX: 1n << 2n,
+  GEOMETRY: 1n << 4n,
+  RO: 1n << 5n,
+  BLK_SIZE: 1n << 6n,
+  FLUSH: 1n << 9n,
+  TOPOLOGY: 1n << 10n,
+  CONFIG_WCE: 1n << 11n,
+  MQ: 1n << 12n,
+  DISCARD: 1n << 13n,
+  WRITE_ZEROES: 1n << 14n,
+} as const;
+
+/** virtio-net feature bits, as bit masks. */
+export const NetFeature = {
+  CSUM: 1n << 0n,
+  GUEST_CSUM: 1n << 1n,
+  MTU: 1n << 3n,
+  MAC: 1n << 5n,
+  MRG_RXBUF: 1n << 15n,
+  STATUS: 1n << 16n,
+  CTRL_VQ: 1n << 17n,
+  MQ: 1n << 22n,
+} as const;
+
+/** Names of the feature bits set in `features`, for logs and CLIs. */
+export function featureNames(features: bigint, deviceType?: number): string[] {
+  const tables: Record<string, bigint>[] = [Feature];
+  if (deviceType === DeviceType.blk) tables.push(BlkFeature);
+  if (deviceType === DeviceType.net) tables.push(NetFeature);
+  const names: string[] = [];
+  for (const table of tables) {
+    for (const [name, mask] of Object.entries(table)) if (features & mask) names.push(name);
+  }
+  return names;
+}

@@ -1,0 +1,307 @@
+import { EventEmitter } from 'node:events';
+import { DeviceType, Feature, Status } from './constants';
+import { VdpaError, vdpaError } from './errors';
+import { native, type NativeDevice, type NativeOpenOptions, type NativeRegion } from './native';
+import { QueueDriver, type ChainCallback } from './queue';
+import { checkBoolean, checkInteger, checkObject } from './validate';
+
+/** Options for {@link openDevice}; device-specific openers add their own. */
+export interface OpenOptions {
+  /** mock:blk only: disk size in bytes (multiple of 512). Default 64 MiB. */
+  capacity?: number;
+  /** mock:blk only: request queues the device offers. Default 1. */
+  deviceQueues?: number;
+  /** mock only: largest queue size the device accepts. Default 1024. */
+  maxQueueSize?: number;
+  /** mock:blk only: max data segments per request (seg_max). Default 126. */
+  segMax?: number;
+  /** mock:blk only: max bytes per data segment (size_max). Default 1 MiB. */
+  sizeMax?: number;
+  /** mock:blk only: logical block size reported in config. Default 512. */
+  blockSize?: number;
+  /** mock:blk only: offer VIRTIO_BLK_F_RO. */
+  readOnly?: boolean;
+  /** mock:net only: MAC address in config. */
+  mac?: Uint8Array;
+  /** mock:net only: MTU in config. Default 1500. */
+  mtu?: number;
+  /**
+   * mock only: make the device misbehave, for testing how the library defends itself. One of
+   * {@link mockFaults}.
+   */
+  fault?: string;
+  /** mock only: completions the device gets right before the fault starts. Default 0. */
+  faultAfter?: number;
+}
+
+/** Fault names a mock device accepts in {@link OpenOptions.fault}. */
+export const mockFaults: readonly string[] = Object.freeze([...native.mockFaults]);
+
+/** Options for {@link Device.allocBuffer}. */
+export interface AllocOptions {
+  /** Back the buffer with 2 MiB huge pages when the system has them (falls back silently). */
+  hugePages?: boolean;
+}
+
+const KNOWN_PREFIXES = ['mock:', '/dev/vhost-vdpa-', 'vfio:'];
+
+/**
+ * An open virtio device, before or after a driver has brought it up. {@link openBlk} and
+ * {@link openNet} build on it; {@link openDevice} returns one for inspection and low-level use.
+ *
+ * Emits `'configChange'` when the device signals a configuration change, and `'needsReset'` (with
+ * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET.
+ */
+export class Device extends EventEmitter {
+  /** The spec it was opened with: `'mock:blk'`, `'/dev/vhost-vdpa-0'`, `'vfio:0000:00:03.0'`. */
+  readonly path: string;
+  /** `'mock'`, `'vhost-vdpa'` or `'vfio'`. */
+  readonly transport: string;
+  /** Virtio device ID (1 = net, 2 = blk, ...). */
+  readonly deviceId: number;
+  /** `'net'`, `'blk'`, or `'unknown(N)'`. */
+  readonly deviceType: string;
+  readonly vendorId: number;
+  /** Feature bits the device offers. */
+  readonly deviceFeatures: bigint;
+  /** Number of virtqueues the device has. */
+  readonly maxQueues: number;
+  /** Bytes of device-specific configuration space. */
+  readonly configSize: number;
+  /** Feature bits agreed with the device (0n until a driver negotiated). */
+  features = 0n;
+
+  private readonly nativeDevice: NativeDevice;
+  private readonly regions = new WeakMap<ArrayBuffer, NativeRegion>();
+  private readonly queues: QueueDriver<unknown>[] = [];
+  private readonly internalRegions: NativeRegion[] = [];
+  private closedError: VdpaError | undefined;
+  private referenced = true;
+
+  /** @internal Use {@link openDevice}. */
+  constructor(path: string, options: OpenOptions = {}) {
+    super();
+    if (typeof path !== 'string') throw new TypeError('device path must be a string');
+    checkObject(options, 'options');
+    if (!KNOWN_PREFIXES.some((p) => path.startsWith(p)))
+      throw vdpaError(
+        'EINVAL',
+        'open',
+        path,
+        'unknown device spec',
+        'use mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>',
+      );
+    this.nativeDevice = new native.Device(path, toNativeOptions(options));
+    const info = this.nativeDevice.info();
+    this.path = path;
+    this.transport = info.transport;
+    this.deviceId = info.deviceId;
+    this.vendorId = info.vendorId;
+    this.deviceFeatures = info.deviceFeatures;
+    this.maxQueues = info.maxQueues;
+    this.configSize = info.configSize;
+    const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
+    this.deviceType = name ?? `unknown(${info.deviceId})`;
+    this.nativeDevice.onConfigChange(() => this.configChanged());
+  }
+
+  /** True once {@link close} was called or the device failed for good. */
+  get closed(): boolean {
+    return this.closedError !== undefined;
+  }
+
+  /** The device status byte (see {@link Status}). */
+  status(): number {
+    return this.live().status();
+  }
+
+  /** Reads `length` bytes of device configuration space at `offset`. */
+  readConfig(offset: number, length: number): Uint8Array {
+    checkInteger(offset, 'offset', 0, 0xffff);
+    checkInteger(length, 'length', 0, 4096);
+    if (offset + length > this.configSize)
+      throw new RangeError(`config space is ${this.configSize} bytes; cannot read ${length} at ${offset}`);
+    return this.live().readConfig(offset, length);
+  }
+
+  /** Writes bytes into device configuration space (device types that allow it). */
+  writeConfig(offset: number, data: Uint8Array): void {
+    checkInteger(offset, 'offset', 0, 0xffff);
+    if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
+    if (offset + data.length > this.configSize) throw new RangeError(`config space is ${this.configSize} bytes`);
+    this.live().writeConfig(offset, data);
+  }
+
+  /**
+   * Allocates a DMA buffer the device can reach directly: page-aligned, pinned, registered with the
+   * device's IOMMU. Reads and writes through such a buffer are zero-copy. It stays valid until
+   * {@link freeBuffer} or {@link close}; after that the view is detached (length 0).
+   */
+  allocBuffer(size: number, options: AllocOptions = {}): Uint8Array {
+    checkInteger(size, 'size', 1, 2 ** 40);
+    checkObject(options, 'options');
+    if (options.hugePages !== undefined) checkBoolean(options.hugePages, 'options.hugePages');
+    const region = this.live().allocRegion(size, options.hugePages === true);
+    this.regions.set(region.buffer, region);
+    return new Uint8Array(region.buffer, 0, size);
+  }
+
+  /** Unregisters and unmaps a buffer from {@link allocBuffer}. It must not be in use by a request. */
+  freeBuffer(buffer: Uint8Array): void {
+    const region = buffer instanceof Uint8Array ? this.regions.get(buffer.buffer as ArrayBuffer) : undefined;
+    if (!region) throw new TypeError('buffer was not allocated by this device');
+    this.regions.delete(region.buffer);
+    region.free();
+  }
+
+  /** @internal Where a buffer lives in device memory, or undefined for ordinary memory. */
+  dmaLocation(buffer: Uint8Array): { region: number; offset: number } | undefined {
+    const region = this.regions.get(buffer.buffer as ArrayBuffer);
+    return region ? { region: region.handle, offset: buffer.byteOffset } : undefined;
+  }
+
+  /** @internal Allocates memory only the library uses (headers, bounce buffers). */
+  allocInternal(size: number): { handle: number; bytes: Uint8Array } {
+    const region = this.live().allocRegion(size, false);
+    // Held for the device's lifetime: a collected region would be unmapped under the device.
+    this.internalRegions.push(region);
+    return { handle: region.handle, bytes: new Uint8Array(region.buffer) };
+  }
+
+  /**
+   * @internal Feature negotiation: offers `wanted` (plus VERSION_1 and ACCESS_PLATFORM) and
+   * returns what the device accepted.
+   */
+  negotiate(wanted: bigint): bigint {
+    this.features = this.live().negotiate(wanted);
+    return this.features;
+  }
+
+  /**
+   * @internal Sets up virtqueue `index` with `size` entries; `onChain` gets every completion.
+   * `keepAlive` says whether chains in flight should keep the process alive (receive buffers don't).
+   */
+  createQueue<C>(
+    index: number,
+    size: number,
+    onChain: ChainCallback<C>,
+    maxSegments: number,
+    keepAlive: () => boolean = () => true,
+  ): QueueDriver<C> {
+    let driver: QueueDriver<C> | undefined;
+    const nq = this.live().createQueue(index, size, (count, reason) => driver?.complete(count, reason));
+    driver = new QueueDriver<C>(
+      nq,
+      onChain,
+      () => this.referenced && keepAlive(),
+      (reason) =>
+        vdpaError(
+          'EPROTO',
+          `virtqueue ${index}`,
+          this.path,
+          `device broke the virtio rules: ${reason}`,
+          'the device or its driver is faulty; close and reopen it',
+        ),
+      maxSegments,
+    );
+    this.queues.push(driver as QueueDriver<unknown>);
+    return driver;
+  }
+
+  /** @internal Enables the queues and sets DRIVER_OK. */
+  start(): void {
+    this.live().start();
+  }
+
+  /** Lets the process exit while requests are in flight on this device. */
+  unref(): this {
+    this.referenced = false;
+    for (const q of this.queues) q.updateRef();
+    return this;
+  }
+
+  /** Undoes {@link unref}: requests in flight keep the process alive (the default). */
+  ref(): this {
+    this.referenced = true;
+    for (const q of this.queues) q.updateRef();
+    return this;
+  }
+
+  /**
+   * Resets the device, fails requests still in flight (code `'ECANCELED'`), and releases its memory.
+   * Buffers from {@link allocBuffer} become detached. Calling it again does nothing.
+   */
+  async close(): Promise<void> {
+    if (this.closedError) return;
+    this.shutDown(vdpaError('ECANCELED', 'close', this.path, 'the device was closed with the request in flight'));
+  }
+
+  /** @internal Throws the reason the device is unusable, if it is. */
+  live(): NativeDevice {
+    if (this.closedError) throw this.closedError;
+    return this.nativeDevice;
+  }
+
+  private shutDown(inFlightError: VdpaError): void {
+    this.closedError = vdpaError('EBADF', 'device', this.path, 'the device is closed');
+    this.nativeDevice.close();
+    for (const q of this.queues) q.fail(inFlightError);
+  }
+
+  private configChanged(): void {
+    if (this.closedError) return;
+    const status = this.nativeDevice.status();
+    if (status & Status.DEVICE_NEEDS_RESET) {
+      const err = vdpaError(
+        'EIO',
+        'virtio status',
+        this.path,
+        'the device needs a reset (DEVICE_NEEDS_RESET)',
+        'close the device and open it again',
+      );
+      for (const q of this.queues) q.fail(err);
+      this.emit('needsReset', err);
+      return;
+    }
+    this.emit('configChange');
+  }
+}
+
+function toNativeOptions(o: OpenOptions): NativeOpenOptions {
+  const n: NativeOpenOptions = {};
+  if (o.capacity !== undefined) {
+    checkInteger(o.capacity, 'capacity', 512, 2 ** 50);
+    if (o.capacity % 512 !== 0) throw new RangeError('capacity must be a multiple of 512');
+    n.capacity = o.capacity;
+  }
+  if (o.deviceQueues !== undefined) n.numQueues = checkInteger(o.deviceQueues, 'deviceQueues', 1, 64);
+  if (o.maxQueueSize !== undefined) n.maxQueueSize = checkInteger(o.maxQueueSize, 'maxQueueSize', 1, 32768);
+  if (o.segMax !== undefined) n.segMax = checkInteger(o.segMax, 'segMax', 1, 4096);
+  if (o.sizeMax !== undefined) n.sizeMax = checkInteger(o.sizeMax, 'sizeMax', 512, 2 ** 31);
+  if (o.blockSize !== undefined) n.blockSize = checkInteger(o.blockSize, 'blockSize', 512, 65536);
+  if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'readOnly');
+  if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mtu', 68, 65535);
+  if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'faultAfter', 0, 2 ** 32 - 1);
+  if (o.mac !== undefined) {
+    if (!(o.mac instanceof Uint8Array) || o.mac.length !== 6) throw new TypeError('mac must be a 6-byte Uint8Array');
+    n.mac = o.mac;
+  }
+  if (o.fault !== undefined) {
+    if (typeof o.fault !== 'string' || !mockFaults.includes(o.fault))
+      throw new RangeError(`fault must be one of ${mockFaults.join(', ')}`);
+    n.fault = o.fault;
+  }
+  return n;
+}
+
+/**
+ * Opens a virtio device without driving it: its identity, offered features and config space.
+ *
+ * @param path `'mock:blk'`, `'mock:net'`, `'/dev/vhost-vdpa-N'` or `'vfio:<pci address>'`.
+ */
+export async function openDevice(path: string, options: OpenOptions = {}): Promise<Device> {
+  return new Device(path, options);
+}
+
+/** Features every driver here asks for when the device offers them. */
+export const COMMON_FEATURES = Feature.RING_EVENT_IDX | Feature.RING_INDIRECT_DESC;

@@ -1,0 +1,10 @@
+/**
+ * vdpa: drive virtio devices (vhost-vdpa, VFIO virtio-pci, or the built-in mock devices) from Node.
+ *
+ * @packageDocumentation
+ */
+export { VdpaError, type VdpaErrorInfo } from './errors';
+export { DeviceType, type DeviceTypeName, Status, Feature, BlkFeature, NetFeature, featureNames } from './constants';
+export { Device, openDevice, mockFaults, type OpenOptions, type AllocOptions } from './device';
+export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
+export { NetDevice, openNet, type NetOptions } from './net';

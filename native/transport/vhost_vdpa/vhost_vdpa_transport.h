@@ -1,0 +1,160 @@
+// The vhost-vdpa transport: a vDPA device (hardware, or a VDUSE device served by a userspace daemon)
+// reached through /dev/vhost-vdpa-N. Control = vhost ioctls; memory = IOTLB messages written to the
+// fd (vhost-vdpa treats every ring/buffer address as an IOVA); notifications = kick/call eventfds, or
+// the device's doorbell page when it offers one.
+//
+// Bring-up order (the kernel and VDUSE depend on it): SET_OWNER before any IOTLB message, backend
+// features, then the virtio status dance driven by VirtioDevice; per queue CALL/NUM/BASE/ADDR/KICK;
+// SET_VRING_ENABLE before DRIVER_OK unless the device offers VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK,
+// in which case enables are deferred until DRIVER_OK has been written.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "transport/transport.h"
+
+namespace vdpa {
+
+class VhostVdpaTransport final : public Transport {
+ public:
+  explicit VhostVdpaTransport(std::string path);
+  ~VhostVdpaTransport() override;
+  VhostVdpaTransport(const VhostVdpaTransport&) = delete;
+  VhostVdpaTransport& operator=(const VhostVdpaTransport&) = delete;
+
+  const char* kind() const override { return "vhost-vdpa"; }
+  const std::string& path() const override { return path_; }
+
+  uint32_t deviceId() override { return deviceId_; }
+  // Not part of the vhost uAPI: read once over the vdpa generic-netlink family; 0 when unknown.
+  uint32_t vendorId() override;
+  uint64_t deviceFeatures() override { return deviceFeatures_; }
+  void setDriverFeatures(uint64_t features) override;
+  uint8_t status() override;
+  void setStatus(uint8_t status) override;
+  // Teardown (suspend, save ring bases, status 0 read back as 0), then forgets queue setup. DMA
+  // mappings stay: the core owns them and unmaps them itself.
+  void reset() override;
+
+  uint32_t configSize() override { return configSize_; }
+  void readConfig(uint32_t offset, void* buf, uint32_t len) override;
+  void writeConfig(uint32_t offset, const void* buf, uint32_t len) override;
+  int configChangeFd() override { return configFd_.get(); }
+
+  uint16_t maxQueues() override { return maxQueues_; }
+  uint16_t maxQueueSize(uint16_t) override { return maxQueueSize_; }
+
+  IovaRange iovaRange() override { return iovaRange_; }
+  uint64_t iovaAlignment() override { return pageSize_; }
+  void mapDma(uint64_t iova, void* host, uint64_t len) override;
+  void unmapDma(uint64_t iova, uint64_t len) override;
+
+  void setupQueue(const QueueAddresses& a, int callFd) override;
+  void enableQueue(uint16_t index) override;
+  void notify(uint16_t index) override;
+
+  // ---- vhost-vdpa specifics (not in the base interface)
+
+  // The negotiated VHOST_BACKEND_F_* set (bit n = feature n) and what the kernel offered.
+  uint64_t backendFeatures() const { return backendFeatures_; }
+  uint64_t offeredBackendFeatures() const { return offeredBackendFeatures_; }
+  bool hasBackendFeature(unsigned bitNumber) const { return (backendFeatures_ >> bitNumber) & 1; }
+
+  // Groups IOTLB updates so the parent applies them in one go (VHOST_IOTLB_BATCH_BEGIN/END). Nests;
+  // a no-op pair when IOTLB_BATCH was not negotiated. Returns whether batching is really in effect.
+  bool beginDmaBatch();
+  void endDmaBatch();
+
+  // VHOST_VDPA_SUSPEND / RESUME; EOPNOTSUPP when the backend feature was not negotiated.
+  void suspend();
+  void resume();
+  // VHOST_GET_VRING_BASE: the device's next avail index (split) for queue `index`.
+  uint32_t getVringBase(uint16_t index);
+  // The ring bases saved by the last teardown (reset) for queues that were running; -1 if none.
+  int64_t savedVringBase(uint16_t index) const;
+  uint32_t vqGroup(uint16_t index);
+  uint32_t groupCount();
+  uint32_t asidCount();
+  void setGroupAsid(uint32_t group, uint32_t asid);
+  // Whether notify(index) writes the device's doorbell page instead of the kick eventfd.
+  bool hasDoorbell(uint16_t index) const { return index < doorbells_.size() && doorbells_[index].valid(); }
+  // Number of live DMA mappings (for tests and diagnostics).
+  size_t mappingCount() const { return mappings_.size(); }
+
+ private:
+  // One page of the vhost-vdpa fd mapped write-only: a queue's doorbell. munmap'd on destruction.
+  class MappedPage {
+   public:
+    MappedPage() = default;
+    MappedPage(void* p, size_t len) : p_(p), len_(len) {}
+    MappedPage(MappedPage&& o) noexcept;
+    MappedPage& operator=(MappedPage&& o) noexcept;
+    MappedPage(const MappedPage&) = delete;
+    MappedPage& operator=(const MappedPage&) = delete;
+    ~MappedPage() { release(); }
+    bool valid() const { return p_ != nullptr; }
+    void* get() const { return p_; }
+
+   private:
+    void release() noexcept;
+    void* p_ = nullptr;
+    size_t len_ = 0;
+  };
+
+  struct Queue {
+    bool bound = false;  // eventfds were (maybe partly) handed to the kernel
+    bool setUp = false;
+    bool enabled = false;
+    bool enablePending = false;  // deferred until DRIVER_OK (ENABLE_AFTER_DRIVER_OK)
+    uint16_t size = 0;
+    UniqueFd kickFd;
+    int64_t savedBase = -1;
+  };
+  struct Mapping {
+    uint64_t len;
+    uint64_t uaddr;
+  };
+
+  // ioctl on the device fd, retried on EINTR; throws SysError "ioctl(<name>)" with `hint` (or a
+  // generic one) on failure.
+  void ioctlOrThrow(unsigned long request, void* arg, const char* name, const std::string& hint = "");
+  // Same, but returns the errno (0 on success) instead of throwing.
+  int ioctlQuiet(unsigned long request, void* arg);
+  std::string defaultHint(int err) const;
+  // Writes one struct vhost_msg_v2 to the fd; returns 0 or the errno.
+  int writeIotlb(uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr);
+  std::string rangeText() const;
+  Queue& queueChecked(uint16_t index, const char* what);
+  void enableNow(uint16_t index);
+  void probeDoorbell(uint16_t index);
+  // The shared part of reset() and the destructor. `strict` throws when status 0 is not reached.
+  void teardown(bool strict);
+  void invalidateAll() noexcept;
+
+  const std::string path_;
+  UniqueFd fd_;
+  UniqueFd configFd_;
+  uint64_t pageSize_ = 4096;
+  uint64_t offeredBackendFeatures_ = 0;
+  uint64_t backendFeatures_ = 0;
+  IovaRange iovaRange_{0, ~uint64_t{0}};
+  uint32_t deviceId_ = 0;
+  uint64_t deviceFeatures_ = 0;
+  uint32_t configSize_ = 0;
+  uint16_t maxQueues_ = 0;
+  uint16_t maxQueueSize_ = 0;
+  bool vendorIdKnown_ = false;
+  uint32_t vendorId_ = 0;
+  std::vector<Queue> queues_;
+  std::vector<MappedPage> doorbells_;       // per queue; probed once, kept for the fd's lifetime
+  std::vector<bool> doorbellProbed_;
+  std::map<uint64_t, Mapping> mappings_;    // iova -> live mapping
+  unsigned batchDepth_ = 0;
+};
+
+}  // namespace vdpa
