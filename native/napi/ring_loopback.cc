@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "napi/batch.h"
 #include "napi/errors.h"
 #include "napi/wraps.h"
 
@@ -74,23 +75,15 @@ uint8_t* RingLoopback::translate(uint64_t iova, uint64_t len) {
   return nullptr;
 }
 
-uint32_t RingLoopback::submitBatch(const uint32_t* w, size_t words, uint32_t chains) {
-  size_t pos = 0;
-  uint32_t accepted = 0;
-  for (; accepted < chains; accepted++) {
-    if (pos + 2 > words) break;
-    const uint32_t token = w[pos], count = w[pos + 1];
-    if (count == 0 || pos + 2 + size_t{count} * 4 > words) break;
-    segs_.resize(count);
-    for (uint32_t s = 0; s < count; s++) {
-      const uint32_t* e = w + pos + 2 + s * 4;
-      if (e[0] != 1 || !data_->contains(e[1], e[2])) throwSys(ERANGE, "submit", "", "segment outside the data area");
-      segs_[s] = Segment{kDataIova + e[1], e[2], (e[3] & 1) != 0};
-    }
-    if (!driver_->add(segs_.data(), count, token)) break;
-    pos += 2 + size_t{count} * 4;
-  }
-  return accepted;
+uint32_t RingLoopback::submitBatch(Napi::Env env, const uint32_t* w, size_t words, uint32_t chains) {
+  decodeBatch(env, w, words, chains, *driver_,
+              [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
+                if (r != 1 || len == 0 || !data_->contains(off, len)) return false;
+                *iova = kDataIova + off;
+                return true;
+              },
+              batch_);
+  return addBatch(*driver_, batch_);
 }
 
 uint32_t RingLoopback::completeAll(int64_t len) {
@@ -114,7 +107,7 @@ uint32_t RingLoopback::completeAll(int64_t len) {
 LOOPBACK_METHOD(Submit, {
   if (!info[0].IsTypedArray()) throwTypeError(env, "batch must be a Uint32Array");
   auto batch = info[0].As<Napi::Uint32Array>();
-  return Napi::Number::New(env, submitBatch(batch.Data(), batch.ElementLength(), u32(info, 1)));
+  return Napi::Number::New(env, submitBatch(env, batch.Data(), batch.ElementLength(), u32(info, 1)));
 })
 
 LOOPBACK_METHOD(Publish, { return Napi::Boolean::New(env, driver_->publish()); })
@@ -210,7 +203,7 @@ LOOPBACK_METHOD(PokeAvail, {
 LOOPBACK_METHOD(RoundTrip, {
   if (!info[0].IsTypedArray()) throwTypeError(env, "batch must be a Uint32Array");
   auto batch = info[0].As<Napi::Uint32Array>();
-  submitBatch(batch.Data(), batch.ElementLength(), u32(info, 1));
+  submitBatch(env, batch.Data(), batch.ElementLength(), u32(info, 1));
   driver_->publish();
   completeAll(-1);
   device_->publish();
@@ -225,7 +218,7 @@ LOOPBACK_METHOD(RunNative, {
   for (uint32_t i = 0; i < batch; i++) words.insert(words.end(), {i, 1, 1, (i * 64) % 4096, 64, 1});
   const auto t0 = std::chrono::steady_clock::now();
   for (uint32_t it = 0; it < iterations; it++) {
-    const uint32_t added = submitBatch(words.data(), words.size(), batch);
+    const uint32_t added = submitBatch(env, words.data(), words.size(), batch);
     driver_->publish();
     completeAll(-1);
     device_->publish();

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "memory/memory_region.h"
+#include "napi/batch.h"
 #include "ring/split_device_queue.h"
 #include "ring/split_driver_queue.h"
 
@@ -41,7 +42,7 @@ class RingLoopback : public Napi::ObjectWrap<RingLoopback>, private GuestMemory 
   Napi::Value PokeAvail(const Napi::CallbackInfo& info);
 
   // Adds chains from a batch in the queue's layout; region handle 1 names the data area.
-  uint32_t submitBatch(const uint32_t* words, size_t nwords, uint32_t chains);
+  uint32_t submitBatch(Napi::Env env, const uint32_t* words, size_t nwords, uint32_t chains);
   // Device side: pop everything, answer each chain with `len` bytes (or its writable size).
   uint32_t completeAll(int64_t len);
 
@@ -50,7 +51,7 @@ class RingLoopback : public Napi::ObjectWrap<RingLoopback>, private GuestMemory 
   std::unique_ptr<MemoryRegion> ringMem_, data_;
   std::unique_ptr<SplitDriverQueue> driver_;
   std::unique_ptr<SplitDeviceQueue> device_;
-  std::vector<Segment> segs_;
+  DecodedBatch batch_;
   DeviceChain chain_;
   Napi::ObjectReference completionsRef_;
   Completion* completions_ = nullptr;

@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "napi/addon_data.h"
+#include "napi/batch.h"
 #include "napi/errors.h"
 #include "transport/open_transport.h"
 
@@ -378,33 +379,12 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
     const size_t words = batch.ElementLength();
     if (q.ring->broken()) throw makeVdpaError(env, SysError(EPROTO, "virtqueue", device_->transport().path(),
                                                             "EPROTO: queue is broken: " + q.ring->brokenReason()));
-    // Check every chain before adding any, so a bad batch leaves the ring untouched.
-    segs_.clear();
-    chainStarts_.clear();
-    size_t pos = 0;
-    for (uint32_t c = 0; c < chains; c++) {
-      if (pos + 2 > words) throwRangeError(env, "batch is shorter than its chain count");
-      const uint32_t count = w[pos + 1];
-      if (count == 0 || count > 4096 || pos + 2 + size_t{count} * 4 > words)
-        throwRangeError(env, "chain " + std::to_string(c) + " has a bad segment count");
-      chainStarts_.push_back(segs_.size());
-      for (uint32_t s = 0; s < count; s++) {
-        const uint32_t* e = w + pos + 2 + s * 4;
-        Segment seg{0, e[2], (e[3] & 1) != 0};
-        if (!device_->translate(e[0], e[1], e[2], &seg.addr))
-          throwRangeError(env, "chain " + std::to_string(c) + " segment " + std::to_string(s) +
-                                   " is not inside a live region of this device");
-        segs_.push_back(seg);
-      }
-      q.ring->validate(segs_.data() + chainStarts_.back(), count);
-      pos += 2 + size_t{count} * 4;
-    }
-    uint32_t accepted = 0;
-    for (pos = 0; accepted < chains; accepted++) {
-      const uint32_t count = w[pos + 1];
-      if (!q.ring->add(segs_.data() + chainStarts_[accepted], count, w[pos])) break;
-      pos += 2 + size_t{count} * 4;
-    }
+    decodeBatch(env, w, words, chains, *q.ring,
+                [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
+                  return device_->translate(r, off, len, iova);
+                },
+                batch_);
+    const uint32_t accepted = addBatch(*q.ring, batch_);
     device_->publish(q);
     return Napi::Number::New(env, accepted);
   });

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "device/virtio_device.h"
+#include "napi/batch.h"
 #include "napi/fd_poll.h"
 
 namespace vdpa {
@@ -79,8 +80,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::FunctionReference callback_;
   Napi::ObjectReference completionsRef_;  // keeps the shared completion array alive
   Completion* completions_ = nullptr;
-  std::vector<Segment> segs_;         // scratch for submit()
-  std::vector<size_t> chainStarts_;   // scratch for submit()
+  DecodedBatch batch_;  // scratch for submit()
   std::vector<uint32_t> abandoned_;  // tokens the device held when it closed
   std::unique_ptr<Napi::AsyncContext> async_;
 };

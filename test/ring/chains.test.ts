@@ -1,0 +1,285 @@
+// Chain construction on the driver side: indirect descriptors, chain validation, ring-full
+// behaviour, and the loopback constructor's argument checks.
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import {
+  ChainSpec,
+  RingLoopback,
+  addon,
+  assertThrowsCode,
+  drainPairs,
+  encode,
+  newLoopback,
+  popChain,
+  simpleChain,
+  submit,
+  writableBytes,
+} from './loopback';
+
+const FIVE: ChainSpec = {
+  token: 0xabc,
+  segs: [
+    { offset: 0, length: 10, writable: false },
+    { offset: 128, length: 20, writable: false },
+    { offset: 512, length: 30, writable: true },
+    { offset: 1024, length: 40, writable: true },
+    { offset: 4096, length: 50, writable: true },
+  ],
+};
+
+/** Publishes, lets the device answer everything with its writable size, and drains. */
+function roundTrip(lb: RingLoopback): [number, number][] {
+  lb.publish();
+  lb.deviceCompleteAll();
+  lb.devicePublish();
+  return drainPairs(lb);
+}
+
+function assertIdle(lb: RingLoopback, size: number): void {
+  assert.deepEqual(lb.state(), { broken: false, reason: '', inFlight: 0, freeDescriptors: size });
+}
+
+/** Submits FIVE, checks descriptor use and what the device sees, and completes it. */
+function fiveSegments(lb: RingLoopback, size: number, descriptors: number): void {
+  assert.equal(submit(lb, [FIVE]), 1);
+  assert.deepEqual(lb.state(), { broken: false, reason: '', inFlight: 1, freeDescriptors: size - descriptors });
+  assert.equal(lb.publish(), true);
+  const c = popChain(lb);
+  assert.ok(c.head >= 0 && c.head < size);
+  assert.deepEqual(c.readable, [
+    { offset: 0, length: 10 },
+    { offset: 128, length: 20 },
+  ]);
+  assert.deepEqual(c.writable, [
+    { offset: 512, length: 30 },
+    { offset: 1024, length: 40 },
+    { offset: 4096, length: 50 },
+  ]);
+  assert.equal(lb.devicePop(), undefined);
+  lb.devicePush(c.head, 120);
+  lb.devicePublish();
+  assert.deepEqual(drainPairs(lb), [[0xabc, 120]]);
+  assertIdle(lb, size);
+}
+
+describe('indirect descriptors', () => {
+  it('a 5-segment chain takes exactly one ring descriptor when indirectMax >= 5', () => {
+    fiveSegments(newLoopback(8, false, 8), 8, 1);
+    fiveSegments(newLoopback(8, true, 5), 8, 1);
+  });
+
+  it('without indirect the same chain takes 5 descriptors', () => {
+    fiveSegments(newLoopback(8, false, 0), 8, 5);
+  });
+
+  it('a chain longer than indirectMax falls back to direct descriptors', () => {
+    fiveSegments(newLoopback(8, false, 4), 8, 5);
+  });
+
+  it('every ring slot can hold an indirect chain, each with its own table', () => {
+    const size = 8;
+    const lb = newLoopback(size, true, 6);
+    const chains: ChainSpec[] = [];
+    for (let t = 0; t < size + 1; t++) {
+      const segs = [];
+      for (let i = 0; i < 6; i++) segs.push({ offset: t * 1024 + i * 64, length: 1 + t * 6 + i, writable: i >= 2 });
+      chains.push({ token: 1000 + t, segs });
+    }
+    assert.equal(submit(lb, chains), size, 'ring full after `size` indirect chains');
+    assert.equal(lb.state().freeDescriptors, 0);
+    lb.publish();
+    const heads = new Set<number>();
+    for (let t = 0; t < size; t++) {
+      const c = popChain(lb);
+      heads.add(c.head);
+      const got = [...c.readable, ...c.writable].map((b) => [b.offset, b.length]);
+      assert.deepEqual(
+        got,
+        chains[t].segs.map((s) => [s.offset, s.length]),
+        `chain ${t} sees its own table`,
+      );
+      assert.equal(c.readable.length, 2);
+    }
+    assert.equal(heads.size, size);
+    assert.equal(lb.devicePop(), undefined);
+    for (const h of [...heads].reverse()) lb.devicePush(h, 0);
+    lb.devicePublish();
+    assert.equal(drainPairs(lb).length, size);
+    assertIdle(lb, size);
+    assert.equal(lb.submit(encode([chains[size]]), 1), 1, 'the left-over chain fits now');
+    assert.deepEqual(roundTrip(lb), [[1000 + size, writableBytes(chains[size])]]);
+  });
+
+  it('a chain longer than the queue works when it fits in an indirect table', () => {
+    const lb = newLoopback(4, false, 8);
+    const chain = simpleChain(5, 3, 5);
+    assert.equal(submit(lb, [chain]), 1);
+    assert.equal(lb.state().freeDescriptors, 3);
+    lb.publish();
+    const c = popChain(lb);
+    assert.equal(c.readable.length, 3);
+    assert.equal(c.writable.length, 5);
+    lb.devicePush(c.head, writableBytes(chain));
+    lb.devicePublish();
+    assert.deepEqual(drainPairs(lb), [[5, writableBytes(chain)]]);
+    assertIdle(lb, 4);
+  });
+
+  it('a chain longer than both the queue and indirectMax is rejected with E2BIG', () => {
+    for (const indirectMax of [0, 2, 4]) {
+      const lb = newLoopback(4, true, indirectMax);
+      assertThrowsCode(() => submit(lb, [simpleChain(1, 2, 3)]), 'E2BIG', /longer than the queue/);
+      assertIdle(lb, 4);
+      // The queue is still usable.
+      assert.equal(submit(lb, [simpleChain(2, 1, 1)]), 1);
+      assert.deepEqual(roundTrip(lb), [[2, 17]]);
+    }
+  });
+
+  it('a chain of exactly the queue size works without indirect', () => {
+    for (const size of [1, 4, 16]) {
+      const lb = newLoopback(size, false, 0);
+      const chain = simpleChain(77, size >> 1, size - (size >> 1), 8);
+      assert.equal(submit(lb, [chain, simpleChain(78, 0, 1)]), 1, 'the second chain does not fit');
+      assert.equal(lb.state().freeDescriptors, 0);
+      lb.publish();
+      const c = popChain(lb);
+      assert.equal(c.readable.length + c.writable.length, size);
+      lb.devicePush(c.head, writableBytes(chain));
+      lb.devicePublish();
+      assert.deepEqual(drainPairs(lb), [[77, writableBytes(chain)]]);
+      assertIdle(lb, size);
+      assert.equal(submit(lb, [simpleChain(78, 0, 1)]), 1);
+      assert.deepEqual(roundTrip(lb), [[78, 16]]);
+    }
+  });
+});
+
+describe('chain rules', () => {
+  it('a chain with zero segments is rejected with an error, not mistaken for a full ring', () => {
+    const lb = newLoopback(8, false, 0);
+    assert.throws(() => lb.submit(new Uint32Array([9, 0]), 1), { name: 'RangeError', message: /bad segment count/ });
+    assertIdle(lb, 8);
+  });
+
+  it('a zero-length segment is rejected with a RangeError', () => {
+    for (const indirectMax of [0, 8]) {
+      const lb = newLoopback(8, false, indirectMax);
+      const chain = simpleChain(1, 1, 2);
+      chain.segs[1].length = 0;
+      assert.throws(() => submit(lb, [chain]), { name: 'RangeError', message: /zero-length/ });
+      assertIdle(lb, 8);
+      assert.equal(submit(lb, [simpleChain(2, 1, 2)]), 1, 'queue still usable');
+      assert.equal(roundTrip(lb).length, 1);
+    }
+  });
+
+  it('a device-readable segment after a device-writable one is rejected with EINVAL', () => {
+    for (const indirectMax of [0, 8]) {
+      const lb = newLoopback(8, true, indirectMax);
+      const chain: ChainSpec = {
+        token: 1,
+        segs: [
+          { offset: 0, length: 8, writable: false },
+          { offset: 64, length: 8, writable: true },
+          { offset: 128, length: 8, writable: false },
+        ],
+      };
+      assertThrowsCode(() => submit(lb, [chain]), 'EINVAL', /readable buffers must come before/);
+      assertIdle(lb, 8);
+    }
+  });
+
+  it('a segment outside the data area or in another region is rejected', () => {
+    const lb = newLoopback(8, false, 0, 8192);
+    const size = lb.data.byteLength;
+    assert.ok(size >= 8192);
+    const cases: Uint32Array[] = [
+      new Uint32Array([1, 1, 1, size - 8, 16, 1]), // runs past the end
+      new Uint32Array([1, 1, 1, size, 1, 0]), // starts at the end
+      new Uint32Array([1, 1, 1, 0xffffffff, 2, 0]), // offset + len wraps 32 bits
+      new Uint32Array([1, 1, 2, 0, 16, 1]), // region handle 2 does not exist
+    ];
+    for (const batch of cases) {
+      assert.throws(() => lb.submit(batch, 1), { name: 'RangeError', message: /not inside a live region/ });
+      assertIdle(lb, 8);
+    }
+    // The very last bytes of the area are fine.
+    assert.equal(lb.submit(new Uint32Array([1, 1, 1, size - 16, 16, 1]), 1), 1);
+    lb.publish();
+    assert.deepEqual(popChain(lb).writable, [{ offset: size - 16, length: 16 }]);
+  });
+
+  it('readable-only and writable-only chains are accepted', () => {
+    const lb = newLoopback(8, false, 0);
+    assert.equal(submit(lb, [simpleChain(1, 2, 0), simpleChain(2, 0, 2)]), 2);
+    assert.deepEqual(roundTrip(lb), [
+      [1, 0],
+      [2, 16 + 17],
+    ]);
+  });
+
+  it('ring full: submit takes what fits, the rest fits after completions', () => {
+    const lb = newLoopback(4, true, 0);
+    const chains: ChainSpec[] = [];
+    for (let t = 0; t < 6; t++) chains.push(simpleChain(t, 0, 1));
+    const batch = encode(chains);
+    assert.equal(lb.submit(batch, 6), 4);
+    assert.equal(lb.state().freeDescriptors, 0);
+    assert.equal(lb.submit(batch.subarray(4 * 6), 2), 0, 'still full');
+    assert.deepEqual(
+      roundTrip(lb).map(([t]) => t),
+      [0, 1, 2, 3],
+    );
+    assert.equal(lb.submit(batch.subarray(4 * 6), 2), 2);
+    assert.deepEqual(
+      roundTrip(lb).map(([t]) => t),
+      [4, 5],
+    );
+    assertIdle(lb, 4);
+  });
+
+  it('ring full with multi-descriptor chains stops at the first chain that does not fit', () => {
+    const lb = newLoopback(8, false, 0);
+    const three = (t: number): ChainSpec => simpleChain(t, 1, 2);
+    // 3 + 3 fit, the third 3-descriptor chain does not; the 1-descriptor chain after it is not tried.
+    assert.equal(submit(lb, [three(1), three(2), three(3), simpleChain(4, 0, 1)]), 2);
+    assert.deepEqual(lb.state(), { broken: false, reason: '', inFlight: 2, freeDescriptors: 2 });
+    assert.equal(submit(lb, [three(3)]), 0);
+    assert.equal(submit(lb, [simpleChain(5, 1, 1)]), 1, 'a 2-descriptor chain fits in the last 2');
+    assert.equal(lb.state().freeDescriptors, 0);
+    assert.deepEqual(
+      roundTrip(lb).map(([t]) => t),
+      [1, 2, 5],
+    );
+    assert.equal(submit(lb, [three(3), simpleChain(4, 0, 1)]), 2);
+    assert.deepEqual(
+      roundTrip(lb).map(([t]) => t),
+      [3, 4],
+    );
+    assertIdle(lb, 8);
+  });
+
+  it('submit of zero chains accepts nothing and publish has nothing to kick', () => {
+    const lb = newLoopback(4, false, 0);
+    assert.equal(lb.submit(new Uint32Array(0), 0), 0);
+    assert.equal(lb.publish(), false);
+    assertIdle(lb, 4);
+  });
+});
+
+describe('RingLoopback arguments', () => {
+  it('rejects sizes that are not a power of two up to 32768', () => {
+    for (const size of [0, 3, 6, 100, 65536, 1 << 20]) {
+      assert.throws(() => new addon.RingLoopback(size, false, 0, 4096), RangeError, `size ${size}`);
+    }
+    assert.throws(() => new addon.RingLoopback(8, false, 5000, 4096), RangeError);
+    for (const size of [1, 2, 32768]) assertIdle(newLoopback(size, false, 0), size);
+  });
+
+  it('rejects a batch that is not a Uint32Array', () => {
+    const lb = newLoopback(4, false, 0);
+    assert.throws(() => lb.submit([1, 1, 1, 0, 16, 1] as unknown as Uint32Array, 1), TypeError);
+    assertIdle(lb, 4);
+  });
+});

@@ -1,0 +1,205 @@
+// Shared helper for the ring tests: loads the addon and types the part of it the tests use
+// (RingLoopback and needEvent), plus small builders for submit() batches.
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export interface DeviceBuf {
+  offset: number;
+  length: number;
+}
+
+export interface DeviceChainView {
+  head: number;
+  readable: DeviceBuf[];
+  writable: DeviceBuf[];
+}
+
+export type DevicePopResult = undefined | { error: string } | DeviceChainView;
+
+export interface LoopbackState {
+  broken: boolean;
+  reason: string;
+  inFlight: number;
+  freeDescriptors: number;
+}
+
+export interface RingLoopback {
+  readonly data: ArrayBuffer;
+  readonly completions: Uint32Array;
+  submit(batch: Uint32Array, chainCount: number): number;
+  publish(): boolean;
+  drain(): number;
+  enableInterrupts(): boolean;
+  state(): LoopbackState;
+  abandon(): Uint32Array;
+  devicePop(): DevicePopResult;
+  deviceCompleteAll(len?: number): number;
+  devicePush(id: number, len: number): void;
+  devicePublish(): boolean;
+  deviceEnableNotify(): boolean;
+  deviceJumpUsedIdx(delta: number): void;
+  pokeDescriptor(index: number, addr: bigint, len: number, flags: number, next: number): void;
+  pokeAvail(head: number, advance: number): void;
+}
+
+export interface RingAddon {
+  RingLoopback: new (size: number, eventIdx: boolean, indirectMax: number, dataBytes: number) => RingLoopback;
+  needEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean;
+}
+
+/** Device address of the data area (offset 0 of `.data`) and of the ring memory. */
+export const DATA_IOVA = 0x40000000n;
+export const RING_IOVA = 0x100000n;
+export const DESC_F_NEXT = 1;
+export const DESC_F_WRITE = 2;
+export const DESC_F_INDIRECT = 4;
+
+/** The directory holding this package's package.json (works from test/ring and dist/test/ring). */
+export function repoRoot(): string {
+  for (const start of [__dirname, process.cwd()]) {
+    let dir = path.resolve(start);
+    for (;;) {
+      const pkg = path.join(dir, 'package.json');
+      if (fs.existsSync(pkg) && fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
+      const parent = path.dirname(dir);
+      if (parent === dir) break;
+      dir = parent;
+    }
+  }
+  throw new Error(`no package.json with binding.gyp above ${__dirname} or ${process.cwd()}`);
+}
+
+function loadAddon(): RingAddon {
+  const root = repoRoot();
+  // VDPA_NATIVE_PATH selects a specific build (the ASan one), as lib/native.ts does.
+  const override = process.env.VDPA_NATIVE_PATH;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  if (override) return require(path.resolve(override)) as RingAddon;
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const nodeGypBuild = require(require.resolve('node-gyp-build', { paths: [root] })) as (dir: string) => unknown;
+  return nodeGypBuild(root) as RingAddon;
+}
+
+export const addon: RingAddon = loadAddon();
+
+export function newLoopback(size: number, eventIdx: boolean, indirectMax: number, dataBytes = 1 << 16): RingLoopback {
+  return new addon.RingLoopback(size, eventIdx, indirectMax, dataBytes);
+}
+
+export interface Seg {
+  offset: number;
+  length: number;
+  writable: boolean;
+}
+
+export interface ChainSpec {
+  token: number;
+  segs: Seg[];
+}
+
+/** Encodes chains in submit()'s batch format: [token, n, n x (region 1, offset, length, flags)]. */
+export function encode(chains: readonly ChainSpec[]): Uint32Array {
+  let words = 0;
+  for (const c of chains) words += 2 + 4 * c.segs.length;
+  const out = new Uint32Array(words);
+  let p = 0;
+  for (const c of chains) {
+    out[p++] = c.token;
+    out[p++] = c.segs.length;
+    for (const s of c.segs) {
+      out[p++] = 1;
+      out[p++] = s.offset;
+      out[p++] = s.length;
+      out[p++] = s.writable ? 1 : 0;
+    }
+  }
+  return out;
+}
+
+/** Submits chains and returns how many the ring accepted. */
+export function submit(lb: RingLoopback, chains: readonly ChainSpec[]): number {
+  return lb.submit(encode(chains), chains.length);
+}
+
+export function writableBytes(c: ChainSpec): number {
+  let n = 0;
+  for (const s of c.segs) if (s.writable) n += s.length;
+  return n;
+}
+
+/** A chain of `readable` device-readable then `writable` device-writable 64-byte-spaced segments. */
+export function simpleChain(token: number, readable: number, writable: number, len = 16, base = 0): ChainSpec {
+  const segs: Seg[] = [];
+  for (let i = 0; i < readable + writable; i++) {
+    segs.push({ offset: base + i * 64, length: len + i, writable: i >= readable });
+  }
+  return { token, segs };
+}
+
+/** Runs drain() and returns the [token, len] pairs it produced. */
+export function drainPairs(lb: RingLoopback): [number, number][] {
+  const n = lb.drain();
+  const out: [number, number][] = [];
+  for (let i = 0; i < n; i++) out.push([lb.completions[2 * i], lb.completions[2 * i + 1]]);
+  return out;
+}
+
+export function isChain(r: DevicePopResult): r is DeviceChainView {
+  return r !== undefined && !('error' in r);
+}
+
+/** devicePop() that must yield a well-formed chain. */
+export function popChain(lb: RingLoopback): DeviceChainView {
+  const r = lb.devicePop();
+  assert.ok(isChain(r), `expected a chain, got ${JSON.stringify(r)}`);
+  return r;
+}
+
+/** devicePop() that must report a malformed chain; returns the reason. */
+export function popError(lb: RingLoopback): string {
+  const r = lb.devicePop();
+  assert.ok(r !== undefined && 'error' in r, `expected {error}, got ${JSON.stringify(r)}`);
+  assert.equal(typeof r.error, 'string');
+  assert.ok(r.error.length > 0);
+  return r.error;
+}
+
+interface NativeErrorShape {
+  code?: unknown;
+  message?: unknown;
+  hint?: unknown;
+}
+
+/** Asserts `fn` throws an error with errno name `code` whose message or hint matches `text`. */
+export function assertThrowsCode(fn: () => unknown, code: string, text: RegExp): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof Error, 'expected an Error');
+    const err = e as NativeErrorShape;
+    assert.equal(err.code, code);
+    const all = `${String(err.message)} ${err.hint === undefined ? '' : String(err.hint)}`;
+    assert.match(all, text);
+    return true;
+  });
+}
+
+/** The virtio event-index rule written independently: notify iff event lies in [old, new) mod 2^16. */
+export function needEventModel(event: number, newIdx: number, oldIdx: number): boolean {
+  return ((event - oldIdx) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
+}
+
+/** Deterministic PRNG (mulberry32) so failures reproduce. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function randInt(r: () => number, lo: number, hi: number): number {
+  return lo + Math.floor(r() * (hi - lo + 1));
+}
