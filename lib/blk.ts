@@ -290,8 +290,7 @@ export class BlkDevice {
   private checkData(offset: number, buffer: Uint8Array, isWrite: boolean): void {
     if (!(buffer instanceof Uint8Array)) throw new TypeError('buffer must be a Uint8Array');
     checkBlockRange(offset, buffer.length, this.capacity);
-    if (isWrite && this.readOnly)
-      throw vdpaError('EROFS', 'write', this.device.path, 'the device is read-only');
+    if (isWrite && this.readOnly) throw vdpaError('EROFS', 'write', this.device.path, 'the device is read-only');
   }
 
   private startData(c: Call, type: number, offset: number, buffer: Uint8Array): void {
@@ -303,8 +302,12 @@ export class BlkDevice {
       const part = buffer.subarray(at, Math.min(buffer.length, at + step));
       const sector = (offset + at) / SECTOR;
       if (dma) {
-        this.issue(c, { call: c, type, keep: buffer, dataIn: type === T_IN ? part.length : 0 }, sector,
-          this.dataSegments(dma.region, dma.offset + at, part.length, type === T_IN));
+        this.issue(
+          c,
+          { call: c, type, keep: buffer, dataIn: type === T_IN ? part.length : 0 },
+          sector,
+          this.dataSegments(dma.region, dma.offset + at, part.length, type === T_IN),
+        );
       } else {
         this.issueBounced(c, type, sector, part);
       }
@@ -347,11 +350,15 @@ export class BlkDevice {
     checkBlockRange(offset, length, this.capacity);
     const feature = type === T_DISCARD ? BlkFeature.DISCARD : BlkFeature.WRITE_ZEROES;
     if (!(this.device.live() && this.device.features & feature))
-      throw vdpaError('EOPNOTSUPP', type === T_DISCARD ? 'discard' : 'writeZeroes', this.device.path,
-        'the device does not offer this operation');
+      throw vdpaError(
+        'EOPNOTSUPP',
+        type === T_DISCARD ? 'discard' : 'writeZeroes',
+        this.device.path,
+        'the device does not offer this operation',
+      );
     if (this.readOnly) throw vdpaError('EROFS', 'write', this.device.path, 'the device is read-only');
     const maxSectors = type === T_DISCARD ? this.maxDiscardSectors : this.maxZeroesSectors;
-    for (let sector = offset / SECTOR, left = length / SECTOR; left > 0; ) {
+    for (let sector = offset / SECTOR, left = length / SECTOR; left > 0;) {
       const n = Math.min(left, maxSectors);
       this.issue(c, { call: c, type, dataIn: 0 }, 0, [], { sector, count: n });
       sector += n;
@@ -360,7 +367,13 @@ export class BlkDevice {
   }
 
   /** Puts one request on a queue, waiting for a free slot if all are taken. */
-  private issue(c: Call, piece: Piece, sector: number, data: ChainSegment[], range?: { sector: number; count: number }): void {
+  private issue(
+    c: Call,
+    piece: Piece,
+    sector: number,
+    data: ChainSegment[],
+    range?: { sector: number; count: number },
+  ): void {
     const q = this.queues[this.nextQueue] as BlkQueue;
     this.nextQueue = (this.nextQueue + 1) % this.queues.length;
     const token = q.driver.tryAcquire();
@@ -404,8 +417,12 @@ export class BlkDevice {
       const status = q.meta[slot + STATUS_AT];
       if (len < 1 || status !== 0) {
         const what = len < 1 ? 'the device returned the request without a status' : `status ${status}`;
-        err = vdpaError(status === 2 ? 'EOPNOTSUPP' : 'EIO', blkOpName(piece.type), this.device.path,
-          `the device failed the request (${what})`);
+        err = vdpaError(
+          status === 2 ? 'EOPNOTSUPP' : 'EIO',
+          blkOpName(piece.type),
+          this.device.path,
+          `the device failed the request (${what})`,
+        );
       } else if (piece.user && piece.bounce) {
         piece.user.set(piece.bounce.bytes.subarray(0, piece.user.length));
       } else if (piece.idOut) {

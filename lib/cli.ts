@@ -7,8 +7,10 @@ import { featureNames, openBlk, openNet } from './index';
 async function demoBlk(spec: string): Promise<void> {
   const blk = await openBlk(spec, spec.startsWith('mock:') ? { capacity: 64 << 20, numQueues: 2 } : {});
   const { device } = blk;
-  console.log(`blk  ${device.path} via ${device.transport}: ${blk.capacity} bytes, block ${blk.blockSize}, ` +
-    `${blk.numQueues} queue(s) x ${blk.queueSize}`);
+  console.log(
+    `blk  ${device.path} via ${device.transport}: ${blk.capacity} bytes, block ${blk.blockSize}, ` +
+      `${blk.numQueues} queue(s) x ${blk.queueSize}`,
+  );
   console.log(`     features: ${featureNames(device.features, device.deviceId).join(' ')}`);
   console.log(`     id: ${JSON.stringify(await blk.getId())}`);
   const buf = blk.allocBuffer(64 * 1024);
@@ -19,20 +21,26 @@ async function demoBlk(spec: string): Promise<void> {
   await Promise.all(offsets.map((off) => blk.write(off, data)));
   await blk.flush();
   let good = 0;
-  await Promise.all(offsets.map(async (off) => {
-    const back = new Uint8Array(buf.length);
-    await blk.read(off, back);
-    if (Buffer.compare(back, data) === 0) good++;
-  }));
+  await Promise.all(
+    offsets.map(async (off) => {
+      const back = new Uint8Array(buf.length);
+      await blk.read(off, back);
+      if (Buffer.compare(back, data) === 0) good++;
+    }),
+  );
   await blk.write(0, buf);
   buf.fill(0);
   await blk.read(0, buf);
   const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  console.log(`     wrote and read back ${offsets.length} x ${buf.length} bytes: ${good}/${offsets.length} match, ` +
-    `zero-copy round trip ${Buffer.compare(buf, data) === 0 ? 'matches' : 'DIFFERS'} (${ms.toFixed(1)} ms)`);
+  console.log(
+    `     wrote and read back ${offsets.length} x ${buf.length} bytes: ${good}/${offsets.length} match, ` +
+      `zero-copy round trip ${Buffer.compare(buf, data) === 0 ? 'matches' : 'DIFFERS'} (${ms.toFixed(1)} ms)`,
+  );
   await blk.discard(0, 4096);
   await blk.read(0, buf.subarray(0, 4096));
-  console.log(`     discard: first 4 KiB read back as ${buf.subarray(0, 4096).every((b) => b === 0) ? 'zeroes' : 'data'}`);
+  console.log(
+    `     discard: first 4 KiB read back as ${buf.subarray(0, 4096).every((b) => b === 0) ? 'zeroes' : 'data'}`,
+  );
   await blk.close();
   if (good !== offsets.length) throw new Error('blk data mismatch');
 }
@@ -40,7 +48,9 @@ async function demoBlk(spec: string): Promise<void> {
 async function demoNet(spec: string): Promise<void> {
   const net = await openNet(spec);
   const mac = Array.from(net.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
-  console.log(`net  ${net.device.path} via ${net.device.transport}: mac ${mac}, mtu ${net.mtu}, link ${net.linkUp ? 'up' : 'down'}`);
+  console.log(
+    `net  ${net.device.path} via ${net.device.transport}: mac ${mac}, mtu ${net.mtu}, link ${net.linkUp ? 'up' : 'down'}`,
+  );
   const sizes = [60, 64, 128, 512, 1024, 1514];
   const frames = sizes.map((n) => {
     const f = randomBytes(n);

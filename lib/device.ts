@@ -188,9 +188,10 @@ export class Device extends EventEmitter {
     maxSegments: number,
     keepAlive: () => boolean = () => true,
   ): QueueDriver<C> {
-    let driver: QueueDriver<C> | undefined;
-    const nq = this.live().createQueue(index, size, (count, reason) => driver?.complete(count, reason));
-    driver = new QueueDriver<C>(
+    // The native queue needs its callback before the driver that handles it exists.
+    const handler = { driver: undefined as QueueDriver<C> | undefined };
+    const nq = this.live().createQueue(index, size, (count, reason) => handler.driver?.complete(count, reason));
+    const driver = new QueueDriver<C>(
       nq,
       onChain,
       () => this.referenced && keepAlive(),
@@ -204,6 +205,7 @@ export class Device extends EventEmitter {
         ),
       maxSegments,
     );
+    handler.driver = driver;
     this.queues.push(driver as QueueDriver<unknown>);
     return driver;
   }

@@ -50,7 +50,13 @@ const ERRNO: Record<string, number> = {
 };
 
 /** Builds a VdpaError for a failure detected in TypeScript (closed device, device status, ...). */
-export function vdpaError(code: keyof typeof ERRNO, syscall: string, path: string, detail: string, hint?: string): VdpaError {
+export function vdpaError(
+  code: keyof typeof ERRNO,
+  syscall: string,
+  path: string,
+  detail: string,
+  hint?: string,
+): VdpaError {
   const info: VdpaErrorInfo = { code, errno: -ERRNO[code], syscall, path };
   if (hint !== undefined) info.hint = hint;
   return new VdpaError(`${code}: ${detail}, ${syscall} '${path}'`, info);

@@ -69,8 +69,19 @@ export class NetDevice {
     this.slotBytes = Math.ceil((HDR + ETH_HEADER + 4 + this.mtu) / 64) * 64;
     this.rxBufs = device.allocInternal(queueSize * this.slotBytes);
     this.txBufs = device.allocInternal(queueSize * this.slotBytes);
-    this.rx = device.createQueue<number>(RX_QUEUE, queueSize, (_c, token, len, err) => this.received_(token, len, err), 1, () => this.readers.length > 0);
-    this.tx = device.createQueue<TxSlot>(TX_QUEUE, queueSize, (slot, _t, _len, err) => (err ? slot.reject(err) : slot.resolve()), 1);
+    this.rx = device.createQueue<number>(
+      RX_QUEUE,
+      queueSize,
+      (_c, token, len, err) => this.received_(token, len, err),
+      1,
+      () => this.readers.length > 0,
+    );
+    this.tx = device.createQueue<TxSlot>(
+      TX_QUEUE,
+      queueSize,
+      (slot, _t, _len, err) => (err ? slot.reject(err) : slot.resolve()),
+      1,
+    );
     for (let t = this.rx.tryAcquire(); t >= 0; t = this.rx.tryAcquire()) this.postRx(t);
     device.start();
   }
@@ -107,7 +118,9 @@ export class NetDevice {
       if (left === 0) return resolve();
       const slot: TxSlot = {
         resolve: () => {
-          if (--left === 0) (error ? reject(error) : resolve());
+          if (--left > 0) return;
+          if (error) reject(error);
+          else resolve();
         },
         reject: (e) => {
           error ??= e;
@@ -181,11 +194,19 @@ export class NetDevice {
     const bytes = this.txBufs.bytes;
     bytes.fill(0, at, at + HDR);
     bytes.set(frame, at + HDR);
-    this.tx.enqueue(token, [{ region: this.txBufs.handle, offset: at, length: HDR + frame.length, writable: false }], slot);
+    this.tx.enqueue(
+      token,
+      [{ region: this.txBufs.handle, offset: at, length: HDR + frame.length, writable: false }],
+      slot,
+    );
   }
 
   private postRx(token: number): void {
-    this.rx.enqueue(token, [{ region: this.rxBufs.handle, offset: token * this.slotBytes, length: this.slotBytes, writable: true }], token);
+    this.rx.enqueue(
+      token,
+      [{ region: this.rxBufs.handle, offset: token * this.slotBytes, length: this.slotBytes, writable: true }],
+      token,
+    );
   }
 
   private received_(token: number, len: number, err: Error | undefined): void {

@@ -14,8 +14,7 @@ constexpr uint16_t kIndirectMax = 128;
 }  // namespace
 
 VirtioDevice::VirtioDevice(std::unique_ptr<Transport> transport)
-    : transport_(std::move(transport)),
-      iova_(transport_->iovaRange().first, transport_->iovaRange().last) {}
+    : transport_(std::move(transport)), iova_(transport_->iovaRange().first, transport_->iovaRange().last) {}
 
 VirtioDevice::~VirtioDevice() {
   try {

@@ -21,8 +21,7 @@ MemoryRegion::MemoryRegion(size_t size, bool wantHugePages) {
   void* p = MAP_FAILED;
   if (wantHugePages) {
     size_t len = roundUp(size, kHugePageSize);
-    p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE | MAP_HUGETLB,
-               -1, 0);
+    p = ::mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS | MAP_POPULATE | MAP_HUGETLB, -1, 0);
     if (p != MAP_FAILED) {
       size_ = len;
       hugePages_ = true;

@@ -39,8 +39,8 @@ void decodeBatch(Napi::Env env, const uint32_t* w, size_t words, uint32_t chains
       const uint32_t* e = w + pos + 2 + s * 4;
       Segment seg{0, e[2], (e[3] & 1) != 0};
       if (e[2] == 0)
-        throw Napi::RangeError::New(env, "chain " + std::to_string(c) + " segment " + std::to_string(s) +
-                                             " is a zero-length buffer");
+        throw Napi::RangeError::New(
+            env, "chain " + std::to_string(c) + " segment " + std::to_string(s) + " is a zero-length buffer");
       if (!translate(e[0], e[1], e[2], &seg.addr))
         throw Napi::RangeError::New(env, "chain " + std::to_string(c) + " segment " + std::to_string(s) +
                                              " is not inside a live region of this device");

@@ -27,9 +27,9 @@ Napi::Value BenchMockBlk(const Napi::CallbackInfo& info) {
 
 Napi::Value NeedEvent(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    return Napi::Boolean::New(info.Env(), vringNeedEvent(static_cast<uint16_t>(num(info, 0)),
-                                                         static_cast<uint16_t>(num(info, 1)),
-                                                         static_cast<uint16_t>(num(info, 2))));
+    return Napi::Boolean::New(info.Env(),
+                              vringNeedEvent(static_cast<uint16_t>(num(info, 0)), static_cast<uint16_t>(num(info, 1)),
+                                             static_cast<uint16_t>(num(info, 2))));
   });
 }
 

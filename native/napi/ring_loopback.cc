@@ -54,9 +54,9 @@ RingLoopback::RingLoopback(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ri
     ringMem_ = std::make_unique<MemoryRegion>(SplitDriverQueue::memorySize(opts), false);
     data_ = std::make_unique<MemoryRegion>(std::max<uint32_t>(u32(info, 3), 4096), false);
     driver_ = std::make_unique<SplitDriverQueue>(opts, RingMemory{ringMem_->data(), kRingIova, ringMem_->size()});
-    device_ = std::make_unique<SplitDeviceQueue>(opts.size, driver_->descIova(), driver_->driverAreaIova(),
-                                                 driver_->deviceAreaIova(), opts.eventIdx,
-                                                 static_cast<GuestMemory&>(*this));
+    device_ =
+        std::make_unique<SplitDeviceQueue>(opts.size, driver_->descIova(), driver_->driverAreaIova(),
+                                           driver_->deviceAreaIova(), opts.eventIdx, static_cast<GuestMemory&>(*this));
   } catch (const SysError& e) {
     throw makeVdpaError(env, e);
   }
@@ -76,13 +76,14 @@ uint8_t* RingLoopback::translate(uint64_t iova, uint64_t len) {
 }
 
 uint32_t RingLoopback::submitBatch(Napi::Env env, const uint32_t* w, size_t words, uint32_t chains) {
-  decodeBatch(env, w, words, chains, *driver_,
-              [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
-                if (r != 1 || len == 0 || !data_->contains(off, len)) return false;
-                *iova = kDataIova + off;
-                return true;
-              },
-              batch_);
+  decodeBatch(
+      env, w, words, chains, *driver_,
+      [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
+        if (r != 1 || len == 0 || !data_->contains(off, len)) return false;
+        *iova = kDataIova + off;
+        return true;
+      },
+      batch_);
   return addBatch(*driver_, batch_);
 }
 
@@ -95,13 +96,13 @@ uint32_t RingLoopback::completeAll(int64_t len) {
   return n;
 }
 
-#define LOOPBACK_METHOD(Name, ...)                                   \
-  Napi::Value RingLoopback::Name(const Napi::CallbackInfo& info) {  \
-    return guarded(info, [&]() -> Napi::Value {                     \
-      Napi::Env env = info.Env();                                   \
-      requireTag(env, info.This(), kTag, "RingLoopback");           \
-      __VA_ARGS__                                                   \
-    });                                                             \
+#define LOOPBACK_METHOD(Name, ...)                                 \
+  Napi::Value RingLoopback::Name(const Napi::CallbackInfo& info) { \
+    return guarded(info, [&]() -> Napi::Value {                    \
+      Napi::Env env = info.Env();                                  \
+      requireTag(env, info.This(), kTag, "RingLoopback");          \
+      __VA_ARGS__                                                  \
+    });                                                            \
   }
 
 LOOPBACK_METHOD(Submit, {

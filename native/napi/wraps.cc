@@ -100,8 +100,8 @@ DeviceWrap::~DeviceWrap() { closeAll(); }
 
 VirtioDevice& DeviceWrap::open(const Napi::Env& env) {
   if (!device_ || device_->closed())
-    throw makeVdpaError(env, SysError(EBADF, "device", device_ ? device_->transport().path() : "",
-                                      "EBADF: the device is closed"));
+    throw makeVdpaError(
+        env, SysError(EBADF, "device", device_ ? device_->transport().path() : "", "EBADF: the device is closed"));
   return *device_;
 }
 
@@ -333,8 +333,8 @@ void QueueWrap::stop() {
 
 VirtQueue& QueueWrap::live(const Napi::Env& env) {
   if (!queue_ || !device_ || device_->closed())
-    throw makeVdpaError(env, SysError(EBADF, "queue", device_ ? device_->transport().path() : "",
-                                      "EBADF: the device is closed"));
+    throw makeVdpaError(
+        env, SysError(EBADF, "queue", device_ ? device_->transport().path() : "", "EBADF: the device is closed"));
   return *queue_;
 }
 
@@ -377,13 +377,15 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
     const uint32_t chains = u32Arg(info, 1, "count");
     const uint32_t* w = batch.Data();
     const size_t words = batch.ElementLength();
-    if (q.ring->broken()) throw makeVdpaError(env, SysError(EPROTO, "virtqueue", device_->transport().path(),
-                                                            "EPROTO: queue is broken: " + q.ring->brokenReason()));
-    decodeBatch(env, w, words, chains, *q.ring,
-                [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
-                  return device_->translate(r, off, len, iova);
-                },
-                batch_);
+    if (q.ring->broken())
+      throw makeVdpaError(env, SysError(EPROTO, "virtqueue", device_->transport().path(),
+                                        "EPROTO: queue is broken: " + q.ring->brokenReason()));
+    decodeBatch(
+        env, w, words, chains, *q.ring,
+        [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
+          return device_->translate(r, off, len, iova);
+        },
+        batch_);
     const uint32_t accepted = addBatch(*q.ring, batch_);
     device_->publish(q);
     return Napi::Number::New(env, accepted);
@@ -447,8 +449,8 @@ void RegionWrap::init(Napi::Env env, std::shared_ptr<VirtioDevice> device, std::
   // The ArrayBuffer holds its own reference: the pages stay mapped while any JS view exists.
   auto* keep = new std::shared_ptr<MemoryRegion>(region_);
   auto ab = Napi::ArrayBuffer::New(
-      env, region_->data(), region_->size(),
-      [](Napi::Env, void*, std::shared_ptr<MemoryRegion>* hint) { delete hint; }, keep);
+      env, region_->data(), region_->size(), [](Napi::Env, void*, std::shared_ptr<MemoryRegion>* hint) { delete hint; },
+      keep);
   buffer_ = Napi::Weak(ab);
   Napi::Object self = Value();
   self.Set("buffer", ab);

@@ -47,7 +47,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value Close(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
-  std::vector<Napi::ObjectReference> queues_;  // closed with the device
+  std::vector<Napi::ObjectReference> queues_;   // closed with the device
   std::vector<Napi::ObjectReference> regions_;  // weak: detached with the device
   FdPoll* configPoll_ = nullptr;
   Napi::FunctionReference configCallback_;
@@ -80,7 +80,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::FunctionReference callback_;
   Napi::ObjectReference completionsRef_;  // keeps the shared completion array alive
   Completion* completions_ = nullptr;
-  DecodedBatch batch_;  // scratch for submit()
+  DecodedBatch batch_;               // scratch for submit()
   std::vector<uint32_t> abandoned_;  // tokens the device held when it closed
   std::unique_ptr<Napi::AsyncContext> async_;
 };
@@ -92,8 +92,7 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
   explicit RegionWrap(const Napi::CallbackInfo& info);
   ~RegionWrap() override;
 
-  void init(Napi::Env env, std::shared_ptr<VirtioDevice> device, std::shared_ptr<MemoryRegion> region,
-            uint32_t handle);
+  void init(Napi::Env env, std::shared_ptr<VirtioDevice> device, std::shared_ptr<MemoryRegion> region, uint32_t handle);
   // Unmaps from the device and detaches the ArrayBuffer so no JS view outlives the mapping.
   void free(Napi::Env env);
 

@@ -30,9 +30,9 @@ struct RingMemory {
 };
 
 struct DriverQueueOptions {
-  uint16_t size;          // power of two for split rings
-  bool eventIdx;          // VIRTIO_RING_F_EVENT_IDX negotiated
-  uint16_t indirectMax;   // entries per indirect table; 0 = no VIRTIO_RING_F_INDIRECT_DESC
+  uint16_t size;         // power of two for split rings
+  bool eventIdx;         // VIRTIO_RING_F_EVENT_IDX negotiated
+  uint16_t indirectMax;  // entries per indirect table; 0 = no VIRTIO_RING_F_INDIRECT_DESC
 };
 
 class DriverQueue {

@@ -125,8 +125,6 @@ bool SplitDeviceQueue::enableNotifications() {
   return loadAcquire(availIdx_) != lastAvail_;
 }
 
-void SplitDeviceQueue::corruptUsedIdx(uint16_t delta) {
-  usedShadow_ = static_cast<uint16_t>(usedShadow_ + delta);
-}
+void SplitDeviceQueue::corruptUsedIdx(uint16_t delta) { usedShadow_ = static_cast<uint16_t>(usedShadow_ + delta); }
 
 }  // namespace vdpa

@@ -69,8 +69,8 @@ class SplitDriverQueue final : public DriverQueue {
   std::vector<HeadState> heads_;
   uint16_t freeHead_ = 0;
   uint16_t numFree_;
-  uint16_t availShadow_ = 0;    // avail idx we have written, not yet necessarily published
-  uint16_t publishedIdx_ = 0;   // avail idx at the last publish
+  uint16_t availShadow_ = 0;   // avail idx we have written, not yet necessarily published
+  uint16_t publishedIdx_ = 0;  // avail idx at the last publish
   uint16_t lastUsed_ = 0;
   uint32_t inFlight_ = 0;
   bool broken_ = false;

@@ -72,12 +72,8 @@ inline bool vringNeedEvent(uint16_t eventIdx, uint16_t newIdx, uint16_t oldIdx) 
 // Accessors for ring fields that the other side reads or writes concurrently. Acquire/release order
 // the index against the ring entries it publishes; full fences are used where the protocol needs
 // a store to be visible before a following load (event-index checks).
-inline uint16_t loadAcquire(const uint16_t* p) {
-  return __atomic_load_n(p, __ATOMIC_ACQUIRE);
-}
-inline uint16_t loadRelaxed(const uint16_t* p) {
-  return __atomic_load_n(p, __ATOMIC_RELAXED);
-}
+inline uint16_t loadAcquire(const uint16_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+inline uint16_t loadRelaxed(const uint16_t* p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 inline void storeRelease(uint16_t* p, uint16_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 inline void storeRelaxed(uint16_t* p, uint16_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 inline void fullFence() { std::atomic_thread_fence(std::memory_order_seq_cst); }

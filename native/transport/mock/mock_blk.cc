@@ -11,8 +11,7 @@
 namespace vdpa {
 
 namespace {
-constexpr uint32_t kTypeIn = 0, kTypeOut = 1, kTypeFlush = 4, kTypeGetId = 8, kTypeDiscard = 11,
-                   kTypeWriteZeroes = 13;
+constexpr uint32_t kTypeIn = 0, kTypeOut = 1, kTypeFlush = 4, kTypeGetId = 8, kTypeDiscard = 11, kTypeWriteZeroes = 13;
 constexpr uint8_t kStatusOk = 0, kStatusIoErr = 1, kStatusUnsupported = 2;
 constexpr uint32_t kMaxDiscardSectors = 1u << 16, kMaxDiscardSeg = 16;
 constexpr size_t kIdBytes = 20;  // virtio-blk GET_ID answer size

@@ -6,8 +6,8 @@
 namespace vdpa {
 
 // virtio-blk feature bits.
-constexpr unsigned kBlkFSizeMax = 1, kBlkFSegMax = 2, kBlkFRo = 5, kBlkFBlkSize = 6, kBlkFFlush = 9,
-                   kBlkFMq = 12, kBlkFDiscard = 13, kBlkFWriteZeroes = 14;
+constexpr unsigned kBlkFSizeMax = 1, kBlkFSegMax = 2, kBlkFRo = 5, kBlkFBlkSize = 6, kBlkFFlush = 9, kBlkFMq = 12,
+                   kBlkFDiscard = 13, kBlkFWriteZeroes = 14;
 
 class MockBlk final : public MockModel {
  public:

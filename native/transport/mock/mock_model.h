@@ -12,18 +12,18 @@
 namespace vdpa {
 
 struct MockOptions {
-  std::string model;             // "blk" | "net"
-  uint64_t capacity = 64u << 20; // blk: bytes
-  uint16_t numQueues = 1;        // blk: request queues
+  std::string model;              // "blk" | "net"
+  uint64_t capacity = 64u << 20;  // blk: bytes
+  uint16_t numQueues = 1;         // blk: request queues
   uint16_t maxQueueSize = 1024;
-  uint32_t segMax = 126;         // blk: data segments per request
-  uint32_t sizeMax = 1u << 20;   // blk: bytes per segment
+  uint32_t segMax = 126;        // blk: data segments per request
+  uint32_t sizeMax = 1u << 20;  // blk: bytes per segment
   uint32_t blockSize = 512;
   bool readOnly = false;
   uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
   uint16_t mtu = 1500;
-  std::string fault;             // "" or one of the fault names the transport knows
-  uint32_t faultAfter = 0;       // completions to let through before the fault hits
+  std::string fault;        // "" or one of the fault names the transport knows
+  uint32_t faultAfter = 0;  // completions to let through before the fault hits
 };
 
 // Byte-level access to a chain's scattered buffers, so models never assume how a driver split them.

@@ -16,7 +16,7 @@ constexpr uint32_t kStopToken = 0xffffffffu;
 }
 
 const std::vector<std::string>& MockTransport::faultNames() {
-  static const std::vector<std::string> names{"bad-used-id", "long-used-len", "used-idx-jump",
+  static const std::vector<std::string> names{"bad-used-id", "long-used-len",   "used-idx-jump",
                                               "stall",       "reset-in-flight", "no-features-ok"};
   return names;
 }

@@ -28,9 +28,8 @@ constexpr uint64_t backendBit(unsigned n) { return uint64_t{1} << n; }
 // Backend features this transport uses when the kernel offers them.
 constexpr uint64_t kWantedBackendFeatures =
     backendBit(VHOST_BACKEND_F_IOTLB_MSG_V2) | backendBit(VHOST_BACKEND_F_IOTLB_BATCH) |
-    backendBit(VHOST_BACKEND_F_IOTLB_ASID) | backendBit(VHOST_BACKEND_F_SUSPEND) |
-    backendBit(VHOST_BACKEND_F_RESUME) | backendBit(VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK) |
-    backendBit(VHOST_BACKEND_F_IOTLB_PERSIST);
+    backendBit(VHOST_BACKEND_F_IOTLB_ASID) | backendBit(VHOST_BACKEND_F_SUSPEND) | backendBit(VHOST_BACKEND_F_RESUME) |
+    backendBit(VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK) | backendBit(VHOST_BACKEND_F_IOTLB_PERSIST);
 
 // How long reset() waits for the device to report status 0.
 constexpr int kResetPollMs = 2000;
@@ -191,9 +190,9 @@ std::string VhostVdpaTransport::rangeText() const {
 
 VhostVdpaTransport::Queue& VhostVdpaTransport::queueChecked(uint16_t index, const char* what) {
   if (index >= queues_.size())
-    throwSys(EINVAL, what, path_,
-             "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " +
-                 std::to_string(index));
+    throwSys(
+        EINVAL, what, path_,
+        "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " + std::to_string(index));
   return queues_[index];
 }
 
@@ -551,13 +550,11 @@ void VhostVdpaTransport::setGroupAsid(uint32_t group, uint32_t asid) {
   const int err = ioctlQuiet(VHOST_VDPA_SET_GROUP_ASID, &s);
   if (err == 0) return;
   std::string hint;
-  if (err == EINVAL)
-  {
+  if (err == EINVAL) {
     unsigned int n = 0;
     hint = "address space " + std::to_string(asid) + " does not exist" +
            (ioctlQuiet(VHOST_VDPA_GET_AS_NUM, &n) == 0 ? " (the device has " + std::to_string(n) + ")" : "");
-  }
-  else if (err == ENOBUFS)
+  } else if (err == ENOBUFS)
     hint = "group " + std::to_string(group) + " is out of range (the kernel checks it against the queue count)";
   else
     hint = defaultHint(err);

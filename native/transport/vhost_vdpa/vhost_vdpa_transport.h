@@ -151,9 +151,9 @@ class VhostVdpaTransport final : public Transport {
   bool vendorIdKnown_ = false;
   uint32_t vendorId_ = 0;
   std::vector<Queue> queues_;
-  std::vector<MappedPage> doorbells_;       // per queue; probed once, kept for the fd's lifetime
+  std::vector<MappedPage> doorbells_;  // per queue; probed once, kept for the fd's lifetime
   std::vector<bool> doorbellProbed_;
-  std::map<uint64_t, Mapping> mappings_;    // iova -> live mapping
+  std::map<uint64_t, Mapping> mappings_;  // iova -> live mapping
   unsigned batchDepth_ = 0;
 };
 

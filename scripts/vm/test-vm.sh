@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# npm run test:vm — the library against real vhost-vdpa devices in a QEMU/TCG guest (see run.sh).
+#
+#   scripts/vm/test-vm.sh [-v]
+#
+# Needs the addon built (build/Release/vdpa.node); compiles TypeScript (tsc) only when dist/ is missing
+# or older than the sources. Creates the image files in a results dir, boots the guest once running
+# scripts/vm/guest-tests.sh, then checks on the host, without the library, the bytes the data oracle
+# wrote (scripts/vm/oracle-check.py). Exits non-zero on any failure, including: the guest never ran,
+# zero tests ran, a test was skipped inside the guest.
+#
+# Environment: VDPA_VM_SHAPES (see guest-tests.sh), VDPA_VM_TEST_RESULTS=DIR (results dir; default a
+# new dir under ~/.cache/vdpa-vm/test-runs, kept), VDPA_VM_TIMEOUT (guest timeout, default 1200 s).
+set -uo pipefail
+
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+cd "$ROOT" || exit 2
+die() { echo "test-vm: ERROR: $*" >&2; exit 2; }
+t0=$SECONDS
+verbose=()
+[[ ${1:-} == -v || ${1:-} == --verbose ]] && verbose=(-v)
+
+[[ -f build/Release/vdpa.node ]] || die "the native addon is not built (build/Release/vdpa.node missing): run npm run build:native"
+if [[ ! -f dist/lib/index.js || ! -f dist/test/vm/oracle.test.js ]] \
+   || [[ -n $(find lib test -name '*.ts' -newer dist/lib/index.js -print -quit 2>/dev/null) ]]; then
+  echo "test-vm: compiling TypeScript (npx tsc -p tsconfig.json)" >&2
+  npx tsc -p tsconfig.json || echo "test-vm: WARNING: tsc reported errors (continuing with what it emitted)" >&2
+fi
+[[ -f dist/lib/index.js ]] || die "dist/lib/index.js missing after tsc"
+
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm"
+if [[ -n ${VDPA_VM_TEST_RESULTS:-} ]]; then
+  RES=$VDPA_VM_TEST_RESULTS
+  mkdir -p "$RES"
+else
+  mkdir -p "$CACHE/test-runs"
+  find "$CACHE/test-runs" -mindepth 1 -maxdepth 1 -name 'run.*' -mmin +1440 -exec rm -rf {} + 2>/dev/null || true
+  RES=$(mktemp -d "$CACHE/test-runs/run.XXXXXX")
+fi
+RES=$(realpath "$RES")
+rm -rf "$RES/tap" "$RES/summary.txt" "$RES/oracle.json" "$RES/oracle-data.bin"
+# Sparse, all-zero images: one per conformance shape, one for the oracle, one for the fault tests.
+for shape in ${VDPA_VM_SHAPES:-1:64 4:256 1:256 4:64}; do
+  rm -f "$RES/conf-${shape%%:*}x${shape##*:}.img"; truncate -s 64M "$RES/conf-${shape%%:*}x${shape##*:}.img"
+done
+for img in oracle faults; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
+
+echo "test-vm: booting the guest (results in $RES)" >&2
+"$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" -- bash scripts/vm/guest-tests.sh
+guest_rc=$?
+
+fail=()
+[[ -f $RES/exit-code ]] || fail+=("the guest never ran the tests (no exit code)")
+[[ -f $RES/summary.txt ]] || fail+=("the guest wrote no test summary")
+((guest_rc == 0)) || fail+=("guest tests exited $guest_rc")
+
+# Re-check every TAP file here: the guest script could have died half way.
+ntap=0 total=0
+for tap in "$RES"/tap/*.tap; do
+  [[ -f $tap ]] || continue
+  ntap=$((ntap + 1))
+  get() { sed -n "s/^# $1 \([0-9]*\)$/\1/p" "$tap" | tail -n1; }
+  n=$(get tests) f=$(get fail) s=$(get skipped) c=$(get cancelled) td=$(get todo)
+  total=$((total + ${n:-0}))
+  [[ ${n:-0} -gt 0 ]] || fail+=("$(basename "$tap"): zero tests ran")
+  [[ ${f:-1} == 0 && ${c:-1} == 0 ]] || fail+=("$(basename "$tap"): fail=${f:-?} cancelled=${c:-?}")
+  [[ ${s:-1} == 0 && ${td:-1} == 0 ]] || fail+=("$(basename "$tap"): skipped=${s:-?} todo=${td:-?} inside the guest")
+done
+((ntap > 0)) || fail+=("no TAP results from the guest")
+
+echo "---- data oracle (host side, without the library)"
+python3 "$HERE/oracle-check.py" "$RES" || fail+=("the host-side data oracle failed")
+
+echo "---- guest test summary"
+cat "$RES/summary.txt" 2>/dev/null || echo "(none)"
+echo "---- $ntap test runs, $total tests; wall time $((SECONDS - t0)) s; results: $RES"
+if ((${#fail[@]})); then
+  printf 'test-vm: FAIL: %s\n' "${fail[@]}" >&2
+  exit 1
+fi
+echo "test-vm: all passed"
