@@ -1,7 +1,4 @@
 {
-  "variables": {
-    "vdpa_sanitize%": "0"
-  },
   "targets": [
     {
       "target_name": "vdpa",
@@ -39,13 +36,7 @@
       "cflags!": ["-fno-exceptions"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
       "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
-      "libraries": ["-lpthread"],
-      "conditions": [
-        ["vdpa_sanitize=='1'", {
-          "cflags_cc": ["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-fno-sanitize-recover=undefined", "-O1", "-g"],
-          "ldflags": ["-fsanitize=address,undefined"]
-        }]
-      ]
+      "libraries": ["-lpthread"]
     }
   ]
 }
