@@ -2,7 +2,7 @@
 // `vdpa demo [blk-spec] [net-spec]`: drives a virtio-blk and a virtio-net device and prints what
 // happened. With no arguments it uses the built-in mock devices: no hardware, no privileges.
 import { randomBytes } from 'node:crypto';
-import { featureNames, openBlk, openNet } from './index';
+import { featureNames, listDevices, openBlk, openNet } from './index';
 
 async function demoBlk(spec: string): Promise<void> {
   const blk = await openBlk(spec, spec.startsWith('mock:') ? { capacity: 64 << 20, numQueues: 2 } : {});
@@ -69,13 +69,29 @@ async function demoNet(spec: string): Promise<void> {
   if (matched !== frames.length) throw new Error('net loopback mismatch');
 }
 
+async function list(): Promise<void> {
+  const devices = await listDevices();
+  if (devices.length === 0) console.log('no vDPA devices and no virtio-pci functions bound to vfio-pci');
+  for (const d of devices) {
+    const where = d.transport === 'vfio' ? `iommu group ${d.iommuGroup}` : `mgmtdev ${d.mgmtDev ?? '?'}`;
+    console.log(
+      `${d.path ?? '(not for userspace)'}  ${d.name}  ${d.deviceType}  ${where}  driver ${d.driver ?? 'none'}`,
+    );
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const [command, blkSpec = 'mock:blk', netSpec = 'mock:net'] = argv;
+  if (command === 'list') {
+    await list();
+    return 0;
+  }
   if (command !== 'demo') {
-    console.error('usage: vdpa demo [blk-device] [net-device]   (defaults: mock:blk mock:net)');
+    console.error('usage: vdpa demo [blk-device|none] [net-device|none]   (defaults: mock:blk mock:net)');
+    console.error('       vdpa list');
     return command === undefined || command === '--help' ? 0 : 2;
   }
-  await demoBlk(blkSpec);
+  if (blkSpec !== 'none') await demoBlk(blkSpec);
   if (netSpec !== 'none') await demoNet(netSpec);
   return 0;
 }

@@ -4,6 +4,7 @@ import { VdpaError, vdpaError } from './errors';
 import { native, type NativeDevice, type NativeOpenOptions, type NativeRegion } from './native';
 import { QueueDriver, type ChainCallback } from './queue';
 import { checkBoolean, checkInteger, checkObject } from './validate';
+import { VhostControl } from './vhost';
 
 /** Options for {@link openDevice}; device-specific openers add their own. */
 export interface OpenOptions {
@@ -70,6 +71,8 @@ export class Device extends EventEmitter {
   readonly configSize: number;
   /** Feature bits agreed with the device (0n until a driver negotiated). */
   features = 0n;
+  /** vhost-vdpa ioctls without a virtio equivalent; undefined on other transports. */
+  readonly vhost: VhostControl | undefined;
 
   private readonly nativeDevice: NativeDevice;
   private readonly regions = new WeakMap<ArrayBuffer, NativeRegion>();
@@ -102,6 +105,7 @@ export class Device extends EventEmitter {
     this.configSize = info.configSize;
     const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
     this.deviceType = name ?? `unknown(${info.deviceId})`;
+    this.vhost = info.transport === 'vhost-vdpa' ? new VhostControl(() => this.live()) : undefined;
     this.nativeDevice.onConfigChange(() => this.configChanged());
   }
 

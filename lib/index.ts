@@ -8,3 +8,5 @@ export { DeviceType, type DeviceTypeName, Status, Feature, BlkFeature, NetFeatur
 export { Device, openDevice, mockFaults, type OpenOptions, type AllocOptions } from './device';
 export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
 export { NetDevice, openNet, type NetOptions } from './net';
+export { VhostControl, BackendFeature, type VhostInfo } from './vhost';
+export { listDevices, type DeviceEntry } from './discovery';

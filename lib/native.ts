@@ -63,6 +63,19 @@ export interface NativeDevice {
   start(): void;
   onConfigChange(callback: () => void): void;
   close(): void;
+  vhostInfo(): {
+    backendFeatures: bigint;
+    offeredBackendFeatures: bigint;
+    iovaFirst: bigint;
+    iovaLast: bigint;
+    groupCount: number;
+    asidCount: number;
+  };
+  vhostSuspend(): void;
+  vhostResume(): void;
+  vhostVringBase(index: number): number;
+  vhostVqGroup(index: number): number;
+  vhostSetGroupAsid(group: number, asid: number): void;
 }
 
 export interface RingLoopbackChain {
@@ -100,6 +113,9 @@ export interface NativeAddon {
   mockFaults: string[];
   benchMockBlk(depth: number, ops: number, write: boolean, capacity: number): { ops: number; nanoseconds: number };
   needEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean;
+  vdpaDeviceInfo(
+    name: string,
+  ): { deviceId: number; vendorId: number; maxVqs: number; maxVqSize: number; mgmtDev: string } | undefined;
 }
 
 function load(): NativeAddon {

@@ -4,6 +4,7 @@
 #include "napi/errors.h"
 #include "napi/ring_loopback.h"
 #include "ring/virtio_ring.h"
+#include "transport/vhost_vdpa/vdpa_netlink.h"
 
 namespace vdpa {
 
@@ -33,12 +34,30 @@ Napi::Value NeedEvent(const Napi::CallbackInfo& info) {
   });
 }
 
+// vdpaDeviceInfo(name): what the kernel's vdpa netlink family says of vdpa device `name`.
+Napi::Value VdpaDeviceInfo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    if (!info[0].IsString()) throwTypeError(env, "name must be a string");
+    VdpaDeviceAttrs a;
+    if (!vdpaDeviceAttrs(info[0].As<Napi::String>().Utf8Value(), &a)) return env.Undefined();
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("deviceId", a.deviceId);
+    o.Set("vendorId", a.vendorId);
+    o.Set("maxVqs", a.maxVqs);
+    o.Set("maxVqSize", a.maxVqSize);
+    o.Set("mgmtDev", a.mgmtBus.empty() ? a.mgmtDev : a.mgmtBus + "/" + a.mgmtDev);
+    return o;
+  });
+}
+
 }  // namespace
 
 void registerBench(Napi::Env env, Napi::Object exports) {
   exports.Set("RingLoopback", RingLoopback::define(env));
   exports.Set("benchMockBlk", Napi::Function::New(env, BenchMockBlk, "benchMockBlk"));
   exports.Set("needEvent", Napi::Function::New(env, NeedEvent, "needEvent"));
+  exports.Set("vdpaDeviceInfo", Napi::Function::New(env, VdpaDeviceInfo, "vdpaDeviceInfo"));
 }
 
 }  // namespace vdpa

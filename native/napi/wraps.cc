@@ -80,6 +80,12 @@ Napi::Function DeviceWrap::define(Napi::Env env) {
                          InstanceMethod<&DeviceWrap::Start>("start"),
                          InstanceMethod<&DeviceWrap::OnConfigChange>("onConfigChange"),
                          InstanceMethod<&DeviceWrap::Close>("close"),
+                         InstanceMethod<&DeviceWrap::VhostInfo>("vhostInfo"),
+                         InstanceMethod<&DeviceWrap::VhostSuspend>("vhostSuspend"),
+                         InstanceMethod<&DeviceWrap::VhostResume>("vhostResume"),
+                         InstanceMethod<&DeviceWrap::VhostVringBase>("vhostVringBase"),
+                         InstanceMethod<&DeviceWrap::VhostVqGroup>("vhostVqGroup"),
+                         InstanceMethod<&DeviceWrap::VhostSetGroupAsid>("vhostSetGroupAsid"),
                      });
 }
 
@@ -278,6 +284,75 @@ Napi::Value DeviceWrap::Close(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Device");
     closeAll();
+    return info.Env().Undefined();
+  });
+}
+
+VhostVdpaTransport& DeviceWrap::vhost(const Napi::Env& env) {
+  VirtioDevice& d = open(env);
+  // kind() names the concrete class (the addon is built without RTTI).
+  if (std::strcmp(d.transport().kind(), "vhost-vdpa") != 0)
+    throw makeVdpaError(env, SysError(EOPNOTSUPP, "vhost", d.transport().path(), "EOPNOTSUPP: not a vhost-vdpa device",
+                                      "only /dev/vhost-vdpa-N devices have this"));
+  return static_cast<VhostVdpaTransport&>(d.transport());
+}
+
+Napi::Value DeviceWrap::VhostInfo(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Device");
+    VhostVdpaTransport& t = vhost(env);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("backendFeatures", Napi::BigInt::New(env, t.backendFeatures()));
+    o.Set("offeredBackendFeatures", Napi::BigInt::New(env, t.offeredBackendFeatures()));
+    o.Set("iovaFirst", Napi::BigInt::New(env, t.iovaRange().first));
+    o.Set("iovaLast", Napi::BigInt::New(env, t.iovaRange().last));
+    o.Set("groupCount", t.groupCount());
+    o.Set("asidCount", t.asidCount());
+    return o;
+  });
+}
+
+Napi::Value DeviceWrap::VhostSuspend(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    vhost(info.Env()).suspend();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value DeviceWrap::VhostResume(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    vhost(info.Env()).resume();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value DeviceWrap::VhostVringBase(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    const uint32_t index = u32Arg(info, 0, "index");
+    VhostVdpaTransport& t = vhost(info.Env());
+    if (index >= t.maxQueues()) throwRangeError(info.Env(), "no such queue");
+    return Napi::Number::New(info.Env(), t.getVringBase(static_cast<uint16_t>(index)));
+  });
+}
+
+Napi::Value DeviceWrap::VhostVqGroup(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    const uint32_t index = u32Arg(info, 0, "index");
+    VhostVdpaTransport& t = vhost(info.Env());
+    if (index >= t.maxQueues()) throwRangeError(info.Env(), "no such queue");
+    return Napi::Number::New(info.Env(), t.vqGroup(static_cast<uint16_t>(index)));
+  });
+}
+
+Napi::Value DeviceWrap::VhostSetGroupAsid(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    vhost(info.Env()).setGroupAsid(u32Arg(info, 0, "group"), u32Arg(info, 1, "asid"));
     return info.Env().Undefined();
   });
 }

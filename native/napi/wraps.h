@@ -10,6 +10,7 @@
 #include "device/virtio_device.h"
 #include "napi/batch.h"
 #include "napi/fd_poll.h"
+#include "transport/vhost_vdpa/vhost_vdpa_transport.h"
 
 namespace vdpa {
 
@@ -30,6 +31,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
 
  private:
   VirtioDevice& open(const Napi::Env& env);
+  VhostVdpaTransport& vhost(const Napi::Env& env);
   void closeAll();
   static void onConfigChange(void* self);
 
@@ -45,6 +47,13 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value OnConfigChange(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
+  // vhost-vdpa only (EOPNOTSUPP on other transports).
+  Napi::Value VhostInfo(const Napi::CallbackInfo& info);
+  Napi::Value VhostSuspend(const Napi::CallbackInfo& info);
+  Napi::Value VhostResume(const Napi::CallbackInfo& info);
+  Napi::Value VhostVringBase(const Napi::CallbackInfo& info);
+  Napi::Value VhostVqGroup(const Napi::CallbackInfo& info);
+  Napi::Value VhostSetGroupAsid(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
   std::vector<Napi::ObjectReference> queues_;   // closed with the device

@@ -85,7 +85,7 @@ bool vdpaDeviceName(const std::string& vhostPath, std::string* name) {
   return !name->empty();
 }
 
-bool vdpaVendorId(const std::string& name, uint32_t* vendorId) {
+bool vdpaDeviceAttrs(const std::string& name, VdpaDeviceAttrs* out) {
   UniqueFd sock(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_GENERIC));
   if (!sock) return false;
   timeval tv{1, 0};  // a kernel answer never takes this long; do not hang device opening on it
@@ -101,12 +101,39 @@ bool vdpaVendorId(const std::string& name, uint32_t* vendorId) {
   if (family == 0) return false;
 
   bool found = false;
+  auto str = [](const uint8_t* data, size_t len) {
+    return std::string(reinterpret_cast<const char*>(data), strnlen(reinterpret_cast<const char*>(data), len));
+  };
+  auto u32 = [](const uint8_t* data, size_t len) {
+    uint32_t v = 0;
+    std::memcpy(&v, data, len >= 4 ? 4 : len);
+    return v;
+  };
   GenlRequest get(family, VDPA_CMD_DEV_GET);
   get.addString(VDPA_ATTR_DEV_NAME, name);
   if (!get.transact(sock.get(), [&](uint16_t type, const uint8_t* data, size_t len) {
-        if (type == VDPA_ATTR_DEV_VENDOR_ID && len >= 4) {
-          std::memcpy(vendorId, data, 4);
-          found = true;
+        switch (type) {
+          case VDPA_ATTR_DEV_ID:
+            out->deviceId = u32(data, len);
+            found = true;
+            break;
+          case VDPA_ATTR_DEV_VENDOR_ID:
+            out->vendorId = u32(data, len);
+            break;
+          case VDPA_ATTR_DEV_MAX_VQS:
+            out->maxVqs = u32(data, len);
+            break;
+          case VDPA_ATTR_DEV_MAX_VQ_SIZE:
+            out->maxVqSize = u32(data, len < 2 ? len : 2);
+            break;
+          case VDPA_ATTR_MGMTDEV_BUS_NAME:
+            out->mgmtBus = str(data, len);
+            break;
+          case VDPA_ATTR_MGMTDEV_DEV_NAME:
+            out->mgmtDev = str(data, len);
+            break;
+          default:
+            break;
         }
       }))
     return false;

@@ -12,7 +12,17 @@ namespace vdpa {
 // "/dev/vhost-vdpa-0" -> the vdpa bus device name ("v0"), via /sys/dev/char/MAJ:MIN/device.
 bool vdpaDeviceName(const std::string& vhostPath, std::string* name);
 
-// VDPA_ATTR_DEV_VENDOR_ID of vdpa device `name`.
-bool vdpaVendorId(const std::string& name, uint32_t* vendorId);
+// What "vdpa dev show NAME" reports.
+struct VdpaDeviceAttrs {
+  uint32_t deviceId = 0;  // virtio device id
+  uint32_t vendorId = 0;
+  uint32_t maxVqs = 0;
+  uint32_t maxVqSize = 0;
+  std::string mgmtBus;  // "" for bus-less management devices such as vduse, "pci" for PCI parents
+  std::string mgmtDev;  // "vduse", "0000:03:00.0", ...
+};
+
+// VDPA_CMD_DEV_GET for vdpa device `name`; false when the kernel does not answer.
+bool vdpaDeviceAttrs(const std::string& name, VdpaDeviceAttrs* out);
 
 }  // namespace vdpa

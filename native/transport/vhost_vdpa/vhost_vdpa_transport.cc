@@ -202,8 +202,8 @@ uint32_t VhostVdpaTransport::vendorId() {
   if (!vendorIdKnown_) {
     vendorIdKnown_ = true;
     std::string name;
-    uint32_t v = 0;
-    if (vdpaDeviceName(path_, &name) && vdpaVendorId(name, &v)) vendorId_ = v;
+    VdpaDeviceAttrs attrs;
+    if (vdpaDeviceName(path_, &name) && vdpaDeviceAttrs(name, &attrs)) vendorId_ = attrs.vendorId;
   }
   return vendorId_;
 }

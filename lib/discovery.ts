@@ -1,0 +1,115 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { DeviceType } from './constants';
+import { native } from './native';
+
+/** A device {@link listDevices} found. */
+export interface DeviceEntry {
+  /** What to pass to openDevice/openBlk/openNet; undefined when the device is not bound for userspace. */
+  path: string | undefined;
+  transport: 'vhost-vdpa' | 'vfio';
+  /** vdpa device name (`vdpa dev show`), or the PCI address for VFIO. */
+  name: string;
+  /** `'blk'`, `'net'`, or `'unknown(N)'`. */
+  deviceType: string;
+  deviceId: number | undefined;
+  vendorId: number | undefined;
+  /** vdpa management device (`'vduse'`, `'pci/0000:03:00.2'`); undefined for VFIO. */
+  mgmtDev: string | undefined;
+  /** Bound kernel driver (`'vhost_vdpa'`, `'virtio_vdpa'`, `'vfio-pci'`), undefined when unbound. */
+  driver: string | undefined;
+  /** VFIO only: the IOMMU group. */
+  iommuGroup: number | undefined;
+}
+
+function typeName(id: number | undefined): string {
+  if (id === undefined) return 'unknown';
+  return Object.entries(DeviceType).find(([, v]) => v === id)?.[0] ?? `unknown(${id})`;
+}
+
+function linkName(p: string): string | undefined {
+  try {
+    return path.basename(fs.readlinkSync(p));
+  } catch {
+    return undefined;
+  }
+}
+
+function entries(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir).sort();
+  } catch {
+    return [];
+  }
+}
+
+function vdpaDevices(sysfs: string): DeviceEntry[] {
+  const base = path.join(sysfs, 'bus', 'vdpa', 'devices');
+  return entries(base).map((name) => {
+    const dir = path.join(base, name);
+    const node = entries(dir).find((e) => /^vhost-vdpa-\d+$/.test(e));
+    const attrs = native.vdpaDeviceInfo(name);
+    return {
+      path: node ? `/dev/${node}` : undefined,
+      transport: 'vhost-vdpa' as const,
+      name,
+      deviceType: typeName(attrs?.deviceId),
+      deviceId: attrs?.deviceId,
+      vendorId: attrs?.vendorId,
+      mgmtDev: attrs?.mgmtDev,
+      driver: linkName(path.join(dir, 'driver')),
+      iommuGroup: undefined,
+    };
+  });
+}
+
+const VIRTIO_PCI_VENDOR = 0x1af4;
+
+function virtioPciType(pciDevice: number): number | undefined {
+  if (pciDevice >= 0x1040 && pciDevice <= 0x107f) return pciDevice - 0x1040; // modern
+  const transitional: Record<number, number> = { 0x1000: 1, 0x1001: 2 };
+  return transitional[pciDevice];
+}
+
+function vfioDevices(sysfs: string): DeviceEntry[] {
+  const base = path.join(sysfs, 'bus', 'pci', 'devices');
+  const out: DeviceEntry[] = [];
+  for (const bdf of entries(base)) {
+    const dir = path.join(base, bdf);
+    const read = (f: string): number => Number.parseInt(fs.readFileSync(path.join(dir, f), 'utf8').trim(), 16);
+    let vendor: number, device: number;
+    try {
+      vendor = read('vendor');
+      device = read('device');
+    } catch {
+      continue;
+    }
+    const driver = linkName(path.join(dir, 'driver'));
+    if (vendor !== VIRTIO_PCI_VENDOR || driver !== 'vfio-pci') continue;
+    const id = virtioPciType(device);
+    const group = linkName(path.join(dir, 'iommu_group'));
+    out.push({
+      path: `vfio:${bdf}`,
+      transport: 'vfio',
+      name: bdf,
+      deviceType: typeName(id),
+      deviceId: id,
+      vendorId: vendor,
+      mgmtDev: undefined,
+      driver,
+      iommuGroup: group === undefined ? undefined : Number(group),
+    });
+  }
+  return out;
+}
+
+/**
+ * Lists vDPA devices (every device on the vdpa bus; `path` is its `/dev/vhost-vdpa-N` when bound to
+ * vhost_vdpa) and virtio-pci functions bound to vfio-pci, from sysfs. Needs no privileges.
+ *
+ * @param sysfs Where sysfs is mounted (for tests). Default `/sys`.
+ */
+export async function listDevices(sysfs = '/sys'): Promise<DeviceEntry[]> {
+  if (typeof sysfs !== 'string') throw new TypeError('sysfs must be a string');
+  return [...vdpaDevices(sysfs), ...vfioDevices(sysfs)];
+}
