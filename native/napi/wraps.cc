@@ -1,6 +1,7 @@
 #include "napi/wraps.h"
 
 #include <cstring>
+#include <utility>
 
 #include "napi/addon_data.h"
 #include "napi/batch.h"
@@ -102,12 +103,24 @@ DeviceWrap::DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Device
   info.This().As<Napi::Object>().TypeTag(&kTag);
 }
 
-DeviceWrap::~DeviceWrap() { closeAll(); }
+DeviceWrap::~DeviceWrap() {
+  // A finalizer must not throw or call back into JS objects that may be mid-collection: stop the
+  // queues through their raw pointers (our strong references kept them alive), then reset the device.
+  if (configPoll_) configPoll_->release();
+  configPoll_ = nullptr;
+  for (auto& q : queues_) q.second->stop();
+  if (device_) {
+    try {
+      device_->close();
+    } catch (...) {
+      // Nothing to report to at finalization; the fds close with the transport.
+    }
+  }
+}
 
 VirtioDevice& DeviceWrap::open(const Napi::Env& env) {
   if (!device_ || device_->closed())
-    throw makeVdpaError(
-        env, SysError(EBADF, "device", device_ ? device_->transport().path() : "", "EBADF: the device is closed"));
+    throw makeVdpaError(env, SysError(EBADF, "device", device_ ? device_->path() : "", "EBADF: the device is closed"));
   return *device_;
 }
 
@@ -116,16 +129,21 @@ void DeviceWrap::closeAll() {
     configPoll_->release();
     configPoll_ = nullptr;
   }
-  for (auto& q : queues_) {
-    if (!q.IsEmpty()) QueueWrap::Unwrap(q.Value())->stop();
-  }
+  for (auto& q : queues_) q.second->stop();
   queues_.clear();
-  if (device_) {
-    for (auto& r : regions_)
-      if (!r.IsEmpty() && !r.Value().IsEmpty()) RegionWrap::Unwrap(r.Value())->free(Env());
-    device_->close();
-  }
+  // Detach every live buffer view before the memory can go away. A region whose unmap fails is
+  // still detached; the device is reset next, so it no longer touches that memory either way.
+  std::vector<Napi::ObjectReference> regions = std::move(regions_);
   regions_.clear();
+  for (auto& r : regions) {
+    Napi::Value v = r.Value();
+    if (v.IsEmpty() || !v.IsObject()) continue;
+    try {
+      RegionWrap::Unwrap(v.As<Napi::Object>())->free(Env());
+    } catch (const SysError&) {
+    }
+  }
+  if (device_) device_->close();
 }
 
 Napi::Value DeviceWrap::Info(const Napi::CallbackInfo& info) {
@@ -215,8 +233,9 @@ Napi::Value DeviceWrap::CreateQueue(const Napi::CallbackInfo& info) {
     if (!info[2].IsFunction()) throwTypeError(env, "completion callback must be a function");
     VirtQueue& q = open(env).createQueue(static_cast<uint16_t>(index), static_cast<uint16_t>(size));
     Napi::Object obj = addonData(env).queueCtor.New({});
-    QueueWrap::Unwrap(obj)->init(device_, &q, info[2].As<Napi::Function>());
-    queues_.push_back(Napi::Persistent(obj));
+    QueueWrap* wrap = QueueWrap::Unwrap(obj);
+    wrap->init(device_, &q, info[2].As<Napi::Function>());
+    queues_.emplace_back(Napi::Persistent(obj), wrap);
     return obj;
   });
 }
@@ -258,9 +277,8 @@ void DeviceWrap::onConfigChange(void* self) {
   drainEventFd(w->device_->transport().configChangeFd());
   Napi::Env env = w->Env();
   Napi::HandleScope scope(env);
-  napi_value recv = env.Undefined();
   napi_value result;
-  if (napi_make_callback(env, nullptr, recv, w->configCallback_.Value(), 0, nullptr, &result) ==
+  if (napi_make_callback(env, nullptr, w->Value(), w->configCallback_.Value(), 0, nullptr, &result) ==
       napi_pending_exception) {
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
@@ -400,7 +418,7 @@ void QueueWrap::stop() {
     poll_ = nullptr;
   }
   // The device is about to drop the ring: keep what it still held so abandon() can report it.
-  if (queue_) {
+  if (queue_ && !device_->closed()) {
     abandoned_ = queue_->ring->abandonInFlight();
     queue_ = nullptr;
   }
@@ -408,8 +426,7 @@ void QueueWrap::stop() {
 
 VirtQueue& QueueWrap::live(const Napi::Env& env) {
   if (!queue_ || !device_ || device_->closed())
-    throw makeVdpaError(
-        env, SysError(EBADF, "queue", device_ ? device_->transport().path() : "", "EBADF: the device is closed"));
+    throw makeVdpaError(env, SysError(EBADF, "queue", device_ ? device_->path() : "", "EBADF: the device is closed"));
   return *queue_;
 }
 
@@ -417,24 +434,35 @@ void QueueWrap::onCall(void* self) {
   auto* w = static_cast<QueueWrap*>(self);
   drainEventFd(w->queue_->callFd.get());
   DriverQueue& ring = *w->queue_->ring;
-  size_t n = 0;
   const size_t cap = ring.size();
-  // Drain, re-arm, and drain again if the device raced us: one JS call per wake-up.
-  do {
-    n += ring.drain(w->completions_ + n, cap - n);
-  } while (n < cap && ring.enableInterrupts());
-  const bool broken = ring.broken();
-  if (n == 0 && !broken) return;
   Napi::Env env = w->Env();
   Napi::HandleScope scope(env);
-  napi_value args[2] = {Napi::Number::New(env, static_cast<double>(n)),
-                        broken ? Napi::String::New(env, ring.brokenReason()) : env.Undefined()};
-  napi_value result;
-  if (napi_make_callback(env, static_cast<napi_async_context>(*w->async_), w->Value(), w->callback_.Value(), 2, args,
-                         &result) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
+  for (;;) {
+    // Drain, re-arm, and drain again if the device raced us. Interrupts are re-armed only once the
+    // ring is empty; a full completion array is handed over first and draining goes on.
+    size_t n = 0;
+    bool armed = false;
+    while (n < cap) {
+      n += ring.drain(w->completions_ + n, cap - n);
+      if (n < cap && !ring.enableInterrupts()) {
+        armed = true;
+        break;
+      }
+    }
+    const bool broken = ring.broken();
+    if (n == 0 && !broken) return;
+    napi_value args[2] = {Napi::Number::New(env, static_cast<double>(n)),
+                          broken ? Napi::String::New(env, ring.brokenReason()) : env.Undefined()};
+    napi_value result;
+    if (napi_make_callback(env, static_cast<napi_async_context>(*w->async_), w->Value(), w->callback_.Value(), 2, args,
+                           &result) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+      return;
+    }
+    // The callback may have closed the device (and with it this queue).
+    if (armed || broken || !w->queue_) return;
   }
 }
 
@@ -453,8 +481,8 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
     const uint32_t* w = batch.Data();
     const size_t words = batch.ElementLength();
     if (q.ring->broken())
-      throw makeVdpaError(env, SysError(EPROTO, "virtqueue", device_->transport().path(),
-                                        "EPROTO: queue is broken: " + q.ring->brokenReason()));
+      throw makeVdpaError(
+          env, SysError(EPROTO, "virtqueue", device_->path(), "EPROTO: queue is broken: " + q.ring->brokenReason()));
     decodeBatch(
         env, w, words, chains, *q.ring,
         [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
@@ -513,7 +541,12 @@ RegionWrap::RegionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Region
 }
 
 RegionWrap::~RegionWrap() {
-  if (device_ && handle_) device_->removeRegion(handle_);
+  if (!device_ || !handle_) return;
+  try {
+    device_->removeRegion(handle_);
+  } catch (...) {
+    // Finalizers cannot report; the mapping goes away with the device at the latest.
+  }
 }
 
 void RegionWrap::init(Napi::Env env, std::shared_ptr<VirtioDevice> device, std::shared_ptr<MemoryRegion> region,
@@ -536,13 +569,11 @@ void RegionWrap::init(Napi::Env env, std::shared_ptr<VirtioDevice> device, std::
 
 void RegionWrap::free(Napi::Env env) {
   if (!handle_) return;
-  device_->removeRegion(handle_);
-  handle_ = 0;
-  if (!buffer_.IsEmpty() && !buffer_.Value().IsEmpty()) {
-    napi_detach_arraybuffer(env, buffer_.Value());
-  }
+  const uint32_t handle = std::exchange(handle_, 0);
+  if (!buffer_.IsEmpty() && !buffer_.Value().IsEmpty()) napi_detach_arraybuffer(env, buffer_.Value());
   buffer_.Reset();
   region_.reset();
+  device_->removeRegion(handle);  // may throw (unmap refused); our side is already consistent
 }
 
 Napi::Value RegionWrap::Free(const Napi::CallbackInfo& info) {

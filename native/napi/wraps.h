@@ -5,6 +5,7 @@
 #include <napi.h>
 
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "device/virtio_device.h"
@@ -56,7 +57,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value VhostSetGroupAsid(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
-  std::vector<Napi::ObjectReference> queues_;   // closed with the device
+  // Closed with the device. The raw pointer stays valid while the strong reference holds the object.
+  std::vector<std::pair<Napi::ObjectReference, QueueWrap*>> queues_;
   std::vector<Napi::ObjectReference> regions_;  // weak: detached with the device
   FdPoll* configPoll_ = nullptr;
   Napi::FunctionReference configCallback_;
