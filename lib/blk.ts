@@ -1,15 +1,17 @@
-import { BlkFeature } from './constants';
+import { BlkFeature, Feature } from './constants';
 import { COMMON_FEATURES, Device, type AllocOptions, type OpenOptions } from './device';
 import { vdpaError } from './errors';
 import type { ChainSegment, QueueDriver } from './queue';
-import { checkBlockRange, checkInteger } from './validate';
+import { checkBlockRange, checkInteger, checkObject } from './validate';
 
 /** Options for {@link openBlk}. */
 export interface BlkOptions extends OpenOptions {
   /** Request queues to use (at most what the device offers). Default 1. */
   numQueues?: number;
-  /** Entries per queue (power of two). Default 256, or the device's maximum if smaller. */
+  /** Entries per queue (a power of two unless packed). Default 256, or the device's maximum if smaller. */
   queueSize?: number;
+  /** Use the packed ring when the device offers it; default false. */
+  packed?: boolean;
 }
 
 /** One operation of a {@link BlkDevice.batch}. */
@@ -84,7 +86,14 @@ class BouncePool {
 
   acquire(): BounceChunk | undefined {
     if (this.free.length === 0 && this.regions < BOUNCE_REGIONS_MAX) {
-      const r = this.device.allocInternal(BOUNCE_REGION);
+      let r: { handle: number; bytes: Uint8Array };
+      try {
+        r = this.device.allocInternal(BOUNCE_REGION);
+      } catch (e) {
+        // Out of pinnable memory (RLIMIT_MEMLOCK) or IOVA space: wait for a chunk in use, if any.
+        if (this.regions > 0) return undefined;
+        throw e;
+      }
       this.regions++;
       for (let off = 0; off < BOUNCE_REGION; off += BOUNCE_CHUNK)
         this.free.push({ region: r.handle, offset: off, bytes: r.bytes.subarray(off, off + BOUNCE_CHUNK) });
@@ -149,7 +158,8 @@ export class BlkDevice {
       BlkFeature.MQ |
       BlkFeature.RO |
       BlkFeature.DISCARD |
-      BlkFeature.WRITE_ZEROES;
+      BlkFeature.WRITE_ZEROES |
+      (options.packed ? Feature.RING_PACKED : 0n);
     const f = device.negotiate(wanted);
     const cfg = new DataView(device.readConfig(0, Math.min(device.configSize, 60)).buffer);
     const u32 = (off: number, feature: bigint, def: number): number =>
@@ -167,11 +177,7 @@ export class BlkDevice {
     if (numQueues > Math.max(1, offered))
       throw new RangeError(`numQueues ${numQueues} is more than the device offers (${Math.max(1, offered)})`);
     this.numQueues = numQueues;
-    const maxSize = device.live().maxQueueSize(0);
-    const queueSize = options.queueSize ?? Math.min(256, maxSize);
-    checkInteger(queueSize, 'queueSize', 1, 32768);
-    if ((queueSize & (queueSize - 1)) !== 0 || queueSize > maxSize)
-      throw new RangeError(`queueSize must be a power of two no larger than ${maxSize}`);
+    const queueSize = device.queueSizeFor(options.queueSize, [0]);
     this.queueSize = queueSize;
     const maxSegments = Math.ceil(this.maxRequest / this.sizeMax) + 2;
     for (let i = 0; i < numQueues; i++) {
@@ -248,6 +254,7 @@ export class BlkDevice {
       let id = '';
       const c = new Call(() => resolve(id), reject);
       try {
+        this.device.live();
         this.issue(c, { call: c, type: T_GET_ID, dataIn: ID_BYTES, idOut: (s) => (id = s) }, 0, []);
       } catch (e) {
         reject(e as Error);
@@ -463,6 +470,7 @@ function blkOpName(type: number): string {
  */
 export async function openBlk(path: string, options: BlkOptions = {}): Promise<BlkDevice> {
   if (typeof path !== 'string') throw new TypeError('device path must be a string');
+  checkObject(options, 'options');
   const opts: BlkOptions = { ...options };
   if (path.startsWith('mock:') && opts.deviceQueues === undefined && opts.numQueues !== undefined)
     opts.deviceQueues = opts.numQueues;

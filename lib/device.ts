@@ -214,6 +214,20 @@ export class Device extends EventEmitter {
     return driver;
   }
 
+  /**
+   * @internal The size for the given queues: `requested`, or 256 capped by the device. Split rings
+   * need a power of two; packed rings (when negotiated) take any size.
+   */
+  queueSizeFor(requested: number | undefined, queues: number[]): number {
+    const max = Math.min(...queues.map((q) => this.live().maxQueueSize(q)));
+    const size = requested ?? Math.min(256, max);
+    checkInteger(size, 'queueSize', 1, 32768);
+    const packed = (this.features & Feature.RING_PACKED) !== 0n;
+    if (size > max || (!packed && (size & (size - 1)) !== 0))
+      throw new RangeError(`queueSize must be ${packed ? 'at most' : 'a power of two no larger than'} ${max}`);
+    return size;
+  }
+
   /** @internal Enables the queues and sets DRIVER_OK. */
   start(): void {
     this.live().start();

@@ -1,13 +1,14 @@
-import { NetFeature } from './constants';
+import { Feature, NetFeature } from './constants';
 import { COMMON_FEATURES, Device, type OpenOptions } from './device';
 import { VdpaError, vdpaError } from './errors';
 import type { QueueDriver } from './queue';
-import { checkInteger } from './validate';
 
 /** Options for {@link openNet}. */
 export interface NetOptions extends OpenOptions {
-  /** Entries per queue (power of two). Default 256, or the device's maximum if smaller. */
+  /** Entries per queue (a power of two unless packed). Default 256, or the device's maximum if smaller. */
   queueSize?: number;
+  /** Use the packed ring when the device offers it; default false. */
+  packed?: boolean;
 }
 
 const HDR = 12; // struct virtio_net_hdr_v1
@@ -54,16 +55,18 @@ export class NetDevice {
       throw vdpaError('ENODEV', 'open', device.path, `not a network device (virtio device id ${device.deviceId})`);
     }
     this.device = device;
-    const f = device.negotiate(COMMON_FEATURES | NetFeature.MAC | NetFeature.STATUS | NetFeature.MTU);
+    const f = device.negotiate(
+      COMMON_FEATURES |
+        NetFeature.MAC |
+        NetFeature.STATUS |
+        NetFeature.MTU |
+        (options.packed ? Feature.RING_PACKED : 0n),
+    );
     const cfg = device.readConfig(0, Math.min(device.configSize, 12));
     const view = new DataView(cfg.buffer, cfg.byteOffset, cfg.byteLength);
     this.mac = f & NetFeature.MAC ? cfg.slice(0, 6) : new Uint8Array(6);
     this.mtu = f & NetFeature.MTU && cfg.length >= 12 ? view.getUint16(10, true) : 1500;
-    const maxSize = Math.min(device.live().maxQueueSize(RX_QUEUE), device.live().maxQueueSize(TX_QUEUE));
-    const queueSize = options.queueSize ?? Math.min(256, maxSize);
-    checkInteger(queueSize, 'queueSize', 1, 32768);
-    if ((queueSize & (queueSize - 1)) !== 0 || queueSize > maxSize)
-      throw new RangeError(`queueSize must be a power of two no larger than ${maxSize}`);
+    const queueSize = device.queueSizeFor(options.queueSize, [RX_QUEUE, TX_QUEUE]);
     this.queueSize = queueSize;
     // Without MRG_RXBUF every receive buffer must hold a whole frame (and room for a VLAN tag).
     this.slotBytes = Math.ceil((HDR + ETH_HEADER + 4 + this.mtu) / 64) * 64;

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/sys_error.h"
+#include "ring/packed_driver_queue.h"
 #include "ring/split_driver_queue.h"
 #include "ring/virtio_ring.h"
 
@@ -14,7 +15,9 @@ constexpr uint16_t kIndirectMax = 128;
 }  // namespace
 
 VirtioDevice::VirtioDevice(std::unique_ptr<Transport> transport)
-    : transport_(std::move(transport)), iova_(transport_->iovaRange().first, transport_->iovaRange().last) {}
+    : path_(transport->path()),
+      transport_(std::move(transport)),
+      iova_(transport_->iovaRange().first, transport_->iovaRange().last) {}
 
 VirtioDevice::~VirtioDevice() {
   try {
@@ -37,7 +40,7 @@ uint64_t VirtioDevice::negotiate(uint64_t wanted) {
   t.setDriverFeatures(features);
   t.setStatus(kStatusAcknowledge | kStatusDriver | kStatusFeaturesOk);
   if (!(t.status() & kStatusFeaturesOk)) {
-    t.setStatus(kStatusFailed);
+    t.setStatus(t.status() | kStatusFailed);
     throwSys(EOPNOTSUPP, "virtio: FEATURES_OK", t.path(),
              "the device did not accept the negotiated features (FEATURES_OK stayed clear)");
   }
@@ -75,8 +78,8 @@ void VirtioDevice::removeRegion(uint32_t handle) {
   if (handle == 0 || handle >= regions_.size() || !regions_[handle].region) return;
   Registered r = std::move(regions_[handle]);
   regions_[handle] = Registered{};
-  if (!closed_) transport_->unmapDma(r.iova, r.region->size());
   iova_.release(r.iova, r.region->size());
+  if (!closed_) transport_->unmapDma(r.iova, r.region->size());
 }
 
 VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
@@ -86,21 +89,30 @@ VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
              "the device has " + std::to_string(transport_->maxQueues()) + " queues; there is no queue " +
                  std::to_string(index));
   const uint16_t max = transport_->maxQueueSize(index);
-  if (size == 0 || size > max || (size & (size - 1)) != 0)
+  // Packed rings take any size up to 32768 (15-bit offsets); split rings need a power of two.
+  const bool packed = (features_ & bit(kFeatureRingPacked)) != 0;
+  if (packed ? (size == 0 || size > max || size > kPackedMaxSize)
+             : (size == 0 || size > max || (size & (size - 1)) != 0))
     throwSys(EINVAL, "queue", transport_->path(),
-             "queue size " + std::to_string(size) + " must be a power of two no larger than " + std::to_string(max));
+             "queue size " + std::to_string(size) +
+                 (packed ? " must be between 1 and " : " must be a power of two no larger than ") +
+                 std::to_string(packed ? std::min<uint16_t>(max, kPackedMaxSize) : max));
   if (queues_.size() <= index) queues_.resize(index + 1);
   if (queues_[index]) throwSys(EBUSY, "queue", transport_->path(), "queue already set up");
 
   DriverQueueOptions opts{size, (features_ & bit(kFeatureRingEventIdx)) != 0,
                           static_cast<uint16_t>((features_ & bit(kFeatureRingIndirectDesc)) ? kIndirectMax : 0)};
-  auto mem = std::make_shared<MemoryRegion>(SplitDriverQueue::memorySize(opts), false);
+  auto mem = std::make_shared<MemoryRegion>(
+      packed ? PackedDriverQueue::memorySize(opts) : SplitDriverQueue::memorySize(opts), false);
   RingMemory ring{mem->data(), 0, mem->size()};
   auto q = std::make_unique<VirtQueue>();
   q->index = index;
   q->ringRegion = addRegion(mem);
   translate(q->ringRegion, 0, mem->size(), &ring.iova);
-  q->ring = std::make_unique<SplitDriverQueue>(opts, ring);
+  if (packed)
+    q->ring = std::make_unique<PackedDriverQueue>(opts, ring);
+  else
+    q->ring = std::make_unique<SplitDriverQueue>(opts, ring);
   q->callFd = makeEventFd();
   transport_->setupQueue(
       QueueAddresses{index, size, q->ring->descIova(), q->ring->driverAreaIova(), q->ring->deviceAreaIova()},
@@ -134,6 +146,9 @@ void VirtioDevice::close() {
   }
   queues_.clear();
   regions_.resize(1);
+  // Drop the transport now, not at garbage collection: its fds (an exclusive vhost-vdpa open, a
+  // VFIO device) must be free for the next open.
+  transport_.reset();
 }
 
 }  // namespace vdpa

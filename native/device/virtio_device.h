@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -28,7 +29,9 @@ class VirtioDevice {
   VirtioDevice(const VirtioDevice&) = delete;
   VirtioDevice& operator=(const VirtioDevice&) = delete;
 
+  // Valid until close(); after it, only path() and closed() may be used.
   Transport& transport() { return *transport_; }
+  const std::string& path() const { return path_; }
   bool closed() const { return closed_; }
 
   // Reset, ACKNOWLEDGE|DRIVER, offer `wanted & deviceFeatures` (+ VERSION_1 and ACCESS_PLATFORM,
@@ -67,6 +70,7 @@ class VirtioDevice {
     uint64_t iova = 0;
   };
 
+  const std::string path_;
   std::unique_ptr<Transport> transport_;
   IovaAllocator iova_;
   std::vector<Registered> regions_{1};  // handle 0 is never valid

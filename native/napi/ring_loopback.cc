@@ -39,24 +39,42 @@ Napi::Function RingLoopback::define(Napi::Env env) {
                          InstanceMethod<&RingLoopback::RoundTrip>("roundTrip"),
                          InstanceMethod<&RingLoopback::PokeDescriptor>("pokeDescriptor"),
                          InstanceMethod<&RingLoopback::PokeAvail>("pokeAvail"),
+                         InstanceMethod<&RingLoopback::PeekDescriptor>("peekDescriptor"),
+                         InstanceMethod<&RingLoopback::EventSuppression>("eventSuppression"),
+                         InstanceMethod<&RingLoopback::PokeEventSuppression>("pokeEventSuppression"),
                      });
 }
 
-// new RingLoopback(size, eventIdx, indirectMax, dataBytes)
+// new RingLoopback(size, eventIdx, indirectMax, dataBytes[, packed])
 RingLoopback::RingLoopback(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingLoopback>(info) {
   Napi::Env env = info.Env();
+  const bool packed = info.Length() > 4 && info[4].ToBoolean();
   try {
     const uint32_t size = u32(info, 0);
-    if (size == 0 || size > 32768 || (size & (size - 1))) throwRangeError(env, "size must be a power of two <= 32768");
+    if (packed ? (size == 0 || size > kPackedMaxSize) : (size == 0 || size > 32768 || (size & (size - 1))))
+      throwRangeError(env, packed ? "size must be between 1 and 32768" : "size must be a power of two <= 32768");
     const uint32_t indirectMax = u32(info, 2);
     if (indirectMax > 4096) throwRangeError(env, "indirectMax must be <= 4096");
     DriverQueueOptions opts{static_cast<uint16_t>(size), info[1].ToBoolean(), static_cast<uint16_t>(indirectMax)};
-    ringMem_ = std::make_unique<MemoryRegion>(SplitDriverQueue::memorySize(opts), false);
+    ringMem_ = std::make_unique<MemoryRegion>(
+        packed ? PackedDriverQueue::memorySize(opts) : SplitDriverQueue::memorySize(opts), false);
     data_ = std::make_unique<MemoryRegion>(std::max<uint32_t>(u32(info, 3), 4096), false);
-    driver_ = std::make_unique<SplitDriverQueue>(opts, RingMemory{ringMem_->data(), kRingIova, ringMem_->size()});
-    device_ =
-        std::make_unique<SplitDeviceQueue>(opts.size, driver_->descIova(), driver_->driverAreaIova(),
-                                           driver_->deviceAreaIova(), opts.eventIdx, static_cast<GuestMemory&>(*this));
+    const RingMemory ring{ringMem_->data(), kRingIova, ringMem_->size()};
+    if (packed) {
+      auto q = std::make_unique<PackedDriverQueue>(opts, ring);
+      packed_ = q.get();
+      driver_ = std::move(q);
+      device_ = std::make_unique<PackedDeviceQueue>(opts.size, driver_->descIova(), driver_->driverAreaIova(),
+                                                    driver_->deviceAreaIova(), opts.eventIdx,
+                                                    static_cast<GuestMemory&>(*this));
+    } else {
+      auto q = std::make_unique<SplitDriverQueue>(opts, ring);
+      split_ = q.get();
+      driver_ = std::move(q);
+      device_ = std::make_unique<SplitDeviceQueue>(opts.size, driver_->descIova(), driver_->driverAreaIova(),
+                                                   driver_->deviceAreaIova(), opts.eventIdx,
+                                                   static_cast<GuestMemory&>(*this));
+    }
   } catch (const SysError& e) {
     throw makeVdpaError(env, e);
   }
@@ -65,6 +83,7 @@ RingLoopback::RingLoopback(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ri
   completionsRef_ = Napi::Persistent(arr.As<Napi::Object>());
   Value().Set("completions", arr);
   Value().Set("data", Napi::ArrayBuffer::New(env, data_->data(), data_->size()));
+  Value().Set("packed", Napi::Boolean::New(env, packed));
   info.This().As<Napi::Object>().TypeTag(&kTag);
 }
 
@@ -89,7 +108,7 @@ uint32_t RingLoopback::submitBatch(Napi::Env env, const uint32_t* w, size_t word
 
 uint32_t RingLoopback::completeAll(int64_t len) {
   uint32_t n = 0;
-  while (device_->pop(chain_) == SplitDeviceQueue::Pop::kChain) {
+  while (device_->pop(chain_) == DeviceQueue::Pop::kChain) {
     device_->push(chain_.head, len < 0 ? static_cast<uint32_t>(chain_.writableBytes) : static_cast<uint32_t>(len));
     n++;
   }
@@ -116,9 +135,9 @@ LOOPBACK_METHOD(Publish, { return Napi::Boolean::New(env, driver_->publish()); }
 // Pops one chain; returns undefined when empty, or a description of the chain (or the malformed reason).
 LOOPBACK_METHOD(DevicePop, {
   const auto r = device_->pop(chain_);
-  if (r == SplitDeviceQueue::Pop::kEmpty) return env.Undefined();
+  if (r == DeviceQueue::Pop::kEmpty) return env.Undefined();
   Napi::Object o = Napi::Object::New(env);
-  if (r == SplitDeviceQueue::Pop::kMalformed) {
+  if (r == DeviceQueue::Pop::kMalformed) {
     o.Set("error", device_->error());
     return o;
   }
@@ -164,7 +183,7 @@ LOOPBACK_METHOD(State, {
   o.Set("broken", driver_->broken());
   o.Set("reason", driver_->brokenReason());
   o.Set("inFlight", driver_->inFlight());
-  o.Set("freeDescriptors", driver_->freeDescriptors());
+  o.Set("freeDescriptors", split_ ? split_->freeDescriptors() : packed_->freeDescriptors());
   return o;
 })
 
@@ -176,26 +195,90 @@ LOOPBACK_METHOD(Abandon, {
 })
 
 // Writes raw descriptor fields, as a hostile or buggy driver would (device-side robustness tests).
+// The fifth argument is `next` on a split ring and the buffer id on a packed one, whose flags
+// (including AVAIL/USED) are stored last, with release, like a driver making a descriptor available.
 LOOPBACK_METHOD(PokeDescriptor, {
   const uint32_t index = u32(info, 0);
   if (index >= driver_->size()) throwRangeError(env, "descriptor index out of range");
-  auto* d = reinterpret_cast<VringDesc*>(ringMem_->data()) + index;
   if (!info[1].IsBigInt()) throwTypeError(env, "addr must be a bigint");
   bool lossless;
-  d->addr = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
-  d->len = u32(info, 2);
-  d->flags = static_cast<uint16_t>(u32(info, 3));
-  d->next = static_cast<uint16_t>(u32(info, 4));
+  const uint64_t addr = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
+  const uint32_t len = u32(info, 2);
+  const auto flags = static_cast<uint16_t>(u32(info, 3));
+  const auto last = static_cast<uint16_t>(u32(info, 4));
+  if (packed_) {
+    auto* d = reinterpret_cast<PackedDesc*>(ringMem_->data()) + index;
+    d->addr = addr;
+    d->len = len;
+    d->id = last;
+    storeRelease(&d->flags, flags);
+  } else {
+    auto* d = reinterpret_cast<VringDesc*>(ringMem_->data()) + index;
+    d->addr = addr;
+    d->len = len;
+    d->flags = flags;
+    d->next = last;
+  }
   return env.Undefined();
 })
 
-// Appends `head` to the avail ring and moves avail->idx by `advance` (normally 1).
+// Reads a descriptor as it is in ring memory: {addr, len, flags, next} (split) or {addr, len, flags, id}.
+LOOPBACK_METHOD(PeekDescriptor, {
+  const uint32_t index = u32(info, 0);
+  if (index >= driver_->size()) throwRangeError(env, "descriptor index out of range");
+  Napi::Object o = Napi::Object::New(env);
+  if (packed_) {
+    const auto* d = reinterpret_cast<const PackedDesc*>(ringMem_->data()) + index;
+    o.Set("addr", Napi::BigInt::New(env, static_cast<uint64_t>(d->addr)));
+    o.Set("len", d->len);
+    o.Set("flags", d->flags);
+    o.Set("id", d->id);
+  } else {
+    const auto* d = reinterpret_cast<const VringDesc*>(ringMem_->data()) + index;
+    o.Set("addr", Napi::BigInt::New(env, static_cast<uint64_t>(d->addr)));
+    o.Set("len", d->len);
+    o.Set("flags", d->flags);
+    o.Set("next", d->next);
+  }
+  return o;
+})
+
+// Appends `head` to the avail ring and moves avail->idx by `advance` (normally 1). Split rings only.
 LOOPBACK_METHOD(PokeAvail, {
+  if (packed_)
+    throwRangeError(env, "pokeAvail is for split rings; packed descriptors are made available by their flags");
   const uint16_t num = driver_->size();
   auto* avail = reinterpret_cast<uint16_t*>(ringMem_->data() + SplitRingLayout::forSize(num).availOffset);
   const uint16_t idx = avail[1];
   avail[2 + (idx & (num - 1))] = static_cast<uint16_t>(u32(info, 0));
   storeRelease(&avail[1], static_cast<uint16_t>(idx + u32(info, 1)));
+  return env.Undefined();
+})
+
+// Packed rings: both event suppression structures, {driver: {flags, off, wrap}, device: {...}}.
+LOOPBACK_METHOD(EventSuppression, {
+  if (!packed_) throwRangeError(env, "event suppression structures exist on packed rings only");
+  const PackedRingLayout l = PackedRingLayout::forSize(driver_->size());
+  auto side = [&](size_t offset) {
+    const uint32_t v = loadEvent(reinterpret_cast<const uint32_t*>(ringMem_->data() + offset));
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("flags", eventFlags(v));
+    o.Set("off", eventOffWrap(v) & 0x7fff);
+    o.Set("wrap", (eventOffWrap(v) >> 15) != 0);
+    return o;
+  };
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("driver", side(l.driverOffset));
+  o.Set("device", side(l.deviceOffset));
+  return o;
+})
+
+// Packed rings: overwrites one event suppression structure (driverSide, flags, offWrap).
+LOOPBACK_METHOD(PokeEventSuppression, {
+  if (!packed_) throwRangeError(env, "event suppression structures exist on packed rings only");
+  const PackedRingLayout l = PackedRingLayout::forSize(driver_->size());
+  auto* p = reinterpret_cast<uint32_t*>(ringMem_->data() + (info[0].ToBoolean() ? l.driverOffset : l.deviceOffset));
+  storeEvent(p, packEvent(static_cast<uint16_t>(u32(info, 1)), static_cast<uint16_t>(u32(info, 2))));
   return env.Undefined();
 })
 

@@ -1,6 +1,7 @@
-// RingLoopback: a driver-side and a device-side split ring sharing one region in this process, with no
-// transport and no threads. Ring tests use it to play a misbehaving device step by step; the ring
-// benchmark uses it to time the N-API batch path against the same loop in pure C++.
+// RingLoopback: a driver-side and a device-side ring (split, or packed when the constructor's fifth
+// argument is true) sharing one region in this process, with no transport and no threads. Ring tests use it to play a
+// misbehaving device step by step; the ring benchmark uses it to time the N-API batch path against the same loop in
+// pure C++.
 #pragma once
 
 #include <napi.h>
@@ -10,6 +11,9 @@
 
 #include "memory/memory_region.h"
 #include "napi/batch.h"
+#include "ring/device_queue.h"
+#include "ring/packed_device_queue.h"
+#include "ring/packed_driver_queue.h"
 #include "ring/split_device_queue.h"
 #include "ring/split_driver_queue.h"
 
@@ -40,6 +44,9 @@ class RingLoopback : public Napi::ObjectWrap<RingLoopback>, private GuestMemory 
   Napi::Value RoundTrip(const Napi::CallbackInfo& info);
   Napi::Value PokeDescriptor(const Napi::CallbackInfo& info);
   Napi::Value PokeAvail(const Napi::CallbackInfo& info);
+  Napi::Value PeekDescriptor(const Napi::CallbackInfo& info);
+  Napi::Value EventSuppression(const Napi::CallbackInfo& info);
+  Napi::Value PokeEventSuppression(const Napi::CallbackInfo& info);
 
   // Adds chains from a batch in the queue's layout; region handle 1 names the data area.
   uint32_t submitBatch(Napi::Env env, const uint32_t* words, size_t nwords, uint32_t chains);
@@ -49,8 +56,10 @@ class RingLoopback : public Napi::ObjectWrap<RingLoopback>, private GuestMemory 
   static constexpr uint64_t kRingIova = 0x100000;
   static constexpr uint64_t kDataIova = 0x40000000;
   std::unique_ptr<MemoryRegion> ringMem_, data_;
-  std::unique_ptr<SplitDriverQueue> driver_;
-  std::unique_ptr<SplitDeviceQueue> device_;
+  std::unique_ptr<DriverQueue> driver_;
+  std::unique_ptr<DeviceQueue> device_;
+  SplitDriverQueue* split_ = nullptr;    // driver_ when split
+  PackedDriverQueue* packed_ = nullptr;  // driver_ when packed
   DecodedBatch batch_;
   DeviceChain chain_;
   Napi::ObjectReference completionsRef_;

@@ -8,61 +8,34 @@
 #include <string>
 #include <vector>
 
+#include "ring/device_queue.h"
 #include "ring/virtio_ring.h"
 
 namespace vdpa {
 
-// Translates device addresses to host pointers. Returns nullptr when [iova, iova+len) is not
-// entirely inside one mapping.
-class GuestMemory {
+class SplitDeviceQueue final : public DeviceQueue {
  public:
-  virtual ~GuestMemory() = default;
-  virtual uint8_t* translate(uint64_t iova, uint64_t len) = 0;
-};
-
-struct DeviceBuffer {
-  uint8_t* data;
-  uint32_t len;
-};
-
-struct DeviceChain {
-  uint16_t head = 0;
-  std::vector<DeviceBuffer> readable;
-  std::vector<DeviceBuffer> writable;
-  uint64_t readableBytes = 0;
-  uint64_t writableBytes = 0;
-  void clear() {
-    readable.clear();
-    writable.clear();
-    readableBytes = writableBytes = 0;
-  }
-};
-
-class SplitDeviceQueue {
- public:
-  enum class Pop { kEmpty, kChain, kMalformed };
-
   SplitDeviceQueue(uint16_t num, uint64_t descIova, uint64_t availIova, uint64_t usedIova, bool eventIdx,
                    GuestMemory& mem);
 
   // False when the ring addresses did not translate; error() says why.
-  bool valid() const { return desc_ != nullptr; }
-  uint16_t size() const { return num_; }
+  bool valid() const override { return desc_ != nullptr; }
+  uint16_t size() const override { return num_; }
 
   // Takes the next available chain. kMalformed leaves the reason in error(); the device should then
   // stop using the queue (a real device would set NEEDS_RESET).
-  Pop pop(DeviceChain& chain);
+  Pop pop(DeviceChain& chain) override;
   // Records a used element (not yet visible to the driver).
-  void push(uint32_t id, uint32_t len);
+  void push(uint32_t id, uint32_t len) override;
   // Makes pushed elements visible; returns whether the driver asked for an interrupt.
-  bool publish();
+  bool publish() override;
   // Suppresses or re-enables kicks; enable returns true when new chains arrived meanwhile.
-  void disableNotifications();
-  bool enableNotifications();
+  void disableNotifications() override;
+  bool enableNotifications() override;
   // Fault injection for tests: move the used index by `delta` without writing elements.
-  void corruptUsedIdx(uint16_t delta);
+  void corruptUsedIdx(uint16_t delta) override;
 
-  const std::string& error() const { return error_; }
+  const std::string& error() const override { return error_; }
   uint16_t lastAvail() const { return lastAvail_; }
 
  private:

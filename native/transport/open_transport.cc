@@ -2,6 +2,7 @@
 
 #include "common/sys_error.h"
 #include "transport/mock/mock_transport.h"
+#include "transport/vfio/vfio_transport.h"
 #include "transport/vhost_vdpa/vhost_vdpa_transport.h"
 
 namespace vdpa {
@@ -13,6 +14,7 @@ std::unique_ptr<Transport> openTransport(const std::string& spec, const Transpor
     return std::make_unique<MockTransport>(spec, mock);
   }
   if (spec.rfind("/dev/vhost-vdpa-", 0) == 0) return std::make_unique<VhostVdpaTransport>(spec);
+  if (spec.rfind("vfio:", 0) == 0) return std::make_unique<VfioTransport>(spec);
   throwSys(ENODEV, "open", spec, "device specs are mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>");
 }
 

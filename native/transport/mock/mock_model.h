@@ -7,7 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "ring/split_device_queue.h"
+#include "ring/device_queue.h"
+#include "ring/virtio_ring.h"
 
 namespace vdpa {
 
@@ -50,9 +51,8 @@ class MockModel {
   // false when the model keeps it to finish later through drainDeferred().
   virtual bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) = 0;
   // Finishes chains kept earlier, now that `q` may have new buffers. Appends to `done`.
-  virtual void drainDeferred(uint16_t q, SplitDeviceQueue& vq, std::vector<UsedEntry>& done) {
+  virtual void drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
     (void)q;
-    (void)vq;
     (void)done;
   }
   // Forget every held chain (device reset).

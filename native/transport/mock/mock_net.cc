@@ -26,7 +26,7 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
   return true;
 }
 
-void MockNet::drainDeferred(uint16_t q, SplitDeviceQueue&, std::vector<UsedEntry>& done) {
+void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
   if (q != 0) return;
   while (!backlog_.empty() && !rxBuffers_.empty()) {
     const DeviceChain& rx = rxBuffers_.front();

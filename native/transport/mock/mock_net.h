@@ -19,7 +19,7 @@ class MockNet final : public MockModel {
   uint16_t numQueues() const override { return 2; }  // 0 = receive, 1 = transmit
   std::vector<uint8_t> config() const override;
   bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) override;
-  void drainDeferred(uint16_t q, SplitDeviceQueue& vq, std::vector<UsedEntry>& done) override;
+  void drainDeferred(uint16_t q, std::vector<UsedEntry>& done) override;
   void reset() override {
     backlog_.clear();
     rxBuffers_.clear();

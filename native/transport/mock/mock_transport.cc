@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "common/sys_error.h"
+#include "ring/packed_device_queue.h"
 #include "ring/virtio_ring.h"
 #include "transport/mock/mock_blk.h"
 #include "transport/mock/mock_net.h"
@@ -44,7 +45,7 @@ MockTransport::~MockTransport() { stopThread(); }
 
 uint64_t MockTransport::deviceFeatures() {
   return model_->features() | bit(kFeatureVersion1) | bit(kFeatureAccessPlatform) | bit(kFeatureRingEventIdx) |
-         bit(kFeatureRingIndirectDesc);
+         bit(kFeatureRingIndirectDesc) | bit(kFeatureRingPacked);
 }
 
 void MockTransport::setDriverFeatures(uint64_t features) {
@@ -153,12 +154,17 @@ void MockTransport::startThread() {
   };
   watch(stopFd_.get(), kStopToken);
   const bool eventIdx = (driverFeatures_ & bit(kFeatureRingEventIdx)) != 0;
+  const bool packed = (driverFeatures_ & bit(kFeatureRingPacked)) != 0;
   std::shared_lock<std::shared_mutex> lock(mapLock_);
   for (uint16_t i = 0; i < queues_.size(); i++) {
     QueueState& q = queues_[i];
     if (!q.enabled) continue;
-    q.ring = std::make_unique<SplitDeviceQueue>(q.addr.size, q.addr.desc, q.addr.driver, q.addr.device, eventIdx,
-                                                static_cast<GuestMemory&>(*this));
+    if (packed)
+      q.ring = std::make_unique<PackedDeviceQueue>(q.addr.size, q.addr.desc, q.addr.driver, q.addr.device, eventIdx,
+                                                   static_cast<GuestMemory&>(*this));
+    else
+      q.ring = std::make_unique<SplitDeviceQueue>(q.addr.size, q.addr.desc, q.addr.driver, q.addr.device, eventIdx,
+                                                  static_cast<GuestMemory&>(*this));
     if (!q.ring->valid()) q.dead = true;
     watch(q.kickFd.get(), i);
   }
@@ -200,7 +206,7 @@ void MockTransport::deviceLoop() {
     if (first || n > 0) {
       for (uint16_t q = 0; q < queues_.size(); q++) serviceQueue(q, done);
       for (uint16_t q = 0; q < queues_.size(); q++)
-        if (queues_[q].ring && !queues_[q].dead) model_->drainDeferred(q, *queues_[q].ring, done);
+        if (queues_[q].ring && !queues_[q].dead) model_->drainDeferred(q, done);
     }
     first = false;
     complete(done);
@@ -209,13 +215,15 @@ void MockTransport::deviceLoop() {
 
 void MockTransport::serviceQueue(uint16_t index, std::vector<UsedEntry>& done) {
   QueueState& q = queues_[index];
-  if (!q.ring || q.dead || fault_ == Fault::kStall) return;
+  if (!q.ring || q.dead) return;
   for (;;) {
     q.ring->disableNotifications();
     for (;;) {
+      // A stalled device stops taking chains once `faultAfter` have been let through.
+      if (fault_ == Fault::kStall && completed_ + done.size() >= opts_.faultAfter) return;
       const auto r = q.ring->pop(chain_);
-      if (r == SplitDeviceQueue::Pop::kEmpty) break;
-      if (r == SplitDeviceQueue::Pop::kMalformed) {
+      if (r == DeviceQueue::Pop::kEmpty) break;
+      if (r == DeviceQueue::Pop::kMalformed) {
         // A real device would do the same: stop and ask the driver for a reset.
         needsReset();
         return;
@@ -240,8 +248,13 @@ void MockTransport::complete(std::vector<UsedEntry>& done) {
     const bool faulty = completed_ >= opts_.faultAfter;
     if (faulty && fault_ == Fault::kBadUsedId) e.id = q.addr.size + 3u;
     if (faulty && fault_ == Fault::kLongUsedLen) e.len = 0x7fffffffu;
+    // Packed: a whole lap ahead — this used descriptor lands in the right slot with the wrong wrap
+    // counter, which no lap of the driver's can explain.
+    const bool packed = (driverFeatures_ & bit(kFeatureRingPacked)) != 0;
+    if (faulty && fault_ == Fault::kUsedIdxJump && packed) q.ring->corruptUsedIdx(q.addr.size);
     q.ring->push(e.id, e.len);
-    if (faulty && fault_ == Fault::kUsedIdxJump) q.ring->corruptUsedIdx(static_cast<uint16_t>(q.addr.size + 1));
+    if (faulty && fault_ == Fault::kUsedIdxJump && !packed)
+      q.ring->corruptUsedIdx(static_cast<uint16_t>(q.addr.size + 1));
     completed_++;
     touched[e.queue] = true;
   }

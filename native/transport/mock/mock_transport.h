@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "ring/device_queue.h"
 #include "ring/split_device_queue.h"
 #include "transport/mock/mock_model.h"
 #include "transport/transport.h"
@@ -56,8 +57,8 @@ class MockTransport final : public Transport, private GuestMemory {
     int callFd = -1;
     UniqueFd kickFd;
     bool enabled = false;
-    std::unique_ptr<SplitDeviceQueue> ring;
-    bool dead = false;  // malformed ring: the device stops using it
+    std::unique_ptr<DeviceQueue> ring;  // split or packed, as negotiated
+    bool dead = false;                  // malformed ring: the device stops using it
   };
   struct Mapping {
     uint8_t* host;

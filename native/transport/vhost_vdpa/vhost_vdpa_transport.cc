@@ -218,6 +218,7 @@ void VhostVdpaTransport::setDriverFeatures(uint64_t features) {
     throwSys(err, "ioctl(VHOST_SET_FEATURES)", path_,
              "the device rejected features " + hex(features) + " (offered: " + hex(deviceFeatures_) + ")");
   if (err) throwSys(err, "ioctl(VHOST_SET_FEATURES)", path_, defaultHint(err));
+  driverFeatures_ = features;
 }
 
 uint8_t VhostVdpaTransport::status() {
@@ -411,7 +412,8 @@ void VhostVdpaTransport::invalidateAll() noexcept {
 
 void VhostVdpaTransport::setupQueue(const QueueAddresses& a, int callFd) {
   Queue& q = queueChecked(a.index, "ioctl(VHOST_SET_VRING_NUM)");
-  if (a.size == 0 || a.size > maxQueueSize_ || (a.size & (a.size - 1)) != 0)
+  const bool packed = (driverFeatures_ & bit(kFeatureRingPacked)) != 0;
+  if (a.size == 0 || a.size > maxQueueSize_ || (!packed && (a.size & (a.size - 1)) != 0))
     throwSys(EINVAL, "ioctl(VHOST_SET_VRING_NUM)", path_,
              "queue size " + std::to_string(a.size) + " must be a power of two no larger than " +
                  std::to_string(maxQueueSize_));
@@ -426,7 +428,8 @@ void VhostVdpaTransport::setupQueue(const QueueAddresses& a, int callFd) {
   VDPA_IOCTL(VHOST_SET_VRING_CALL, &call);
   vhost_vring_state num{idx, a.size};
   VDPA_IOCTL(VHOST_SET_VRING_NUM, &num);
-  vhost_vring_state base{idx, 0};
+  // Packed rings carry the wrap counters in bit 15 (avail) and bit 31 (used); both start at 1.
+  vhost_vring_state base{idx, packed ? 0x80008000u : 0u};
   VDPA_IOCTL(VHOST_SET_VRING_BASE, &base, "the device refused the ring base (is it already running?)");
   vhost_vring_addr addr{};
   addr.index = idx;

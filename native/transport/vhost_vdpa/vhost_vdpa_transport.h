@@ -145,6 +145,7 @@ class VhostVdpaTransport final : public Transport {
   IovaRange iovaRange_{0, ~uint64_t{0}};
   uint32_t deviceId_ = 0;
   uint64_t deviceFeatures_ = 0;
+  uint64_t driverFeatures_ = 0;
   uint32_t configSize_ = 0;
   uint16_t maxQueues_ = 0;
   uint16_t maxQueueSize_ = 0;

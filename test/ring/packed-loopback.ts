@@ -1,0 +1,96 @@
+// Helpers for the packed-ring tests: a RingLoopback built with the packed format (fifth constructor
+// argument), the packed flag bits, and an independent model of packed positions and the event rule.
+import assert from 'node:assert/strict';
+import { RingLoopback, addon } from './loopback';
+
+export const F_AVAIL = 1 << 7;
+export const F_USED = 1 << 15;
+export const EVENT_ENABLE = 0;
+export const EVENT_DISABLE = 1;
+export const EVENT_DESC = 2;
+
+export interface PackedDescView {
+  addr: bigint;
+  len: number;
+  flags: number;
+  id: number;
+}
+
+export interface EventView {
+  flags: number;
+  off: number;
+  wrap: boolean;
+}
+
+export interface PackedLoopback extends RingLoopback {
+  readonly packed: boolean;
+  peekDescriptor(index: number): PackedDescView;
+  /** Packed: the fifth argument is the buffer id; flags (with AVAIL/USED) are stored last. */
+  pokeDescriptor(index: number, addr: bigint, len: number, flags: number, id: number): void;
+  eventSuppression(): { driver: EventView; device: EventView };
+  pokeEventSuppression(driverSide: boolean, flags: number, offWrap: number): void;
+}
+
+type Ctor = new (
+  size: number,
+  eventIdx: boolean,
+  indirectMax: number,
+  dataBytes: number,
+  packed: boolean,
+) => PackedLoopback;
+
+export function newPacked(size: number, eventIdx: boolean, indirectMax: number, dataBytes = 1 << 16): PackedLoopback {
+  const lb = new (addon.RingLoopback as unknown as Ctor)(size, eventIdx, indirectMax, dataBytes, true);
+  assert.equal(lb.packed, true);
+  return lb;
+}
+
+/** Flags a driver writes to make a descriptor available on the lap with wrap counter `wrap`. */
+export function availFlags(wrap: boolean): number {
+  return wrap ? F_AVAIL : F_USED;
+}
+
+/** Flags a device writes to mark a descriptor used on the lap with wrap counter `wrap`. */
+export function usedFlags(wrap: boolean): number {
+  return wrap ? F_AVAIL | F_USED : 0;
+}
+
+/**
+ * A ring position counted across laps, modulo 2 * size: what the wrap counter and offset together
+ * name. Lap 0 has wrap counter 1.
+ */
+export class Pos {
+  lin = 0; // 0 .. 2*size-1
+  constructor(readonly size: number) {}
+  get off(): number {
+    return this.lin % this.size;
+  }
+  get wrap(): boolean {
+    return this.lin < this.size;
+  }
+  advance(n: number): void {
+    this.lin = (this.lin + n) % (2 * this.size);
+  }
+  clone(): Pos {
+    const p = new Pos(this.size);
+    p.lin = this.lin;
+    return p;
+  }
+}
+
+/** offWrap as the event suppression structure encodes it. */
+export function offWrap(off: number, wrap: boolean): number {
+  return off | (wrap ? 0x8000 : 0);
+}
+
+/**
+ * Written independently of the C++: whether a side that moved from `oldLin` to `newLin` (linear
+ * positions modulo 2*size) must notify, given the other side's event suppression structure.
+ */
+export function shouldNotify(ev: EventView, size: number, eventIdx: boolean, oldLin: number, newLin: number): boolean {
+  if (ev.flags === EVENT_DISABLE) return false;
+  if (ev.flags !== EVENT_DESC || !eventIdx) return true;
+  const laps = 2 * size;
+  const event = (ev.off % size) + (ev.wrap ? 0 : size);
+  return (event - oldLin + laps) % laps < (newLin - oldLin + laps) % laps;
+}
