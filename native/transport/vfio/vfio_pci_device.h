@@ -1,0 +1,103 @@
+// One PCI function reached through a VFIO device fd: config space (the VFIO config region), BARs
+// (mmap'd where VFIO allows, else pread/pwrite on the fd), MSI-X vectors routed to eventfds, and the
+// function-level reset. Knows nothing about virtio.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "transport/vfio/vfio_iommu.h"
+
+namespace vdpa {
+
+class VfioPciDevice {
+ public:
+  // Opens `bdf` through `iommu` (which must outlive nothing: the device keeps it alive).
+  VfioPciDevice(std::shared_ptr<VfioIommu> iommu, const std::string& bdf, const std::string& owner);
+  ~VfioPciDevice();
+  VfioPciDevice(const VfioPciDevice&) = delete;
+  VfioPciDevice& operator=(const VfioPciDevice&) = delete;
+
+  VfioIommu& iommu() { return *iommu_; }
+  int groupId() const { return handle_.groupId; }
+  const std::string& owner() const { return owner_; }
+
+  // ---- PCI configuration space (little-endian values)
+  void configRead(uint32_t offset, void* buf, uint32_t len);
+  void configWrite(uint32_t offset, const void* buf, uint32_t len);
+  uint8_t config8(uint32_t offset);
+  uint16_t config16(uint32_t offset);
+  uint32_t config32(uint32_t offset);
+  void setConfig16(uint32_t offset, uint16_t v);
+
+  // ---- BARs. Accesses are 1, 2 or 4 bytes wide and naturally aligned.
+  bool barUsable(unsigned bar) const { return bar < kBars && bars_[bar].size > 0; }
+  uint64_t barSize(unsigned bar) const { return bar < kBars ? bars_[bar].size : 0; }
+  // The mapped address of [offset, offset+len) in the BAR, or nullptr when that part is not mmap'd.
+  volatile uint8_t* barPointer(unsigned bar, uint64_t offset, uint64_t len) const;
+  uint32_t barRead(unsigned bar, uint64_t offset, unsigned width);
+  void barWrite(unsigned bar, uint64_t offset, uint32_t value, unsigned width);
+
+  // ---- MSI-X
+  uint32_t msixCount() const { return msixCount_; }
+  // Enables `count` vectors; vector i is routed to fds[i] (-1: allocated but not signalled).
+  void enableMsix(const std::vector<int>& fds);
+  // Routes one enabled vector to `fd` (-1: stops signalling it).
+  void setVector(uint32_t vector, int fd);
+  // Disables MSI-X (no throw).
+  void disableMsix() noexcept;
+  bool msixEnabled() const { return msixEnabled_; }
+
+  // VFIO_DEVICE_RESET; returns 0, the errno, or EOPNOTSUPP when the function has no reset method.
+  bool canReset() const { return canReset_; }
+  int resetFunction() noexcept;
+
+ private:
+  static constexpr unsigned kBars = 6;
+
+  // One mmap of (part of) a BAR; munmap'd on destruction.
+  class Mapping {
+   public:
+    Mapping(uint64_t offset, void* p, size_t len) : offset_(offset), p_(p), len_(len) {}
+    Mapping(Mapping&& o) noexcept;
+    Mapping& operator=(Mapping&& o) noexcept;
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    ~Mapping();
+    uint64_t offset() const { return offset_; }
+    size_t size() const { return len_; }
+    uint8_t* get() const { return static_cast<uint8_t*>(p_); }
+
+   private:
+    uint64_t offset_;  // within the BAR
+    void* p_;
+    size_t len_;
+  };
+  struct Bar {
+    uint64_t size = 0;
+    uint64_t fdOffset = 0;  // where the region lives in the device fd
+    uint32_t flags = 0;
+    std::vector<Mapping> maps;
+  };
+
+  // VFIO_DEVICE_GET_REGION_INFO with capabilities; returns false when the region does not exist.
+  bool regionInfo(uint32_t index, std::vector<uint8_t>* buf);
+  void mapBar(unsigned bar, const std::vector<uint8_t>& info);
+  void rw(bool write, uint64_t fdOffset, void* buf, size_t len, const char* what);
+
+  const std::string owner_;
+  std::shared_ptr<VfioIommu> iommu_;  // declared first: destroyed last
+  VfioIommu::DeviceHandle handle_;
+  Bar bars_[kBars];
+  uint64_t configOffset_ = 0;
+  uint64_t configSize_ = 0;
+  uint32_t msixCount_ = 0;
+  bool msixEnabled_ = false;
+  bool canReset_ = false;
+};
+
+}  // namespace vdpa

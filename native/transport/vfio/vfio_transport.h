@@ -1,0 +1,112 @@
+// The VFIO transport: this library is the whole virtio-pci (modern, 1.x) driver of a function bound
+// to vfio-pci. VfioPciDevice gives it config space, BARs and MSI-X; VfioIommu gives it DMA mappings.
+//
+// Interrupts: MSI-X vector 0 signals configuration changes (configChangeFd), vector q+1 signals
+// queue q (routed to the callFd passed to setupQueue). Notifications are 16-bit writes of the queue
+// index at notify_base + queue_notify_off * notify_off_multiplier in the (mmap'd) BAR.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+#include "transport/transport.h"
+#include "transport/vfio/vfio_pci_device.h"
+
+namespace vdpa {
+
+class VfioTransport final : public Transport {
+ public:
+  // `spec` is "vfio:<pci address>", e.g. "vfio:0000:00:03.0" (the domain may be left out).
+  explicit VfioTransport(std::string spec);
+  ~VfioTransport() override;
+  VfioTransport(const VfioTransport&) = delete;
+  VfioTransport& operator=(const VfioTransport&) = delete;
+
+  const char* kind() const override { return "vfio"; }
+  const std::string& path() const override { return path_; }
+
+  uint32_t deviceId() override { return deviceId_; }
+  uint32_t vendorId() override { return vendorId_; }
+  uint64_t deviceFeatures() override;
+  void setDriverFeatures(uint64_t features) override;
+  uint8_t status() override;
+  void setStatus(uint8_t status) override;
+  // device_status = 0, read until 0; forgets queue setup and unroutes their vectors. DMA mappings stay.
+  void reset() override;
+
+  uint32_t configSize() override { return configSize_; }
+  void readConfig(uint32_t offset, void* buf, uint32_t len) override;
+  void writeConfig(uint32_t offset, const void* buf, uint32_t len) override;
+  int configChangeFd() override { return configFd_.get(); }
+
+  uint16_t maxQueues() override { return static_cast<uint16_t>(queues_.size()); }
+  uint16_t maxQueueSize(uint16_t index) override { return index < queues_.size() ? queues_[index].maxSize : 0; }
+
+  IovaRange iovaRange() override { return window_; }
+  uint64_t iovaAlignment() override { return alignment_; }
+  void mapDma(uint64_t iova, void* host, uint64_t len) override;
+  void unmapDma(uint64_t iova, uint64_t len) override;
+
+  void setupQueue(const QueueAddresses& a, int callFd) override;
+  void enableQueue(uint16_t index) override;
+  void notify(uint16_t index) override;
+
+  // ---- VFIO specifics
+  const std::string& pciAddress() const { return bdf_; }
+  int iommuGroup() const { return dev_ ? dev_->groupId() : -1; }
+  uint32_t msixVectors() const { return msixUsed_; }
+  size_t mappingCount() const { return mappings_.size(); }
+
+ private:
+  // Where a virtio-pci structure lives: BAR + offset (+ length).
+  struct Loc {
+    bool present = false;
+    uint8_t bar = 0;
+    uint32_t offset = 0;
+    uint32_t length = 0;
+  };
+  struct Queue {
+    uint16_t maxSize = 0;
+    uint16_t notifyOff = 0;
+    bool setUp = false;
+    bool enabled = false;
+    volatile uint16_t* doorbell = nullptr;  // mmap'd notify address, else written through the fd
+    uint64_t doorbellOffset = 0;
+  };
+
+  void findCapabilities();
+  uint32_t rd(const Loc& l, uint32_t off, unsigned width);
+  void wr(const Loc& l, uint32_t off, uint32_t value, unsigned width);
+  void selectQueue(uint16_t index);
+  // Writes device_status 0 and waits until it reads 0; returns false on timeout.
+  bool resetDevice();
+  void unrouteQueues() noexcept;
+  void teardown() noexcept;
+  // True when the device is stopped and nothing of this transport is mapped (closed, or never used).
+  bool idle() noexcept;
+  VfioPciDevice& dev();
+  std::string rangeText() const;
+
+  const std::string path_;
+  std::string bdf_;
+  std::unique_ptr<VfioPciDevice> dev_;
+  Loc common_, notify_, isr_, device_;
+  uint32_t notifyMultiplier_ = 0;
+  uint32_t deviceId_ = 0;
+  uint32_t vendorId_ = 0;
+  uint32_t configSize_ = 0;
+  uint32_t msixUsed_ = 0;
+  UniqueFd configFd_;
+  std::vector<Queue> queues_;
+  IovaRange window_{0, 0};
+  bool haveWindow_ = false;
+  uint64_t alignment_ = 4096;
+  uint64_t driverFeatures_ = 0;
+  std::map<uint64_t, uint64_t> mappings_;  // iova -> len
+};
+
+}  // namespace vdpa
