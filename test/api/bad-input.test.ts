@@ -1,0 +1,187 @@
+// Bad arguments: TypeError/RangeError before anything reaches native code; bad specs and closed
+// devices: VdpaError with a code (and a hint where a fix is known).
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { VdpaError, openBlk, openDevice, openNet, type BlkDevice, type BlkOp } from '../../lib';
+import { TEST_TIMEOUT, failsWith, rejectsWithCode } from '../helpers/util';
+
+const T = { timeout: TEST_TIMEOUT };
+type Any = never; // casts for deliberately wrong arguments
+
+async function openError(p: () => Promise<unknown>): Promise<unknown> {
+  try {
+    await p();
+  } catch (e) {
+    return e;
+  }
+  assert.fail('expected the open to fail');
+}
+
+describe('bad input', () => {
+  test('wrong types for open', T, async () => {
+    await failsWith(() => openBlk(42 as Any), TypeError, 'openBlk(number)');
+    await failsWith(() => openNet(undefined as Any), TypeError, 'openNet(undefined)');
+    await failsWith(() => openDevice({} as Any), TypeError, 'openDevice(object)');
+    await failsWith(() => openBlk('mock:blk', 'fast' as Any), TypeError, 'options a string');
+    await failsWith(() => openBlk('mock:blk', null as Any), TypeError, 'options null');
+    await failsWith(() => openBlk('mock:blk', { capacity: '1M' as Any }), TypeError, 'capacity a string');
+    await failsWith(() => openBlk('mock:blk', { capacity: 1000 }), RangeError, 'capacity not a multiple of 512');
+    await failsWith(() => openBlk('mock:blk', { capacity: -512 }), RangeError, 'negative capacity');
+    await failsWith(() => openNet('mock:net', { mac: [1, 2, 3, 4, 5, 6] as Any }), TypeError, 'mac an array');
+    await failsWith(() => openNet('mock:net', { mac: new Uint8Array(5) }), TypeError, 'mac 5 bytes');
+    await failsWith(() => openNet('mock:net', { mtu: 10 }), RangeError, 'mtu too small');
+  });
+
+  test('queueSize and numQueues', T, async () => {
+    for (const q of [3, 100, 0, -64, 65536, 1.5])
+      await failsWith(() => openBlk('mock:blk', { queueSize: q }), RangeError, `blk queueSize ${q}`);
+    for (const q of [3, 100, 0])
+      await failsWith(() => openNet('mock:net', { queueSize: q }), RangeError, `net queueSize ${q}`);
+    await failsWith(() => openBlk('mock:blk', { queueSize: '64' as Any }), TypeError, 'queueSize a string');
+    await failsWith(
+      () => openBlk('mock:blk', { numQueues: 4, deviceQueues: 2 }),
+      RangeError,
+      'more queues than offered',
+    );
+    await failsWith(() => openBlk('mock:blk', { numQueues: 0 }), RangeError, 'numQueues 0');
+    await failsWith(
+      () => openBlk('mock:blk', { maxQueueSize: 128, queueSize: 256 }),
+      RangeError,
+      'queueSize above the device maximum',
+    );
+    // After all these refusals a device still opens (nothing leaked or stuck).
+    const blk = await openBlk('mock:blk', { numQueues: 2, deviceQueues: 4, queueSize: 32 });
+    assert.equal(blk.numQueues, 2);
+    assert.equal(blk.queueSize, 32);
+    await blk.close();
+  });
+
+  test('unknown specs: VdpaError with a code and a hint', T, async () => {
+    for (const spec of ['mock:nope', 'foo', '/dev/vhost-vdpa-999', '']) {
+      const e = await openError(() => openDevice(spec));
+      assert.ok(e instanceof VdpaError, `${spec}: ${String(e)}`);
+      assert.ok(['ENOENT', 'ENODEV', 'EINVAL'].includes(e.code), `${spec}: code ${e.code}`);
+      assert.ok(e.errno < 0);
+      assert.equal(e.path, spec);
+      assert.equal(typeof e.hint, 'string', `${spec}: hint`);
+      assert.ok((e.hint as string).length > 0);
+      assert.ok(e.message.includes(e.code));
+    }
+    const e = await openError(() => openBlk('/dev/vhost-vdpa-999'));
+    assert.ok(e instanceof VdpaError && e.code === 'ENOENT', String(e));
+  });
+
+  test('unknown fault name -> RangeError', T, async () => {
+    await failsWith(() => openBlk('mock:blk', { fault: 'explode' }), RangeError, 'unknown fault');
+    await failsWith(() => openNet('mock:net', { fault: 'explode' }), RangeError, 'unknown fault on net');
+    await failsWith(() => openBlk('mock:blk', { fault: 'stall', faultAfter: -1 }), RangeError, 'negative faultAfter');
+  });
+
+  test('openBlk on a net device and openNet on a blk device -> ENODEV', T, async () => {
+    const a = await openError(() => openBlk('mock:net'));
+    assert.ok(a instanceof VdpaError && a.code === 'ENODEV', String(a));
+    const b = await openError(() => openNet('mock:blk'));
+    assert.ok(b instanceof VdpaError && b.code === 'ENODEV', String(b));
+  });
+
+  describe('blk arguments', () => {
+    let blk: BlkDevice;
+    const cap = 1 << 20;
+    test('open', T, async () => {
+      blk = await openBlk('mock:blk', { capacity: cap });
+    });
+    test('offsets, lengths and buffers', T, async () => {
+      const b = new Uint8Array(512);
+      await failsWith(() => blk.read('0' as Any, b), TypeError, 'offset a string');
+      await failsWith(() => blk.write(0n as Any, b), TypeError, 'offset a bigint');
+      await failsWith(() => blk.read(undefined as Any, b), TypeError, 'offset undefined');
+      await failsWith(() => blk.read(0, [0, 0] as Any), TypeError, 'buffer an array');
+      await failsWith(() => blk.write(0, 'data' as Any), TypeError, 'buffer a string');
+      await failsWith(() => blk.write(0, new Uint16Array(256) as Any), TypeError, 'buffer a Uint16Array');
+      await failsWith(() => blk.write(0, new ArrayBuffer(512) as Any), TypeError, 'buffer an ArrayBuffer');
+      for (const off of [-512, 512.5, NaN, Infinity, 2 ** 53, 2 ** 64, cap, cap + 512, 1, 511])
+        await failsWith(() => blk.read(off, b), RangeError, `read at ${off}`);
+      await failsWith(() => blk.write(0, new Uint8Array(513)), RangeError, 'length 513');
+      await failsWith(() => blk.write(0, new Uint8Array(0)), RangeError, 'length 0');
+      for (const [off, len] of [
+        [0, 0],
+        [0, -512],
+        [0, 100],
+        [1, 512],
+        [cap, 512],
+        [0, cap + 512],
+        [0, 1.5],
+        [-512, 512],
+      ])
+        for (const op of ['discard', 'writeZeroes'] as const)
+          await failsWith(() => blk[op](off as number, len as number), RangeError, `${op}(${off}, ${len})`);
+      await failsWith(() => blk.discard('0' as Any, 512), TypeError, 'discard offset a string');
+      await failsWith(() => blk.writeZeroes(0, '512' as Any), TypeError, 'writeZeroes length a string');
+      await failsWith(() => blk.batch('ops' as Any), TypeError, 'batch of a string');
+      await failsWith(() => blk.batch([null] as Any), TypeError, 'batch entry null');
+      await failsWith(() => blk.batch([{ op: 'erase', offset: 0, buffer: b }] as Any), TypeError, 'batch op unknown');
+      await failsWith(
+        () => blk.batch([{ op: 'read', offset: 0, buffer: 'x' }] as Any),
+        TypeError,
+        'batch buffer a string',
+      );
+      await failsWith(() => blk.batch([{ op: 'read', offset: 3, buffer: b } as BlkOp]), RangeError, 'batch unaligned');
+      assert.throws(() => blk.allocBuffer(0), RangeError);
+      assert.throws(() => blk.allocBuffer(-1), RangeError);
+      assert.throws(() => blk.allocBuffer('4096' as Any), TypeError);
+      assert.throws(() => blk.allocBuffer(4096, { hugePages: 'yes' as Any }), TypeError);
+      assert.throws(() => blk.device.readConfig(-1, 4), RangeError);
+      assert.throws(() => blk.device.readConfig(0, 100000), RangeError);
+      assert.throws(() => blk.device.readConfig(blk.device.configSize, 1), RangeError);
+      assert.throws(() => blk.device.writeConfig(0, [1] as Any), TypeError);
+      // Still usable.
+      await blk.write(0, new Uint8Array(512).fill(1));
+    });
+    test('operations on a closed device -> EBADF', T, async () => {
+      await blk.close();
+      const b = new Uint8Array(512);
+      await rejectsWithCode(blk.read(0, b), 'EBADF', 'read');
+      await rejectsWithCode(blk.write(0, b), 'EBADF', 'write');
+      await rejectsWithCode(blk.flush(), 'EBADF', 'flush');
+      await rejectsWithCode(blk.getId(), 'EBADF', 'getId');
+      await rejectsWithCode(blk.discard(0, 512), 'EBADF', 'discard');
+      assert.throws(
+        () => blk.device.status(),
+        (e: unknown) => e instanceof VdpaError && e.code === 'EBADF',
+      );
+      assert.throws(
+        () => blk.device.readConfig(0, 8),
+        (e: unknown) => e instanceof VdpaError && e.code === 'EBADF',
+      );
+      assert.throws(
+        () => blk.allocBuffer(512),
+        (e: unknown) => e instanceof VdpaError && e.code === 'EBADF',
+      );
+      // Argument errors still win over EBADF: they are checked first.
+      await failsWith(() => blk.read(1, b), RangeError, 'unaligned read on a closed device');
+    });
+  });
+
+  test('net: frames that are not Uint8Array; closed device -> EBADF', T, async () => {
+    const net = await openNet('mock:net', { queueSize: 64 });
+    await failsWith(() => net.send('frame' as Any), TypeError, 'send a string');
+    await failsWith(() => net.send(new Uint16Array(40) as Any), TypeError, 'send a Uint16Array');
+    await failsWith(() => net.send(null as Any), TypeError, 'send null');
+    await failsWith(() => net.sendBatch([new Uint8Array(60), {} as Any]), TypeError, 'sendBatch with an object');
+    await failsWith(() => net.send(new Uint8Array(13)), RangeError, 'send 13 bytes');
+    await failsWith(() => net.send(new Uint8Array(net.mtu + 15)), RangeError, 'send mtu+15 bytes');
+    await net.close();
+    await rejectsWithCode(net.send(new Uint8Array(60)), 'EBADF', 'send after close');
+    await rejectsWithCode(net.sendBatch([new Uint8Array(60)]), 'EBADF', 'sendBatch after close');
+    const dev = await openDevice('mock:net');
+    await dev.close();
+    assert.throws(
+      () => dev.status(),
+      (e: unknown) => e instanceof VdpaError && e.code === 'EBADF',
+    );
+    assert.throws(
+      () => dev.allocBuffer(4096),
+      (e: unknown) => e instanceof VdpaError && e.code === 'EBADF',
+    );
+  });
+});

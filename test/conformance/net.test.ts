@@ -1,0 +1,236 @@
+// virtio-net conformance: runs against every target in test/helpers/devices.ts. Frames sent on the
+// target come out at its "peer": the same device for the mock (a loopback), another device for a
+// real wire (VDPA_TEST_NET_PEER). Our frames carry a local experimental EtherType and a tag, so a
+// real peer's unrelated traffic (ARP, IPv6 ND) is told apart; on the mock nothing else may arrive.
+import assert from 'node:assert/strict';
+import { after, before, beforeEach, describe, test as nodeTest, type TestContext } from 'node:test';
+import { Feature, NetFeature, openNet, type NetDevice } from '../../lib';
+import { netTargets, type NetTarget } from '../helpers/devices';
+import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWithCode } from '../helpers/util';
+
+const ETHERTYPE = 0x88b5; // IEEE 802 local experimental
+const ETH_HEADER = 14;
+const TAG = 0x76647061; // 'vdpa'
+
+function suite(target: NetTarget): void {
+  describe(target.name, () => {
+    let net: NetDevice;
+    let peer: NetDevice;
+    let rng: Rng;
+    let seq = 0;
+    let strangers = 0;
+
+    // A test that fails or hangs may leave the devices wedged: the next test then starts on freshly
+    // opened ones instead of failing in a cascade.
+    let healthy = false;
+    const test = (name: string, opts: { timeout: number }, fn: (t: TestContext) => unknown): void => {
+      nodeTest(name, opts, async (t) => {
+        healthy = false;
+        await fn(t);
+        healthy = true;
+      });
+    };
+    async function open(): Promise<void> {
+      net = await openNet(target.spec, target.options);
+      peer = target.peer ? await openNet(target.peer.spec, target.peer.options) : net;
+    }
+
+    before(async () => {
+      await open();
+      rng = new Rng();
+      healthy = true;
+    });
+    beforeEach(async () => {
+      if (healthy || !net) return;
+      await net.close();
+      if (peer !== net) await peer.close();
+      await open();
+    });
+    after(async () => {
+      await net?.close();
+      if (peer !== net) await peer?.close();
+    });
+
+    /** A frame of `size` bytes from `net` to `peer` with sequence number `n` and random payload. */
+    function frame(size: number, n: number): Uint8Array {
+      const f = rng.bytes(size);
+      f.set(peer.mac, 0);
+      f.set(net.mac, 6);
+      const v = new DataView(f.buffer);
+      v.setUint16(12, ETHERTYPE);
+      v.setUint32(14, TAG);
+      v.setUint32(18, n);
+      return f;
+    }
+
+    /** Our next frame at the peer; unrelated traffic is counted and skipped. */
+    async function receiveOurs(): Promise<{ frame: Uint8Array; n: number }> {
+      for (;;) {
+        const f = await peer.receive();
+        assert.ok(f instanceof Uint8Array);
+        const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
+        if (f.length >= 22 && v.getUint16(12) === ETHERTYPE && v.getUint32(14) === TAG)
+          return { frame: f, n: v.getUint32(18) };
+        strangers++;
+        if (net.device.transport === 'mock') assert.fail(`unexpected ${f.length}-byte frame on a mock loopback`);
+      }
+    }
+
+    test('identity: a virtio 1.x network device', { timeout: TEST_TIMEOUT }, (t) => {
+      t.diagnostic(`seed ${rng.seed} (set VDPA_TEST_SEED to replay)`);
+      const d = net.device;
+      assert.equal(d.deviceType, 'net');
+      assert.equal(d.deviceId, 1);
+      assert.ok(['mock', 'vhost-vdpa', 'vfio'].includes(d.transport), `transport '${d.transport}'`);
+      if (target.spec.startsWith('mock:')) assert.equal(d.transport, 'mock');
+      assert.equal(d.path, target.spec);
+      assert.ok(d.features & Feature.VERSION_1, 'VERSION_1 negotiated');
+      assert.equal(d.features & ~d.deviceFeatures, 0n, 'only offered features negotiated');
+      assert.ok(d.status() & 4, 'DRIVER_OK is set');
+      if (target.options.queueSize !== undefined) assert.equal(net.queueSize, target.options.queueSize);
+      assert.ok(Number.isInteger(net.mtu) && net.mtu >= 68 && net.mtu <= 65535, `mtu ${net.mtu}`);
+      assert.equal(typeof net.linkUp, 'boolean');
+      if (d.transport === 'mock') assert.equal(net.linkUp, true);
+      assert.equal(net.droppedFrames, 0);
+    });
+
+    test('mac is 6 bytes (from config when MAC is negotiated)', { timeout: TEST_TIMEOUT }, () => {
+      assert.ok(net.mac instanceof Uint8Array);
+      assert.equal(net.mac.length, 6);
+      if (net.device.features & NetFeature.MAC) {
+        assertBytes(net.mac, net.device.readConfig(0, 6), 'mac matches config space');
+        assert.ok(
+          net.mac.some((b) => b !== 0),
+          'a configured mac is not all zeroes',
+        );
+      }
+      // A copy: changing it does not change the device's.
+      const again = net.mac.slice();
+      net.mac.slice().fill(0xff);
+      assertBytes(net.mac, again, 'mac stays');
+    });
+
+    test('frames from 60 bytes to mtu+14 come back byte-exact', { timeout: TEST_TIMEOUT }, async () => {
+      const max = net.mtu + ETH_HEADER;
+      const sizes = [60, 61, 64, 100, 127, 128, 255, 256, 511, 512, 1000, 1024, max - 1, max].filter(
+        (s, i, all) => s <= max && all.indexOf(s) === i,
+      );
+      for (const size of sizes) {
+        const n = seq++;
+        const f = frame(size, n);
+        const copy = f.slice();
+        await net.send(f);
+        assertBytes(f, copy, 'send leaves the frame alone');
+        const got = await receiveOurs();
+        assert.equal(got.n, n, `frame ${n} of ${size} bytes arrives next`);
+        assertBytes(got.frame, copy, `${size}-byte frame`);
+      }
+    });
+
+    test('2 x queueSize frames in flight with sendBatch all arrive', { timeout: TEST_TIMEOUT }, async () => {
+      const count = 2 * Math.max(net.queueSize, peer.queueSize);
+      const max = net.mtu + ETH_HEADER;
+      const sent = new Map<number, Uint8Array>();
+      const batches: Uint8Array[][] = [[], [], []];
+      for (let i = 0; i < count; i++) {
+        const n = seq++;
+        const f = frame(60 + rng.below(max - 60 + 1), n);
+        sent.set(n, f.slice());
+        (batches[i % 3] as Uint8Array[]).push(f);
+      }
+      const receiving = (async () => {
+        const seen = new Set<number>();
+        while (seen.size < count) {
+          const got = await receiveOurs();
+          const want = sent.get(got.n);
+          assert.ok(want, `frame ${got.n} was not sent in this test`);
+          assert.ok(!seen.has(got.n), `frame ${got.n} arrived twice`);
+          assertBytes(got.frame, want, `frame ${got.n}`);
+          seen.add(got.n);
+        }
+      })();
+      receiving.catch(() => undefined); // still awaited below; no unhandled rejection if the test times out
+      await Promise.all(batches.map((b) => net.sendBatch(b)));
+      await receiving;
+      assert.equal(peer.droppedFrames, 0);
+      assert.equal(await net.sendBatch([]), undefined, 'an empty batch resolves');
+    });
+
+    test('wrong frame sizes and types are refused before anything is sent', { timeout: TEST_TIMEOUT }, async () => {
+      const max = net.mtu + ETH_HEADER;
+      for (const size of [0, 1, 13, max + 1, max + 100, 65536]) {
+        await failsWith(() => net.send(new Uint8Array(size)), RangeError, `send of ${size} bytes`);
+      }
+      // A batch with one bad frame sends none of them: the next frame to arrive is the one after.
+      const skipped = frame(60, seq++);
+      await failsWith(
+        () => net.sendBatch([skipped, new Uint8Array(max + 1)]),
+        RangeError,
+        'sendBatch with a bad frame',
+      );
+      await failsWith(() => net.sendBatch([skipped, new Uint8Array(10)]), RangeError, 'sendBatch with a short frame');
+      await failsWith(() => net.send('frame' as unknown as Uint8Array), TypeError, 'send of a string');
+      await failsWith(
+        () => net.sendBatch([skipped, [1, 2, 3] as unknown as Uint8Array]),
+        TypeError,
+        'sendBatch with an array',
+      );
+      await failsWith(
+        () => net.sendBatch(skipped as unknown as Uint8Array[]),
+        TypeError,
+        'sendBatch of a frame, not an array',
+      );
+      const n = seq++;
+      const good = frame(64, n);
+      await net.send(good);
+      const got = await receiveOurs();
+      assert.equal(got.n, n, 'no frame of a refused batch was sent');
+    });
+
+    test('frames() yields received frames and ends after close', { timeout: TEST_TIMEOUT }, async (t) => {
+      const count = 8;
+      const sent = new Map<number, Uint8Array>();
+      const frames: Uint8Array[] = [];
+      for (let i = 0; i < count; i++) {
+        const n = seq++;
+        const f = frame(60 + 100 * i, n);
+        sent.set(n, f.slice());
+        frames.push(f);
+      }
+      let seen = 0;
+      let reachedAll: () => void = () => undefined;
+      const all = new Promise<void>((resolve) => (reachedAll = resolve));
+      const loop = (async () => {
+        let after = 0;
+        for await (const f of peer.frames()) {
+          const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
+          if (f.length < 22 || v.getUint16(12) !== ETHERTYPE) continue;
+          const want = sent.get(v.getUint32(18));
+          if (!want) continue;
+          assertBytes(f, want, 'frame from the iterator');
+          if (++seen === count) reachedAll();
+          else if (seen > count) after++;
+        }
+        return after;
+      })();
+      await net.sendBatch(frames);
+      await all;
+      if (peer !== net) await net.close();
+      await peer.close();
+      assert.equal(await loop, 0, 'the loop ends without error after close');
+      assert.equal(seen, count);
+      await rejectsWithCode(peer.receive(), 'ECANCELED', 'receive after close');
+      await rejectsWithCode(net.send(frame(60, seq++)), 'EBADF', 'send after close');
+      await rejectsWithCode(net.sendBatch([frame(60, seq++)]), 'EBADF', 'sendBatch after close');
+      // A new iterator on a closed device ends at once.
+      let more = 0;
+      for await (const f of peer.frames()) more += f.length;
+      assert.equal(more, 0);
+      t.diagnostic(`unrelated frames skipped: ${strangers}`);
+    });
+  });
+}
+
+describe('virtio-net conformance', () => {
+  for (const target of netTargets()) suite(target);
+});

@@ -1,0 +1,90 @@
+// Which devices the conformance suites run against. By default: several shapes of the in-process
+// mock devices. Point the suites at real devices with environment variables:
+//   VDPA_TEST_DEVICE=/dev/vhost-vdpa-0      blk suite target (replaces the mock shapes)
+//   VDPA_TEST_QUEUES=N, VDPA_TEST_QUEUE_SIZE=Q   queues / queue size to use on it
+//   VDPA_TEST_PACKED=1                      request the packed ring on the real blk/net targets
+//   VDPA_TEST_NET_DEVICE=/dev/vhost-vdpa-1  net suite target (replaces the mock shapes)
+//   VDPA_TEST_NET_PEER=/dev/vhost-vdpa-2    where frames sent by the net target come out
+//                                           (default: the same device, i.e. a loopback)
+//   VDPA_TEST_DISCARD_ZEROES=0|1            whether discarded blocks must read back as zeroes
+//                                           (default: yes on mock devices, no on real ones)
+import type { BlkOptions, NetOptions } from '../../lib';
+
+export interface BlkTarget {
+  name: string;
+  spec: string;
+  options: BlkOptions;
+  /** True when discarded ranges are guaranteed to read back as zeroes on this target. */
+  discardZeroes: boolean;
+}
+
+export interface NetTarget {
+  name: string;
+  spec: string;
+  options: NetOptions;
+  /**
+   * Where frames sent on `spec` arrive. Undefined = the same device (the mock is a loopback).
+   */
+  peer?: { spec: string; options: NetOptions };
+}
+
+export const MOCK_CAPACITY = 64 * 1024 * 1024;
+
+function envInt(name: string): number | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n <= 0) throw new RangeError(`${name} must be a positive integer, got '${v}'`);
+  return n;
+}
+
+function envBool(name: string): boolean | undefined {
+  const v = process.env[name];
+  if (v === undefined || v === '') return undefined;
+  return v !== '0' && v.toLowerCase() !== 'false' && v.toLowerCase() !== 'no';
+}
+
+/** The blk devices the conformance suite runs against. */
+export function blkTargets(): BlkTarget[] {
+  const real = process.env.VDPA_TEST_DEVICE;
+  if (real) {
+    const options: BlkOptions = {};
+    const queues = envInt('VDPA_TEST_QUEUES');
+    const queueSize = envInt('VDPA_TEST_QUEUE_SIZE');
+    if (queues !== undefined) options.numQueues = queues;
+    if (queueSize !== undefined) options.queueSize = queueSize;
+    if (envBool('VDPA_TEST_PACKED')) options.packed = true;
+    return [{ name: real, spec: real, options, discardZeroes: envBool('VDPA_TEST_DISCARD_ZEROES') ?? false }];
+  }
+  const zeroes = envBool('VDPA_TEST_DISCARD_ZEROES') ?? true;
+  return [
+    { numQueues: 1, queueSize: 64 },
+    { numQueues: 2, queueSize: 256 },
+    { numQueues: 4, queueSize: 128 },
+  ].map((shape) => ({
+    name: `mock:blk ${shape.numQueues}x${shape.queueSize}`,
+    spec: 'mock:blk',
+    options: { capacity: MOCK_CAPACITY, ...shape },
+    discardZeroes: zeroes,
+  }));
+}
+
+/** The net devices the conformance suite runs against. */
+export function netTargets(): NetTarget[] {
+  const real = process.env.VDPA_TEST_NET_DEVICE;
+  if (real) {
+    const options: NetOptions = {};
+    const queueSize = envInt('VDPA_TEST_QUEUE_SIZE');
+    if (queueSize !== undefined) options.queueSize = queueSize;
+    if (envBool('VDPA_TEST_PACKED')) options.packed = true;
+    const target: NetTarget = { name: real, spec: real, options };
+    const peer = process.env.VDPA_TEST_NET_PEER;
+    if (peer) target.peer = { spec: peer, options: { ...options } };
+    return [target];
+  }
+  return [64, 256].map((queueSize) => ({
+    name: `mock:net q${queueSize}`,
+    spec: 'mock:net',
+    options: { queueSize },
+  }));
+}
