@@ -108,7 +108,11 @@ DeviceWrap::~DeviceWrap() {
   // queues through their raw pointers (our strong references kept them alive), then reset the device.
   if (configPoll_) configPoll_->release();
   configPoll_ = nullptr;
-  for (auto& q : queues_) q.second->stop();
+  for (auto& q : queues_) {
+    if (!q.second) continue;
+    q.second->stop();
+    q.second->owner_ = nullptr;
+  }
   if (device_) {
     try {
       device_->close();
@@ -129,7 +133,11 @@ void DeviceWrap::closeAll() {
     configPoll_->release();
     configPoll_ = nullptr;
   }
-  for (auto& q : queues_) q.second->stop();
+  for (auto& q : queues_) {
+    if (!q.second) continue;
+    q.second->stop();
+    q.second->owner_ = nullptr;
+  }
   queues_.clear();
   // Detach every live buffer view before the memory can go away. A region whose unmap fails is
   // still detached; the device is reset next, so it no longer touches that memory either way.
@@ -235,6 +243,7 @@ Napi::Value DeviceWrap::CreateQueue(const Napi::CallbackInfo& info) {
     Napi::Object obj = addonData(env).queueCtor.New({});
     QueueWrap* wrap = QueueWrap::Unwrap(obj);
     wrap->init(device_, &q, info[2].As<Napi::Function>());
+    wrap->owner_ = this;
     queues_.emplace_back(Napi::Persistent(obj), wrap);
     return obj;
   });
@@ -393,7 +402,13 @@ QueueWrap::QueueWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<QueueWra
   info.This().As<Napi::Object>().TypeTag(&kTag);
 }
 
-QueueWrap::~QueueWrap() { stop(); }
+QueueWrap::~QueueWrap() {
+  stop();
+  // At environment teardown finalizers run in any order: tell the device we are gone.
+  if (owner_)
+    for (auto& q : owner_->queues_)
+      if (q.second == this) q.second = nullptr;
+}
 
 void QueueWrap::init(std::shared_ptr<VirtioDevice> device, VirtQueue* queue, Napi::Function callback) {
   Napi::Env env = Env();

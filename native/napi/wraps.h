@@ -22,6 +22,8 @@ class QueueWrap;
 class RegionWrap;
 
 class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
+  friend class QueueWrap;
+
  public:
   static Napi::Function define(Napi::Env env);
   static const napi_type_tag kTag;
@@ -65,6 +67,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
 };
 
 class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
+  friend class DeviceWrap;
+
  public:
   static Napi::Function define(Napi::Env env);
   static const napi_type_tag kTag;
@@ -86,6 +90,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::Value InFlight(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
+  DeviceWrap* owner_ = nullptr;  // cleared by whichever of the two is finalized first
   VirtQueue* queue_ = nullptr;
   FdPoll* poll_ = nullptr;
   Napi::FunctionReference callback_;
