@@ -1,0 +1,79 @@
+// Shared helpers for the tests under test/vm: they need the QEMU guest of scripts/vm (VDPA_IN_VM=1),
+// where scripts/vm/vduse-blk.sh turns an image file into /dev/vhost-vdpa-N.
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+
+export const IN_VM = process.env.VDPA_IN_VM === '1';
+export const SKIP_REASON = 'needs the VM: run npm run test:vm';
+
+/** Repository root (this file runs from dist/test/vm/). */
+export const ROOT = path.resolve(__dirname, '..', '..', '..');
+export const VDUSE_BLK = path.join(ROOT, 'scripts', 'vm', 'vduse-blk.sh');
+
+/** Writable dir shared with the host (same path on both sides). */
+export function resultsDir(): string {
+  const d = process.env.VDPA_VM_RESULTS;
+  if (!d) throw new Error('VDPA_VM_RESULTS is not set (not started by scripts/vm/run.sh?)');
+  return d;
+}
+
+/** An image in the results dir; created sparse (all zeroes) when the host did not make it. */
+export function image(name: string, size = 64 << 20): string {
+  const p = path.join(resultsDir(), name);
+  if (!fs.existsSync(p)) {
+    fs.closeSync(fs.openSync(p, 'w'));
+    fs.truncateSync(p, size);
+  }
+  return p;
+}
+
+/** Starts a VDUSE blk device NAME on IMG; returns /dev/vhost-vdpa-N. */
+export function startBlk(name: string, img: string, queues = 1, queueSize = 256): string {
+  const out = execFileSync(VDUSE_BLK, ['start', '-q', String(queues), '-s', String(queueSize), name, img], {
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'inherit'],
+    timeout: 60_000,
+  });
+  const dev = out.trim().split('\n').pop() ?? '';
+  if (!dev.startsWith('/dev/vhost-vdpa-')) throw new Error(`vduse-blk.sh start printed ${JSON.stringify(out)}`);
+  return dev;
+}
+
+/** Removes the device and stops its daemon (flushes the image). Bounded in time. */
+export function stopBlk(name: string): void {
+  execFileSync('timeout', ['-k', '5', '90', VDUSE_BLK, 'stop', name], { stdio: 'inherit' });
+}
+
+/** PID of the qemu-storage-daemon serving NAME. */
+export function daemonPid(name: string): number {
+  return Number(fs.readFileSync(`/run/vduse-blk/${name}.pid`, 'utf8').trim());
+}
+
+/** Small deterministic PRNG (mulberry32) so a seed reproduces the bytes. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return (t ^ (t >>> 14)) >>> 0;
+  };
+}
+
+export function fillRandom(next: () => number, buf: Uint8Array): void {
+  const n = buf.length & ~3;
+  const dv = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+  for (let i = 0; i < n; i += 4) dv.setUint32(i, next(), true);
+  for (let i = n; i < buf.length; i++) buf[i] = next() & 0xff;
+}
+
+/** Rejects after `ms` unless `p` settles first. */
+export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const t = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
