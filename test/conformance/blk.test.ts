@@ -79,7 +79,11 @@ function suite(target: BlkTarget): void {
       if (target.options.numQueues !== undefined) assert.equal(blk.numQueues, target.options.numQueues);
       if (target.options.queueSize !== undefined) assert.equal(blk.queueSize, target.options.queueSize);
       assert.ok(blk.numQueues >= 1);
-      assert.ok(blk.queueSize >= 1 && (blk.queueSize & (blk.queueSize - 1)) === 0, `queueSize ${blk.queueSize}`);
+      const packed = (d.features & Feature.RING_PACKED) !== 0n;
+      assert.equal(packed, target.options.packed === true, 'packed ring negotiated exactly when asked for');
+      // Split rings need a power of two; packed rings take any size.
+      const pow2 = (blk.queueSize & (blk.queueSize - 1)) === 0;
+      assert.ok(blk.queueSize >= 1 && (packed || pow2), `queueSize ${blk.queueSize}`);
       assert.equal(blk.readOnly, (d.features & BlkFeature.RO) !== 0n);
     });
 

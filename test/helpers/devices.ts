@@ -57,12 +57,16 @@ export function blkTargets(): BlkTarget[] {
     return [{ name: real, spec: real, options, discardZeroes: envBool('VDPA_TEST_DISCARD_ZEROES') ?? false }];
   }
   const zeroes = envBool('VDPA_TEST_DISCARD_ZEROES') ?? true;
-  return [
+  const shapes: { numQueues: number; queueSize: number; packed?: boolean }[] = [
     { numQueues: 1, queueSize: 64 },
     { numQueues: 2, queueSize: 256 },
     { numQueues: 4, queueSize: 128 },
-  ].map((shape) => ({
-    name: `mock:blk ${shape.numQueues}x${shape.queueSize}`,
+    // The same suite over the packed ring, including a size that is not a power of two.
+    { numQueues: 2, queueSize: 256, packed: true },
+    { numQueues: 1, queueSize: 100, packed: true },
+  ];
+  return shapes.map((shape) => ({
+    name: `mock:blk ${shape.numQueues}x${shape.queueSize}${shape.packed ? ' packed' : ''}`,
     spec: 'mock:blk',
     options: { capacity: MOCK_CAPACITY, ...shape },
     discardZeroes: zeroes,
@@ -82,9 +86,9 @@ export function netTargets(): NetTarget[] {
     if (peer) target.peer = { spec: peer, options: { ...options } };
     return [target];
   }
-  return [64, 256].map((queueSize) => ({
-    name: `mock:net q${queueSize}`,
+  return [{ queueSize: 64 }, { queueSize: 256 }, { queueSize: 64, packed: true }].map((options) => ({
+    name: `mock:net q${options.queueSize}${options.packed ? ' packed' : ''}`,
     spec: 'mock:net',
-    options: { queueSize },
+    options,
   }));
 }
