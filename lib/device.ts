@@ -114,6 +114,12 @@ export class Device extends EventEmitter {
     return this.closedError !== undefined;
   }
 
+  /** The largest size queue `index` accepts (VHOST_VDPA_GET_VRING_NUM, queue_size, ...). */
+  maxQueueSize(index: number): number {
+    checkInteger(index, 'index', 0, this.maxQueues - 1);
+    return this.live().maxQueueSize(index);
+  }
+
   /** The device status byte (see {@link Status}). */
   status(): number {
     return this.live().status();
@@ -219,7 +225,7 @@ export class Device extends EventEmitter {
    * need a power of two; packed rings (when negotiated) take any size.
    */
   queueSizeFor(requested: number | undefined, queues: number[]): number {
-    const max = Math.min(...queues.map((q) => this.live().maxQueueSize(q)));
+    const max = Math.min(...queues.map((q) => this.maxQueueSize(q)));
     const size = requested ?? Math.min(256, max);
     checkInteger(size, 'queueSize', 1, 32768);
     const packed = (this.features & Feature.RING_PACKED) !== 0n;
