@@ -133,14 +133,20 @@ async function run(tx: NetDevice, rx: Receiver, size: number, seconds: number, d
   };
   rx.onFrame = (f) => {
     // Not one of this run's frames (e.g. a straggler of the warm-up, or something else on the wire)?
-    if (f.length < 20 || f[12] !== ETHERTYPE >> 8 || f[13] !== (ETHERTYPE & 0xff) || ((f[18] as number) << 8 | (f[19] as number)) !== runId) {
+    if (
+      f.length < 20 ||
+      f[12] !== ETHERTYPE >> 8 ||
+      f[13] !== (ETHERTYPE & 0xff) ||
+      (((f[18] as number) << 8) | (f[19] as number)) !== runId
+    ) {
       r.foreign++;
       return;
     }
     tLastRx = nowNs();
     r.received++;
     r.rxBytes += f.length;
-    const seq = (((f[14] as number) << 24) | ((f[15] as number) << 16) | ((f[16] as number) << 8) | (f[17] as number)) >>> 0;
+    const seq =
+      (((f[14] as number) << 24) | ((f[15] as number) << 16) | ((f[16] as number) << 8) | (f[17] as number)) >>> 0;
     if (seq <= lastSeq) r.outOfOrder++;
     if (seq >= seen.length) {
       const bigger = new Uint8Array(Math.max(seen.length * 2, seq + 1));
@@ -182,7 +188,7 @@ async function run(tx: NetDevice, rx: Receiver, size: number, seconds: number, d
   r.seconds = Number(tSent - t0) / 1e9;
 
   // Drain: until everything arrived or nothing did for drainMs.
-  for (let last = -1; r.received < r.sent && r.received !== last; ) {
+  for (let last = -1; r.received < r.sent && r.received !== last;) {
     last = r.received;
     await sleep(drainMs);
   }
