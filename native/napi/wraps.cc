@@ -139,8 +139,11 @@ void DeviceWrap::closeAll() {
     q.second->owner_ = nullptr;
   }
   queues_.clear();
-  // Detach every live buffer view before the memory can go away. A region whose unmap fails is
-  // still detached; the device is reset next, so it no longer touches that memory either way.
+  // Reset first: the device may still be reading and writing buffers of requests in flight, so no
+  // mapping may go before it has stopped. close() resets, unmaps everything and drops the transport.
+  if (device_) device_->close();
+  // Then detach every live buffer view; their pages stay mapped in this process until the last
+  // view is collected, but the device no longer reaches them.
   std::vector<Napi::ObjectReference> regions = std::move(regions_);
   regions_.clear();
   for (auto& r : regions) {
@@ -151,7 +154,6 @@ void DeviceWrap::closeAll() {
     } catch (const SysError&) {
     }
   }
-  if (device_) device_->close();
 }
 
 Napi::Value DeviceWrap::Info(const Napi::CallbackInfo& info) {
