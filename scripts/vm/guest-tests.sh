@@ -1,11 +1,17 @@
 #!/usr/bin/env bash
 # Inside the vdpa-vm guest (started by scripts/vm/test-vm.sh through run.sh): the blk conformance suite
-# against VDUSE devices of several shapes, then the test/vm/*.test.ts files. node:test writes spec to
+# against VDUSE devices of several shapes, then the test/vm/*.test.ts files for vhost-vdpa; then VFIO:
+# the virtio-pci functions (virtio-blk 0x1042: serial vfio-split and vfio-packed; virtio-net 0x1041:
+# a wired pair) are found in /sys/bus/pci/devices, bound to vfio-pci, and get the blk conformance
+# suite (split; packed with VDPA_TEST_PACKED=1), the net conformance suite in both directions, and
+# test/vm/vfio.test.ts. node:test writes spec to
 # stdout and TAP to $VDPA_VM_RESULTS/tap/<run>.tap; a run fails on any failed, cancelled or skipped
 # test, on zero tests, and on a non-zero exit. Summary in $VDPA_VM_RESULTS/summary.txt.
 #
-#   VDPA_VM_SHAPES="1:64 4:256 1:256 4:64"   queues:size list (default: all four)
+#   VDPA_VM_SHAPES="1:64 4:256 1:256 4:64"   queues:size list (default: "1:64 4:256")
 #   VDPA_VM_SUITE=path.js                    conformance file to run (default: dist/test/conformance/blk.test.js)
+#   VDPA_VM_NET_SUITE=path.js                net conformance file (default: dist/test/conformance/net.test.js)
+#   VDPA_VM_VFIO=0                           skip the VFIO part (it fails when the functions are missing)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -51,7 +57,22 @@ run_tests() {
   if [[ -n $why ]]; then note "FAIL $line —$why"; failed=1; else note "ok   $line"; fi
 }
 
-for shape in ${VDPA_VM_SHAPES:-1:64 4:256 1:256 4:64}; do
+# Removes every vdpa device (and stops its daemon, which flushes its image). Run once the node
+# process that used them has exited: `vdpa dev del` waits until nobody holds /dev/vhost-vdpa-N.
+cleanup_devices() {
+  local d name
+  for d in /sys/bus/vdpa/devices/*; do
+    [[ -e $d ]] || continue
+    name=${d##*/}
+    timeout -k 5 90 "$HERE/vduse-blk.sh" stop "$name" || { note "FAIL removing vdpa device $name (stop hung or failed)"; failed=1; }
+  done
+  for d in /run/vduse-blk/*.pid; do   # daemons whose vdpa device is already gone
+    [[ -e $d ]] || continue
+    name=${d##*/}; timeout -k 5 30 "$HERE/vduse-blk.sh" stop "${name%.pid}" || true
+  done
+}
+
+for shape in ${VDPA_VM_SHAPES:-1:64 4:256}; do
   q=${shape%%:*} s=${shape##*:} name=conf-${q}x${s}
   img=$RES/$name.img
   [[ -f $img ]] || truncate -s 64M "$img"
@@ -59,17 +80,73 @@ for shape in ${VDPA_VM_SHAPES:-1:64 4:256 1:256 4:64}; do
   if ! dev=$("$HERE/vduse-blk.sh" start -q "$q" -s "$s" "$name" "$img"); then
     note "FAIL $name: vduse-blk.sh start failed"; failed=1; continue
   fi
-  VDPA_TEST_DEVICE=$dev VDPA_TEST_QUEUES=$q VDPA_TEST_QUEUE_SIZE=$s run_tests "$name" 300 "$SUITE"
-  timeout -k 5 90 "$HERE/vduse-blk.sh" stop "$name" || { note "FAIL $name: vduse-blk.sh stop failed"; failed=1; }
+  VDPA_TEST_DEVICE=$dev VDPA_TEST_QUEUES=$q VDPA_TEST_QUEUE_SIZE=$s run_tests "$name" 180 "$SUITE"
+  cleanup_devices
 done
 
 shopt -s nullglob
-vm_tests=(dist/test/vm/*.test.js)
+vm_tests=()
+for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js ]] || vm_tests+=("$f"); done
 if ((${#vm_tests[@]} == 0)); then
   note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
 else
-  run_tests vm 600 "${vm_tests[@]}"
+  run_tests vm 420 "${vm_tests[@]}"
+  cleanup_devices
 fi
+
+# ---- VFIO: virtio-pci functions bound to vfio-pci
+# fn_with VENDOR DEVICE : PCI addresses of the functions with these ids, in address order
+fn_with() {
+  local d
+  for d in /sys/bus/pci/devices/*; do
+    [[ $(cat "$d/vendor" 2>/dev/null) == "$1" && $(cat "$d/device" 2>/dev/null) == "$2" ]] && echo "${d##*/}"
+  done
+}
+# bind_vfio BDF : driver_override, unbind from its driver, drivers_probe
+bind_vfio() {
+  local b=$1 d=/sys/bus/pci/devices/$1
+  [[ $(basename "$(readlink "$d/driver" 2>/dev/null)") == vfio-pci ]] && return 0
+  echo vfio-pci >"$d/driver_override" || return 1
+  if [[ -e $d/driver ]]; then timeout 30 sh -c "echo $b > $d/driver/unbind" || return 1; fi
+  echo "$b" >/sys/bus/pci/drivers_probe || return 1
+  [[ $(basename "$(readlink "$d/driver" 2>/dev/null)") == vfio-pci ]]
+}
+vfio_part() {
+  modprobe vfio-pci 2>/dev/null || true
+  [[ -d /sys/bus/pci/drivers/vfio-pci ]] || { note "FAIL vfio: no vfio-pci driver in the guest"; failed=1; return; }
+  local b serial split="" packed="" nets=() blks=()
+  # (no process substitution: the guest has no /dev/fd)
+  blks=($(fn_with 0x1af4 0x1042))
+  nets=($(fn_with 0x1af4 0x1041))
+  # The blk functions are told apart by their serial (set by test-vm.sh), read while virtio-pci has them.
+  for b in "${blks[@]}"; do
+    serial=$(cat /sys/bus/pci/devices/"$b"/virtio*/block/*/serial 2>/dev/null)
+    case $serial in
+      vfio-split) split=$b ;;
+      vfio-packed) packed=$b ;;
+    esac
+  done
+  echo "==== VFIO functions: blk ${blks[*]:-none} (split=${split:-?} packed=${packed:-?}); net ${nets[*]:-none}"
+  if [[ -z $split || -z $packed || ${#nets[@]} -ne 2 ]]; then
+    note "FAIL vfio: expected virtio-blk-pci serials vfio-split + vfio-packed and two virtio-net-pci (blk: ${blks[*]:-none}; net: ${nets[*]:-none}); boot with test-vm.sh"
+    failed=1; return
+  fi
+  for b in "$split" "$packed" "${nets[@]}"; do
+    bind_vfio "$b" || { note "FAIL vfio: could not bind $b to vfio-pci"; failed=1; return; }
+  done
+  export VDPA_VFIO_BLK_SPLIT=$split VDPA_VFIO_BLK_PACKED=$packed VDPA_VFIO_NET="${nets[*]}"
+  local net_suite=${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}
+  VDPA_TEST_DEVICE=vfio:$split VDPA_TEST_QUEUES=2 VDPA_TEST_QUEUE_SIZE=256 run_tests vfio-blk-split 180 "$SUITE"
+  VDPA_TEST_DEVICE=vfio:$packed VDPA_TEST_QUEUES=2 VDPA_TEST_QUEUE_SIZE=256 VDPA_TEST_PACKED=1 run_tests vfio-blk-packed 180 "$SUITE"
+  VDPA_TEST_NET_DEVICE=vfio:${nets[0]} VDPA_TEST_NET_PEER=vfio:${nets[1]} run_tests vfio-net-0to1 180 "$net_suite"
+  VDPA_TEST_NET_DEVICE=vfio:${nets[1]} VDPA_TEST_NET_PEER=vfio:${nets[0]} run_tests vfio-net-1to0 180 "$net_suite"
+  if [[ -f dist/test/vm/vfio.test.js ]]; then
+    run_tests vfio 360 dist/test/vm/vfio.test.js
+  else
+    note "FAIL vfio: dist/test/vm/vfio.test.js not built"; failed=1
+  fi
+}
+if [[ ${VDPA_VM_VFIO:-1} != 0 ]]; then vfio_part; else note "NOTE: VFIO part skipped (VDPA_VM_VFIO=0)"; fi
 
 echo "==== guest summary"
 cat "$SUMMARY"

@@ -1,11 +1,17 @@
 #!/usr/bin/env python3
-"""Host half of the data oracle (see test/vm/oracle.test.ts): checks the image file the guest wrote
-through vhost-vdpa against the manifest, byte for byte, without the library. Every extent must equal
-the saved data and its sha256; every byte outside the extents must still be zero."""
-import hashlib, json, os, sys
+"""Host half of the data oracle (see test/vm/oracle.test.ts, test/vm/vfio.test.ts): checks each image
+file the guest wrote (through vhost-vdpa, through VFIO) against its manifest, byte for byte, without the
+library. Every extent must equal the saved data and its sha256; every byte outside the extents must
+still be zero.
 
-def main(res):
-    mf = os.path.join(res, "oracle.json")
+    oracle-check.py RES [MANIFEST...]
+
+MANIFEST names files in RES (default: oracle.json plus every oracle-*.json there); each one named
+must exist. Exits non-zero if any image fails."""
+import glob, hashlib, json, os, sys
+
+def check(res, name):
+    mf = os.path.join(res, name)
     if not os.path.exists(mf):
         print(f"oracle-check: FAIL: no manifest {mf} (the guest-side oracle test did not finish)")
         return 1
@@ -14,7 +20,7 @@ def main(res):
     data_path = os.path.join(res, os.path.basename(m["dataFile"]))
     data = open(data_path, "rb").read()
     if hashlib.sha256(data).hexdigest() != m["dataSha256"]:
-        print("oracle-check: FAIL: data file does not match its sha256"); return 1
+        print(f"oracle-check: FAIL: {data_path} does not match its sha256"); return 1
     size = os.path.getsize(img)
     if size != m["imageSize"]:
         print(f"oracle-check: FAIL: image is {size} bytes, manifest says {m['imageSize']}"); return 1
@@ -46,8 +52,17 @@ def main(res):
     total = sum(e["length"] for e in ext)
     if bad:
         print(f"oracle-check: FAIL: {bad} problem(s) in {img}"); return 1
-    print(f"oracle-check: ok: {len(ext)} extents, {total} bytes match byte for byte, rest of {size}-byte image is zero (seed {m['seed']})")
+    print(f"oracle-check: ok: {os.path.basename(img)}: {len(ext)} extents, {total} bytes match byte for byte, rest of {size}-byte image is zero (seed {m['seed']})")
     return 0
 
+def main(argv):
+    res = argv[1]
+    names = argv[2:] or ["oracle.json"] + sorted(
+        os.path.basename(p) for p in glob.glob(os.path.join(res, "oracle-*.json")))
+    rc = 0
+    for name in names:
+        rc |= check(res, name)
+    return rc
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv))

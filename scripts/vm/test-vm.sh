@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# npm run test:vm — the library against real vhost-vdpa devices in a QEMU/TCG guest (see run.sh).
+# npm run test:vm — the library against real vhost-vdpa devices and VFIO virtio-pci functions in one
+# QEMU/TCG guest (see run.sh).
 #
 #   scripts/vm/test-vm.sh [-v]
 #
 # Needs the addon built (build/Release/vdpa.node); compiles TypeScript (tsc) only when dist/ is missing
 # or older than the sources. Creates the image files in a results dir, boots the guest once running
-# scripts/vm/guest-tests.sh, then checks on the host, without the library, the bytes the data oracle
-# wrote (scripts/vm/oracle-check.py). Exits non-zero on any failure, including: the guest never ran,
+# scripts/vm/guest-tests.sh, then checks on the host, without the library, the bytes the data oracles
+# wrote (scripts/vm/oracle-check.py: the vhost-vdpa image and both VFIO blk images).
+# The guest gets two virtio-blk-pci functions (vfio-split.img; vfio-packed.img with packed=on; their
+# serials name the image) and a --net-pair, for the VFIO part of guest-tests.sh. Exits non-zero on any failure, including: the guest never ran,
 # zero tests ran, a test was skipped inside the guest.
 #
-# Environment: VDPA_VM_SHAPES (see guest-tests.sh), VDPA_VM_TEST_RESULTS=DIR (results dir; default a
+# Environment: VDPA_VM_SHAPES (see guest-tests.sh; default "1:64 4:256"), VDPA_VM_TEST_RESULTS=DIR (results dir; default a
 # new dir under ~/.cache/vdpa-vm/test-runs, kept), VDPA_VM_TIMEOUT (guest timeout, default 1200 s).
 set -uo pipefail
 
@@ -22,7 +25,7 @@ verbose=()
 [[ ${1:-} == -v || ${1:-} == --verbose ]] && verbose=(-v)
 
 [[ -f build/Release/vdpa.node ]] || die "the native addon is not built (build/Release/vdpa.node missing): run npm run build:native"
-if [[ ! -f dist/lib/index.js || ! -f dist/test/vm/oracle.test.js ]] \
+if [[ ! -f dist/lib/index.js || ! -f dist/test/vm/oracle.test.js || ! -f dist/test/vm/vfio.test.js ]] \
    || [[ -n $(find lib test -name '*.ts' -newer dist/lib/index.js -print -quit 2>/dev/null) ]]; then
   echo "test-vm: compiling TypeScript (npx tsc -p tsconfig.json)" >&2
   npx tsc -p tsconfig.json || echo "test-vm: WARNING: tsc reported errors (continuing with what it emitted)" >&2
@@ -39,15 +42,19 @@ else
   RES=$(mktemp -d "$CACHE/test-runs/run.XXXXXX")
 fi
 RES=$(realpath "$RES")
-rm -rf "$RES/tap" "$RES/summary.txt" "$RES/oracle.json" "$RES/oracle-data.bin"
-# Sparse, all-zero images: one per conformance shape, one for the oracle, one for the fault tests.
-for shape in ${VDPA_VM_SHAPES:-1:64 4:256 1:256 4:64}; do
+rm -rf "$RES/tap" "$RES/summary.txt" "$RES/oracle.json" "$RES/oracle-data.bin" "$RES"/oracle-*.json "$RES"/oracle-*-data.bin
+export VDPA_VM_SHAPES=${VDPA_VM_SHAPES:-1:64 4:256}
+# Sparse, all-zero images: one per conformance shape, one for the oracle, one for the fault tests,
+# one per VFIO blk function.
+for shape in $VDPA_VM_SHAPES; do
   rm -f "$RES/conf-${shape%%:*}x${shape##*:}.img"; truncate -s 64M "$RES/conf-${shape%%:*}x${shape##*:}.img"
 done
-for img in oracle faults; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
+for img in oracle faults vfio-split vfio-packed; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
 
 echo "test-vm: booting the guest (results in $RES)" >&2
-"$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" -- bash scripts/vm/guest-tests.sh
+"$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" \
+  --blk-pci "$RES/vfio-split.img,serial=vfio-split" --blk-pci "$RES/vfio-packed.img,packed,serial=vfio-packed" \
+  --net-pair -- bash scripts/vm/guest-tests.sh
 guest_rc=$?
 
 fail=()
@@ -70,7 +77,7 @@ done
 ((ntap > 0)) || fail+=("no TAP results from the guest")
 
 echo "---- data oracle (host side, without the library)"
-python3 "$HERE/oracle-check.py" "$RES" || fail+=("the host-side data oracle failed")
+python3 "$HERE/oracle-check.py" "$RES" oracle.json oracle-vfio-split.json oracle-vfio-packed.json || fail+=("the host-side data oracle failed")
 
 echo "---- guest test summary"
 cat "$RES/summary.txt" 2>/dev/null || echo "(none)"
