@@ -6,6 +6,7 @@
         "native/common/sys_error.cc",
         "native/memory/memory_region.cc",
         "native/memory/iova_allocator.cc",
+        "native/ring/driver_queue.cc",
         "native/ring/split_driver_queue.cc",
         "native/ring/split_device_queue.cc",
         "native/ring/packed_driver_queue.cc",

@@ -35,6 +35,16 @@ struct DriverQueueOptions {
   uint16_t indirectMax;  // entries per indirect table; 0 = no VIRTIO_RING_F_INDIRECT_DESC
 };
 
+// Whether a chain of `count` buffers goes into an indirect table (VIRTIO_RING_F_INDIRECT_DESC).
+inline bool usesIndirect(uint32_t count, uint16_t indirectMax) {
+  return indirectMax != 0 && count > 1 && count <= indirectMax;
+}
+
+// The chain rules every ring format shares: at least one buffer, none empty, device-readable before
+// device-writable, at most 4 GiB writable, and no longer than the queue unless it goes indirect.
+// Throws SysError (EINVAL/E2BIG); returns the bytes the device may write.
+uint32_t checkChain(const Segment* segs, uint32_t count, uint16_t queueSize, uint16_t indirectMax);
+
 class DriverQueue {
  public:
   virtual ~DriverQueue() = default;

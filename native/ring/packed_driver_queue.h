@@ -74,7 +74,7 @@ class PackedDriverQueue final : public DriverQueue {
 
   uint16_t size() const override { return num_; }
   bool add(const Segment* segs, uint32_t count, uint32_t token) override;
-  void validate(const Segment* segs, uint32_t count) const override { writableBytes(segs, count); }
+  void validate(const Segment* segs, uint32_t count) const override { checkChain(segs, count, num_, indirectMax_); }
   bool publish() override;
   size_t drain(Completion* out, size_t max) override;
   bool enableInterrupts() override;
@@ -101,7 +101,6 @@ class PackedDriverQueue final : public DriverQueue {
     uint16_t pos, flags, id;
   };
 
-  uint32_t writableBytes(const Segment* segs, uint32_t count) const;
   void markBroken(std::string reason);
   uint16_t flagsFor(bool wrap) const { return wrap ? kPackedDescFAvail : kPackedDescFUsed; }
   // Descriptors made available and not yet returned, from lastUsed to the last publish.

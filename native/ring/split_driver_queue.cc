@@ -47,31 +47,10 @@ SplitDriverQueue::SplitDriverQueue(const DriverQueueOptions& opts, RingMemory me
   storeRelaxed(usedEvent_, 0);
 }
 
-uint32_t SplitDriverQueue::writableBytes(const Segment* segs, uint32_t count) const {
-  if (count == 0) throwSys(EINVAL, "virtqueue_add", "", "a chain needs at least one buffer");
-  uint64_t writable = 0;
-  bool seenWritable = false;
-  for (uint32_t i = 0; i < count; i++) {
-    if (segs[i].len == 0) throwSys(EINVAL, "virtqueue_add", "", "zero-length buffer in chain");
-    if (segs[i].writable) {
-      seenWritable = true;
-      writable += segs[i].len;
-    } else if (seenWritable) {
-      throwSys(EINVAL, "virtqueue_add", "", "device-readable buffers must come before device-writable ones");
-    }
-  }
-  if (writable > UINT32_MAX) throwSys(E2BIG, "virtqueue_add", "", "chain writes more than 4 GiB");
-  const bool indirect = indirectMax_ != 0 && count > 1 && count <= indirectMax_;
-  if (!indirect && count > num_)
-    throwSys(E2BIG, "virtqueue_add", "",
-             "chain of " + std::to_string(count) + " buffers is longer than the queue (" + std::to_string(num_) + ")");
-  return static_cast<uint32_t>(writable);
-}
-
 bool SplitDriverQueue::add(const Segment* segs, uint32_t count, uint32_t token) {
   if (broken_) return false;
-  const uint32_t writable = writableBytes(segs, count);
-  const bool indirect = indirectMax_ != 0 && count > 1 && count <= indirectMax_;
+  const uint32_t writable = checkChain(segs, count, num_, indirectMax_);
+  const bool indirect = usesIndirect(count, indirectMax_);
   const uint32_t needed = indirect ? 1 : count;
   if (needed > numFree_) return false;
 

@@ -20,7 +20,7 @@ class SplitDriverQueue final : public DriverQueue {
 
   uint16_t size() const override { return num_; }
   bool add(const Segment* segs, uint32_t count, uint32_t token) override;
-  void validate(const Segment* segs, uint32_t count) const override { writableBytes(segs, count); }
+  void validate(const Segment* segs, uint32_t count) const override { checkChain(segs, count, num_, indirectMax_); }
   bool publish() override;
   size_t drain(Completion* out, size_t max) override;
   bool enableInterrupts() override;
@@ -43,8 +43,6 @@ class SplitDriverQueue final : public DriverQueue {
     bool inUse = false;
   };
 
-  // Checks the chain rules and returns the bytes the device may write.
-  uint32_t writableBytes(const Segment* segs, uint32_t count) const;
   void markBroken(std::string reason);
   void freeChain(uint16_t head);
 
