@@ -50,8 +50,9 @@ const KNOWN_PREFIXES = ['mock:', '/dev/vhost-vdpa-', 'vfio:'];
  * An open virtio device, before or after a driver has brought it up. {@link openBlk} and
  * {@link openNet} build on it; {@link openDevice} returns one for inspection and low-level use.
  *
- * Emits `'configChange'` when the device signals a configuration change, and `'needsReset'` (with
- * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET.
+ * Emits `'configChange'` when the device signals a configuration change, `'needsReset'` (with
+ * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET, and `'removed'` (code
+ * `'ENODEV'`) when the host takes a VFIO function back: its requests fail and the device is closed.
  */
 export class Device extends EventEmitter {
   /** The spec it was opened with: `'mock:blk'`, `'/dev/vhost-vdpa-0'`, `'vfio:0000:00:03.0'`. */
@@ -106,7 +107,7 @@ export class Device extends EventEmitter {
     const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
     this.deviceType = name ?? `unknown(${info.deviceId})`;
     this.vhost = info.transport === 'vhost-vdpa' ? new VhostControl(() => this.live()) : undefined;
-    this.nativeDevice.onConfigChange(() => this.configChanged());
+    this.nativeDevice.onConfigChange((kind) => (kind === 'removal' ? this.removed() : this.configChanged()));
   }
 
   /** True once {@link close} was called or the device failed for good. */
@@ -272,6 +273,20 @@ export class Device extends EventEmitter {
     this.closedError = vdpaError('EBADF', 'device', this.path, 'the device is closed');
     this.nativeDevice.close();
     for (const q of this.queues) q.fail(inFlightError);
+  }
+
+  private removed(): void {
+    if (this.closedError) return;
+    const err = vdpaError(
+      'ENODEV',
+      'vfio release request',
+      this.path,
+      'the host is taking the device back (unbound from vfio-pci)',
+      'requests in flight were failed and the device closed so the unbind can finish',
+    );
+    // Closing releases the VFIO device fd, which is what the kernel is waiting for.
+    this.shutDown(err);
+    this.emit('removed', err);
   }
 
   private configChanged(): void {

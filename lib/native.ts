@@ -61,7 +61,7 @@ export interface NativeDevice {
   createQueue(index: number, size: number, onComplete: NativeCompletionCallback): NativeQueue;
   allocRegion(size: number, hugePages: boolean): NativeRegion;
   start(): void;
-  onConfigChange(callback: () => void): void;
+  onConfigChange(callback: (kind: 'config' | 'removal') => void): void;
   close(): void;
   vhostInfo(): {
     backendFeatures: bigint;

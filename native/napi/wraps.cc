@@ -106,8 +106,10 @@ DeviceWrap::DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Device
 DeviceWrap::~DeviceWrap() {
   // A finalizer must not throw or call back into JS objects that may be mid-collection: stop the
   // queues through their raw pointers (our strong references kept them alive), then reset the device.
-  if (configPoll_) configPoll_->release();
-  configPoll_ = nullptr;
+  for (FdPoll** p : {&configPoll_, &removalPoll_}) {
+    if (*p) (*p)->release();
+    *p = nullptr;
+  }
   for (auto& q : queues_) {
     if (!q.second) continue;
     q.second->stop();
@@ -129,9 +131,9 @@ VirtioDevice& DeviceWrap::open(const Napi::Env& env) {
 }
 
 void DeviceWrap::closeAll() {
-  if (configPoll_) {
-    configPoll_->release();
-    configPoll_ = nullptr;
+  for (FdPoll** p : {&configPoll_, &removalPoll_}) {
+    if (*p) (*p)->release();
+    *p = nullptr;
   }
   for (auto& q : queues_) {
     if (!q.second) continue;
@@ -286,11 +288,21 @@ Napi::Value DeviceWrap::Start(const Napi::CallbackInfo& info) {
 void DeviceWrap::onConfigChange(void* self) {
   auto* w = static_cast<DeviceWrap*>(self);
   drainEventFd(w->device_->transport().configChangeFd());
-  Napi::Env env = w->Env();
+  w->notifyConfig("config");
+}
+
+void DeviceWrap::onRemoval(void* self) {
+  auto* w = static_cast<DeviceWrap*>(self);
+  drainEventFd(w->device_->transport().removalFd());
+  w->notifyConfig("removal");
+}
+
+void DeviceWrap::notifyConfig(const char* kind) {
+  Napi::Env env = Env();
   Napi::HandleScope scope(env);
+  napi_value arg = Napi::String::New(env, kind);
   napi_value result;
-  if (napi_make_callback(env, nullptr, w->Value(), w->configCallback_.Value(), 0, nullptr, &result) ==
-      napi_pending_exception) {
+  if (napi_make_callback(env, nullptr, Value(), configCallback_.Value(), 1, &arg, &result) == napi_pending_exception) {
     napi_value err;
     napi_get_and_clear_last_exception(env, &err);
     napi_fatal_exception(env, err);
@@ -305,6 +317,8 @@ Napi::Value DeviceWrap::OnConfigChange(const Napi::CallbackInfo& info) {
     int fd = open(env).transport().configChangeFd();
     configCallback_ = Napi::Persistent(info[0].As<Napi::Function>());
     if (fd >= 0 && !configPoll_) configPoll_ = FdPoll::start(env, fd, onConfigChange, this);
+    const int removal = open(env).transport().removalFd();
+    if (removal >= 0 && !removalPoll_) removalPoll_ = FdPoll::start(env, removal, onRemoval, this);
     return env.Undefined();
   });
 }

@@ -37,6 +37,9 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   VhostVdpaTransport& vhost(const Napi::Env& env);
   void closeAll();
   static void onConfigChange(void* self);
+  static void onRemoval(void* self);
+  // Calls the JS config callback with `kind` ("config" or "removal").
+  void notifyConfig(const char* kind);
 
   Napi::Value Info(const Napi::CallbackInfo& info);
   Napi::Value Status(const Napi::CallbackInfo& info);
@@ -63,6 +66,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   std::vector<std::pair<Napi::ObjectReference, QueueWrap*>> queues_;
   std::vector<Napi::ObjectReference> regions_;  // weak: detached with the device
   FdPoll* configPoll_ = nullptr;
+  FdPoll* removalPoll_ = nullptr;
   Napi::FunctionReference configCallback_;
 };
 

@@ -44,6 +44,9 @@ class Transport {
   virtual void writeConfig(uint32_t offset, const void* buf, uint32_t len) = 0;
   // An fd that becomes readable when the device signals a configuration change (-1: none).
   virtual int configChangeFd() = 0;
+  // An fd that becomes readable when the host wants the device back (VFIO's release request when
+  // the function is unbound from vfio-pci): the driver should fail its I/O and close. -1: none.
+  virtual int removalFd() { return -1; }
 
   virtual uint16_t maxQueues() = 0;
   virtual uint16_t maxQueueSize(uint16_t index) = 0;

@@ -283,6 +283,19 @@ void VfioPciDevice::disableMsix() noexcept {
   msixEnabled_ = false;
 }
 
+bool VfioPciDevice::setRequestFd(int fd) noexcept {
+  uint8_t b[sizeof(vfio_irq_set) + sizeof(int32_t)] = {};
+  auto* s = reinterpret_cast<vfio_irq_set*>(b);
+  s->argsz = sizeof b;
+  s->flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
+  s->index = VFIO_PCI_REQ_IRQ_INDEX;
+  s->start = 0;
+  s->count = 1;
+  const int32_t v = fd;
+  std::memcpy(b + sizeof(vfio_irq_set), &v, sizeof v);
+  return ioctlErr(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s) == 0;
+}
+
 int VfioPciDevice::resetFunction() noexcept {
   if (!canReset_) return EOPNOTSUPP;
   return ioctlErr(handle_.fd.get(), VFIO_DEVICE_RESET, nullptr);

@@ -52,6 +52,9 @@ class VfioPciDevice {
   void disableMsix() noexcept;
   bool msixEnabled() const { return msixEnabled_; }
 
+  // Routes the release request (VFIO_PCI_REQ_IRQ_INDEX) to `fd`; false when the kernel has none.
+  bool setRequestFd(int fd) noexcept;
+
   // VFIO_DEVICE_RESET; returns 0, the errno, or EOPNOTSUPP when the function has no reset method.
   bool canReset() const { return canReset_; }
   int resetFunction() noexcept;

@@ -142,6 +142,10 @@ VfioTransport::VfioTransport(std::string spec) : path_(std::move(spec)) {
       throwSys(EIO, "virtio-pci: msix_config", path_, "the device refused MSI-X vector 0 for configuration changes");
   }
 
+  // Without this the kernel blocks an unbind until we close, and we never learn of it.
+  removalFd_ = makeEventFd();
+  if (!dev_->setRequestFd(removalFd_.get())) removalFd_.reset();
+
   const uint64_t pgs = dev_->iommu().pageSizes();
   alignment_ = pgs ? (pgs & (~pgs + 1)) : 4096;
   window_ = dev_->iommu().leaseWindow(path_);

@@ -42,6 +42,7 @@ class VfioTransport final : public Transport {
   void readConfig(uint32_t offset, void* buf, uint32_t len) override;
   void writeConfig(uint32_t offset, const void* buf, uint32_t len) override;
   int configChangeFd() override { return configFd_.get(); }
+  int removalFd() override { return removalFd_.get(); }
 
   uint16_t maxQueues() override { return static_cast<uint16_t>(queues_.size()); }
   uint16_t maxQueueSize(uint16_t index) override { return index < queues_.size() ? queues_[index].maxSize : 0; }
@@ -101,6 +102,7 @@ class VfioTransport final : public Transport {
   uint32_t configSize_ = 0;
   uint32_t msixUsed_ = 0;
   UniqueFd configFd_;
+  UniqueFd removalFd_;  // release request; closed (-1) when the kernel cannot signal one
   std::vector<Queue> queues_;
   IovaRange window_{0, 0};
   bool haveWindow_ = false;
