@@ -42,7 +42,6 @@ export interface NativeQueue {
   readonly size: number;
   readonly index: number;
   submit(batch: Uint32Array, count: number): number;
-  abandon(): Uint32Array;
   ref(): void;
   unref(): void;
   inFlight(): number;

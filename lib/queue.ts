@@ -119,9 +119,10 @@ export class QueueDriver<C> {
   /** Fails every chain (in the ring or queued) and every waiter; later use throws `err`. */
   fail(err: VdpaError): void {
     if (!this.failure) this.failure = err;
-    const abandoned = this.nativeQueue.abandon();
-    for (const token of abandoned) this.finish(token, 0, err);
-    this.failQueued(err);
+    // Every chain we handed out, in the ring or still queued here, has its context in `ctx`.
+    this.batchWords = 0;
+    this.batchChains = 0;
+    for (let token = 0; token < this.size; token++) if (this.ctx[token] !== undefined) this.finish(token, 0, err);
     const waiters = this.waiters.splice(0);
     for (const fn of waiters) fn();
   }

@@ -1,6 +1,8 @@
 #include "device/virtio_device.h"
 
 #include <algorithm>
+#include <chrono>
+#include <thread>
 
 #include "common/sys_error.h"
 #include "ring/packed_driver_queue.h"
@@ -127,9 +129,26 @@ void VirtioDevice::start() {
   transport_->setStatus(transport_->status() | kStatusDriverOk);
 }
 
+void VirtioDevice::quiesce() {
+  const auto deadline = std::chrono::steady_clock::now() + kQuiesceBudget;
+  std::vector<Completion> scratch;
+  for (;;) {
+    bool busy = false;
+    for (auto& q : queues_) {
+      if (!q || q->ring->broken()) continue;
+      scratch.resize(q->ring->size());
+      q->ring->drain(scratch.data(), scratch.size());
+      busy = busy || (q->ring->inFlight() > 0 && !q->ring->broken());
+    }
+    if (!busy || std::chrono::steady_clock::now() >= deadline) return;
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
 void VirtioDevice::close() {
   if (closed_) return;
   closed_ = true;
+  quiesce();
   // Reset first: after it the device no longer reads rings or writes buffers, so unmapping is safe.
   try {
     transport_->reset();

@@ -2,6 +2,7 @@
 // touch (regions with their IOVAs), the queues, and the status/feature bring-up sequence.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -60,11 +61,17 @@ class VirtioDevice {
   void publish(VirtQueue& q) {
     if (q.ring->publish()) transport_->notify(q.index);
   }
-  // Resets the device (it stops touching memory), then drops queues and unmaps every region.
-  // Idempotent; the destructor calls it.
+  // Lets the device finish what it holds (up to kQuiesceBudget), resets it (it stops touching
+  // memory), then drops queues and unmaps every region. Idempotent; the destructor calls it.
   void close();
 
  private:
+  // Devices without SUSPEND (VDUSE, for one) may not survive a reset with requests in flight: a
+  // VDUSE daemon busy with them does not answer the reset, and the kernel gives up on the device
+  // after 30 s. So close() first waits, boundedly, for the device to return what it holds.
+  static constexpr std::chrono::milliseconds kQuiesceBudget{1000};
+  void quiesce();
+
   struct Registered {
     std::shared_ptr<MemoryRegion> region;
     uint64_t iova = 0;

@@ -407,7 +407,6 @@ Napi::Function QueueWrap::define(Napi::Env env) {
   return DefineClass(env, "NativeQueue",
                      {
                          InstanceMethod<&QueueWrap::Submit>("submit"),
-                         InstanceMethod<&QueueWrap::Abandon>("abandon"),
                          InstanceMethod<&QueueWrap::Ref>("ref"),
                          InstanceMethod<&QueueWrap::Unref>("unref"),
                          InstanceMethod<&QueueWrap::InFlight>("inFlight"),
@@ -448,11 +447,8 @@ void QueueWrap::stop() {
     poll_->release();
     poll_ = nullptr;
   }
-  // The device is about to drop the ring: keep what it still held so abandon() can report it.
-  if (queue_ && !device_->closed()) {
-    abandoned_ = queue_->ring->abandonInFlight();
-    queue_ = nullptr;
-  }
+  // The device is about to drop the ring; what it still held is failed by the TypeScript side.
+  queue_ = nullptr;
 }
 
 VirtQueue& QueueWrap::live(const Napi::Env& env) {
@@ -523,17 +519,6 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
     const uint32_t accepted = addBatch(*q.ring, batch_);
     device_->publish(q);
     return Napi::Number::New(env, accepted);
-  });
-}
-
-Napi::Value QueueWrap::Abandon(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    requireTag(info.Env(), info.This(), kTag, "Queue");
-    std::vector<uint32_t> tokens = queue_ ? queue_->ring->abandonInFlight() : std::move(abandoned_);
-    abandoned_.clear();
-    auto out = Napi::Uint32Array::New(info.Env(), tokens.size());
-    if (!tokens.empty()) std::memcpy(out.Data(), tokens.data(), tokens.size() * 4);
-    return out;
   });
 }
 

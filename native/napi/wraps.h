@@ -80,7 +80,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   ~QueueWrap() override;
 
   void init(std::shared_ptr<VirtioDevice> device, VirtQueue* queue, Napi::Function callback);
-  // Stops completion delivery (device closing); pending chains are left to abandon().
+  // Stops completion delivery (device closing).
   void stop();
 
  private:
@@ -88,7 +88,6 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   VirtQueue& live(const Napi::Env& env);
 
   Napi::Value Submit(const Napi::CallbackInfo& info);
-  Napi::Value Abandon(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value InFlight(const Napi::CallbackInfo& info);
@@ -100,8 +99,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::FunctionReference callback_;
   Napi::ObjectReference completionsRef_;  // keeps the shared completion array alive
   Completion* completions_ = nullptr;
-  DecodedBatch batch_;               // scratch for submit()
-  std::vector<uint32_t> abandoned_;  // tokens the device held when it closed
+  DecodedBatch batch_;  // scratch for submit()
   std::unique_ptr<Napi::AsyncContext> async_;
 };
 
