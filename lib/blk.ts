@@ -82,23 +82,36 @@ class BouncePool {
   private readonly free: BounceChunk[] = [];
   private regions = 0;
   private readonly waiters: (() => void)[] = [];
-  constructor(private readonly device: Device) {}
+
+  /**
+   * One region is mapped at open, before any I/O. On vhost-vdpa the pool stays at that size: a
+   * mapping change while requests are in flight makes a VDUSE device re-map everything (its daemon
+   * drops the buffers of requests it is working on), so no IOTLB update may happen under I/O.
+   */
+  constructor(
+    private readonly device: Device,
+    private readonly maxRegions: number,
+  ) {
+    this.grow();
+  }
 
   acquire(): BounceChunk | undefined {
-    if (this.free.length === 0 && this.regions < BOUNCE_REGIONS_MAX) {
-      let r: { handle: number; bytes: Uint8Array };
+    if (this.free.length === 0 && this.regions < this.maxRegions) {
       try {
-        r = this.device.allocInternal(BOUNCE_REGION);
-      } catch (e) {
-        // Out of pinnable memory (RLIMIT_MEMLOCK) or IOVA space: wait for a chunk in use, if any.
-        if (this.regions > 0) return undefined;
-        throw e;
+        this.grow();
+      } catch {
+        // Out of pinnable memory (RLIMIT_MEMLOCK) or IOVA space: wait for a chunk in use.
+        return undefined;
       }
-      this.regions++;
-      for (let off = 0; off < BOUNCE_REGION; off += BOUNCE_CHUNK)
-        this.free.push({ region: r.handle, offset: off, bytes: r.bytes.subarray(off, off + BOUNCE_CHUNK) });
     }
     return this.free.pop();
+  }
+
+  private grow(): void {
+    const r = this.device.allocInternal(BOUNCE_REGION);
+    this.regions++;
+    for (let off = 0; off < BOUNCE_REGION; off += BOUNCE_CHUNK)
+      this.free.push({ region: r.handle, offset: off, bytes: r.bytes.subarray(off, off + BOUNCE_CHUNK) });
   }
   release(chunk: BounceChunk): void {
     this.free.push(chunk);
@@ -195,7 +208,7 @@ export class BlkDevice {
       };
       this.queues.push(q);
     }
-    this.bounce = new BouncePool(device);
+    this.bounce = new BouncePool(device, device.transport === 'vhost-vdpa' ? 1 : BOUNCE_REGIONS_MAX);
     device.start();
   }
 

@@ -147,6 +147,10 @@ export class Device extends EventEmitter {
    * Allocates a DMA buffer the device can reach directly: page-aligned, pinned, registered with the
    * device's IOMMU. Reads and writes through such a buffer are zero-copy. It stays valid until
    * {@link freeBuffer} or {@link close}; after that the view is detached (length 0).
+   *
+   * On vhost-vdpa, allocate (and free) buffers while no requests are in flight: each call is an
+   * IOTLB update, and a VDUSE device answers one by re-mapping everything, dropping the buffers of
+   * requests its daemon is working on.
    */
   allocBuffer(size: number, options: AllocOptions = {}): Uint8Array {
     checkInteger(size, 'size', 1, 2 ** 40);

@@ -51,7 +51,9 @@ async function oracle(blk: BlkDevice, serial: string, seed: number): Promise<str
   // (1 MiB zero writes, through the library), so the host can require zeroes outside the extents.
   const zeroes = blk.allocBuffer(MiB).fill(0);
   const starts = Array.from({ length: Math.ceil(imageSize / MiB) }, (_, i) => i * MiB);
-  await pool(starts, IN_FLIGHT, (at) => blk.write(at, at + MiB <= imageSize ? zeroes : zeroes.subarray(0, imageSize - at)));
+  await pool(starts, IN_FLIGHT, (at) =>
+    blk.write(at, at + MiB <= imageSize ? zeroes : zeroes.subarray(0, imageSize - at)),
+  );
   await blk.flush();
   blk.device.freeBuffer(zeroes);
   const rnd = prng(seed);
