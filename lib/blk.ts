@@ -115,7 +115,8 @@ class BouncePool {
   }
   release(chunk: BounceChunk): void {
     this.free.push(chunk);
-    this.waiters.shift()?.();
+    // A loop, not a chain of calls: a waiter that fails without taking the chunk hands it on.
+    while (this.free.length > 0 && this.waiters.length > 0) (this.waiters.shift() as () => void)();
   }
   whenFree(fn: () => void): void {
     this.waiters.push(fn);
@@ -335,6 +336,9 @@ export class BlkDevice {
   }
 
   private issueBounced(c: Call, type: number, sector: number, part: Uint8Array): void {
+    // A request still waiting for a chunk when the device closed fails like one in flight.
+    const cancelled = this.device.cancelError;
+    if (cancelled) throw cancelled;
     const chunk = this.bounce.acquire();
     if (!chunk) {
       c.remaining++;
@@ -348,10 +352,10 @@ export class BlkDevice {
       });
       return;
     }
-    if (type === T_OUT) chunk.bytes.set(part);
     const piece: Piece = { call: c, type, bounce: chunk, dataIn: type === T_IN ? part.length : 0 };
     if (type === T_IN) piece.user = part;
     try {
+      if (type === T_OUT) chunk.bytes.set(part);
       this.issue(c, piece, sector, this.dataSegments(chunk.region, chunk.offset, part.length, type === T_IN));
     } catch (e) {
       this.bounce.release(chunk);

@@ -80,6 +80,7 @@ export class Device extends EventEmitter {
   private readonly queues: QueueDriver<unknown>[] = [];
   private readonly internalRegions: NativeRegion[] = [];
   private closedError: VdpaError | undefined;
+  private cancelledWith: VdpaError | undefined;
   private referenced = true;
 
   /** @internal Use {@link openDevice}. */
@@ -273,8 +274,14 @@ export class Device extends EventEmitter {
     return this.nativeDevice;
   }
 
+  /** @internal Once closed: the error requests that were pending at close fail with. */
+  get cancelError(): VdpaError | undefined {
+    return this.cancelledWith;
+  }
+
   private shutDown(inFlightError: VdpaError): void {
     this.closedError = vdpaError('EBADF', 'device', this.path, 'the device is closed');
+    this.cancelledWith = inFlightError;
     this.nativeDevice.close();
     for (const q of this.queues) q.fail(inFlightError);
   }

@@ -48,6 +48,8 @@ async function main(): Promise<void> {
         },
         (e: NodeJS.ErrnoException) => {
           errors.push({ code: e.code, message: String(e.message), phase });
+          // The device is gone (the library closed it on the host's release request): stop issuing.
+          if (e.code === 'ENODEV' || e.code === 'EBADF') issuing = false;
         },
       )
       .finally(() => {
