@@ -33,7 +33,8 @@ if (!IN_VM) {
         assert.match(String(r.reason.message), /closed/);
       }
       await assert.rejects(blk.read(0, new Uint8Array(512)), (e: NodeJS.ErrnoException) => e.code === 'EBADF');
-      assert.ok(closeMs < 5_000, `close() blocked the event loop for ${closeMs} ms`);
+      // A hang guard, not a speed check: a reset VDUSE gives up on takes 30 s.
+      assert.ok(closeMs < 20_000, `close() blocked the event loop for ${closeMs} ms`);
     });
 
     it('vhost control: info is read, SUSPEND/RESUME fail with EOPNOTSUPP naming the feature, I/O goes on', async () => {

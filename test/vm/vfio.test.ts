@@ -209,7 +209,8 @@ function checkChild(spec: string, o: Awaited<ReturnType<typeof faultInChild>>, w
     assert.ok(e.code, `error without a code: ${e.message}`);
     assert.ok(e.message.includes(spec), `error does not name the device: ${e.message}`);
   }
-  assert.ok(r.closeMs < 5_000, `close() took ${r.closeMs} ms`);
+  // A hang guard, not a speed check (close() waits at most 1 s for the device before resetting it).
+  assert.ok(r.closeMs < 20_000, `close() took ${r.closeMs} ms`);
 }
 
 /** Open + one write/read round trip: the function works again. */
