@@ -21,20 +21,22 @@ ROOT=$(cd "$HERE/../.." && pwd)
 cd "$ROOT" || exit 2
 die() { echo "test-vm: ERROR: $*" >&2; exit 2; }
 
-# The guest puts tmpfs on /tmp, /run and /dev/shm, which hides a checkout living there (a CI clone
-# may): reach it through a bind mount under the cache dir instead, for the length of this run.
-case "$ROOT/" in
-  /tmp/* | /run/* | /dev/shm/*)
-    [[ $(id -u) == 0 ]] || die "$ROOT is under /tmp, /run or /dev/shm, which the guest cannot see: move the checkout"
-    ALIAS="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm/src.$$"
-    mkdir -p "$ALIAS" && mount --bind "$ROOT" "$ALIAS" || die "cannot bind-mount $ROOT on $ALIAS"
-    trap 'umount "$ALIAS" 2>/dev/null; rmdir "$ALIAS" 2>/dev/null' EXIT
-    echo "test-vm: $ROOT is hidden in the guest; using it through $ALIAS" >&2
-    ROOT=$ALIAS
-    HERE=$ALIAS/scripts/vm
-    cd "$ROOT" || exit 2
-    ;;
-esac
+# The guest must see the checkout, and so must the unprivileged user of the EACCES test: a checkout
+# under /tmp, /run or /dev/shm (a CI clone may be) is hidden by the guest's tmpfs, and one under a
+# private home directory is out of that user's reach. As root, reach it through a bind mount in
+# /var/tmp for the length of this run.
+if [[ $(id -u) == 0 ]]; then
+  ALIAS=/var/tmp/vdpa-src.$$
+  mkdir -p "$ALIAS" && mount --bind "$ROOT" "$ALIAS" || die "cannot bind-mount $ROOT on $ALIAS"
+  trap 'umount "$ALIAS" 2>/dev/null; rmdir "$ALIAS" 2>/dev/null' EXIT
+  ROOT=$ALIAS
+  HERE=$ALIAS/scripts/vm
+  cd "$ROOT" || exit 2
+else
+  case "$ROOT/" in
+    /tmp/* | /run/* | /dev/shm/*) die "$ROOT is under /tmp, /run or /dev/shm, which the guest cannot see: move the checkout" ;;
+  esac
+fi
 t0=$SECONDS
 verbose=()
 [[ ${1:-} == -v || ${1:-} == --verbose ]] && verbose=(-v)
