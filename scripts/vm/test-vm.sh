@@ -28,7 +28,7 @@ die() { echo "test-vm: ERROR: $*" >&2; exit 2; }
 if [[ $(id -u) == 0 ]]; then
   ALIAS=/var/tmp/vdpa-src.$$
   mkdir -p "$ALIAS" && mount --bind "$ROOT" "$ALIAS" || die "cannot bind-mount $ROOT on $ALIAS"
-  trap 'umount "$ALIAS" 2>/dev/null; rmdir "$ALIAS" 2>/dev/null' EXIT
+  trap 'cd / && umount "$ALIAS" 2>/dev/null; rmdir "$ALIAS" 2>/dev/null' EXIT
   ROOT=$ALIAS
   HERE=$ALIAS/scripts/vm
   cd "$ROOT" || exit 2
