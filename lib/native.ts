@@ -44,7 +44,6 @@ export interface NativeQueue {
   submit(batch: Uint32Array, count: number): number;
   ref(): void;
   unref(): void;
-  inFlight(): number;
 }
 
 export type NativeCompletionCallback = (count: number, brokenReason: string | undefined) => void;

@@ -409,7 +409,6 @@ Napi::Function QueueWrap::define(Napi::Env env) {
                          InstanceMethod<&QueueWrap::Submit>("submit"),
                          InstanceMethod<&QueueWrap::Ref>("ref"),
                          InstanceMethod<&QueueWrap::Unref>("unref"),
-                         InstanceMethod<&QueueWrap::InFlight>("inFlight"),
                      });
 }
 
@@ -535,13 +534,6 @@ Napi::Value QueueWrap::Unref(const Napi::CallbackInfo& info) {
     requireTag(info.Env(), info.This(), kTag, "Queue");
     if (poll_) poll_->unref();
     return info.Env().Undefined();
-  });
-}
-
-Napi::Value QueueWrap::InFlight(const Napi::CallbackInfo& info) {
-  return guarded(info, [&]() -> Napi::Value {
-    requireTag(info.Env(), info.This(), kTag, "Queue");
-    return Napi::Number::New(info.Env(), queue_ ? queue_->ring->inFlight() : 0);
   });
 }
 

@@ -90,7 +90,6 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
-  Napi::Value InFlight(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
   DeviceWrap* owner_ = nullptr;  // cleared by whichever of the two is finalized first

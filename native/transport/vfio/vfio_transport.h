@@ -60,7 +60,6 @@ class VfioTransport final : public Transport {
   const std::string& pciAddress() const { return bdf_; }
   int iommuGroup() const { return dev_ ? dev_->groupId() : -1; }
   uint32_t msixVectors() const { return msixUsed_; }
-  size_t mappingCount() const { return mappings_.size(); }
 
  private:
   // Where a virtio-pci structure lives: BAR + offset (+ length).

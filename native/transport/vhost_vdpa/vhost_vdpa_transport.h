@@ -81,10 +81,6 @@ class VhostVdpaTransport final : public Transport {
   uint32_t groupCount();
   uint32_t asidCount();
   void setGroupAsid(uint32_t group, uint32_t asid);
-  // Whether notify(index) writes the device's doorbell page instead of the kick eventfd.
-  bool hasDoorbell(uint16_t index) const { return index < doorbells_.size() && doorbells_[index].valid(); }
-  // Number of live DMA mappings (for tests and diagnostics).
-  size_t mappingCount() const { return mappings_.size(); }
 
  private:
   // One page of the vhost-vdpa fd mapped write-only: a queue's doorbell. munmap'd on destruction.
