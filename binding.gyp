@@ -13,6 +13,7 @@
         "native/ring/packed_device_queue.cc",
         "native/transport/open_transport.cc",
         "native/transport/mock/mock_model.cc",
+        "native/transport/mock/mock_options.cc",
         "native/transport/mock/mock_transport.cc",
         "native/transport/mock/mock_blk.cc",
         "native/transport/mock/mock_net.cc",

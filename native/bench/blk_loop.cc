@@ -14,9 +14,9 @@ namespace vdpa {
 
 BlkLoopResult runMockBlkLoop(uint32_t depth, uint32_t ops, bool write, uint64_t capacity) {
   constexpr uint32_t kBlock = 4096, kQueueSize = 256;
-  TransportOptions topts;
-  topts.mock.capacity = capacity;
-  VirtioDevice dev(openTransport("mock:blk", topts));
+  OptionBag options;
+  options["capacity"].number = static_cast<double>(capacity);
+  VirtioDevice dev(openTransport("mock:blk", options));
   dev.negotiate(bit(kFeatureRingEventIdx) | bit(kFeatureRingIndirectDesc));
   VirtQueue& q = dev.createQueue(0, kQueueSize);
   dev.start();

@@ -5,6 +5,7 @@
 
 #include <exception>
 
+#include "common/arg_error.h"
 #include "common/sys_error.h"
 
 namespace vdpa {
@@ -25,6 +26,11 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Body&& body) {
     e.ThrowAsJavaScriptException();
   } catch (const SysError& e) {
     makeVdpaError(env, e).ThrowAsJavaScriptException();
+  } catch (const ArgError& e) {
+    if (e.kind() == ArgError::Kind::kType)
+      Napi::TypeError::New(env, e.what()).ThrowAsJavaScriptException();
+    else
+      Napi::RangeError::New(env, e.what()).ThrowAsJavaScriptException();
   } catch (const std::bad_alloc&) {
     makeVdpaError(env, SysError(ENOMEM, "malloc", "", "ENOMEM: out of memory")).ThrowAsJavaScriptException();
   } catch (const std::exception& e) {

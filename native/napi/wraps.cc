@@ -29,36 +29,34 @@ uint32_t u32Arg(const Napi::CallbackInfo& info, size_t i, const char* name) {
   return static_cast<uint32_t>(d);
 }
 
-// Reads an optional numeric option; absent or undefined keeps `def`.
-double numOption(const Napi::Object& o, const char* key, double def) {
-  Napi::Value v = o.Get(key);
-  if (v.IsUndefined()) return def;
-  if (!v.IsNumber()) throwTypeError(o.Env(), std::string("option ") + key + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-TransportOptions parseOptions(const Napi::Object& o) {
-  TransportOptions t;
-  MockOptions& m = t.mock;
-  m.capacity = static_cast<uint64_t>(numOption(o, "capacity", static_cast<double>(m.capacity)));
-  m.numQueues = static_cast<uint16_t>(numOption(o, "numQueues", m.numQueues));
-  m.maxQueueSize = static_cast<uint16_t>(numOption(o, "maxQueueSize", m.maxQueueSize));
-  m.segMax = static_cast<uint32_t>(numOption(o, "segMax", m.segMax));
-  m.sizeMax = static_cast<uint32_t>(numOption(o, "sizeMax", m.sizeMax));
-  m.blockSize = static_cast<uint32_t>(numOption(o, "blockSize", m.blockSize));
-  m.mtu = static_cast<uint16_t>(numOption(o, "mtu", m.mtu));
-  m.faultAfter = static_cast<uint32_t>(numOption(o, "faultAfter", m.faultAfter));
-  Napi::Value ro = o.Get("readOnly");
-  if (!ro.IsUndefined()) m.readOnly = ro.ToBoolean();
-  Napi::Value fault = o.Get("fault");
-  if (fault.IsString()) m.fault = fault.As<Napi::String>().Utf8Value();
-  Napi::Value mac = o.Get("mac");
-  if (mac.IsTypedArray()) {
-    auto a = mac.As<Napi::Uint8Array>();
-    if (a.ElementLength() != 6) throwRangeError(o.Env(), "mac must be 6 bytes");
-    std::memcpy(m.mac, a.Data(), 6);
+// Converts the JS options object into an OptionBag; the transport parses and checks what it uses.
+OptionBag toOptionBag(const Napi::Object& o) {
+  OptionBag bag;
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); i++) {
+    const std::string key = keys.Get(i).ToString().Utf8Value();
+    Napi::Value v = o.Get(key);
+    OptionValue out;
+    if (v.IsUndefined()) continue;
+    if (v.IsNumber()) {
+      out.kind = OptionValue::Kind::kNumber;
+      out.number = v.As<Napi::Number>().DoubleValue();
+    } else if (v.IsBoolean()) {
+      out.kind = OptionValue::Kind::kBoolean;
+      out.boolean = v.As<Napi::Boolean>().Value();
+    } else if (v.IsString()) {
+      out.kind = OptionValue::Kind::kString;
+      out.string = v.As<Napi::String>().Utf8Value();
+    } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+      auto a = v.As<Napi::Uint8Array>();
+      out.kind = OptionValue::Kind::kBytes;
+      out.bytes.assign(a.Data(), a.Data() + a.ElementLength());
+    } else {
+      throwTypeError(o.Env(), "option " + key + " must be a number, boolean, string or Uint8Array");
+    }
+    bag.emplace(key, std::move(out));
   }
-  return t;
+  return bag;
 }
 
 }  // namespace
@@ -96,9 +94,12 @@ DeviceWrap::DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Device
   if (!info[1].IsObject()) throw Napi::TypeError::New(env, "options must be an object");
   const std::string path = info[0].As<Napi::String>().Utf8Value();
   try {
-    device_ = std::make_shared<VirtioDevice>(openTransport(path, parseOptions(info[1].As<Napi::Object>())));
+    device_ = std::make_shared<VirtioDevice>(openTransport(path, toOptionBag(info[1].As<Napi::Object>())));
   } catch (const SysError& e) {
     throw makeVdpaError(env, e);
+  } catch (const ArgError& e) {
+    if (e.kind() == ArgError::Kind::kType) throw Napi::TypeError::New(env, e.what());
+    throw Napi::RangeError::New(env, e.what());
   }
   info.This().As<Napi::Object>().TypeTag(&kTag);
 }

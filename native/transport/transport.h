@@ -8,6 +8,8 @@
 
 namespace vdpa {
 
+class VhostVdpaTransport;
+
 struct IovaRange {
   uint64_t first;
   uint64_t last;  // inclusive
@@ -29,6 +31,8 @@ class Transport {
   virtual const char* kind() const = 0;
   // The path errors name: "/dev/vhost-vdpa-0", "vfio:0000:00:03.0", "mock:blk".
   virtual const std::string& path() const = 0;
+  // The vhost-vdpa specifics (suspend/resume, vring base, groups/ASIDs), or nullptr elsewhere.
+  virtual VhostVdpaTransport* asVhost() { return nullptr; }
 
   virtual uint32_t deviceId() = 0;
   virtual uint32_t vendorId() = 0;

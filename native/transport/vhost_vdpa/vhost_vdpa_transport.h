@@ -28,6 +28,7 @@ class VhostVdpaTransport final : public Transport {
   VhostVdpaTransport& operator=(const VhostVdpaTransport&) = delete;
 
   const char* kind() const override { return "vhost-vdpa"; }
+  VhostVdpaTransport* asVhost() override { return this; }
   const std::string& path() const override { return path_; }
 
   uint32_t deviceId() override { return deviceId_; }
