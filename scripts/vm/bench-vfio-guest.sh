@@ -71,12 +71,12 @@ nets=($(fn_with 0x1af4 0x1041))
 BLK_VFIO=${blks[0]} BLK_KERN=${blks[1]}
 # blk #2 stays on virtio_blk: its disk
 DEV_K=""
-for i in $(seq 50); do
+for i in $(seq 300); do   # up to 30 s: TCG is slow
   DEV_K=$(ls -d /sys/bus/pci/devices/"$BLK_KERN"/virtio*/block/vd* 2>/dev/null | head -n1)
   [[ -n $DEV_K ]] && break
   sleep 0.1
 done
-[[ -n $DEV_K ]] || die "$BLK_KERN ($(drv_of "$BLK_KERN")) has no /dev/vdX"
+[[ -n $DEV_K ]] || die "$BLK_KERN ($(drv_of "$BLK_KERN")) has no /dev/vdX after 30 s"
 DEV_K=/dev/${DEV_K##*/}
 for b in "$BLK_VFIO" "${nets[@]}"; do bind_vfio "$b" || die "could not bind $b to vfio-pci (driver now: $(drv_of "$b"))"; done
 echo none >"/sys/block/${DEV_K#/dev/}/queue/scheduler" 2>/dev/null \
