@@ -11,6 +11,7 @@ set -euo pipefail
 # Bump KERNEL_CACHE_VERSION to force a fresh kernel download. The initramfs is keyed by a hash of
 # this file, so editing /init below rebuilds it automatically.
 KERNEL_CACHE_VERSION=1
+HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm"
 KDIR="$CACHE/kernel-v$KERNEL_CACHE_VERSION"
 SELF_HASH=$(sha256sum "$0" | cut -c1-16)
@@ -71,19 +72,14 @@ fi
 # Debian: QEMU's virtio-net wants efi-virtio.rom from ipxe-qemu; run.sh passes romfile= instead.
 
 # ---------------------------------------------------------------- guest kernel
-# Private apt tree: own sources list, lists and archive cache. The host's apt state is never read
-# for sources and never written.
+# Private apt tree: own sources list, lists and archive cache. Of the host's apt setup only the
+# sources are read, for the Debian mirror to use (apt-mirror.sh); nothing of it is written.
 fetch_kernel() {
-  local tmp="$KDIR.tmp"
+  local tmp="$KDIR.tmp" mirror
+  mirror=$("$HERE/apt-mirror.sh") || die "no Debian mirror to fetch the guest kernel from (see above)"
   rm -rf "$tmp"
   mkdir -p "$tmp/apt/lists/partial" "$tmp/apt/cache/archives/partial" "$tmp/deb"
-  # Same mirror the host uses (deb822 "URIs:" or one-line "deb URL suite"), suite trixie.
-  local mirror
-  mirror=$(cat /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources 2>/dev/null \
-    | grep -Eo 'https?://[^ ]*/debian/?( |$)' | grep -v security | head -n1 | tr -d ' ') || true
-  mirror=${mirror:-http://deb.debian.org/debian}
-  mirror=${mirror%/}
-  log "fetching trixie kernel from $mirror"
+  log "fetching trixie kernel from $mirror (the host's apt sources)"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $mirror trixie main" \
     >"$tmp/apt/sources.list"
   local APT=(apt-get -q -o "Dir::Etc::SourceList=$tmp/apt/sources.list" -o Dir::Etc::SourceParts=/nonexistent
