@@ -22,7 +22,13 @@
 # Inside the guest the command runs in the caller's cwd with PATH, HOME, VDPA_*, ... from the caller,
 # plus VDPA_IN_VM=1 and VDPA_VM_RESULTS=<dir>: a writable dir, at the same path on host and guest
 # (the rest of / is read-only; /tmp, /run and /dev/shm are guest tmpfs). Its stdout+stderr are
-# printed after the guest exits; run.sh exits with the command's exit code.
+# printed after the guest exits; run.sh exits with the command's exit code, or 99 when the command never
+# finished (the guest did not boot twice, timed out, or its kernel crashed), or 98 when it exited 0 but
+# the guest kernel crashed (panic or Oops) while it ran.
+#
+# A boot that fails before the command starts (an early-boot kernel Oops under TCG) is retried once.
+# Environment: VDPA_VM_BOOT_TIMEOUT (seconds from starting QEMU to the command starting; default 300),
+# VDPA_VM_PANIC_FIRST_BOOT=1 (the first boot's init panics before the command: tests the retry).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +36,9 @@ die() { echo "vdpa-vm: ERROR: $*" >&2; exit 1; }
 
 append_extra="" timeout_s=900 mem=4G smp=2 verbose=0 keep=0 results_dir=""
 devs=() extra_env=() init_env=() nblk=0
+boot_timeout_s=${VDPA_VM_BOOT_TIMEOUT:-300} panic_first_boot=${VDPA_VM_PANIC_FIRST_BOOT:-0}
+[[ $boot_timeout_s =~ ^[1-9][0-9]*$ ]] || die "VDPA_VM_BOOT_TIMEOUT must be a whole number of seconds, got '$boot_timeout_s'"
+[[ $panic_first_boot == [01] ]] || die "VDPA_VM_PANIC_FIRST_BOOT must be 0 or 1, got '$panic_first_boot'"
 while (($#)); do
   case $1 in
     --blk-pci)
@@ -61,24 +70,20 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --results) results_dir=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,32p' "$0"; exit 0 ;;
     *) die "unknown option $1 (the command goes after --)" ;;
   esac
 done
 (($#)) || die "usage: run.sh [options] -- <command...>"
 
-"$HERE/setup.sh"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm"
-# shellcheck disable=SC1091
-. "$CACHE/current.env"
-
 # The results dir must NOT be under /tmp, /run or /dev/shm: those are tmpfs in the guest, so the
 # host path would not exist there to mount the share over.
 if [[ -n $results_dir ]]; then
   mkdir -p "$results_dir"
   RES=$(realpath "$results_dir")
   case $RES/ in /tmp/*|/run/*|/dev/shm/*) die "--results $RES: must not be under /tmp, /run, /dev/shm" ;; esac
-  rm -f "$RES/exit-code" "$RES/output"
+  rm -f "$RES/exit-code" "$RES/output" "$RES"/console.boot-failure-*.log
   keep=1
 else
   mkdir -p "$CACHE/runs"
@@ -87,7 +92,10 @@ else
   RES=$(mktemp -d "$CACHE/runs/run.XXXXXX")
 fi
 echo "$RES" >"$RES/hostpath"
-printf '%s\n' "${init_env[@]}" >"$RES/init.env"   # sourced by the guest's init before mounting
+# The kernel and initramfs this run boots (a private copy: another checkout may run setup meanwhile).
+"$HERE/setup.sh" "$RES/vm.env"
+# shellcheck disable=SC1091
+. "$RES/vm.env"
 
 # ---- the command file, run by the guest's init as: chroot / sh $RES/cmd.sh
 q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }   # single-quote for sh
@@ -108,8 +116,6 @@ q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }   # single-quote for sh
   printf 'exec'; for a in "$@"; do printf ' %s' "$(q "$a")"; done; echo
 } >"$RES/cmd.sh"
 
-# ---- boot
-LOG="$RES/console.log"
 qemu=(qemu-system-x86_64
   -accel tcg,thread=multi -cpu max
   -machine q35,kernel-irqchip=split -device intel-iommu,intremap=on  # vIOMMU first: VFIO in the guest
@@ -121,41 +127,121 @@ qemu=(qemu-system-x86_64
   -virtfs "local,path=$RES,mount_tag=results,security_model=none,multidevs=remap"
   "${devs[@]}")
 
-t0=$(date +%s.%N)
-# QEMU 7.2's multi-threaded TCG occasionally trips the guest kernel's int3-based code patching
-# during early boot (Oops: int3 in a static-key site, ~1 boot in 15). The command has not started
-# then, so booting again is safe: retry up to twice when init never reached the command.
-for attempt in 1 2 3; do
-  set +e
-  if ((verbose)); then
-    timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null 2>&1 | tee "$LOG" >&2
-    qrc=${PIPESTATUS[0]}
-  else
-    timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null >"$LOG" 2>&1
-    qrc=$?
-  fi
-  set -e
-  grep -q 'vdpa-vm init: running command' "$LOG" && break
-  ((qrc == 124 || qrc == 137)) && break
-  [[ $attempt == 3 ]] && break
-  cp "$LOG" "$RES/console.boot-failure-$attempt.log"
-  echo "vdpa-vm: guest failed to boot (attempt $attempt), retrying" >&2
-done
-t1=$(date +%s.%N)
+# ---- boot
+# QEMU 7.2's multi-threaded TCG now and then trips the guest kernel's int3-based code patching in early
+# boot (an Oops in sched_clock_cpu while static keys are patched; about 1 boot in 10). The guest's init
+# prints BOOT_MARKER just before it starts the command. A boot that fails before that ran nothing, so
+# it is thrown away and the guest booted once more: a kernel panic, Oops or BUG on the console, the
+# guest gone, or no marker within boot_timeout_s. Once the command started, a kernel crash is the
+# run's own failure: reported as such, never retried.
+BOOT_MARKER='vdpa-vm init: running command'
+KERNEL_FAILURE='Kernel panic|Oops|BUG:'
+# Once the command runs the console carries its output too: there only kernel (timestamped) lines count.
+KERNEL_LINE='^[[:space:]]*\[ *[0-9]+\.[0-9]+\] '
+LOG="$RES/console.log"
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.1f", b-a}'; }
 
+# boot_state : "started" once the marker is on the console, else the first kernel failure line before
+# it, else nothing. One pass over one read of the log, so command output never counts as a boot failure.
+boot_state() {
+  awk -v m="$BOOT_MARKER" -v f="$KERNEL_FAILURE" '
+    index($0, m) { started = 1; exit }
+    fail == "" && $0 ~ f { fail = $0 }
+    END { if (started) print "started"; else if (fail != "") print fail }' "$LOG" | tr -d '\r'
+}
+
+# boot ATTEMPT : one guest run. Sets qrc (timeout/qemu exit status), boot_s (seconds until the command
+# started; empty if it finished between two looks) and boot_failure (empty once the command started).
+boot() {
+  local attempt=$1 qpid streamer="" t_start state i
+  : >"$RES/init.env"   # sourced by the guest's init before the marker
+  if ((${#init_env[@]})); then printf '%s\n' "${init_env[@]}" >>"$RES/init.env"; fi
+  if [[ $attempt == 1 && $panic_first_boot == 1 ]]; then echo PANIC_BEFORE_COMMAND=1 >>"$RES/init.env"; fi
+  : >"$LOG"
+  t_start=$(now)
+  timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null >"$LOG" 2>&1 &
+  qpid=$!
+  if ((verbose)); then
+    tail -n +1 -f --pid="$qpid" "$LOG" >&2 &
+    streamer=$!
+  fi
+  boot_failure="" boot_s="" state=""
+  while kill -0 "$qpid" 2>/dev/null; do
+    state=$(boot_state)
+    if [[ $state == started ]]; then boot_s=$(since "$t_start"); break; fi
+    if [[ -n $state ]]; then
+      # A panic ends the guest by itself (panic=-1, -no-reboot); an Oops may leave it hanging.
+      for i in $(seq 10); do
+        kill -0 "$qpid" 2>/dev/null || break
+        sleep 0.2
+      done
+      [[ $(boot_state) == started ]] && break   # it went on to start the command after all
+      boot_failure="the guest kernel failed before the command started: $state"
+      kill "$qpid" 2>/dev/null || true
+      break
+    fi
+    if awk -v s="$(since "$t_start")" -v m="$boot_timeout_s" 'BEGIN{exit !(s >= m)}'; then
+      boot_failure="no '$BOOT_MARKER' on the console within ${boot_timeout_s}s"
+      kill "$qpid" 2>/dev/null || true
+      break
+    fi
+    sleep 0.5
+  done
+  qrc=0
+  wait "$qpid" || qrc=$?
+  [[ -z $streamer ]] || wait "$streamer" || true
+  if [[ -z $boot_failure ]]; then   # qemu may also have exited between two looks
+    state=$(boot_state)
+    if [[ $state != started ]]; then
+      boot_failure="the guest stopped (qemu exit $qrc) before the command started${state:+: $state}"
+    fi
+  fi
+}
+
+t0=$(now)
+for attempt in 1 2; do
+  boot "$attempt"
+  [[ -n $boot_failure ]] || break
+  echo "vdpa-vm: boot $attempt failed: $boot_failure" >&2
+  cp "$LOG" "$RES/console.boot-failure-$attempt.log"
+  ((qrc != 124 && qrc != 137)) || break   # the whole --timeout is spent
+  [[ $attempt == 2 ]] || echo "vdpa-vm: booting once more (console of the failed boot: $RES/console.boot-failure-$attempt.log)" >&2
+done
+t1=$(now)
 [[ -f $RES/output ]] && cat "$RES/output"
 elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", b-a}')
-if [[ -f $RES/exit-code ]]; then
+console_tail() { ((verbose)) || { echo "---- last console lines ($LOG):" >&2; tail -n 40 "$LOG" >&2; }; }
+if [[ -n $boot_failure ]]; then
+  rc=99
+  echo "vdpa-vm: FAILED: the guest did not start the command after $attempt boot(s): $boot_failure; qemu exit $qrc" >&2
+  console_tail
+elif [[ -f $RES/exit-code ]]; then
   rc=$(cat "$RES/exit-code")
-  echo "vdpa-vm: command exited $rc (guest ran ${elapsed}s)" >&2
+  echo "vdpa-vm: command exited $rc (boot $attempt took ${boot_s:-?}s; guest ran ${elapsed}s in all)" >&2
 else
   rc=99
   why="guest wrote no exit code"
   ((qrc == 124 || qrc == 137)) && why="timeout after ${timeout_s}s"
-  grep -q 'Kernel panic' "$LOG" && why="$why (kernel panic)"
-  echo "vdpa-vm: FAILED: $why; qemu exit $qrc; results kept in $RES" >&2
-  ((verbose)) || { echo "---- last console lines ($LOG):" >&2; tail -n 40 "$LOG" >&2; }
-  keep=1
+  echo "vdpa-vm: FAILED: $why; qemu exit $qrc" >&2
+  console_tail
+fi
+# Kernel trouble in the boot that ran the command: a panic or Oops fails the run (it is no boot flake,
+# so it is never retried); other BUG: reports are shown but leave the verdict to the command.
+if [[ -z $boot_failure ]]; then
+  kernel_reports=$(grep -aE "$KERNEL_LINE($KERNEL_FAILURE)" "$LOG" | tr -d '\r' || true)
+  if [[ -z $kernel_reports ]]; then
+    :
+  elif grep -qE "$KERNEL_LINE(Kernel panic|Oops)" <<<"$kernel_reports"; then
+    echo "vdpa-vm: FAILED: the guest kernel crashed in the boot that ran the command (not retried):" >&2
+    ((rc != 0)) || rc=98
+  else
+    echo "vdpa-vm: WARNING: the guest kernel reported, in the boot that ran the command:" >&2
+  fi
+  if [[ -n $kernel_reports ]]; then
+    sed 's/^/  /' <<<"$kernel_reports" >&2
+    echo "  (console: $LOG)" >&2
+  fi
 fi
 [[ $rc == 0 ]] || keep=1
 if ((keep)); then echo "vdpa-vm: results dir: $RES" >&2; else rm -rf "$RES"; fi

@@ -5,12 +5,15 @@
 #   - a busybox initramfs whose /init mounts the host's / (9p, read-only) and runs a command
 # Idempotent; everything lives in ${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm. A second run only
 # checks stamps and takes well under a second.
-# Writes $CACHE/current.env (VMLINUZ, INITRD, KVER) for run.sh.
+# Writes $CACHE/current.env (VMLINUZ, INITRD, KVER), and a copy to ENV_FILE when given:
+#   setup.sh [ENV_FILE]
+# run.sh reads its copy, so a concurrent setup from another checkout cannot swap the initramfs under it.
 set -euo pipefail
 
 # Bump KERNEL_CACHE_VERSION to force a fresh kernel download. The initramfs is keyed by a hash of
 # this file, so editing /init below rebuilds it automatically.
 KERNEL_CACHE_VERSION=1
+ENV_OUT=${1:-}
 HERE=$(cd "$(dirname "$0")" && pwd)
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm"
 KDIR="$CACHE/kernel-v$KERNEL_CACHE_VERSION"
@@ -29,7 +32,10 @@ if [[ -f "$CACHE/current.env" ]] && grep -qx "STAMP=$SELF_HASH" "$CACHE/current.
    && command -v qemu-system-x86_64 qemu-storage-daemon fio depmod cpio >/dev/null; then
   # shellcheck disable=SC1091
   . "$CACHE/current.env"
-  [[ -f "$VMLINUZ" && -f "$INITRD" ]] && exit 0
+  if [[ -f "$VMLINUZ" && -f "$INITRD" ]]; then
+    [[ -z $ENV_OUT ]] || cp "$CACHE/current.env" "$ENV_OUT"
+    exit 0
+  fi
 fi
 
 # ---------------------------------------------------------------- host packages
@@ -204,6 +210,9 @@ RDIR=$(cat /results/hostpath)
 # (a virtio-9p tag can be mounted only once, hence the bind mount)
 mount --bind /results "/newroot$RDIR" || fail "mounting results at $RDIR failed"
 hostname vdpa-vm
+# run.sh's retry test (VDPA_VM_PANIC_FIRST_BOOT): a kernel panic before the marker below.
+[ "${PANIC_BEFORE_COMMAND:-0}" = 1 ] && { echo "vdpa-vm init: panicking on purpose"; echo c >/proc/sysrq-trigger; }
+# run.sh's marker: from here on the command runs, and a kernel failure is the run's, not the boot's.
 echo "vdpa-vm init: running command"
 set -o pipefail
 chroot /newroot /bin/sh "$RDIR/cmd.sh" </dev/null 2>&1 | tee /results/output
@@ -220,8 +229,8 @@ EOF
     || die "building the initramfs failed"
   mv "$out.tmp" "$out"
   rm -rf "$st"
-  # keep only the current initramfs
-  find "$CACHE" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -name "${out##*/}" -delete
+  # Drop other initramfs versions, but not while another checkout (other hash) may still boot its own.
+  find "$CACHE" -maxdepth 1 -name 'initramfs-*.cpio.gz' ! -name "${out##*/}" -mmin +1440 -delete
   INITRD=$out
 }
 INITRD="$CACHE/initramfs-$SELF_HASH.cpio.gz"
@@ -235,4 +244,5 @@ VMLINUZ=$KDIR/root/boot/vmlinuz-$KVER
 INITRD=$INITRD
 EOF
 mv "$CACHE/current.env.tmp" "$CACHE/current.env"
+[[ -z $ENV_OUT ]] || cp "$CACHE/current.env" "$ENV_OUT"
 log "ready: kernel $KVER, initramfs $INITRD"

@@ -13,7 +13,9 @@
 # zero tests ran, a test was skipped inside the guest.
 #
 # Environment: VDPA_VM_SHAPES (see guest-tests.sh; default "1:64 4:256"), VDPA_VM_TEST_RESULTS=DIR (results dir; default a
-# new dir under ~/.cache/vdpa-vm/test-runs, kept), VDPA_VM_TIMEOUT (guest timeout, default 1200 s).
+# new dir under ~/.cache/vdpa-vm/test-runs, kept), VDPA_VM_TIMEOUT (guest timeout, default 1200 s),
+# VDPA_VM_BOOT_TIMEOUT and VDPA_VM_PANIC_FIRST_BOOT (see run.sh: a boot that fails before the tests start
+# is retried once), VDPA_VM_DEVICE_WAIT (see vduse-blk.sh: how long each device node is waited for).
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
