@@ -152,7 +152,8 @@ boot_state() {
 }
 
 # boot ATTEMPT : one guest run. Sets qrc (timeout/qemu exit status), boot_s (seconds until the command
-# started; empty if it finished between two looks) and boot_failure (empty once the command started).
+# started; empty if it finished between two looks), boot_took (seconds until qemu ended) and
+# boot_failure (empty once the command started).
 boot() {
   local attempt=$1 qpid streamer="" t_start state i
   : >"$RES/init.env"   # sourced by the guest's init before the marker
@@ -190,6 +191,7 @@ boot() {
   done
   qrc=0
   wait "$qpid" || qrc=$?
+  boot_took=$(since "$t_start")
   [[ -z $streamer ]] || wait "$streamer" || true
   if [[ -z $boot_failure ]]; then   # qemu may also have exited between two looks
     state=$(boot_state)
@@ -203,7 +205,7 @@ t0=$(now)
 for attempt in 1 2; do
   boot "$attempt"
   [[ -n $boot_failure ]] || break
-  echo "vdpa-vm: boot $attempt failed: $boot_failure" >&2
+  echo "vdpa-vm: boot $attempt failed after ${boot_took}s: $boot_failure" >&2
   cp "$LOG" "$RES/console.boot-failure-$attempt.log"
   ((qrc != 124 && qrc != 137)) || break   # the whole --timeout is spent
   [[ $attempt == 2 ]] || echo "vdpa-vm: booting once more (console of the failed boot: $RES/console.boot-failure-$attempt.log)" >&2
