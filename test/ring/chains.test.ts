@@ -1,6 +1,6 @@
 // Chain construction on the driver side, for each ring format: indirect descriptors, chain
-// validation, ring-full behaviour, chains over the end of the ring, and the loopback constructor's
-// argument checks.
+// validation, ring-full behaviour, chains over the end of the ring, the loopback constructor's
+// argument checks, and the AVAIL and USED bits each side writes on a packed ring.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
@@ -19,7 +19,7 @@ import {
   submit,
   writableBytes,
 } from './loopback';
-import { availFlags, newPacked } from './packed-loopback';
+import { Pos, availFlags, newPacked, usedFlags } from './packed-loopback';
 import { FORMATS, RingFormat, SPLIT } from './formats';
 
 const FIVE: ChainSpec = {
@@ -318,6 +318,59 @@ describe('packed: chains over the end of the ring', () => {
     assert.equal(lb.peekDescriptor(1).flags, availFlags(false) | DESC_F_WRITE);
     const c = popChain(lb);
     assert.equal(c.readable.length + c.writable.length, 3);
+  });
+});
+
+describe('packed: descriptor flags on the ring', () => {
+  it('the driver writes AVAIL=wrap, USED=!wrap; the device answers AVAIL=USED=wrap; laps alternate', () => {
+    const size = 3;
+    const lb = newPacked(size, false, 0);
+    const pos = new Pos(size);
+    for (let lap = 0; lap < 6; lap++) {
+      // One 2-descriptor chain and one 1-descriptor chain fill the ring exactly once per lap.
+      const chains: ChainSpec[] = [
+        {
+          token: lap * 2,
+          segs: [
+            { offset: 0, length: 8, writable: false },
+            { offset: 64, length: 8, writable: true },
+          ],
+        },
+        { token: lap * 2 + 1, segs: [{ offset: 128, length: 4, writable: true }] },
+      ];
+      assert.equal(lb.submit(encode(chains), 2), 2);
+      const wrap = pos.wrap;
+      // Before publish the head flags still belong to the previous lap: the device sees nothing.
+      assert.equal(lb.devicePop(), undefined, 'nothing visible before publish');
+      const before = lb.peekDescriptor(0).flags;
+      assert.equal(before & 0x8080, lap === 0 ? 0 : usedFlags(!wrap), 'head keeps last lap\u2019s used flags');
+      lb.publish();
+      const heads = [lb.peekDescriptor(0), lb.peekDescriptor(1), lb.peekDescriptor(2)];
+      assert.equal(heads[0].flags, availFlags(wrap) | 1, 'head: AVAIL/USED + NEXT');
+      assert.equal(heads[1].flags, availFlags(wrap) | 2, 'tail: AVAIL/USED + WRITE');
+      assert.equal(heads[2].flags, availFlags(wrap) | 2);
+      assert.equal(heads[0].id, heads[1].id, 'the id is in every descriptor of the chain');
+      const a = popChain(lb);
+      const b = popChain(lb);
+      assert.equal(a.head, heads[1].id, 'the device takes the id from the last descriptor');
+      assert.equal(b.head, heads[2].id);
+      // Out of order: the short chain first. Its used descriptor goes to slot 0, the long one to 1.
+      lb.devicePush(b.head, 3);
+      lb.devicePush(a.head, 5);
+      lb.devicePublish();
+      assert.equal(lb.peekDescriptor(0).flags & 0x8080, usedFlags(wrap));
+      assert.equal(lb.peekDescriptor(0).id, b.head);
+      assert.equal(lb.peekDescriptor(1).flags & 0x8080, usedFlags(wrap));
+      assert.equal(lb.peekDescriptor(1).id, a.head);
+      assert.equal(lb.peekDescriptor(1).len, 5);
+      assert.equal(lb.peekDescriptor(2).flags & 0x8080, availFlags(wrap), 'slot 2 was skipped');
+      assert.deepEqual(drainPairs(lb), [
+        [lap * 2 + 1, 3],
+        [lap * 2, 5],
+      ]);
+      pos.advance(size);
+    }
+    assert.deepEqual(lb.state(), { broken: false, reason: '', inFlight: 0, freeDescriptors: size });
   });
 });
 
