@@ -9,6 +9,7 @@ import {
   DESC_F_INDIRECT,
   DESC_F_NEXT,
   DESC_F_WRITE,
+  DeviceChainView,
   RING_IOVA,
   RingLoopback,
   assertThrowsCode,
@@ -68,8 +69,7 @@ function fiveSegments(lb: RingLoopback, size: number, descriptors: number): void
   assertIdle(lb, size);
 }
 
-const bufferList = (c: { readable: { offset: number; length: number }[]; writable: typeof c.readable }) =>
-  [...c.readable, ...c.writable].map((b) => [b.offset, b.length]);
+const bufferList = (c: DeviceChainView) => [...c.readable, ...c.writable].map((b) => [b.offset, b.length]);
 const segList = (chain: ChainSpec) => chain.segs.map((s) => [s.offset, s.length]);
 
 function indirectSuite(fmt: RingFormat): void {
