@@ -1,6 +1,7 @@
-// Device-side defence against a hostile driver: descriptors and avail entries are written raw with
-// pokeDescriptor/pokeAvail, and devicePop must report {error} (never crash, never read outside
-// mapped memory). These tests only use the device side of each loopback.
+// Device-side defence against a hostile driver, for each ring format: descriptors (and, on split
+// rings, avail entries) are written raw, and devicePop must report {error} for malformed chains,
+// never crash and never read outside mapped memory. These tests only use the device side of each
+// loopback. The random descriptor soup is in device-soup.test.ts.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import {
@@ -9,60 +10,40 @@ import {
   DESC_F_NEXT as NEXT,
   DESC_F_WRITE as WRITE,
   RING_IOVA,
-  RingLoopback,
-  isChain,
-  newLoopback,
   popChain,
   popError,
-  randInt,
-  rng,
 } from './loopback';
+import { F_AVAIL, F_USED, PackedLoopback } from './packed-loopback';
+import { FORMATS, PACKED, RawDesc, RingFormat, SPLIT } from './formats';
 
 const SIZE = 8;
 const DATA_BYTES = 1 << 16;
-
-function fresh(size = SIZE, eventIdx = false): RingLoopback {
-  const lb = newLoopback(size, eventIdx, 8, DATA_BYTES);
-  assert.equal(lb.data.byteLength, DATA_BYTES);
-  return lb;
-}
 
 function d(offset: number): bigint {
   return DATA_IOVA + BigInt(offset);
 }
 
-/** Writes an indirect table entry into the data area at `tableOffset`. */
-function tableEntry(
-  lb: RingLoopback,
-  tableOffset: number,
-  i: number,
-  addr: bigint,
-  len: number,
-  flags: number,
-  next: number,
-): void {
-  const v = new DataView(lb.data, tableOffset + 16 * i, 16);
-  v.setBigUint64(0, addr, true);
-  v.setUint32(8, len, true);
-  v.setUint16(12, flags, true);
-  v.setUint16(14, next, true);
+function freshOf(fmt: RingFormat): (size?: number) => PackedLoopback {
+  return (size = SIZE) => {
+    const lb = fmt.make(size, false, 8, DATA_BYTES);
+    assert.equal(lb.data.byteLength, DATA_BYTES);
+    return lb;
+  };
 }
 
-/** Pokes `head` into the avail ring, publishes it, and returns the malformed reason. */
-function popHostile(lb: RingLoopback, head = 0): string {
-  lb.pokeAvail(head, 1);
-  return popError(lb);
-}
-
-describe('hostile driver: sanity of the poking helpers', () => {
+function wellFormedSuite(fmt: RingFormat): void {
+  const fresh = freshOf(fmt);
   it('a well-formed poked chain is accepted', () => {
     const lb = fresh();
-    lb.pokeDescriptor(3, d(0), 16, NEXT, 5);
-    lb.pokeDescriptor(5, d(64), 32, NEXT | WRITE, 6);
-    lb.pokeDescriptor(6, d(4096), 8, WRITE, 0);
-    lb.pokeAvail(3, 1);
+    const descs: RawDesc[] = [
+      [d(0), 16, NEXT],
+      [d(64), 32, NEXT | WRITE],
+      [d(4096), 8, WRITE],
+    ];
+    // Split: any descriptors linked by next; packed: the id comes from the last descriptor.
+    assert.equal(fmt.pokeChain(lb, descs, { slots: [3, 5, 6], id: 5 }), fmt === SPLIT ? 3 : 5);
     const c = popChain(lb);
-    assert.equal(c.head, 3);
+    assert.equal(c.head, fmt === SPLIT ? 3 : 5);
     assert.deepEqual(c.readable, [{ offset: 0, length: 16 }]);
     assert.deepEqual(c.writable, [
       { offset: 64, length: 32 },
@@ -73,13 +54,14 @@ describe('hostile driver: sanity of the poking helpers', () => {
 
   it('a well-formed poked indirect chain is accepted', () => {
     const lb = fresh();
-    tableEntry(lb, 2048, 0, d(0), 10, NEXT, 1);
-    tableEntry(lb, 2048, 1, d(100), 20, NEXT | WRITE, 2);
-    tableEntry(lb, 2048, 2, d(300), 30, WRITE, 0);
-    lb.pokeDescriptor(1, d(2048), 48, IND, 0);
-    lb.pokeAvail(1, 1);
+    fmt.pokeTable(lb, 2048, [
+      [d(0), 10, 0],
+      [d(100), 20, WRITE],
+      [d(300), 30, WRITE],
+    ]);
+    const head = fmt.pokeChain(lb, [[d(2048), 48, IND]], { slots: [1], id: 3 });
     const c = popChain(lb);
-    assert.equal(c.head, 1);
+    assert.equal(c.head, head);
     assert.deepEqual(c.readable, [{ offset: 0, length: 10 }]);
     assert.deepEqual(c.writable, [
       { offset: 100, length: 20 },
@@ -89,8 +71,9 @@ describe('hostile driver: sanity of the poking helpers', () => {
 
   it('a direct chain using every descriptor once is accepted', () => {
     const lb = fresh();
-    for (let i = 0; i < SIZE; i++) lb.pokeDescriptor(i, d(i * 64), 8, i + 1 < SIZE ? NEXT : 0, i + 1);
-    lb.pokeAvail(0, 1);
+    const descs: RawDesc[] = [];
+    for (let i = 0; i < SIZE; i++) descs.push([d(i * 64), 8, i + 1 < SIZE ? NEXT : 0]);
+    fmt.pokeChain(lb, descs);
     assert.equal(popChain(lb).readable.length, SIZE);
   });
 
@@ -99,9 +82,144 @@ describe('hostile driver: sanity of the poking helpers', () => {
     assert.throws(() => lb.pokeDescriptor(SIZE, d(0), 8, 0, 0), RangeError);
     assert.throws(() => lb.pokeDescriptor(0, 0 as unknown as bigint, 8, 0, 0), TypeError);
   });
-});
+}
 
-describe('hostile driver: descriptor chains', () => {
+function chainSuite(fmt: RingFormat): void {
+  const fresh = freshOf(fmt);
+  it('a buffer outside mapped memory is reported, as head or further down the chain', () => {
+    const cases: [bigint, number][] = [
+      [0n, 16], // nothing mapped at 0
+      [0x10n, 8],
+      [DATA_IOVA - 8n, 16], // straddles the start of the data area
+      [DATA_IOVA - 1n, 2],
+      [d(DATA_BYTES - 8), 16], // straddles the end
+      [d(DATA_BYTES - 4), 8],
+      [d(DATA_BYTES), 1], // just past the end
+      [d(0), 0xffffffff], // far too long
+      [0xfffffffffffffff0n, 0x20], // addr + len wraps 64 bits
+      [RING_IOVA - 1n, 2], // straddles the start of ring memory
+      [0x80000000n, 4096],
+    ];
+    for (const [addr, len] of cases) {
+      let lb = fresh();
+      fmt.pokeChain(lb, [[addr, len, WRITE]], { slots: [2] });
+      assert.match(popError(lb), new RegExp(`buffer at iova 0x${addr.toString(16)} is outside mapped memory`));
+      lb = fresh();
+      fmt.pokeChain(
+        lb,
+        [
+          [d(0), 16, NEXT],
+          [addr, len, 0],
+        ],
+        { slots: [0, 4] },
+      );
+      assert.match(popError(lb), /outside mapped memory/);
+    }
+  });
+
+  it('a device-readable buffer after a device-writable one is reported', () => {
+    const lb = fresh();
+    fmt.pokeChain(lb, [
+      [d(0), 16, NEXT | WRITE],
+      [d(64), 16, 0],
+    ]);
+    assert.match(popError(lb), /device-readable buffer after a device-writable one/);
+  });
+}
+
+function indirectSuite(fmt: RingFormat): void {
+  const fresh = freshOf(fmt);
+  it('a table length that is zero or not a multiple of 16 is reported', () => {
+    for (const len of [0, 8, 17, 20, 33, 40, 0xffffffff]) {
+      const lb = fresh();
+      fmt.pokeChain(lb, [[d(1024), len, IND]]);
+      assert.match(popError(lb), new RegExp(`indirect table length ${len} is not a multiple of 16`));
+    }
+  });
+
+  it('an indirect descriptor inside an indirect table is reported', () => {
+    for (const at of [0, 1]) {
+      const lb = fresh();
+      fmt.pokeTable(lb, 1024, [
+        [d(0), 16, at === 0 ? IND : 0],
+        [at === 1 ? d(2048) : d(64), 32, at === 1 ? IND : 0],
+      ]);
+      fmt.pokeTable(lb, 2048, [
+        [d(0), 16, 0],
+        [d(64), 16, 0],
+      ]);
+      fmt.pokeChain(lb, [[d(1024), 32, IND]]);
+      assert.match(popError(lb), /indirect descriptor inside an indirect table/);
+    }
+  });
+
+  it('an indirect descriptor that is not alone in its chain is reported', () => {
+    for (const variant of ['indirect with NEXT', 'indirect as second descriptor']) {
+      const lb = fresh();
+      fmt.pokeTable(lb, 1024, [[d(0), 16, 0]]);
+      const descs: RawDesc[] =
+        variant === 'indirect with NEXT'
+          ? [
+              [d(1024), 16, IND | NEXT],
+              [d(64), 16, 0],
+            ]
+          : [
+              [d(64), 16, NEXT],
+              [d(1024), 16, IND],
+            ];
+      fmt.pokeChain(lb, descs);
+      assert.match(popError(lb), /indirect descriptor must be the only descriptor/, variant);
+    }
+  });
+
+  it('a table outside mapped memory or misaligned is reported', () => {
+    const cases: [bigint, number][] = [
+      [0x10n, 32],
+      [d(DATA_BYTES - 16), 32], // runs past the end of the data area
+      [d(8), 32], // misaligned
+      [0xfffffffffffffff0n, 32],
+      [RING_IOVA - 16n, 32],
+    ];
+    for (const [addr, len] of cases) {
+      const lb = fresh();
+      fmt.pokeChain(lb, [[addr, len, IND]]);
+      assert.match(popError(lb), /indirect table outside mapped memory or misaligned/);
+    }
+  });
+
+  it('a table with more than 65536 entries is reported', () => {
+    const lb = fresh();
+    fmt.pokeChain(lb, [[d(0), 16 * 65537, IND]]);
+    assert.match(popError(lb), /indirect table too long/);
+  });
+
+  it('bad buffers inside a table are reported', () => {
+    let lb = fresh();
+    fmt.pokeTable(lb, 1024, [
+      [d(0), 8, 0],
+      [d(DATA_BYTES - 4), 8, 0],
+    ]);
+    fmt.pokeChain(lb, [[d(1024), 32, IND]]);
+    assert.match(popError(lb), /outside mapped memory/);
+
+    lb = fresh();
+    fmt.pokeTable(lb, 1024, [
+      [d(0), 8, WRITE],
+      [d(64), 8, 0],
+    ]);
+    fmt.pokeChain(lb, [[d(1024), 32, IND]]);
+    assert.match(popError(lb), /device-readable buffer after a device-writable one/);
+  });
+}
+
+for (const fmt of FORMATS) {
+  describe(`${fmt.name} hostile driver: well-formed chains`, () => wellFormedSuite(fmt));
+  describe(`${fmt.name} hostile driver: descriptor chains`, () => chainSuite(fmt));
+  describe(`${fmt.name} hostile driver: indirect tables`, () => indirectSuite(fmt));
+}
+
+describe('split hostile driver: next pointers and the avail ring', () => {
+  const fresh = freshOf(SPLIT);
   it('a loop through next pointers is reported, not followed forever', () => {
     const loops: [number, number, number][][] = [
       [
@@ -122,7 +240,8 @@ describe('hostile driver: descriptor chains', () => {
     for (const chain of loops) {
       const lb = fresh();
       for (const [i, flags, next] of chain) lb.pokeDescriptor(i, d(i * 64), 16, flags, next);
-      assert.match(popHostile(lb), /longer than its table \(loop\?\)/);
+      lb.pokeAvail(0, 1);
+      assert.match(popError(lb), /longer than its table \(loop\?\)/);
     }
   });
 
@@ -131,130 +250,33 @@ describe('hostile driver: descriptor chains', () => {
       const lb = fresh();
       lb.pokeDescriptor(0, d(0), 16, NEXT, 1);
       lb.pokeDescriptor(1, d(64), 16, NEXT, next);
-      assert.match(popHostile(lb), new RegExp(`descriptor index ${next} out of range`));
+      lb.pokeAvail(0, 1);
+      assert.match(popError(lb), new RegExp(`descriptor index ${next} out of range`));
     }
-  });
-
-  it('a buffer outside mapped memory is reported', () => {
-    const cases: [bigint, number][] = [
-      [0n, 16], // nothing mapped at 0
-      [DATA_IOVA - 8n, 16], // straddles the start of the data area
-      [d(DATA_BYTES - 8), 16], // straddles the end
-      [d(DATA_BYTES), 1], // just past the end
-      [d(0), 0xffffffff], // far too long
-      [0xfffffffffffffff0n, 0x20], // addr + len wraps 64 bits
-      [RING_IOVA - 1n, 2], // straddles the start of ring memory
-      [0x80000000n, 4096],
-    ];
-    for (const [addr, len] of cases) {
-      for (const asHead of [true, false]) {
-        const lb = fresh();
-        if (asHead) {
-          lb.pokeDescriptor(2, addr, len, WRITE, 0);
-          assert.match(popHostile(lb, 2), new RegExp(`buffer at iova 0x${addr.toString(16)} is outside mapped memory`));
-        } else {
-          lb.pokeDescriptor(0, d(0), 16, NEXT, 4);
-          lb.pokeDescriptor(4, addr, len, 0, 0);
-          assert.match(popHostile(lb), /outside mapped memory/);
-        }
-      }
-    }
-  });
-
-  it('a device-readable buffer after a device-writable one is reported', () => {
-    const lb = fresh();
-    lb.pokeDescriptor(0, d(0), 16, NEXT | WRITE, 1);
-    lb.pokeDescriptor(1, d(64), 16, 0, 0);
-    assert.match(popHostile(lb), /device-readable buffer after a device-writable one/);
-  });
-});
-
-describe('hostile driver: indirect tables', () => {
-  it('a table length that is zero or not a multiple of 16 is reported', () => {
-    for (const len of [0, 8, 20, 33, 0xffffffff]) {
-      const lb = fresh();
-      lb.pokeDescriptor(0, d(1024), len, IND, 0);
-      assert.match(popHostile(lb), new RegExp(`indirect table length ${len} is not a multiple of 16`));
-    }
-  });
-
-  it('an indirect descriptor inside an indirect table is reported', () => {
-    for (const at of [0, 1]) {
-      const lb = fresh();
-      tableEntry(lb, 1024, 0, d(0), 16, at === 0 ? IND : NEXT, 1);
-      tableEntry(lb, 1024, 1, at === 1 ? d(2048) : d(64), 32, at === 1 ? IND : 0, 0);
-      tableEntry(lb, 2048, 0, d(0), 16, 0, 0);
-      tableEntry(lb, 2048, 1, d(64), 16, 0, 0);
-      lb.pokeDescriptor(0, d(1024), 32, IND, 0);
-      assert.match(popHostile(lb), /indirect descriptor inside an indirect table/);
-    }
-  });
-
-  it('an indirect descriptor that is not alone in its chain is reported', () => {
-    for (const variant of ['indirect with NEXT', 'indirect as second descriptor']) {
-      const lb = fresh();
-      tableEntry(lb, 1024, 0, d(0), 16, 0, 0);
-      if (variant === 'indirect with NEXT') {
-        lb.pokeDescriptor(0, d(1024), 16, IND | NEXT, 1);
-        lb.pokeDescriptor(1, d(64), 16, 0, 0);
-      } else {
-        lb.pokeDescriptor(0, d(64), 16, NEXT, 1);
-        lb.pokeDescriptor(1, d(1024), 16, IND, 0);
-      }
-      assert.match(popHostile(lb), /indirect descriptor must be the only descriptor/, variant);
-    }
-  });
-
-  it('a table outside mapped memory or misaligned is reported', () => {
-    const cases: [bigint, number][] = [
-      [0x10n, 32],
-      [d(DATA_BYTES - 16), 32], // runs past the end of the data area
-      [d(8), 32], // misaligned
-      [0xfffffffffffffff0n, 32],
-    ];
-    for (const [addr, len] of cases) {
-      const lb = fresh();
-      lb.pokeDescriptor(0, addr, len, IND, 0);
-      assert.match(popHostile(lb), /indirect table outside mapped memory or misaligned/);
-    }
-  });
-
-  it('a table with more than 65536 entries is reported', () => {
-    const lb = fresh();
-    lb.pokeDescriptor(0, d(0), 16 * 65537, IND, 0);
-    assert.match(popHostile(lb), /indirect table too long/);
   });
 
   it('loops and bad next indexes inside a table are reported', () => {
+    const table = (lb: PackedLoopback, entries: [bigint, number, number, number][]): void =>
+      entries.forEach(([addr, len, flags, next], i) => SPLIT.tableEntry(lb, 1024, i, [addr, len, flags], next));
     let lb = fresh();
-    tableEntry(lb, 1024, 0, d(0), 8, NEXT, 1);
-    tableEntry(lb, 1024, 1, d(64), 8, NEXT, 2);
-    tableEntry(lb, 1024, 2, d(128), 8, NEXT, 0);
-    tableEntry(lb, 1024, 3, d(192), 8, 0, 0);
-    lb.pokeDescriptor(0, d(1024), 64, IND, 0);
-    assert.match(popHostile(lb), /longer than its table \(loop\?\)/);
+    table(lb, [
+      [d(0), 8, NEXT, 1],
+      [d(64), 8, NEXT, 2],
+      [d(128), 8, NEXT, 0],
+      [d(192), 8, 0, 0],
+    ]);
+    SPLIT.pokeChain(lb, [[d(1024), 64, IND]]);
+    assert.match(popError(lb), /longer than its table \(loop\?\)/);
 
     lb = fresh();
-    tableEntry(lb, 1024, 0, d(0), 8, NEXT, 1);
-    tableEntry(lb, 1024, 1, d(64), 8, NEXT, 4); // the table has 4 entries
-    lb.pokeDescriptor(0, d(1024), 64, IND, 0);
-    assert.match(popHostile(lb), /descriptor index 4 out of range/);
-
-    lb = fresh();
-    tableEntry(lb, 1024, 0, d(0), 8, NEXT, 1);
-    tableEntry(lb, 1024, 1, d(DATA_BYTES - 4), 8, 0, 0);
-    lb.pokeDescriptor(0, d(1024), 32, IND, 0);
-    assert.match(popHostile(lb), /outside mapped memory/);
-
-    lb = fresh();
-    tableEntry(lb, 1024, 0, d(0), 8, NEXT | WRITE, 1);
-    tableEntry(lb, 1024, 1, d(64), 8, 0, 0);
-    lb.pokeDescriptor(0, d(1024), 32, IND, 0);
-    assert.match(popHostile(lb), /device-readable buffer after a device-writable one/);
+    table(lb, [
+      [d(0), 8, NEXT, 1],
+      [d(64), 8, NEXT, 4], // the table has 4 entries
+    ]);
+    SPLIT.pokeChain(lb, [[d(1024), 64, IND]]);
+    assert.match(popError(lb), /descriptor index 4 out of range/);
   });
-});
 
-describe('hostile driver: avail ring', () => {
   it('an avail index that moves by more than the queue size is reported', () => {
     for (const advance of [SIZE + 1, 1000, 0x8000, 0xffff]) {
       const lb = fresh();
@@ -287,67 +309,106 @@ describe('hostile driver: avail ring', () => {
   });
 });
 
-describe('hostile driver: random descriptor soup', () => {
-  it('never crashes and only hands out buffers inside mapped memory', () => {
-    const r = rng(7);
-    const pickAddr = (): bigint => {
-      switch (randInt(r, 0, 5)) {
-        case 0:
-          return d(randInt(r, 0, DATA_BYTES + 64));
-        case 1:
-          return d(randInt(r, 0, DATA_BYTES / 16 - 1) * 16);
-        case 2:
-          return RING_IOVA + BigInt(randInt(r, 0, 4096));
-        case 3:
-          return BigInt(randInt(r, 0, 0xffffffff)) << BigInt(randInt(r, 0, 32));
-        case 4:
-          return DATA_IOVA - BigInt(randInt(r, 0, 64));
-        default:
-          return 0xffffffffffffffffn - BigInt(randInt(r, 0, 64));
-      }
-    };
-    const pickLen = (): number => {
-      switch (randInt(r, 0, 3)) {
-        case 0:
-          return randInt(r, 0, 64);
-        case 1:
-          return randInt(r, 1, 8) * 16;
-        case 2:
-          return randInt(r, 0, 0xffffffff);
-        default:
-          return randInt(r, 0, DATA_BYTES);
-      }
-    };
-    let chains = 0;
-    let errors = 0;
-    for (let iter = 0; iter < 150; iter++) {
-      const size = 1 << randInt(r, 0, 5);
-      const lb = newLoopback(size, iter % 2 === 0, 8, DATA_BYTES);
-      // Random bytes in the data area make random indirect tables.
-      const bytes = new Uint8Array(lb.data);
-      for (let i = 0; i < 4096; i++) bytes[randInt(r, 0, DATA_BYTES - 1)] = randInt(r, 0, 255);
-      for (let k = 0; k < 40; k++) {
-        lb.pokeDescriptor(randInt(r, 0, size - 1), pickAddr(), pickLen(), randInt(r, 0, 7), randInt(r, 0, size + 1));
-        if (randInt(r, 0, 2) === 0)
-          lb.pokeAvail(randInt(r, 0, size + 1), randInt(r, 0, 3) === 0 ? randInt(r, 0, 0xffff) : 1);
-        const res = lb.devicePop();
-        if (res === undefined) continue;
-        if (isChain(res)) {
-          chains++;
-          assert.ok(res.head < size);
-          for (const b of [...res.readable, ...res.writable]) {
-            assert.ok(b.length > 0);
-            // Buffers in the data area must lie entirely inside it (ring memory gives other offsets).
-            if (b.offset >= 0 && b.offset < DATA_BYTES) assert.ok(b.offset + b.length <= DATA_BYTES);
-          }
-          lb.devicePush(res.head, 0);
-          lb.devicePublish();
-        } else {
-          errors++;
-          assert.ok(res.error.length > 0);
-        }
-      }
+describe('packed hostile driver: ids, availability and wrap flags', () => {
+  const fresh = freshOf(PACKED);
+  /** Writes single-descriptor chains of `descs` [addr, len, flags, id] at slot `start` on lap 0. */
+  const chainAt = (lb: PackedLoopback, start: number, descs: [bigint, number, number, number][]): void => {
+    for (let i = descs.length - 1; i >= 0; i--) {
+      const [addr, len, flags, id] = descs[i];
+      lb.pokeDescriptor((start + i) % SIZE, addr, len, flags | F_AVAIL, id);
     }
-    assert.ok(chains > 0 && errors > 0, `chains ${chains}, errors ${errors}`);
+  };
+
+  it('buffer ids need not be below the queue size', () => {
+    const lb = fresh();
+    PACKED.pokeChain(lb, [[d(0), 16, 0]], { id: 0xfffe });
+    assert.equal(popChain(lb).head, 0xfffe);
+    lb.devicePush(0xfffe, 0);
+    lb.devicePublish();
+    const used = lb.peekDescriptor(0);
+    assert.equal(used.id, 0xfffe);
+    assert.equal(used.flags & (F_AVAIL | F_USED), F_AVAIL | F_USED);
+  });
+
+  it('a chain using every descriptor once, starting mid-ring and wrapping, is accepted', () => {
+    const lb = fresh();
+    // Move the device to slot 3 with three single-descriptor chains.
+    for (let i = 0; i < 3; i++) {
+      chainAt(lb, i, [[d(i * 64), 8, 0, i]]);
+      assert.equal(popChain(lb).head, i);
+    }
+    // Slots 3..7 are on lap 0; the chain's last three (slots 0..2) are written with lap 1 flags.
+    for (let i = SIZE - 1; i >= 0; i--) {
+      const slot = (3 + i) % SIZE;
+      lb.pokeDescriptor(slot, d(1024 + i * 64), 8, (i + 1 < SIZE ? NEXT : 0) | (slot >= 3 ? F_AVAIL : F_USED), 7);
+    }
+    const c = popChain(lb);
+    assert.equal(c.readable.length, SIZE);
+    assert.equal(c.head, 7);
+  });
+
+  it('zero-length buffers are skipped, not translated', () => {
+    const lb = fresh();
+    PACKED.pokeChain(lb, [
+      [0xdead0000n, 0, NEXT],
+      [d(0), 8, 0],
+    ]);
+    assert.deepEqual(popChain(lb).readable, [{ offset: 0, length: 8 }]);
+  });
+
+  it('only AVAIL == wrap and USED != wrap make a descriptor available', () => {
+    for (const flags of [0, F_USED, F_AVAIL | F_USED]) {
+      const lb = fresh();
+      lb.pokeDescriptor(0, d(0), 8, flags, 0);
+      assert.equal(lb.devicePop(), undefined, `flags ${flags.toString(16)}`);
+    }
+    // On lap 1 (wrap counter 0) the roles flip.
+    const lb = fresh(1);
+    lb.pokeDescriptor(0, d(0), 8, F_AVAIL, 0);
+    assert.equal(popChain(lb).head, 0);
+    lb.pokeDescriptor(0, d(0), 8, F_AVAIL, 1);
+    assert.equal(lb.devicePop(), undefined, 'lap 0 flags seen on lap 1: not available');
+    lb.pokeDescriptor(0, d(0), 8, F_USED, 1);
+    assert.equal(popChain(lb).head, 1);
+  });
+
+  it('the same id twice while the device holds it is reported', () => {
+    const lb = fresh();
+    chainAt(lb, 0, [[d(0), 8, 0, 4]]);
+    chainAt(lb, 1, [[d(64), 8, 0, 4]]);
+    assert.equal(popChain(lb).head, 4);
+    assert.match(popError(lb), /buffer id 4 is already in use by another chain/);
+    // Once returned, an id may be reused.
+    const lb2 = fresh();
+    chainAt(lb2, 0, [[d(0), 8, 0, 4]]);
+    assert.equal(popChain(lb2).head, 4);
+    lb2.devicePush(4, 0);
+    chainAt(lb2, 1, [[d(64), 8, 0, 4]]);
+    assert.equal(popChain(lb2).head, 4);
+  });
+
+  it('errors are sticky: the queue stays failed', () => {
+    const lb = fresh();
+    PACKED.pokeChain(lb, [[0x10n, 8, 0]]);
+    const first = popError(lb);
+    assert.equal(popError(lb), first);
+    assert.equal(lb.deviceEnableNotify(), false);
+  });
+
+  it('a chain with NEXT on every descriptor is cut off after one trip around the ring', () => {
+    for (const size of [1, 2, 5, SIZE]) {
+      const lb = fresh(size);
+      for (let i = size - 1; i >= 0; i--) lb.pokeDescriptor(i, d(i * 64), 16, NEXT | F_AVAIL, 0);
+      assert.match(popError(lb), new RegExp(`longer than the queue \\(${size} descriptors\\)`));
+    }
+  });
+
+  it('indirect table entries may carry only WRITE', () => {
+    for (const flags of [NEXT, NEXT | WRITE, F_AVAIL, F_USED | WRITE, 8]) {
+      const lb = fresh();
+      PACKED.tableEntry(lb, 1024, 0, [d(0), 8, flags]);
+      PACKED.pokeChain(lb, [[d(1024), 16, IND]]);
+      assert.match(popError(lb), /indirect table entry 0 has flags 0x[0-9a-f]{4} \(only WRITE is allowed\)/);
+    }
   });
 });

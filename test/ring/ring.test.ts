@@ -1,19 +1,11 @@
-// Split ring through the loopback: 16-bit index wrap-around with in-order and out-of-order
-// completion, partial batches, and the free-descriptor accounting that must survive it all.
+// Both ring formats through the loopback: wrap-around of the notification positions (split: 16-bit
+// indexes; packed: wrap counters over many laps) with in-order, reverse and random completion,
+// partial batches, and the free-descriptor accounting that must survive it all.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import {
-  ChainSpec,
-  Seg,
-  drainPairs,
-  encode,
-  needEventModel,
-  newLoopback,
-  popChain,
-  randInt,
-  rng,
-  writableBytes,
-} from './loopback';
+import { ChainSpec, Seg, drainPairs, encode, popChain, randInt, rng, writableBytes } from './loopback';
+import { EVENT_ENABLE, EventView, shouldNotify } from './packed-loopback';
+import { FORMATS, RingFormat, crosses } from './formats';
 
 // More requests than one trip of a 16-bit index, so avail and used indexes both wrap.
 const TOTAL = 65536 + 300;
@@ -70,10 +62,13 @@ interface WrapConfig {
 
 /**
  * Pushes TOTAL requests through submit/publish/deviceCompleteAll/devicePublish/drain, checking each
- * step against a model of both sides' indexes, including the kick and interrupt decisions.
+ * step against a model of both sides' positions (modulo the format's position space), including
+ * the kick and interrupt decisions. Packed rings also check each decision against the other side's
+ * event suppression structure as read just before (the rule re-derived in packed-loopback.ts), and
+ * the structure each side arms against the model.
  */
-function runWrap(cfg: WrapConfig): void {
-  const lb = newLoopback(cfg.size, cfg.eventIdx, cfg.indirectMax);
+function runWrap(fmt: RingFormat, cfg: WrapConfig): void {
+  const lb = fmt.make(cfg.size, cfg.eventIdx, cfg.indirectMax);
   const indirect = cfg.indirectMax !== 0 && cfg.segs > 1 && cfg.segs <= cfg.indirectMax;
   const descPerChain = indirect ? 1 : cfg.segs;
   const capacity = Math.floor(cfg.size / descPerChain);
@@ -81,13 +76,24 @@ function runWrap(cfg: WrapConfig): void {
   const baseline = lb.state();
   assert.deepEqual(baseline, { broken: false, reason: '', inFlight: 0, freeDescriptors: cfg.size });
   const batch = new Uint32Array(Math.max(...cfg.batches) * (2 + 4 * cfg.segs));
+  const events = fmt.events;
+  const armed = (view: EventView, pos: number, side: string): void => {
+    if (!cfg.eventIdx) return eq(view.flags, EVENT_ENABLE, () => `${side} enables`);
+    const want = events?.armedAt(pos, cfg.size);
+    eq(view.flags, want?.flags, () => `${side} arms DESC`);
+    eq(view.off, want?.off, () => `${side} event offset`);
+    eq(view.wrap, want?.wrap, () => `${side} event wrap`);
+  };
 
-  // Model (all indexes mod 2^16).
-  let availIdx = 0; // driver's published avail idx
-  let deviceLastAvail = 0;
+  // Model: positions modulo `space`, each chain moving them by `step`.
+  const space = fmt.modulus(cfg.size);
+  const step = fmt.positionsPerChain(descPerChain);
+  const ahead = (to: number, from: number): number => (to - from + space) % space;
+  let avail = 0; // driver's published position
+  let deviceAvail = 0;
   let availEvent = 0;
-  let usedIdx = 0; // device's published used idx
-  let driverLastUsed = 0;
+  let used = 0; // device's published used position
+  let drained = 0;
   let usedEvent = 0;
 
   let nextSeq = 0; // next request to submit
@@ -99,7 +105,7 @@ function runWrap(cfg: WrapConfig): void {
   let suppressedKicks = 0;
   let irqs = 0;
   let suppressedIrqs = 0;
-  let wrapped = false;
+  let wraps = 0;
 
   while (expectSeq < TOTAL) {
     const inFlight = nextSeq - expectSeq;
@@ -109,50 +115,55 @@ function runWrap(cfg: WrapConfig): void {
       const accepted = lb.submit(batch, offered);
       eq(accepted, Math.min(offered, capacity - inFlight), () => `round ${round}: accepted`);
       nextSeq += accepted;
+      const ev = events?.read(lb).device;
       const kick = lb.publish();
       if (accepted === 0) {
         eq(kick, false, () => 'publish with nothing new asked for a kick');
       } else {
-        const newAvail = (availIdx + accepted) & 0xffff;
-        if (newAvail < availIdx) wrapped = true;
-        const want = cfg.eventIdx ? needEventModel(availEvent, newAvail, availIdx) : true;
-        eq(kick, want, () => `round ${round}: kick (avail ${availIdx}->${newAvail}, avail_event ${availEvent})`);
+        const old = avail;
+        avail = (avail + accepted * step) % space;
+        if (avail < old) wraps++;
+        const want = cfg.eventIdx ? crosses(availEvent, old, avail, space) : true;
+        eq(kick, want, () => `round ${round}: kick (avail ${old}->${avail}, event ${availEvent})`);
+        if (ev) eq(kick, shouldNotify(ev, cfg.size, cfg.eventIdx, old, avail), () => `kick by ${JSON.stringify(ev)}`);
         if (kick) kicks++;
         else suppressedKicks++;
-        availIdx = newAvail;
       }
     }
 
     // Every third round the device sleeps, so chains pile up and the next submit is partial.
     if (round % 3 !== 2) {
       const fixed = round % 5 === 0;
-      const pending = (availIdx - deviceLastAvail) & 0xffff;
+      const pending = ahead(avail, deviceAvail) / step;
       const done = fixed ? lb.deviceCompleteAll(1) : lb.deviceCompleteAll();
       eq(done, pending, () => `round ${round}: device consumed everything published`);
       if (fixed && done > 0) {
         fixedFrom = nextSeq - pending;
         fixedTo = nextSeq;
       }
-      deviceLastAvail = availIdx;
+      deviceAvail = avail;
+      const ev = events?.read(lb).driver;
       const irq = lb.devicePublish();
       if (done === 0) {
         eq(irq, false, () => 'devicePublish with nothing new asked for an interrupt');
       } else {
-        const newUsed = (usedIdx + done) & 0xffff;
-        const want = cfg.eventIdx ? needEventModel(usedEvent, newUsed, usedIdx) : true;
-        eq(irq, want, () => `round ${round}: interrupt (used ${usedIdx}->${newUsed}, used_event ${usedEvent})`);
+        const old = used;
+        used = (used + done * step) % space;
+        const want = cfg.eventIdx ? crosses(usedEvent, old, used, space) : true;
+        eq(irq, want, () => `round ${round}: interrupt (used ${old}->${used}, event ${usedEvent})`);
+        if (ev) eq(irq, shouldNotify(ev, cfg.size, cfg.eventIdx, old, used), () => `irq by ${JSON.stringify(ev)}`);
         if (irq) irqs++;
         else suppressedIrqs++;
-        usedIdx = newUsed;
       }
       if (round % 4 !== 1) {
         eq(lb.deviceEnableNotify(), false, () => 'deviceEnableNotify after consuming everything');
-        availEvent = deviceLastAvail;
+        availEvent = deviceAvail;
+        if (events) armed(events.read(lb).device, deviceAvail, 'device');
       }
     }
 
     const n = lb.drain();
-    eq(n, (usedIdx - driverLastUsed) & 0xffff, () => `round ${round}: drained count`);
+    eq(n, ahead(used, drained) / step, () => `round ${round}: drained count`);
     const comp = lb.completions;
     for (let i = 0; i < n; i++) {
       const seq = expectSeq++;
@@ -160,10 +171,11 @@ function runWrap(cfg: WrapConfig): void {
       const wantLen = seq >= fixedFrom && seq < fixedTo ? 1 : chainWritableBytes(seq, cfg.segs);
       eq(comp[2 * i + 1], wantLen, () => `completion ${seq}: len`);
     }
-    driverLastUsed = (driverLastUsed + n) & 0xffff;
+    drained = (drained + n * step) % space;
     if (round % 5 !== 3) {
       eq(lb.enableInterrupts(), false, () => 'enableInterrupts with nothing completed since drain');
-      usedEvent = driverLastUsed;
+      usedEvent = drained;
+      if (events) armed(events.read(lb).driver, drained, 'driver');
     }
 
     if ((round & 63) === 0) {
@@ -175,44 +187,51 @@ function runWrap(cfg: WrapConfig): void {
     round++;
   }
 
-  assert.ok(wrapped, 'the avail index wrapped');
+  assert.ok(wraps >= 1, 'the avail position wrapped');
+  assert.equal(wraps, Math.floor((TOTAL * step) / space), 'every wrap of the position was seen');
   assert.equal(nextSeq, TOTAL);
-  assert.equal(expectSeq, TOTAL);
   assert.deepEqual(lb.state(), baseline, 'back to the empty ring');
   assert.equal(lb.devicePop(), undefined);
   assert.equal(lb.drain(), 0);
   assert.equal(lb.abandon().length, 0);
   if (cfg.eventIdx) {
-    assert.ok(kicks > 0 && suppressedKicks > 0, 'event index both kicked and suppressed');
-    assert.ok(irqs > 0 && suppressedIrqs > 0, 'event index both interrupted and suppressed');
+    assert.ok(kicks > 0 && suppressedKicks > 0, `event index both kicked and suppressed (${kicks}/${suppressedKicks})`);
+    assert.ok(
+      irqs > 0 && suppressedIrqs > 0,
+      `event index both interrupted and suppressed (${irqs}/${suppressedIrqs})`,
+    );
   } else {
-    assert.equal(suppressedKicks + suppressedIrqs, 0, 'flags mode without NO_NOTIFY/NO_INTERRUPT never suppresses');
+    assert.equal(suppressedKicks + suppressedIrqs, 0, 'notifications enabled and no event index: never suppressed');
   }
 }
 
-describe('16-bit index wrap-around, in-order completion', () => {
-  const configs: WrapConfig[] = [
+const WRAP_CONFIGS: Record<RingFormat['name'], WrapConfig[]> = {
+  split: [
     { size: 1, eventIdx: true, indirectMax: 0, segs: 1, batches: [1, 2, 1] },
     { size: 2, eventIdx: false, indirectMax: 2, segs: 2, batches: [2, 1, 3] },
     { size: 4, eventIdx: true, indirectMax: 0, segs: 1, batches: [3, 4, 5, 1] },
     { size: 4, eventIdx: false, indirectMax: 0, segs: 3, batches: [1, 2] },
     { size: 256, eventIdx: true, indirectMax: 8, segs: 3, batches: [255, 300, 7, 256, 1] },
     { size: 256, eventIdx: false, indirectMax: 0, segs: 2, batches: [100, 129, 3, 64] },
-  ];
-  for (const cfg of configs) {
-    const name =
-      `size ${cfg.size}, ${cfg.eventIdx ? 'event-idx' : 'flags'}, ${cfg.segs}-segment chains` +
-      (cfg.indirectMax ? `, indirectMax ${cfg.indirectMax}` : '');
-    it(name, () => runWrap(cfg));
-  }
-});
+  ],
+  packed: [
+    { size: 1, eventIdx: true, indirectMax: 0, segs: 1, batches: [1, 2, 1] },
+    { size: 2, eventIdx: false, indirectMax: 2, segs: 2, batches: [2, 1, 3] },
+    { size: 3, eventIdx: true, indirectMax: 0, segs: 2, batches: [1, 2] }, // chains cross the ring end
+    { size: 5, eventIdx: true, indirectMax: 0, segs: 1, batches: [3, 4, 6, 1] },
+    { size: 7, eventIdx: false, indirectMax: 0, segs: 3, batches: [1, 2] },
+    { size: 100, eventIdx: true, indirectMax: 8, segs: 3, batches: [99, 130, 7, 100, 1] },
+    { size: 255, eventIdx: true, indirectMax: 0, segs: 2, batches: [100, 129, 3, 64] },
+    { size: 256, eventIdx: false, indirectMax: 0, segs: 2, batches: [100, 129, 3, 64] },
+  ],
+};
 
 /**
  * Out of order: each round the device pops what is available, then pushes the heads back in
- * reverse order. Runs past the 16-bit wrap.
+ * reverse order. Runs past the wrap of the notification positions.
  */
-function runReverse(size: number, segs: number, indirectMax: number, total = TOTAL): void {
-  const lb = newLoopback(size, true, indirectMax);
+function runReverse(fmt: RingFormat, size: number, segs: number, indirectMax: number, total = TOTAL): void {
+  const lb = fmt.make(size, true, indirectMax);
   const indirect = indirectMax !== 0 && segs > 1 && segs <= indirectMax;
   const capacity = Math.floor(size / (indirect ? 1 : segs));
   const batch = new Uint32Array((capacity + 3) * (2 + 4 * segs));
@@ -272,21 +291,32 @@ function runReverse(size: number, segs: number, indirectMax: number, total = TOT
   assert.deepEqual(lb.state(), { broken: false, reason: '', inFlight: 0, freeDescriptors: size });
 }
 
-describe('16-bit index wrap-around, reverse-order completion', () => {
-  it('size 2, single-segment chains', () => runReverse(2, 1, 0));
-  it('size 4, 2-segment direct chains', () => runReverse(4, 2, 0, 20000));
-  it('size 256, 3-segment direct chains', () => runReverse(256, 3, 0));
-  it('size 256, 3-segment indirect chains', () => runReverse(256, 3, 4, 10000));
-});
+/** [name, size, segments, indirectMax, total requests] */
+const REVERSE_CONFIGS: Record<RingFormat['name'], [string, number, number, number, number?][]> = {
+  split: [
+    ['size 2, single-segment chains', 2, 1, 0],
+    ['size 4, 2-segment direct chains', 4, 2, 0, 20000],
+    ['size 256, 3-segment direct chains', 256, 3, 0],
+    ['size 256, 3-segment indirect chains', 256, 3, 4, 10000],
+  ],
+  packed: [
+    ['size 2, single-descriptor chains', 2, 1, 0],
+    ['size 5, 2-descriptor chains (chains and used skips cross the ring end)', 5, 2, 0, 30000],
+    ['size 256, 3-descriptor direct chains', 256, 3, 0],
+    ['size 100, 3-segment indirect chains', 100, 3, 4, 20000],
+  ],
+};
 
 /**
- * Randomised model check: chains of 1-4 segments (some indirect), the device holds an arbitrary
+ * Randomised model check: chains of 1-4 segments (some indirect); the device holds an arbitrary
  * subset of popped chains and returns them in shuffled order with arbitrary lengths. Catches free
- * list corruption: every popped chain must show exactly the buffers its token was submitted with.
+ * list corruption (every popped chain must show exactly the buffers its token was submitted with)
+ * and, on packed rings, exercises the per-id descriptor counts as used descriptors skip by each
+ * chain's own length.
  */
-function runRandom(size: number, indirectMax: number, seed: number, completions: number): void {
+function runRandom(fmt: RingFormat, size: number, indirectMax: number, seed: number, completions: number): void {
   const r = rng(seed);
-  const lb = newLoopback(size, seed % 2 === 0, indirectMax);
+  const lb = fmt.make(size, seed % 2 === 0, indirectMax);
   interface Live {
     seq: number;
     spec: ChainSpec;
@@ -325,7 +355,7 @@ function runRandom(size: number, indirectMax: number, seed: number, completions:
     seq += accepted;
     // Sometimes keep chains unpublished for a round: the device must not see them yet.
     if (accepted > 0 && randInt(r, 0, 3) === 0) {
-      if (published.length === accepted) assert.equal(lb.devicePop(), undefined);
+      if (published.length === accepted) assert.equal(lb.devicePop(), undefined, 'unpublished chains are invisible');
       continue;
     }
     lb.publish();
@@ -337,9 +367,9 @@ function runRandom(size: number, indirectMax: number, seed: number, completions:
       assert.ok(live);
       const c = popChain(lb);
       assert.equal(held.has(c.head), false, 'a head is never handed out twice');
-      const bufs = [...c.readable, ...c.writable];
+      assert.ok(c.head < size, 'heads stay below the queue size');
       assert.deepEqual(
-        bufs.map((b) => [b.offset, b.length]),
+        [...c.readable, ...c.writable].map((b) => [b.offset, b.length]),
         live.spec.segs.map((x) => [x.offset, x.length]),
         `seq ${live.seq}: device sees the submitted buffers`,
       );
@@ -378,15 +408,45 @@ function runRandom(size: number, indirectMax: number, seed: number, completions:
     assert.equal(st.freeDescriptors, free);
   }
   // Abandon returns exactly what is still out.
-  const left = [...lb.abandon()].sort((a, b) => a - b);
-  assert.deepEqual(
-    left,
-    [...byToken.keys()].sort((a, b) => a - b),
-  );
+  const sorted = (a: Iterable<number>): number[] => [...a].sort((x, y) => x - y);
+  assert.deepEqual(sorted(lb.abandon()), sorted(byToken.keys()));
 }
 
-describe('randomised out-of-order completion', () => {
-  it('size 8, no indirect', () => runRandom(8, 0, 1, 6000));
-  it('size 16, indirectMax 3', () => runRandom(16, 3, 2, 6000));
-  it('size 4, indirectMax 2', () => runRandom(4, 2, 3, 4000));
-});
+/** [size, indirectMax, seed, completions] */
+const RANDOM_CONFIGS: Record<RingFormat['name'], [number, number, number, number][]> = {
+  split: [
+    [8, 0, 1, 6000],
+    [16, 3, 2, 6000],
+    [4, 2, 3, 4000],
+  ],
+  packed: [
+    [8, 0, 1, 8000],
+    [13, 3, 2, 8000],
+    [4, 2, 3, 5000],
+    [6, 0, 4, 5000],
+  ],
+};
+
+for (const fmt of FORMATS) {
+  describe(`${fmt.name}: wrap-around of the notification positions, in-order completion`, () => {
+    for (const cfg of WRAP_CONFIGS[fmt.name]) {
+      const name =
+        `size ${cfg.size}, ${cfg.eventIdx ? 'event-idx' : 'flags'}, ${cfg.segs}-segment chains` +
+        (cfg.indirectMax ? `, indirectMax ${cfg.indirectMax}` : '');
+      it(name, () => runWrap(fmt, cfg));
+    }
+  });
+
+  describe(`${fmt.name}: wrap-around with reverse-order completion`, () => {
+    for (const [name, size, segs, indirectMax, total] of REVERSE_CONFIGS[fmt.name]) {
+      it(name, () => runReverse(fmt, size, segs, indirectMax, total));
+    }
+  });
+
+  describe(`${fmt.name}: randomised out-of-order completion`, () => {
+    for (const [size, indirectMax, seed, completions] of RANDOM_CONFIGS[fmt.name]) {
+      const name = `size ${size}, ${indirectMax ? `indirectMax ${indirectMax}` : 'no indirect'}`;
+      it(name, () => runRandom(fmt, size, indirectMax, seed, completions));
+    }
+  });
+}
