@@ -33,7 +33,8 @@ export function startBlk(name: string, img: string, queues = 1, queueSize = 256)
   const out = execFileSync(VDUSE_BLK, ['start', '-q', String(queues), '-s', String(queueSize), name, img], {
     encoding: 'utf8',
     stdio: ['ignore', 'pipe', 'inherit'],
-    timeout: 60_000,
+    // vduse-blk.sh bounds each of its three waits (VDPA_VM_DEVICE_WAIT, 30 s): outlast all of them.
+    timeout: 120_000,
   });
   const dev = out.trim().split('\n').pop() ?? '';
   if (!dev.startsWith('/dev/vhost-vdpa-')) throw new Error(`vduse-blk.sh start printed ${JSON.stringify(out)}`);
