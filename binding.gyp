@@ -1,7 +1,23 @@
 {
+  "target_defaults": {
+    "include_dirs": [
+      "<!(node -p \"require('node-addon-api').include_dir\")",
+      "native"
+    ],
+    "defines": [
+      "NAPI_VERSION=8",
+      "NODE_ADDON_API_DISABLE_DEPRECATED",
+      "NAPI_CPP_EXCEPTIONS"
+    ],
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-fPIC", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+    "libraries": ["-lpthread"]
+  },
   "targets": [
     {
-      "target_name": "vdpa",
+      "target_name": "vdpa_core",
+      "type": "static_library",
       "sources": [
         "native/common/sys_error.cc",
         "native/memory/memory_region.cc",
@@ -23,27 +39,48 @@
         "native/transport/vfio/vfio_pci_device.cc",
         "native/transport/vfio/vfio_transport.cc",
         "native/device/virtio_device.cc",
-        "native/bench/blk_loop.cc",
-        "native/napi/errors.cc",
+        "native/napi/args.cc",
+        "native/napi/completions.cc",
+        "native/napi/errors.cc"
+      ]
+    },
+    {
+      "target_name": "vdpa",
+      "dependencies": ["vdpa_core"],
+      "sources": [
         "native/napi/fd_poll.cc",
-        "native/napi/wraps.cc",
-        "native/napi/ring_loopback.cc",
-        "native/napi/bench_binding.cc",
+        "native/napi/device_wrap.cc",
+        "native/napi/queue_wrap.cc",
+        "native/napi/region_wrap.cc",
+        "native/napi/vhost_wrap.cc",
+        "native/napi/discovery.cc",
         "native/napi/addon.cc"
-      ],
-      "include_dirs": [
-        "<!(node -p \"require('node-addon-api').include_dir\")",
-        "native"
-      ],
-      "defines": [
-        "NAPI_VERSION=8",
-        "NODE_ADDON_API_DISABLE_DEPRECATED",
-        "NAPI_CPP_EXCEPTIONS"
-      ],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
-      "libraries": ["-lpthread"]
+      ]
+    },
+    {
+      "target_name": "vdpa_testing",
+      "dependencies": ["vdpa_core"],
+      "target_conditions": [["_type=='loadable_module'", {"product_extension": "so"}]],
+      "sources": [
+        "native/testing/ring_loopback.cc",
+        "native/testing/blk_loop.cc",
+        "native/testing/blk_loop_binding.cc",
+        "native/testing/ring_rules.cc",
+        "native/testing/testing_addon.cc"
+      ]
+    },
+    {
+      "target_name": "vdpa_testing_node",
+      "type": "none",
+      "dependencies": ["vdpa_testing"],
+      "actions": [
+        {
+          "action_name": "place_testing_addon",
+          "inputs": ["<(PRODUCT_DIR)/vdpa_testing.so"],
+          "outputs": ["<(PRODUCT_DIR)/testing/vdpa_testing.node"],
+          "action": ["cp", "<@(_inputs)", "<@(_outputs)"]
+        }
+      ]
     }
   ]
 }
