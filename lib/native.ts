@@ -39,7 +39,7 @@ export interface NativeRegion {
 
 export interface NativeQueue {
   /** [token, len] pairs written before each completion callback. */
-  readonly completions: Uint32Array;
+  readonly completions: Uint32Array<ArrayBuffer>;
   readonly size: number;
   readonly index: number;
   submit(batch: Uint32Array, count: number): number;

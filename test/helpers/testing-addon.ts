@@ -54,7 +54,7 @@ export interface EventView {
  */
 export interface RingLoopback {
   readonly data: ArrayBuffer;
-  readonly completions: Uint32Array;
+  readonly completions: Uint32Array<ArrayBuffer>;
   readonly packed: boolean;
   submit(batch: Uint32Array, chainCount: number): number;
   publish(): boolean;
