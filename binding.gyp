@@ -16,6 +16,7 @@
   },
   "targets": [
     {
+      # Everything below the N-API layer, linked into both addons.
       "target_name": "vdpa_core",
       "type": "static_library",
       "sources": [
@@ -38,15 +39,24 @@
         "native/transport/vfio/vfio_iommu.cc",
         "native/transport/vfio/vfio_pci_device.cc",
         "native/transport/vfio/vfio_transport.cc",
-        "native/device/virtio_device.cc",
+        "native/device/virtio_device.cc"
+      ]
+    },
+    {
+      # N-API helpers both addons use: argument checks, errors, completion arrays.
+      "target_name": "vdpa_napi_common",
+      "type": "static_library",
+      "dependencies": ["vdpa_core"],
+      "sources": [
         "native/napi/args.cc",
         "native/napi/completions.cc",
         "native/napi/errors.cc"
       ]
     },
     {
+      # The shipped addon: build/Release/vdpa.node, the only .node in build/Release.
       "target_name": "vdpa",
-      "dependencies": ["vdpa_core"],
+      "dependencies": ["vdpa_core", "vdpa_napi_common"],
       "sources": [
         "native/napi/fd_poll.cc",
         "native/napi/device_wrap.cc",
@@ -58,8 +68,10 @@
       ]
     },
     {
+      # The testing addon. node-gyp-build and prebuildify take the first .node file in build/Release,
+      # so it is linked as vdpa_testing.so and copied to build/Release/testing/vdpa_testing.node.
       "target_name": "vdpa_testing",
-      "dependencies": ["vdpa_core"],
+      "dependencies": ["vdpa_core", "vdpa_napi_common"],
       "target_conditions": [["_type=='loadable_module'", {"product_extension": "so"}]],
       "sources": [
         "native/testing/ring_loopback.cc",

@@ -69,9 +69,6 @@ export class VhostControl {
 
   /** VHOST_VDPA_SET_GROUP_ASID: binds a virtqueue group to an address space. */
   setGroupAsid(group: number, asid: number): void {
-    this.live().setGroupAsid(
-      checkInteger(group, 'group', 0, 0xffffffff),
-      checkInteger(asid, 'asid', 0, 0xffffffff),
-    );
+    this.live().setGroupAsid(checkInteger(group, 'group', 0, 0xffffffff), checkInteger(asid, 'asid', 0, 0xffffffff));
   }
 }

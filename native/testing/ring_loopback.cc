@@ -160,7 +160,7 @@ LOOPBACK_METHOD(DevicePop, {
 })
 
 LOOPBACK_METHOD(DeviceCompleteAll, {
-  const int64_t len = info[0].IsUndefined() ? -1 : u32Arg(info, 0, "len");
+  const int64_t len = info[0].IsUndefined() ? int64_t{-1} : int64_t{u32Arg(info, 0, "len")};
   return Napi::Number::New(env, completeAll(len));
 })
 

@@ -1,10 +1,11 @@
 // Module entry of the testing addon: the same per-environment state and error class as the shipped
 // addon, then one register call per testing unit.
+#include "testing/testing_addon.h"
+
 #include <napi.h>
 
 #include "napi/addon_data.h"
 #include "napi/errors.h"
-#include "testing/testing_addon.h"
 
 namespace vdpa {
 namespace {

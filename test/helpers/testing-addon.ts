@@ -1,6 +1,7 @@
 // The testing addon (build/Release/testing/vdpa_testing.node, never shipped) and its one complete
 // type. Ring tests and benchmarks import `testingAddon` from here; VDPA_TESTING_NATIVE_PATH selects
 // another build of it (the sanitizer one), as VDPA_NATIVE_PATH does for the shipped addon.
+import fs from 'node:fs';
 import path from 'node:path';
 import { type ErrorClassSink, loadAddon, packageRoot } from '../../lib/native';
 
@@ -109,7 +110,10 @@ export interface TestingAddon extends ErrorClassSink {
 
 /** Where the build puts the testing addon (its own folder: build/Release holds only vdpa.node). */
 export function testingAddonPath(): string {
-  return path.join(packageRoot(), 'build', 'Release', 'testing', 'vdpa_testing.node');
+  const file = path.join(packageRoot(), 'build', 'Release', 'testing', 'vdpa_testing.node');
+  // A build/ from before the testing addon existed satisfies node-gyp-build, which then builds nothing.
+  if (!fs.existsSync(file)) throw new Error(`${file} is missing: run npm run build:native`);
+  return file;
 }
 
 export const testingAddon: TestingAddon = loadAddon<TestingAddon>('VDPA_TESTING_NATIVE_PATH', testingAddonPath);
