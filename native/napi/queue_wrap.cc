@@ -54,7 +54,7 @@ void QueueWrap::stop() {
   owner_ = nullptr;
 }
 
-VirtQueue& QueueWrap::live(const Napi::Env& env) {
+VirtQueue& QueueWrap::requireQueue() {
   VirtioDevice& device = requireOpen(device_, "queue");
   if (!queue_) throw SysError(EBADF, "queue", device.path(), "EBADF: the device is closed");
   return *queue_;
@@ -97,7 +97,7 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     requireTag(env, info.This(), kTag, "Queue");
-    VirtQueue& q = live(env);
+    VirtQueue& q = requireQueue();
     auto batch = uint32ArrayArg(info, 0, "batch");
     const uint32_t chains = u32Arg(info, 1, "count");
     if (q.ring->broken()) throw q.brokenError(device_->path());

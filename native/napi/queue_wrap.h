@@ -31,7 +31,8 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   // Calls the JS callback with `count` completions (and the broken-ring error); false once the
   // queue is gone (the callback closed the device) or the callback threw.
   bool handOver(size_t count, bool broken);
-  VirtQueue& live(const Napi::Env& env);
+  // The queue, or an EBADF VdpaError once the device closed.
+  VirtQueue& requireQueue();
 
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
