@@ -69,10 +69,11 @@
     },
     {
       # The testing addon. node-gyp-build and prebuildify take the first .node file in build/Release,
-      # so it is linked as vdpa_testing.so and copied to build/Release/testing/vdpa_testing.node.
+      # and prebuildify also ships every .so there, so it is linked under a name neither matches and
+      # copied to build/Release/testing/vdpa_testing.node.
       "target_name": "vdpa_testing",
       "dependencies": ["vdpa_core", "vdpa_napi_common"],
-      "target_conditions": [["_type=='loadable_module'", {"product_extension": "so"}]],
+      "target_conditions": [["_type=='loadable_module'", {"product_extension": "testing_node"}]],
       "sources": [
         "native/testing/ring_loopback.cc",
         "native/testing/blk_loop.cc",
@@ -88,7 +89,7 @@
       "actions": [
         {
           "action_name": "place_testing_addon",
-          "inputs": ["<(PRODUCT_DIR)/vdpa_testing.so"],
+          "inputs": ["<(PRODUCT_DIR)/vdpa_testing.testing_node"],
           "outputs": ["<(PRODUCT_DIR)/testing/vdpa_testing.node"],
           "action": ["cp", "<@(_inputs)", "<@(_outputs)"]
         }
