@@ -1,7 +1,24 @@
 {
+  "target_defaults": {
+    "include_dirs": [
+      "<!(node -p \"require('node-addon-api').include_dir\")",
+      "native"
+    ],
+    "defines": [
+      "NAPI_VERSION=8",
+      "NODE_ADDON_API_DISABLE_DEPRECATED",
+      "NAPI_CPP_EXCEPTIONS"
+    ],
+    "cflags!": ["-fno-exceptions"],
+    "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
+    "cflags_cc": ["-std=c++17", "-fexceptions", "-fPIC", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
+    "libraries": ["-lpthread"]
+  },
   "targets": [
     {
-      "target_name": "vdpa",
+      # Everything below the N-API layer, linked into both addons.
+      "target_name": "vdpa_core",
+      "type": "static_library",
       "sources": [
         "native/common/sys_error.cc",
         "native/memory/memory_region.cc",
@@ -22,28 +39,61 @@
         "native/transport/vfio/vfio_iommu.cc",
         "native/transport/vfio/vfio_pci_device.cc",
         "native/transport/vfio/vfio_transport.cc",
-        "native/device/virtio_device.cc",
-        "native/bench/blk_loop.cc",
-        "native/napi/errors.cc",
+        "native/device/virtio_device.cc"
+      ]
+    },
+    {
+      # N-API helpers both addons use: argument checks, errors, completion arrays.
+      "target_name": "vdpa_napi_common",
+      "type": "static_library",
+      "dependencies": ["vdpa_core"],
+      "sources": [
+        "native/napi/args.cc",
+        "native/napi/completions.cc",
+        "native/napi/errors.cc"
+      ]
+    },
+    {
+      # The shipped addon: build/Release/vdpa.node, the only .node in build/Release.
+      "target_name": "vdpa",
+      "dependencies": ["vdpa_core", "vdpa_napi_common"],
+      "sources": [
         "native/napi/fd_poll.cc",
-        "native/napi/wraps.cc",
-        "native/napi/ring_loopback.cc",
-        "native/napi/bench_binding.cc",
+        "native/napi/device_wrap.cc",
+        "native/napi/queue_wrap.cc",
+        "native/napi/region_wrap.cc",
+        "native/napi/vhost_wrap.cc",
+        "native/napi/discovery.cc",
         "native/napi/addon.cc"
-      ],
-      "include_dirs": [
-        "<!(node -p \"require('node-addon-api').include_dir\")",
-        "native"
-      ],
-      "defines": [
-        "NAPI_VERSION=8",
-        "NODE_ADDON_API_DISABLE_DEPRECATED",
-        "NAPI_CPP_EXCEPTIONS"
-      ],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
-      "cflags_cc": ["-std=c++17", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter", "-O2"],
-      "libraries": ["-lpthread"]
+      ]
+    },
+    {
+      # The testing addon. node-gyp-build and prebuildify take the first .node file in build/Release,
+      # and prebuildify also ships every .so there, so it is linked under a name neither matches and
+      # copied to build/Release/testing/vdpa_testing.node.
+      "target_name": "vdpa_testing",
+      "dependencies": ["vdpa_core", "vdpa_napi_common"],
+      "target_conditions": [["_type=='loadable_module'", {"product_extension": "testing_node"}]],
+      "sources": [
+        "native/testing/ring_loopback.cc",
+        "native/testing/blk_loop.cc",
+        "native/testing/blk_loop_binding.cc",
+        "native/testing/ring_rules.cc",
+        "native/testing/testing_addon.cc"
+      ]
+    },
+    {
+      "target_name": "vdpa_testing_node",
+      "type": "none",
+      "dependencies": ["vdpa_testing"],
+      "actions": [
+        {
+          "action_name": "place_testing_addon",
+          "inputs": ["<(PRODUCT_DIR)/vdpa_testing.testing_node"],
+          "outputs": ["<(PRODUCT_DIR)/testing/vdpa_testing.node"],
+          "action": ["cp", "<@(_inputs)", "<@(_outputs)"]
+        }
+      ]
     }
   ]
 }

@@ -1,7 +1,7 @@
 // mock:blk benchmark: 4 KiB random reads and writes at a fixed queue depth, from Node (one Promise per
 // request, and blk.batch() in rounds of `depth`) against the same device driven by a C++ loop.
 import { openBlk, type BlkDevice, type BlkOp } from '../lib/index';
-import { native } from '../lib/native';
+import { testingAddon } from '../test/helpers/testing-addon';
 import { type BenchOptions, type Table, Samples, XorShift, fmt, fmtInt, gc, now, ratio, since } from './util';
 
 const BLOCK = 4096;
@@ -93,7 +93,7 @@ export async function benchBlk(opts: BenchOptions, depths: readonly number[] = [
     if (mode === 'cxx' || mode === 'cxxWarm') {
       // The 1 MiB run is fast: more ops, so its 256 first-touch faults stay small.
       const n = mode === 'cxx' ? ops : ops * 4;
-      const r = native.benchMockBlk(depth, n, write, mode === 'cxx' ? CAPACITY : WARM_CAPACITY);
+      const r = testingAddon.benchMockBlk(depth, n, write, mode === 'cxx' ? CAPACITY : WARM_CAPACITY);
       return r.ops / (r.nanoseconds / 1e9);
     }
     const s =

@@ -3,7 +3,7 @@
 //   b) the N-API batch path (one roundTrip() per batch, completions walked in JS),
 //   c) the same, but one Promise per request (what a convenient promise API costs),
 //   d) a split ring written in plain TypeScript (bench/ts-split-ring.ts), driver and device side.
-import { native, type NativeRingLoopback } from '../lib/native';
+import { type RingLoopback, testingAddon } from '../test/helpers/testing-addon';
 import { TsSplitRing } from './ts-split-ring';
 import { type BenchOptions, type Table, Samples, fmt, gc, now, ratio, since } from './util';
 
@@ -19,12 +19,12 @@ const LABELS: Record<Variant, string> = {
   d: 'd) TypeScript split ring',
 };
 
-function newLoop(): NativeRingLoopback {
-  return new native.RingLoopback(RING_SIZE, true, 0, 1 << 20);
+function newLoop(): RingLoopback {
+  return new testingAddon.RingLoopback(RING_SIZE, true, 0, 1 << 20);
 }
 
 /** a) Returns seconds for `iterations` batches. */
-function runA(loop: NativeRingLoopback, batch: number, iterations: number): number {
+function runA(loop: RingLoopback, batch: number, iterations: number): number {
   return loop.runNative(iterations, batch) / 1e9;
 }
 
@@ -43,7 +43,7 @@ function fill(words: Uint32Array, batch: number): void {
 let sink = 0;
 
 /** b) One roundTrip() per batch, JS fills the batch and walks the completions. */
-function runB(loop: NativeRingLoopback, batch: number, iterations: number): number {
+function runB(loop: RingLoopback, batch: number, iterations: number): number {
   const words = new Uint32Array(batch * WORDS);
   const comp = loop.completions;
   let sum = 0;
@@ -60,7 +60,7 @@ function runB(loop: NativeRingLoopback, batch: number, iterations: number): numb
 }
 
 /** c) Like b, but every request has its own Promise, resolved from the completion walk. */
-async function runC(loop: NativeRingLoopback, batch: number, iterations: number): Promise<number> {
+async function runC(loop: RingLoopback, batch: number, iterations: number): Promise<number> {
   const words = new Uint32Array(batch * WORDS);
   const comp = loop.completions;
   const resolvers: ((token: number) => void)[] = new Array<(token: number) => void>(batch);
@@ -109,7 +109,7 @@ export async function benchRing(opts: BenchOptions, batches: readonly number[] =
   // Requests per measurement; the Promise path is ~10x slower, so it gets fewer.
   const reqs = opts.quick ? 200_000 : 1_000_000;
   const reqsC = opts.quick ? 50_000 : 200_000;
-  const loops: Record<'a' | 'b' | 'c', NativeRingLoopback> = { a: newLoop(), b: newLoop(), c: newLoop() };
+  const loops: Record<'a' | 'b' | 'c', RingLoopback> = { a: newLoop(), b: newLoop(), c: newLoop() };
   const ring = new TsSplitRing(RING_SIZE, 1 << 20);
   const comp = new Uint32Array(2 * RING_SIZE);
 

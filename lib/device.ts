@@ -107,7 +107,8 @@ export class Device extends EventEmitter {
     this.configSize = info.configSize;
     const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
     this.deviceType = name ?? `unknown(${info.deviceId})`;
-    this.vhost = info.transport === 'vhost-vdpa' ? new VhostControl(() => this.live()) : undefined;
+    const nativeVhost = this.nativeDevice.vhost();
+    this.vhost = nativeVhost ? new VhostControl(() => (this.live(), nativeVhost)) : undefined;
     this.nativeDevice.onConfigChange((kind) => (kind === 'removal' ? this.removed() : this.configChanged()));
   }
 
@@ -206,21 +207,8 @@ export class Device extends EventEmitter {
   ): QueueDriver<C> {
     // The native queue needs its callback before the driver that handles it exists.
     const handler = { driver: undefined as QueueDriver<C> | undefined };
-    const nq = this.live().createQueue(index, size, (count, reason) => handler.driver?.complete(count, reason));
-    const driver = new QueueDriver<C>(
-      nq,
-      onChain,
-      () => this.referenced && keepAlive(),
-      (reason) =>
-        vdpaError(
-          'EPROTO',
-          `virtqueue ${index}`,
-          this.path,
-          `device broke the virtio rules: ${reason}`,
-          'the device or its driver is faulty; close and reopen it',
-        ),
-      maxSegments,
-    );
+    const nq = this.live().createQueue(index, size, (count, broken) => handler.driver?.complete(count, broken));
+    const driver = new QueueDriver<C>(nq, onChain, () => this.referenced && keepAlive(), maxSegments);
     handler.driver = driver;
     this.queues.push(driver as QueueDriver<unknown>);
     return driver;

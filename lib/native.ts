@@ -1,4 +1,5 @@
-// Loads the addon and types its surface. Nothing outside lib/ sees these objects directly.
+// Loads the addon and types its surface. Nothing outside lib/ sees these objects directly (the
+// testing addon, test/helpers/testing-addon.ts, is loaded by the same loadAddon()).
 import path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
 import { VdpaError } from './errors';
@@ -38,7 +39,7 @@ export interface NativeRegion {
 
 export interface NativeQueue {
   /** [token, len] pairs written before each completion callback. */
-  readonly completions: Uint32Array;
+  readonly completions: Uint32Array<ArrayBuffer>;
   readonly size: number;
   readonly index: number;
   submit(batch: Uint32Array, count: number): number;
@@ -46,7 +47,27 @@ export interface NativeQueue {
   unref(): void;
 }
 
-export type NativeCompletionCallback = (count: number, brokenReason: string | undefined) => void;
+export interface NativeVhostInfo {
+  backendFeatures: bigint;
+  offeredBackendFeatures: bigint;
+  iovaFirst: bigint;
+  iovaLast: bigint;
+  groupCount: number;
+  asidCount: number;
+}
+
+/** The vhost-vdpa control of a device whose transport is vhost-vdpa. */
+export interface NativeVhost {
+  info(): NativeVhostInfo;
+  suspend(): void;
+  resume(): void;
+  vringBase(index: number): number;
+  vqGroup(index: number): number;
+  setGroupAsid(group: number, asid: number): void;
+}
+
+/** `broken`: the VdpaError (code EPROTO) the queue's requests fail with once the ring broke. */
+export type NativeCompletionCallback = (count: number, broken: VdpaError | undefined) => void;
 
 export interface NativeDevice {
   info(): NativeDeviceInfo;
@@ -61,75 +82,44 @@ export interface NativeDevice {
   start(): void;
   onConfigChange(callback: (kind: 'config' | 'removal') => void): void;
   close(): void;
-  vhostInfo(): {
-    backendFeatures: bigint;
-    offeredBackendFeatures: bigint;
-    iovaFirst: bigint;
-    iovaLast: bigint;
-    groupCount: number;
-    asidCount: number;
-  };
-  vhostSuspend(): void;
-  vhostResume(): void;
-  vhostVringBase(index: number): number;
-  vhostVqGroup(index: number): number;
-  vhostSetGroupAsid(group: number, asid: number): void;
+  /** The vhost-vdpa control, or undefined on other transports. */
+  vhost(): NativeVhost | undefined;
 }
 
-export interface RingLoopbackChain {
-  head?: number;
-  error?: string;
-  readable?: { offset: number; length: number }[];
-  writable?: { offset: number; length: number }[];
-}
-
-export interface NativeRingLoopback {
-  readonly completions: Uint32Array;
-  readonly data: ArrayBuffer;
-  submit(batch: Uint32Array, count: number): number;
-  publish(): boolean;
-  devicePop(): RingLoopbackChain | undefined;
-  deviceCompleteAll(len?: number): number;
-  devicePush(id: number, len: number): void;
-  devicePublish(): boolean;
-  deviceEnableNotify(): boolean;
-  deviceJumpUsedIdx(delta: number): void;
-  drain(): number;
-  enableInterrupts(): boolean;
-  state(): { broken: boolean; reason: string; inFlight: number; freeDescriptors: number };
-  abandon(): Uint32Array;
-  roundTrip(batch: Uint32Array, count: number): number;
-  runNative(iterations: number, batch: number): number;
-  pokeDescriptor(index: number, addr: bigint, len: number, flags: number, next: number): void;
-  pokeAvail(head: number, advance: number): void;
-}
-
-export interface NativeAddon {
+export interface NativeAddon extends ErrorClassSink {
   Device: new (path: string, options: NativeOpenOptions) => NativeDevice;
-  RingLoopback: new (size: number, eventIdx: boolean, indirectMax: number, dataBytes: number) => NativeRingLoopback;
-  setErrorClass(cls: new (message: string, info: never) => Error): void;
   mockFaults: string[];
-  benchMockBlk(depth: number, ops: number, write: boolean, capacity: number): { ops: number; nanoseconds: number };
-  needEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean;
   vdpaDeviceInfo(
     name: string,
   ): { deviceId: number; vendorId: number; maxVqs: number; maxVqSize: number; mgmtDev: string } | undefined;
 }
 
-function load(): NativeAddon {
-  // VDPA_NATIVE_PATH points at a specific vdpa.node (e.g. the sanitizer build); otherwise
-  // node-gyp-build picks build/Release or a matching prebuild.
-  const override = process.env.VDPA_NATIVE_PATH;
+/** What every addon of this package exports: the class its native errors are built with. */
+export interface ErrorClassSink {
+  setErrorClass(cls: new (message: string, info: never) => Error): void;
+}
+
+/**
+ * @internal Loads one of this package's addons: the file `process.env[overrideVar]` names if set,
+ * else `defaultPath()`, and registers VdpaError with it. Each thread (worker) loads its own instance.
+ */
+export function loadAddon<T extends ErrorClassSink>(overrideVar: string, defaultPath: () => string): T {
+  const override = process.env[overrideVar];
   // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const addon = (override ? require(path.resolve(override)) : nodeGypBuild(packageRoot())) as NativeAddon;
+  const addon = require(override ? path.resolve(override) : defaultPath()) as T;
   addon.setErrorClass(VdpaError);
   return addon;
 }
 
-function packageRoot(): string {
-  // lib/native.ts compiles to dist/lib/native.js: the package root is two levels up.
+/** @internal The package root (lib/native.ts compiles to dist/lib/native.js: two levels up). */
+export function packageRoot(): string {
   return path.resolve(__dirname, '..', '..');
 }
 
-/** The loaded addon (one per thread: each worker loads its own instance). */
-export const native: NativeAddon = load();
+/**
+ * The shipped addon (one per thread). VDPA_NATIVE_PATH points at a specific vdpa.node (e.g. the
+ * sanitizer build); otherwise node-gyp-build picks build/Release or a matching prebuild.
+ */
+export const native: NativeAddon = loadAddon<NativeAddon>('VDPA_NATIVE_PATH', () =>
+  nodeGypBuild.resolve(packageRoot()),
+);

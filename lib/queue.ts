@@ -34,7 +34,6 @@ export class QueueDriver<C> {
     private readonly nativeQueue: NativeQueue,
     private readonly onChain: ChainCallback<C>,
     private readonly wantRef: () => boolean,
-    private readonly describeFailure: (reason: string) => VdpaError,
     maxSegments: number,
   ) {
     this.size = nativeQueue.size;
@@ -108,11 +107,11 @@ export class QueueDriver<C> {
     this.batchChains -= accepted;
   }
 
-  /** Native completion callback: [token, len] pairs in `completions`, maybe a broken-ring reason. */
-  complete(count: number, brokenReason: string | undefined): void {
+  /** Native completion callback: [token, len] pairs in `completions`, maybe the broken-ring error. */
+  complete(count: number, broken: VdpaError | undefined): void {
     const c = this.nativeQueue.completions;
     for (let i = 0; i < count; i++) this.finish(c[2 * i] as number, c[2 * i + 1] as number, undefined);
-    if (brokenReason !== undefined) this.fail(this.describeFailure(brokenReason));
+    if (broken !== undefined) this.fail(broken);
     if (this.batchChains > 0) this.flush();
   }
 

@@ -1,4 +1,4 @@
-import type { NativeDevice } from './native';
+import type { NativeVhost } from './native';
 import { checkInteger } from './validate';
 
 /** vhost-vdpa backend feature bits (VHOST_BACKEND_F_*), as bit masks. */
@@ -32,12 +32,12 @@ export interface VhostInfo {
  * with a VdpaError `code: 'EOPNOTSUPP'` naming the missing feature.
  */
 export class VhostControl {
-  /** @internal */
-  constructor(private readonly live: () => NativeDevice) {}
+  /** @internal `live` returns the native control, or throws once the device is closed. */
+  constructor(private readonly live: () => NativeVhost) {}
 
   /** Backend features, IOVA range, group and address-space counts. */
   info(): VhostInfo {
-    const i = this.live().vhostInfo();
+    const i = this.live().info();
     return {
       backendFeatures: i.backendFeatures,
       offeredBackendFeatures: i.offeredBackendFeatures,
@@ -49,29 +49,26 @@ export class VhostControl {
 
   /** VHOST_VDPA_SUSPEND: the device stops processing queues (needs BackendFeature.SUSPEND). */
   suspend(): void {
-    this.live().vhostSuspend();
+    this.live().suspend();
   }
 
   /** VHOST_VDPA_RESUME (needs BackendFeature.RESUME). */
   resume(): void {
-    this.live().vhostResume();
+    this.live().resume();
   }
 
   /** VHOST_GET_VRING_BASE: the device's next available index for queue `index`. */
   vringBase(index: number): number {
-    return this.live().vhostVringBase(checkInteger(index, 'index', 0, 0xffff));
+    return this.live().vringBase(checkInteger(index, 'index', 0, 0xffff));
   }
 
   /** VHOST_VDPA_GET_VRING_GROUP: the group queue `index` belongs to. */
   vqGroup(index: number): number {
-    return this.live().vhostVqGroup(checkInteger(index, 'index', 0, 0xffff));
+    return this.live().vqGroup(checkInteger(index, 'index', 0, 0xffff));
   }
 
   /** VHOST_VDPA_SET_GROUP_ASID: binds a virtqueue group to an address space. */
   setGroupAsid(group: number, asid: number): void {
-    this.live().vhostSetGroupAsid(
-      checkInteger(group, 'group', 0, 0xffffffff),
-      checkInteger(asid, 'asid', 0, 0xffffffff),
-    );
+    this.live().setGroupAsid(checkInteger(group, 'group', 0, 0xffffffff), checkInteger(asid, 'asid', 0, 0xffffffff));
   }
 }

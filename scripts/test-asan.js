@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// npm run test:asan — builds the addon with AddressSanitizer + UndefinedBehaviorSanitizer into
-// build-asan/ and runs the whole test suite against it. Node itself is not instrumented, so the ASan
+// npm run test:asan — builds both addons (vdpa.node and the testing addon) with AddressSanitizer +
+// UndefinedBehaviorSanitizer into build-asan/ and runs the whole test suite against them. Node itself is not instrumented, so the ASan
 // runtime is preloaded; leak checking is off (Node's own allocations would drown the report).
 'use strict';
 const { execFileSync, spawnSync } = require('node:child_process');
@@ -34,10 +34,13 @@ run(process.execPath, [nodeGyp, 'rebuild', '-j', '2', ...nodedir], {
   env: { ...process.env, CXXFLAGS: flags, CFLAGS: flags, LDFLAGS: '-fsanitize=address,undefined' },
 });
 const addon = path.join(out, 'build', 'Release', 'vdpa.node');
-const nm = execFileSync('nm', ['-D', addon], { encoding: 'utf8' });
-if (!nm.includes('__asan_')) {
-  console.error('test:asan: the addon was built without AddressSanitizer');
-  process.exit(1);
+const testingAddon = path.join(out, 'build', 'Release', 'testing', 'vdpa_testing.node');
+for (const file of [addon, testingAddon]) {
+  const nm = execFileSync('nm', ['-D', file], { encoding: 'utf8' });
+  if (!nm.includes('__asan_')) {
+    console.error(`test:asan: ${file} was built without AddressSanitizer`);
+    process.exit(1);
+  }
 }
 
 run('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root });
@@ -48,6 +51,7 @@ run(process.execPath, [path.join(__dirname, 'run-tests.js')], {
   env: {
     ...process.env,
     VDPA_NATIVE_PATH: addon,
+    VDPA_TESTING_NATIVE_PATH: testingAddon,
     LD_PRELOAD: `${libasan} ${libubsan}`,
     ASAN_OPTIONS: 'detect_leaks=0:abort_on_error=1:halt_on_error=1',
     UBSAN_OPTIONS: 'halt_on_error=1:print_stacktrace=1',

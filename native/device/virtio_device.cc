@@ -16,6 +16,13 @@ namespace {
 constexpr uint16_t kIndirectMax = 128;
 }  // namespace
 
+SysError VirtQueue::brokenError(const std::string& path) const {
+  const std::string syscall = "virtqueue " + std::to_string(index);
+  return SysError(EPROTO, syscall, path,
+                  "EPROTO: device broke the virtio rules: " + ring->brokenReason() + ", " + syscall + " '" + path + "'",
+                  "the device or its driver is faulty; close and reopen it");
+}
+
 VirtioDevice::VirtioDevice(std::unique_ptr<Transport> transport)
     : path_(transport->path()),
       transport_(std::move(transport)),
@@ -109,8 +116,7 @@ VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
   RingMemory ring{mem->data(), 0, mem->size()};
   auto q = std::make_unique<VirtQueue>();
   q->index = index;
-  q->ringRegion = addRegion(mem);
-  translate(q->ringRegion, 0, mem->size(), &ring.iova);
+  translate(addRegion(mem), 0, mem->size(), &ring.iova);
   if (packed)
     q->ring = std::make_unique<PackedDriverQueue>(opts, ring);
   else
@@ -136,8 +142,9 @@ void VirtioDevice::quiesce() {
     bool busy = false;
     for (auto& q : queues_) {
       if (!q || q->ring->broken()) continue;
+      // Nobody reads these completions: the TypeScript side fails what the queues held at close.
       scratch.resize(q->ring->size());
-      q->ring->drain(scratch.data(), scratch.size());
+      q->deliver(scratch.data(), scratch.size(), [](size_t, bool) { return true; });
       busy = busy || (q->ring->inFlight() > 0 && !q->ring->broken());
     }
     if (!busy || std::chrono::steady_clock::now() >= deadline) return;

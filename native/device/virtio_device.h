@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "common/sys_error.h"
 #include "common/unique_fd.h"
 #include "memory/iova_allocator.h"
 #include "memory/memory_region.h"
@@ -20,7 +21,31 @@ struct VirtQueue {
   uint16_t index = 0;
   std::unique_ptr<DriverQueue> ring;
   UniqueFd callFd;  // the device signals completions here
-  uint32_t ringRegion = 0;
+
+  // The one completion loop: drains into `out` (room for `cap`), re-arms interrupts once the ring
+  // is empty and drains again if the device raced the re-arm. Hands each batch to
+  // `sink(count, broken)`; a full `out` is handed over before draining goes on. Returns once
+  // interrupts are armed, the ring is broken, or `sink` returns false (its owner went away).
+  template <typename Sink>
+  void deliver(Completion* out, size_t cap, Sink&& sink) {
+    for (;;) {
+      size_t n = 0;
+      bool armed = false;
+      while (n < cap) {
+        n += ring->drain(out + n, cap - n);
+        if (n < cap && !ring->enableInterrupts()) {
+          armed = true;
+          break;
+        }
+      }
+      const bool broken = ring->broken();
+      if (n == 0 && !broken) return;
+      if (!sink(n, broken) || armed || broken) return;
+    }
+  }
+
+  // What a request on a ring that broke the virtio rules fails with.
+  SysError brokenError(const std::string& path) const;
 };
 
 class VirtioDevice {
@@ -38,7 +63,6 @@ class VirtioDevice {
   // Reset, ACKNOWLEDGE|DRIVER, offer `wanted & deviceFeatures` (+ VERSION_1 and ACCESS_PLATFORM,
   // which a 1.x driver behind an IOMMU must accept), FEATURES_OK and read it back.
   uint64_t negotiate(uint64_t wanted);
-  uint64_t features() const { return features_; }
 
   // Makes a region visible to the device; returns its handle (never 0).
   uint32_t addRegion(std::shared_ptr<MemoryRegion> region);
@@ -54,7 +78,6 @@ class VirtioDevice {
 
   // Allocates ring memory and tells the device about queue `index`. Call after negotiate().
   VirtQueue& createQueue(uint16_t index, uint16_t size);
-  VirtQueue* queue(uint16_t index) { return index < queues_.size() ? queues_[index].get() : nullptr; }
   // Enables every created queue and sets DRIVER_OK.
   void start();
   // Kicks the device when the ring says it wants one.

@@ -1,5 +1,5 @@
-// Per-environment state (main thread and every worker have their own): class constructors and the
-// VdpaError class the TypeScript layer registers.
+// Per-environment state (main thread and every worker have their own): the constructors of the
+// native objects other native objects hand out, and the VdpaError class the TypeScript layer registers.
 #pragma once
 
 #include <napi.h>
@@ -7,9 +7,9 @@
 namespace vdpa {
 
 struct AddonData {
-  Napi::FunctionReference deviceCtor;
   Napi::FunctionReference queueCtor;
   Napi::FunctionReference regionCtor;
+  Napi::FunctionReference vhostCtor;
   Napi::FunctionReference errorClass;  // set by setErrorClass(); plain Error until then
 };
 

@@ -23,6 +23,15 @@ Napi::Error makeVdpaError(Napi::Env env, const SysError& e) {
   return err;
 }
 
+void registerErrorClass(Napi::Env env, Napi::Object exports) {
+  auto set = [](const Napi::CallbackInfo& info) -> Napi::Value {
+    if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "error class must be a constructor");
+    addonData(info.Env()).errorClass = Napi::Persistent(info[0].As<Napi::Function>());
+    return info.Env().Undefined();
+  };
+  exports.Set("setErrorClass", Napi::Function::New(env, set, "setErrorClass"));
+}
+
 void throwTypeError(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
 void throwRangeError(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
 

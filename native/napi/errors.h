@@ -14,6 +14,9 @@ namespace vdpa {
 Napi::Error makeVdpaError(Napi::Env env, const SysError& e);
 [[noreturn]] void throwTypeError(Napi::Env env, const std::string& msg);
 [[noreturn]] void throwRangeError(Napi::Env env, const std::string& msg);
+// Exports setErrorClass(cls): the class makeVdpaError instantiates (every addon of this package
+// lets the TypeScript layer register VdpaError).
+void registerErrorClass(Napi::Env env, Napi::Object exports);
 
 // Runs `body` and converts any C++ exception into a pending JavaScript exception, so nothing
 // unwinds across the N-API boundary.

@@ -1,52 +1,15 @@
-// Shared helper for the ring tests: loads the addon and types the part of it the tests use
-// (RingLoopback and needEvent), plus small builders for submit() batches.
+// Shared helper for the ring tests: the testing addon (RingLoopback and needEvent), plus small
+// builders for submit() batches.
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
+import { type DeviceChainView, type DevicePopResult, type RingLoopback, testingAddon } from '../helpers/testing-addon';
 
-export interface DeviceBuf {
-  offset: number;
-  length: number;
-}
-
-export interface DeviceChainView {
-  head: number;
-  readable: DeviceBuf[];
-  writable: DeviceBuf[];
-}
-
-export type DevicePopResult = undefined | { error: string } | DeviceChainView;
-
-export interface LoopbackState {
-  broken: boolean;
-  reason: string;
-  inFlight: number;
-  freeDescriptors: number;
-}
-
-export interface RingLoopback {
-  readonly data: ArrayBuffer;
-  readonly completions: Uint32Array;
-  submit(batch: Uint32Array, chainCount: number): number;
-  publish(): boolean;
-  drain(): number;
-  enableInterrupts(): boolean;
-  state(): LoopbackState;
-  abandon(): Uint32Array;
-  devicePop(): DevicePopResult;
-  deviceCompleteAll(len?: number): number;
-  devicePush(id: number, len: number): void;
-  devicePublish(): boolean;
-  deviceEnableNotify(): boolean;
-  deviceJumpUsedIdx(delta: number): void;
-  pokeDescriptor(index: number, addr: bigint, len: number, flags: number, next: number): void;
-  pokeAvail(head: number, advance: number): void;
-}
-
-export interface RingAddon {
-  RingLoopback: new (size: number, eventIdx: boolean, indirectMax: number, dataBytes: number) => RingLoopback;
-  needEvent(eventIdx: number, newIdx: number, oldIdx: number): boolean;
-}
+export type {
+  DeviceBuf,
+  DeviceChainView,
+  DevicePopResult,
+  LoopbackState,
+  RingLoopback,
+} from '../helpers/testing-addon';
 
 /** Device address of the data area (offset 0 of `.data`) and of the ring memory. */
 export const DATA_IOVA = 0x40000000n;
@@ -55,33 +18,7 @@ export const DESC_F_NEXT = 1;
 export const DESC_F_WRITE = 2;
 export const DESC_F_INDIRECT = 4;
 
-/** The directory holding this package's package.json (works from test/ring and dist/test/ring). */
-export function repoRoot(): string {
-  for (const start of [__dirname, process.cwd()]) {
-    let dir = path.resolve(start);
-    for (;;) {
-      const pkg = path.join(dir, 'package.json');
-      if (fs.existsSync(pkg) && fs.existsSync(path.join(dir, 'binding.gyp'))) return dir;
-      const parent = path.dirname(dir);
-      if (parent === dir) break;
-      dir = parent;
-    }
-  }
-  throw new Error(`no package.json with binding.gyp above ${__dirname} or ${process.cwd()}`);
-}
-
-function loadAddon(): RingAddon {
-  const root = repoRoot();
-  // VDPA_NATIVE_PATH selects a specific build (the ASan one), as lib/native.ts does.
-  const override = process.env.VDPA_NATIVE_PATH;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  if (override) return require(path.resolve(override)) as RingAddon;
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
-  const nodeGypBuild = require(require.resolve('node-gyp-build', { paths: [root] })) as (dir: string) => unknown;
-  return nodeGypBuild(root) as RingAddon;
-}
-
-export const addon: RingAddon = loadAddon();
+export const addon = testingAddon;
 
 export function newLoopback(size: number, eventIdx: boolean, indirectMax: number, dataBytes = 1 << 16): RingLoopback {
   return new addon.RingLoopback(size, eventIdx, indirectMax, dataBytes);

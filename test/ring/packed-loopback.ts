@@ -1,7 +1,8 @@
 // Helpers for the packed-ring tests: a RingLoopback built with the packed format (fifth constructor
 // argument), the packed flag bits, and an independent model of packed positions and the event rule.
 import assert from 'node:assert/strict';
-import { RingLoopback, addon } from './loopback';
+import { addon } from './loopback';
+import type { EventView, PackedRingLoopback } from '../helpers/testing-addon';
 
 export const F_AVAIL = 1 << 7;
 export const F_USED = 1 << 15;
@@ -9,38 +10,11 @@ export const EVENT_ENABLE = 0;
 export const EVENT_DISABLE = 1;
 export const EVENT_DESC = 2;
 
-export interface PackedDescView {
-  addr: bigint;
-  len: number;
-  flags: number;
-  id: number;
-}
-
-export interface EventView {
-  flags: number;
-  off: number;
-  wrap: boolean;
-}
-
-export interface PackedLoopback extends RingLoopback {
-  readonly packed: boolean;
-  peekDescriptor(index: number): PackedDescView;
-  /** Packed: the fifth argument is the buffer id; flags (with AVAIL/USED) are stored last. */
-  pokeDescriptor(index: number, addr: bigint, len: number, flags: number, id: number): void;
-  eventSuppression(): { driver: EventView; device: EventView };
-  pokeEventSuppression(driverSide: boolean, flags: number, offWrap: number): void;
-}
-
-type Ctor = new (
-  size: number,
-  eventIdx: boolean,
-  indirectMax: number,
-  dataBytes: number,
-  packed: boolean,
-) => PackedLoopback;
+export type { EventView, PackedDescView } from '../helpers/testing-addon';
+export type PackedLoopback = PackedRingLoopback;
 
 export function newPacked(size: number, eventIdx: boolean, indirectMax: number, dataBytes = 1 << 16): PackedLoopback {
-  const lb = new (addon.RingLoopback as unknown as Ctor)(size, eventIdx, indirectMax, dataBytes, true);
+  const lb = new addon.RingLoopback(size, eventIdx, indirectMax, dataBytes, true);
   assert.equal(lb.packed, true);
   return lb;
 }

@@ -1,4 +1,4 @@
-#include "bench/blk_loop.h"
+#include "testing/blk_loop.h"
 
 #include <poll.h>
 
@@ -13,14 +13,13 @@
 namespace vdpa {
 
 BlkLoopResult runMockBlkLoop(uint32_t depth, uint32_t ops, bool write, uint64_t capacity) {
-  constexpr uint32_t kBlock = 4096, kQueueSize = 256;
+  constexpr uint32_t kBlock = kBlkLoopBlock, kQueueSize = kBlkLoopQueueSize;
   OptionBag options;
   options["capacity"].number = static_cast<double>(capacity);
   VirtioDevice dev(openTransport("mock:blk", options));
   dev.negotiate(bit(kFeatureRingEventIdx) | bit(kFeatureRingIndirectDesc));
   VirtQueue& q = dev.createQueue(0, kQueueSize);
   dev.start();
-  if (depth > kQueueSize) depth = kQueueSize;
 
   // One slot per in-flight request: 16-byte header, status byte, 4 KiB of data.
   auto meta = std::make_shared<MemoryRegion>(size_t{depth} * 32, false);
@@ -67,9 +66,7 @@ BlkLoopResult runMockBlkLoop(uint32_t depth, uint32_t ops, bool write, uint64_t 
       pollfd p{q.callFd.get(), POLLIN, 0};
       ::poll(&p, 1, 1000);
       drainEventFd(q.callFd.get());
-      size_t n;
-      do {
-        n = q.ring->drain(done.data(), done.size());
+      q.deliver(done.data(), done.size(), [&](size_t n, bool) {
         for (size_t i = 0; i < n; i++) {
           completed++;
           if (submitted < ops) {
@@ -78,7 +75,8 @@ BlkLoopResult runMockBlkLoop(uint32_t depth, uint32_t ops, bool write, uint64_t 
           }
         }
         dev.publish(q);
-      } while (n > 0 || q.ring->enableInterrupts());
+        return true;
+      });
     }
     return completed;
   };

@@ -1,24 +1,20 @@
-#include "napi/ring_loopback.h"
+#include "testing/ring_loopback.h"
 
 #include <chrono>
 #include <cstring>
 
+#include "napi/args.h"
 #include "napi/batch.h"
 #include "napi/errors.h"
-#include "napi/wraps.h"
+#include "testing/testing_addon.h"
 
 namespace vdpa {
 
 const napi_type_tag RingLoopback::kTag = {0x76647061726c6f6fULL, 0x7062000000000004ULL};
 
-namespace {
-uint32_t u32(const Napi::CallbackInfo& info, size_t i) {
-  if (!info[i].IsNumber()) throwTypeError(info.Env(), "expected a number");
-  double d = info[i].As<Napi::Number>().DoubleValue();
-  if (!(d >= 0 && d <= 4294967295.0)) throwRangeError(info.Env(), "expected an unsigned 32-bit integer");
-  return static_cast<uint32_t>(d);
+void registerRingLoopback(Napi::Env env, Napi::Object exports) {
+  exports.Set("RingLoopback", RingLoopback::define(env));
 }
-}  // namespace
 
 Napi::Function RingLoopback::define(Napi::Env env) {
   return DefineClass(env, "RingLoopback",
@@ -48,17 +44,17 @@ Napi::Function RingLoopback::define(Napi::Env env) {
 // new RingLoopback(size, eventIdx, indirectMax, dataBytes[, packed])
 RingLoopback::RingLoopback(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingLoopback>(info) {
   Napi::Env env = info.Env();
-  const bool packed = info.Length() > 4 && info[4].ToBoolean();
+  const bool packed = !info[4].IsUndefined() && boolArg(info, 4, "packed");
+  const uint32_t size = u32Arg(info, 0, "size", 1, kPackedMaxSize);
+  if (!packed && (size & (size - 1))) throwRangeError(env, "size must be a power of two <= 32768");
+  const bool eventIdx = boolArg(info, 1, "eventIdx");
+  const uint32_t indirectMax = u32Arg(info, 2, "indirectMax", 0, 4096);
+  const uint32_t dataBytes = u32Arg(info, 3, "dataBytes");
   try {
-    const uint32_t size = u32(info, 0);
-    if (packed ? (size == 0 || size > kPackedMaxSize) : (size == 0 || size > 32768 || (size & (size - 1))))
-      throwRangeError(env, packed ? "size must be between 1 and 32768" : "size must be a power of two <= 32768");
-    const uint32_t indirectMax = u32(info, 2);
-    if (indirectMax > 4096) throwRangeError(env, "indirectMax must be <= 4096");
-    DriverQueueOptions opts{static_cast<uint16_t>(size), info[1].ToBoolean(), static_cast<uint16_t>(indirectMax)};
+    DriverQueueOptions opts{static_cast<uint16_t>(size), eventIdx, static_cast<uint16_t>(indirectMax)};
     ringMem_ = std::make_unique<MemoryRegion>(
         packed ? PackedDriverQueue::memorySize(opts) : SplitDriverQueue::memorySize(opts), false);
-    data_ = std::make_unique<MemoryRegion>(std::max<uint32_t>(u32(info, 3), 4096), false);
+    data_ = std::make_shared<MemoryRegion>(std::max<uint32_t>(dataBytes, 4096), false);
     const RingMemory ring{ringMem_->data(), kRingIova, ringMem_->size()};
     if (packed) {
       auto q = std::make_unique<PackedDriverQueue>(opts, ring);
@@ -78,11 +74,12 @@ RingLoopback::RingLoopback(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Ri
   } catch (const SysError& e) {
     throw makeVdpaError(env, e);
   }
-  auto arr = Napi::Uint32Array::New(env, 2 * size_t{driver_->size()});
-  completions_ = reinterpret_cast<Completion*>(arr.Data());
-  completionsRef_ = Napi::Persistent(arr.As<Napi::Object>());
-  Value().Set("completions", arr);
-  Value().Set("data", Napi::ArrayBuffer::New(env, data_->data(), data_->size()));
+  completions_.init(Value(), driver_->size());
+  // The buffer holds its own reference: the data area stays mapped while any JS view exists.
+  auto* keep = new std::shared_ptr<MemoryRegion>(data_);
+  Value().Set("data", Napi::ArrayBuffer::New(
+                          env, data_->data(), data_->size(),
+                          [](Napi::Env, void*, std::shared_ptr<MemoryRegion>* hint) { delete hint; }, keep));
   Value().Set("packed", Napi::Boolean::New(env, packed));
   info.This().As<Napi::Object>().TypeTag(&kTag);
 }
@@ -115,6 +112,12 @@ uint32_t RingLoopback::completeAll(int64_t len) {
   return n;
 }
 
+size_t RingLoopback::drainCompletions() {
+  const size_t n = driver_->drain(completions_.data(), completions_.capacity());
+  completions_.publish(Value());
+  return n;
+}
+
 #define LOOPBACK_METHOD(Name, ...)                                 \
   Napi::Value RingLoopback::Name(const Napi::CallbackInfo& info) { \
     return guarded(info, [&]() -> Napi::Value {                    \
@@ -125,9 +128,8 @@ uint32_t RingLoopback::completeAll(int64_t len) {
   }
 
 LOOPBACK_METHOD(Submit, {
-  if (!info[0].IsTypedArray()) throwTypeError(env, "batch must be a Uint32Array");
-  auto batch = info[0].As<Napi::Uint32Array>();
-  return Napi::Number::New(env, submitBatch(env, batch.Data(), batch.ElementLength(), u32(info, 1)));
+  auto batch = uint32ArrayArg(info, 0, "batch");
+  return Napi::Number::New(env, submitBatch(env, batch.Data(), batch.ElementLength(), u32Arg(info, 1, "count")));
 })
 
 LOOPBACK_METHOD(Publish, { return Napi::Boolean::New(env, driver_->publish()); })
@@ -158,12 +160,12 @@ LOOPBACK_METHOD(DevicePop, {
 })
 
 LOOPBACK_METHOD(DeviceCompleteAll, {
-  const double len = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : -1;
-  return Napi::Number::New(env, completeAll(static_cast<int64_t>(len)));
+  const int64_t len = info[0].IsUndefined() ? int64_t{-1} : int64_t{u32Arg(info, 0, "len")};
+  return Napi::Number::New(env, completeAll(len));
 })
 
 LOOPBACK_METHOD(DevicePush, {
-  device_->push(u32(info, 0), u32(info, 1));
+  device_->push(u32Arg(info, 0, "id"), u32Arg(info, 1, "len"));
   return env.Undefined();
 })
 
@@ -171,11 +173,11 @@ LOOPBACK_METHOD(DevicePublish, { return Napi::Boolean::New(env, device_->publish
 LOOPBACK_METHOD(DeviceEnableNotify, { return Napi::Boolean::New(env, device_->enableNotifications()); })
 
 LOOPBACK_METHOD(DeviceJumpUsedIdx, {
-  device_->corruptUsedIdx(static_cast<uint16_t>(u32(info, 0)));
+  device_->corruptUsedIdx(static_cast<uint16_t>(u32Arg(info, 0, "delta", 0, 0xffff)));
   return env.Undefined();
 })
 
-LOOPBACK_METHOD(Drain, { return Napi::Number::New(env, driver_->drain(completions_, driver_->size())); })
+LOOPBACK_METHOD(Drain, { return Napi::Number::New(env, static_cast<double>(drainCompletions())); })
 LOOPBACK_METHOD(EnableInterrupts, { return Napi::Boolean::New(env, driver_->enableInterrupts()); })
 
 LOOPBACK_METHOD(State, {
@@ -198,14 +200,11 @@ LOOPBACK_METHOD(Abandon, {
 // The fifth argument is `next` on a split ring and the buffer id on a packed one, whose flags
 // (including AVAIL/USED) are stored last, with release, like a driver making a descriptor available.
 LOOPBACK_METHOD(PokeDescriptor, {
-  const uint32_t index = u32(info, 0);
-  if (index >= driver_->size()) throwRangeError(env, "descriptor index out of range");
-  if (!info[1].IsBigInt()) throwTypeError(env, "addr must be a bigint");
-  bool lossless;
-  const uint64_t addr = info[1].As<Napi::BigInt>().Uint64Value(&lossless);
-  const uint32_t len = u32(info, 2);
-  const auto flags = static_cast<uint16_t>(u32(info, 3));
-  const auto last = static_cast<uint16_t>(u32(info, 4));
+  const uint32_t index = u32Arg(info, 0, "index", 0, driver_->size() - 1u);
+  const uint64_t addr = u64BigIntArg(info, 1, "addr");
+  const uint32_t len = u32Arg(info, 2, "len");
+  const auto flags = static_cast<uint16_t>(u32Arg(info, 3, "flags", 0, 0xffff));
+  const auto last = static_cast<uint16_t>(u32Arg(info, 4, packed_ ? "id" : "next", 0, 0xffff));
   if (packed_) {
     auto* d = reinterpret_cast<PackedDesc*>(ringMem_->data()) + index;
     d->addr = addr;
@@ -224,8 +223,7 @@ LOOPBACK_METHOD(PokeDescriptor, {
 
 // Reads a descriptor as it is in ring memory: {addr, len, flags, next} (split) or {addr, len, flags, id}.
 LOOPBACK_METHOD(PeekDescriptor, {
-  const uint32_t index = u32(info, 0);
-  if (index >= driver_->size()) throwRangeError(env, "descriptor index out of range");
+  const uint32_t index = u32Arg(info, 0, "index", 0, driver_->size() - 1u);
   Napi::Object o = Napi::Object::New(env);
   if (packed_) {
     const auto* d = reinterpret_cast<const PackedDesc*>(ringMem_->data()) + index;
@@ -250,8 +248,10 @@ LOOPBACK_METHOD(PokeAvail, {
   const uint16_t num = driver_->size();
   auto* avail = reinterpret_cast<uint16_t*>(ringMem_->data() + SplitRingLayout::forSize(num).availOffset);
   const uint16_t idx = avail[1];
-  avail[2 + (idx & (num - 1))] = static_cast<uint16_t>(u32(info, 0));
-  storeRelease(&avail[1], static_cast<uint16_t>(idx + u32(info, 1)));
+  const auto head = static_cast<uint16_t>(u32Arg(info, 0, "head", 0, 0xffff));
+  const auto advance = static_cast<uint16_t>(u32Arg(info, 1, "advance", 0, 0xffff));
+  avail[2 + (idx & (num - 1))] = head;
+  storeRelease(&avail[1], static_cast<uint16_t>(idx + advance));
   return env.Undefined();
 })
 
@@ -277,27 +277,30 @@ LOOPBACK_METHOD(EventSuppression, {
 LOOPBACK_METHOD(PokeEventSuppression, {
   if (!packed_) throwRangeError(env, "event suppression structures exist on packed rings only");
   const PackedRingLayout l = PackedRingLayout::forSize(driver_->size());
-  auto* p = reinterpret_cast<uint32_t*>(ringMem_->data() + (info[0].ToBoolean() ? l.driverOffset : l.deviceOffset));
-  storeEvent(p, packEvent(static_cast<uint16_t>(u32(info, 1)), static_cast<uint16_t>(u32(info, 2))));
+  const bool driverSide = boolArg(info, 0, "driverSide");
+  const auto flags = static_cast<uint16_t>(u32Arg(info, 1, "flags", 0, 0xffff));
+  const auto offWrap = static_cast<uint16_t>(u32Arg(info, 2, "offWrap", 0, 0xffff));
+  auto* p = reinterpret_cast<uint32_t*>(ringMem_->data() + (driverSide ? l.driverOffset : l.deviceOffset));
+  storeEvent(p, packEvent(flags, offWrap));
   return env.Undefined();
 })
 
 // One N-API call per batch: submit, let the device side answer every chain, drain into `completions`.
 // Returns the number of completions (the ring benchmark's batch path).
 LOOPBACK_METHOD(RoundTrip, {
-  if (!info[0].IsTypedArray()) throwTypeError(env, "batch must be a Uint32Array");
-  auto batch = info[0].As<Napi::Uint32Array>();
-  submitBatch(env, batch.Data(), batch.ElementLength(), u32(info, 1));
+  auto batch = uint32ArrayArg(info, 0, "batch");
+  submitBatch(env, batch.Data(), batch.ElementLength(), u32Arg(info, 1, "count"));
   driver_->publish();
   completeAll(-1);
   device_->publish();
-  return Napi::Number::New(env, static_cast<double>(driver_->drain(completions_, driver_->size())));
+  return Napi::Number::New(env, static_cast<double>(drainCompletions()));
 })
 
 // The ring benchmark's limit: `iterations` rounds of `batch` one-segment chains submitted, consumed
 // by the device side, and drained, all in C++. Returns nanoseconds.
 LOOPBACK_METHOD(RunNative, {
-  const uint32_t iterations = u32(info, 0), batch = u32(info, 1);
+  const uint32_t iterations = u32Arg(info, 0, "iterations");
+  const uint32_t batch = u32Arg(info, 1, "batch", 1, driver_->size());
   std::vector<uint32_t> words;
   for (uint32_t i = 0; i < batch; i++) words.insert(words.end(), {i, 1, 1, (i * 64) % 4096, 64, 1});
   const auto t0 = std::chrono::steady_clock::now();
@@ -307,7 +310,7 @@ LOOPBACK_METHOD(RunNative, {
     completeAll(-1);
     device_->publish();
     uint32_t got = 0;
-    while (got < added) got += static_cast<uint32_t>(driver_->drain(completions_, driver_->size()));
+    while (got < added) got += static_cast<uint32_t>(driver_->drain(completions_.data(), completions_.capacity()));
   }
   const auto t1 = std::chrono::steady_clock::now();
   return Napi::Number::New(env, static_cast<double>(std::chrono::nanoseconds(t1 - t0).count()));

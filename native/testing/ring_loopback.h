@@ -11,6 +11,7 @@
 
 #include "memory/memory_region.h"
 #include "napi/batch.h"
+#include "napi/completions.h"
 #include "ring/device_queue.h"
 #include "ring/packed_device_queue.h"
 #include "ring/packed_driver_queue.h"
@@ -52,18 +53,20 @@ class RingLoopback : public Napi::ObjectWrap<RingLoopback>, private GuestMemory 
   uint32_t submitBatch(Napi::Env env, const uint32_t* words, size_t nwords, uint32_t chains);
   // Device side: pop everything, answer each chain with `len` bytes (or its writable size).
   uint32_t completeAll(int64_t len);
+  // drain() into `completions`, published for JS to read.
+  size_t drainCompletions();
 
   static constexpr uint64_t kRingIova = 0x100000;
   static constexpr uint64_t kDataIova = 0x40000000;
-  std::unique_ptr<MemoryRegion> ringMem_, data_;
+  std::unique_ptr<MemoryRegion> ringMem_;
+  std::shared_ptr<MemoryRegion> data_;  // shared with the `data` ArrayBuffer, which may outlive us
   std::unique_ptr<DriverQueue> driver_;
   std::unique_ptr<DeviceQueue> device_;
   SplitDriverQueue* split_ = nullptr;    // driver_ when split
   PackedDriverQueue* packed_ = nullptr;  // driver_ when packed
   DecodedBatch batch_;
   DeviceChain chain_;
-  Napi::ObjectReference completionsRef_;
-  Completion* completions_ = nullptr;
+  CompletionArray completions_;
 };
 
 }  // namespace vdpa

@@ -1,0 +1,305 @@
+#include "napi/device_wrap.h"
+
+#include <string>
+#include <utility>
+
+#include "napi/addon_data.h"
+#include "napi/args.h"
+#include "napi/errors.h"
+#include "napi/queue_wrap.h"
+#include "napi/region_wrap.h"
+#include "napi/vhost_wrap.h"
+#include "transport/open_transport.h"
+
+namespace vdpa {
+
+const napi_type_tag DeviceWrap::kTag = {0x7664706164657669ULL, 0x6365000000000001ULL};
+
+VirtioDevice& requireOpen(const std::shared_ptr<VirtioDevice>& device, const char* what) {
+  if (!device || device->closed())
+    throw SysError(EBADF, what, device ? device->path() : "", "EBADF: the device is closed");
+  return *device;
+}
+
+namespace {
+
+// Converts the JS open options into an OptionBag; the transport parses and checks what it uses.
+OptionBag toOptionBag(const Napi::Object& o) {
+  OptionBag bag;
+  Napi::Array keys = o.GetPropertyNames();
+  for (uint32_t i = 0; i < keys.Length(); i++) {
+    const std::string key = keys.Get(i).ToString().Utf8Value();
+    Napi::Value v = o.Get(key);
+    OptionValue out;
+    if (v.IsUndefined()) continue;
+    if (v.IsNumber()) {
+      out.kind = OptionValue::Kind::kNumber;
+      out.number = v.As<Napi::Number>().DoubleValue();
+    } else if (v.IsBoolean()) {
+      out.kind = OptionValue::Kind::kBoolean;
+      out.boolean = v.As<Napi::Boolean>().Value();
+    } else if (v.IsString()) {
+      out.kind = OptionValue::Kind::kString;
+      out.string = v.As<Napi::String>().Utf8Value();
+    } else if (v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == napi_uint8_array) {
+      auto a = v.As<Napi::Uint8Array>();
+      out.kind = OptionValue::Kind::kBytes;
+      out.bytes.assign(a.Data(), a.Data() + a.ElementLength());
+    } else {
+      throwTypeError(o.Env(), "option " + key + " must be a number, boolean, string or Uint8Array");
+    }
+    bag.emplace(key, std::move(out));
+  }
+  return bag;
+}
+
+}  // namespace
+
+Napi::Function DeviceWrap::define(Napi::Env env) {
+  return DefineClass(env, "NativeDevice",
+                     {
+                         InstanceMethod<&DeviceWrap::Info>("info"),
+                         InstanceMethod<&DeviceWrap::Status>("status"),
+                         InstanceMethod<&DeviceWrap::SetStatus>("setStatus"),
+                         InstanceMethod<&DeviceWrap::Negotiate>("negotiate"),
+                         InstanceMethod<&DeviceWrap::ReadConfig>("readConfig"),
+                         InstanceMethod<&DeviceWrap::WriteConfig>("writeConfig"),
+                         InstanceMethod<&DeviceWrap::MaxQueueSize>("maxQueueSize"),
+                         InstanceMethod<&DeviceWrap::CreateQueue>("createQueue"),
+                         InstanceMethod<&DeviceWrap::AllocRegion>("allocRegion"),
+                         InstanceMethod<&DeviceWrap::Start>("start"),
+                         InstanceMethod<&DeviceWrap::OnConfigChange>("onConfigChange"),
+                         InstanceMethod<&DeviceWrap::Close>("close"),
+                         InstanceMethod<&DeviceWrap::Vhost>("vhost"),
+                     });
+}
+
+DeviceWrap::DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
+  Napi::Env env = info.Env();
+  const std::string path = stringArg(info, 0, "device path");
+  const Napi::Object options = objectArg(info, 1, "options");
+  try {
+    device_ = std::make_shared<VirtioDevice>(openTransport(path, toOptionBag(options)));
+  } catch (const SysError& e) {
+    throw makeVdpaError(env, e);
+  } catch (const ArgError& e) {
+    if (e.kind() == ArgError::Kind::kType) throw Napi::TypeError::New(env, e.what());
+    throw Napi::RangeError::New(env, e.what());
+  }
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+DeviceWrap::~DeviceWrap() {
+  try {
+    teardown(false);
+  } catch (...) {
+    // Nothing to report to at finalization; the fds close with the transport.
+  }
+}
+
+void DeviceWrap::forgetQueue(QueueWrap* queue) {
+  for (auto& q : queues_)
+    if (q.second == queue) q.second = nullptr;
+}
+
+void DeviceWrap::teardown(bool detachRegions) {
+  for (FdPoll** p : {&configPoll_, &removalPoll_}) {
+    if (*p) (*p)->release();
+    *p = nullptr;
+  }
+  // Through the raw pointers: our strong references kept the queue objects alive.
+  for (auto& q : queues_)
+    if (q.second) q.second->stop();
+  queues_.clear();
+  std::vector<Napi::ObjectReference> regions = std::move(regions_);
+  regions_.clear();
+  // Reset first: the device may still be reading and writing buffers of requests in flight, so no
+  // mapping may go before it has stopped. close() resets, unmaps everything and drops the transport.
+  if (device_) device_->close();
+  if (!detachRegions) return;
+  // Then detach every live buffer view; their pages stay mapped in this process until the last
+  // view is collected, but the device no longer reaches them.
+  for (auto& r : regions) {
+    Napi::Value v = r.Value();
+    if (v.IsEmpty() || !v.IsObject()) continue;
+    try {
+      RegionWrap::Unwrap(v.As<Napi::Object>())->free(Env());
+    } catch (const SysError&) {
+    }
+  }
+}
+
+Napi::Value DeviceWrap::Info(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    Transport& t = requireOpen(device_, "device").transport();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("transport", t.kind());
+    o.Set("path", t.path());
+    o.Set("deviceId", t.deviceId());
+    o.Set("vendorId", t.vendorId());
+    o.Set("deviceFeatures", Napi::BigInt::New(info.Env(), t.deviceFeatures()));
+    o.Set("maxQueues", t.maxQueues());
+    o.Set("configSize", t.configSize());
+    return o;
+  });
+}
+
+Napi::Value DeviceWrap::Status(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    return Napi::Number::New(info.Env(), requireOpen(device_, "device").transport().status());
+  });
+}
+
+Napi::Value DeviceWrap::SetStatus(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    const auto status = static_cast<uint8_t>(u32Arg(info, 0, "status", 0, 0xff));
+    requireOpen(device_, "device").transport().setStatus(status);
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value DeviceWrap::Negotiate(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    const uint64_t wanted = u64BigIntArg(info, 0, "features");
+    return Napi::BigInt::New(info.Env(), requireOpen(device_, "device").negotiate(wanted));
+  });
+}
+
+Napi::Value DeviceWrap::ReadConfig(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    const uint32_t off = u32Arg(info, 0, "offset"), len = u32Arg(info, 1, "length", 0, 4096);
+    auto out = Napi::Uint8Array::New(info.Env(), len);
+    requireOpen(device_, "device").transport().readConfig(off, out.Data(), len);
+    return out;
+  });
+}
+
+Napi::Value DeviceWrap::WriteConfig(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    const uint32_t off = u32Arg(info, 0, "offset");
+    auto data = uint8ArrayArg(info, 1, "data");
+    requireOpen(device_, "device").transport().writeConfig(off, data.Data(), static_cast<uint32_t>(data.ByteLength()));
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value DeviceWrap::MaxQueueSize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    const uint32_t index = u32Arg(info, 0, "index");
+    Transport& t = requireOpen(device_, "device").transport();
+    if (index >= t.maxQueues()) throwRangeError(info.Env(), "no such queue");
+    return Napi::Number::New(info.Env(), t.maxQueueSize(static_cast<uint16_t>(index)));
+  });
+}
+
+Napi::Value DeviceWrap::CreateQueue(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Device");
+    const auto index = static_cast<uint16_t>(u32Arg(info, 0, "index", 0, 0xffff));
+    const auto size = static_cast<uint16_t>(u32Arg(info, 1, "size", 0, 0xffff));
+    Napi::Function callback = functionArg(info, 2, "completion callback");
+    VirtQueue& q = requireOpen(device_, "device").createQueue(index, size);
+    Napi::Object obj = addonData(env).queueCtor.New({});
+    QueueWrap* wrap = QueueWrap::Unwrap(obj);
+    wrap->init(device_, &q, callback, this);
+    queues_.emplace_back(Napi::Persistent(obj), wrap);
+    return obj;
+  });
+}
+
+Napi::Value DeviceWrap::AllocRegion(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Device");
+    const auto size = static_cast<size_t>(integerArg(info, 0, "size", 1, uint64_t{1} << 40));
+    const bool huge = boolArg(info, 1, "hugePages");
+    VirtioDevice& d = requireOpen(device_, "device");
+    auto region = std::make_shared<MemoryRegion>(size, huge);
+    const uint32_t handle = d.addRegion(region);
+    Napi::Object obj = addonData(env).regionCtor.New({});
+    RegionWrap::Unwrap(obj)->init(device_, region, handle);
+    // Forget regions the GC already took, then remember this one weakly.
+    std::vector<Napi::ObjectReference> live;
+    for (auto& r : regions_)
+      if (!r.Value().IsEmpty()) live.push_back(std::move(r));
+    regions_ = std::move(live);
+    regions_.push_back(Napi::Weak(obj));
+    return obj;
+  });
+}
+
+Napi::Value DeviceWrap::Start(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    requireOpen(device_, "device").start();
+    return info.Env().Undefined();
+  });
+}
+
+void DeviceWrap::onConfigChange(void* self) {
+  auto* w = static_cast<DeviceWrap*>(self);
+  drainEventFd(w->device_->transport().configChangeFd());
+  w->notifyConfig("config");
+}
+
+void DeviceWrap::onRemoval(void* self) {
+  auto* w = static_cast<DeviceWrap*>(self);
+  drainEventFd(w->device_->transport().removalFd());
+  w->notifyConfig("removal");
+}
+
+void DeviceWrap::notifyConfig(const char* kind) {
+  Napi::Env env = Env();
+  Napi::HandleScope scope(env);
+  napi_value arg = Napi::String::New(env, kind);
+  napi_value result;
+  if (napi_make_callback(env, nullptr, Value(), configCallback_.Value(), 1, &arg, &result) == napi_pending_exception) {
+    napi_value err;
+    napi_get_and_clear_last_exception(env, &err);
+    napi_fatal_exception(env, err);
+  }
+}
+
+Napi::Value DeviceWrap::OnConfigChange(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Device");
+    Napi::Function callback = functionArg(info, 0, "callback");
+    Transport& t = requireOpen(device_, "device").transport();
+    configCallback_ = Napi::Persistent(callback);
+    const int config = t.configChangeFd(), removal = t.removalFd();
+    if (config >= 0 && !configPoll_) configPoll_ = FdPoll::start(env, config, onConfigChange, this);
+    if (removal >= 0 && !removalPoll_) removalPoll_ = FdPoll::start(env, removal, onRemoval, this);
+    return env.Undefined();
+  });
+}
+
+Napi::Value DeviceWrap::Close(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    teardown(true);
+    return info.Env().Undefined();
+  });
+}
+
+// The vhost-vdpa control, or undefined on other transports.
+Napi::Value DeviceWrap::Vhost(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Device");
+    if (!requireOpen(device_, "device").transport().asVhost()) return env.Undefined();
+    Napi::Object obj = addonData(env).vhostCtor.New({});
+    VhostWrap::Unwrap(obj)->init(device_);
+    return obj;
+  });
+}
+
+}  // namespace vdpa

@@ -1,0 +1,64 @@
+// NativeDevice: one open virtio device. Hands out its queues, regions and (on vhost-vdpa) the vhost
+// control, and closes them all with the device.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+#include <utility>
+#include <vector>
+
+#include "device/virtio_device.h"
+#include "napi/fd_poll.h"
+
+namespace vdpa {
+
+class QueueWrap;
+
+// The device, or an EBADF VdpaError (syscall `what`) once it is closed.
+VirtioDevice& requireOpen(const std::shared_ptr<VirtioDevice>& device, const char* what);
+
+class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static const napi_type_tag kTag;
+  explicit DeviceWrap(const Napi::CallbackInfo& info);
+  ~DeviceWrap() override;
+
+  // A queue finalized before its device (environment teardown finalizes in any order).
+  void forgetQueue(QueueWrap* queue);
+
+ private:
+  // The one teardown: stops the fd watches and the queues, then closes the device (reset, unmap,
+  // drop the transport). `detachRegions` also detaches the buffers of live regions; a finalizer
+  // passes false, as it must not touch other JS objects.
+  void teardown(bool detachRegions);
+  static void onConfigChange(void* self);
+  static void onRemoval(void* self);
+  // Calls the JS config callback with `kind` ("config" or "removal").
+  void notifyConfig(const char* kind);
+
+  Napi::Value Info(const Napi::CallbackInfo& info);
+  Napi::Value Status(const Napi::CallbackInfo& info);
+  Napi::Value SetStatus(const Napi::CallbackInfo& info);
+  Napi::Value Negotiate(const Napi::CallbackInfo& info);
+  Napi::Value ReadConfig(const Napi::CallbackInfo& info);
+  Napi::Value WriteConfig(const Napi::CallbackInfo& info);
+  Napi::Value MaxQueueSize(const Napi::CallbackInfo& info);
+  Napi::Value CreateQueue(const Napi::CallbackInfo& info);
+  Napi::Value AllocRegion(const Napi::CallbackInfo& info);
+  Napi::Value Start(const Napi::CallbackInfo& info);
+  Napi::Value OnConfigChange(const Napi::CallbackInfo& info);
+  Napi::Value Close(const Napi::CallbackInfo& info);
+  Napi::Value Vhost(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<VirtioDevice> device_;
+  // Closed with the device. The raw pointer stays valid while the strong reference holds the object.
+  std::vector<std::pair<Napi::ObjectReference, QueueWrap*>> queues_;
+  std::vector<Napi::ObjectReference> regions_;  // weak: detached with the device
+  FdPoll* configPoll_ = nullptr;
+  FdPoll* removalPoll_ = nullptr;
+  Napi::FunctionReference configCallback_;
+};
+
+}  // namespace vdpa

@@ -1,0 +1,132 @@
+#include "napi/queue_wrap.h"
+
+#include <utility>
+
+#include "napi/args.h"
+#include "napi/device_wrap.h"
+#include "napi/errors.h"
+
+namespace vdpa {
+
+const napi_type_tag QueueWrap::kTag = {0x7664706171756575ULL, 0x6500000000000002ULL};
+
+Napi::Function QueueWrap::define(Napi::Env env) {
+  return DefineClass(env, "NativeQueue",
+                     {
+                         InstanceMethod<&QueueWrap::Submit>("submit"),
+                         InstanceMethod<&QueueWrap::Ref>("ref"),
+                         InstanceMethod<&QueueWrap::Unref>("unref"),
+                     });
+}
+
+QueueWrap::QueueWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<QueueWrap>(info) {
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+QueueWrap::~QueueWrap() {
+  if (owner_) owner_->forgetQueue(this);
+  stop();
+}
+
+void QueueWrap::init(std::shared_ptr<VirtioDevice> device, VirtQueue* queue, Napi::Function callback,
+                     DeviceWrap* owner) {
+  Napi::Env env = Env();
+  device_ = std::move(device);
+  queue_ = queue;
+  owner_ = owner;
+  callback_ = Napi::Persistent(callback);
+  async_ = std::make_unique<Napi::AsyncContext>(env, "vdpa:queue");
+  // At most one completion per descriptor between two callbacks.
+  const size_t n = queue->ring->size();
+  completions_.init(Value(), n);
+  Value().Set("size", Napi::Number::New(env, n));
+  Value().Set("index", Napi::Number::New(env, queue->index));
+  poll_ = FdPoll::start(env, queue->callFd.get(), onCall, this);
+}
+
+void QueueWrap::stop() {
+  if (poll_) {
+    poll_->release();
+    poll_ = nullptr;
+  }
+  // The device is about to drop the ring; what it still held is failed by the TypeScript side.
+  queue_ = nullptr;
+  owner_ = nullptr;
+}
+
+VirtQueue& QueueWrap::requireQueue() {
+  VirtioDevice& device = requireOpen(device_, "queue");
+  if (!queue_) throw SysError(EBADF, "queue", device.path(), "EBADF: the device is closed");
+  return *queue_;
+}
+
+void QueueWrap::onCall(void* self) {
+  auto* w = static_cast<QueueWrap*>(self);
+  drainEventFd(w->queue_->callFd.get());
+  Napi::HandleScope scope(w->Env());
+  w->queue_->deliver(w->completions_.data(), w->completions_.capacity(),
+                     [w](size_t count, bool broken) { return w->handOver(count, broken); });
+}
+
+bool QueueWrap::handOver(size_t count, bool broken) {
+  Napi::Env env = Env();
+  try {
+    completions_.publish(Value());
+    napi_value args[2] = {Napi::Number::New(env, static_cast<double>(count)),
+                          broken ? makeVdpaError(env, queue_->brokenError(device_->path())).Value() : env.Undefined()};
+    napi_value result;
+    if (napi_make_callback(env, static_cast<napi_async_context>(*async_), Value(), callback_.Value(), 2, args,
+                           &result) == napi_pending_exception) {
+      napi_value err;
+      napi_get_and_clear_last_exception(env, &err);
+      napi_fatal_exception(env, err);
+      return false;
+    }
+  } catch (const Napi::Error& e) {
+    napi_fatal_exception(env, e.Value());
+    return false;
+  }
+  // The callback may have closed the device, and with it this queue.
+  return queue_ != nullptr;
+}
+
+// Batch layout (Uint32Array): per chain [token, count, then count x (region, offset, length, flags)];
+// flags bit 0 = device-writable. Returns how many chains the ring took; the rest are the caller's to
+// resubmit after completions.
+Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Queue");
+    VirtQueue& q = requireQueue();
+    auto batch = uint32ArrayArg(info, 0, "batch");
+    const uint32_t chains = u32Arg(info, 1, "count");
+    if (q.ring->broken()) throw q.brokenError(device_->path());
+    decodeBatch(
+        env, batch.Data(), batch.ElementLength(), chains, *q.ring,
+        [this](uint32_t r, uint64_t off, uint64_t len, uint64_t* iova) {
+          return device_->translate(r, off, len, iova);
+        },
+        batch_);
+    const uint32_t accepted = addBatch(*q.ring, batch_);
+    device_->publish(q);
+    return Napi::Number::New(env, accepted);
+  });
+}
+
+Napi::Value QueueWrap::Ref(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Queue");
+    if (poll_) poll_->ref();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value QueueWrap::Unref(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Queue");
+    if (poll_) poll_->unref();
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace vdpa

@@ -1,0 +1,51 @@
+// NativeQueue: one virtqueue of an open device. Submits batches of chains and hands completions to
+// its JS callback through a shared [token, len] array.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "device/virtio_device.h"
+#include "napi/batch.h"
+#include "napi/completions.h"
+#include "napi/fd_poll.h"
+
+namespace vdpa {
+
+class DeviceWrap;
+
+class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static const napi_type_tag kTag;
+  explicit QueueWrap(const Napi::CallbackInfo& info);
+  ~QueueWrap() override;
+
+  void init(std::shared_ptr<VirtioDevice> device, VirtQueue* queue, Napi::Function callback, DeviceWrap* owner);
+  // Stops completion delivery and forgets the device (it is closing).
+  void stop();
+
+ private:
+  static void onCall(void* self);
+  // Calls the JS callback with `count` completions (and the broken-ring error); false once the
+  // queue is gone (the callback closed the device) or the callback threw.
+  bool handOver(size_t count, bool broken);
+  // The queue, or an EBADF VdpaError once the device closed.
+  VirtQueue& requireQueue();
+
+  Napi::Value Submit(const Napi::CallbackInfo& info);
+  Napi::Value Ref(const Napi::CallbackInfo& info);
+  Napi::Value Unref(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<VirtioDevice> device_;
+  DeviceWrap* owner_ = nullptr;  // cleared by whichever of the two is finalized first
+  VirtQueue* queue_ = nullptr;
+  FdPoll* poll_ = nullptr;
+  Napi::FunctionReference callback_;
+  CompletionArray completions_;
+  DecodedBatch batch_;  // scratch for submit()
+  std::unique_ptr<Napi::AsyncContext> async_;
+};
+
+}  // namespace vdpa

@@ -1,0 +1,64 @@
+#include "napi/region_wrap.h"
+
+#include <utility>
+
+#include "napi/args.h"
+#include "napi/errors.h"
+
+namespace vdpa {
+
+const napi_type_tag RegionWrap::kTag = {0x7664706172656769ULL, 0x6f6e000000000003ULL};
+
+Napi::Function RegionWrap::define(Napi::Env env) {
+  return DefineClass(env, "NativeRegion", {InstanceMethod<&RegionWrap::Free>("free")});
+}
+
+RegionWrap::RegionWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RegionWrap>(info) {
+  info.This().As<Napi::Object>().TypeTag(&kTag);
+}
+
+RegionWrap::~RegionWrap() {
+  if (!device_ || !handle_) return;
+  try {
+    device_->removeRegion(handle_);
+  } catch (...) {
+    // Finalizers cannot report; the mapping goes away with the device at the latest.
+  }
+}
+
+void RegionWrap::init(std::shared_ptr<VirtioDevice> device, std::shared_ptr<MemoryRegion> region, uint32_t handle) {
+  Napi::Env env = Env();
+  device_ = std::move(device);
+  region_ = std::move(region);
+  handle_ = handle;
+  // The ArrayBuffer holds its own reference: the pages stay mapped while any JS view exists.
+  auto* keep = new std::shared_ptr<MemoryRegion>(region_);
+  auto ab = Napi::ArrayBuffer::New(
+      env, region_->data(), region_->size(), [](Napi::Env, void*, std::shared_ptr<MemoryRegion>* hint) { delete hint; },
+      keep);
+  buffer_ = Napi::Weak(ab);
+  Napi::Object self = Value();
+  self.Set("buffer", ab);
+  self.Set("handle", Napi::Number::New(env, handle));
+  self.Set("size", Napi::Number::New(env, static_cast<double>(region_->size())));
+  self.Set("hugePages", Napi::Boolean::New(env, region_->hugePages()));
+}
+
+void RegionWrap::free(Napi::Env env) {
+  if (!handle_) return;
+  const uint32_t handle = std::exchange(handle_, 0);
+  if (!buffer_.IsEmpty() && !buffer_.Value().IsEmpty()) napi_detach_arraybuffer(env, buffer_.Value());
+  buffer_.Reset();
+  region_.reset();
+  device_->removeRegion(handle);  // may throw (unmap refused); our side is already consistent
+}
+
+Napi::Value RegionWrap::Free(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Region");
+    free(info.Env());
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace vdpa

@@ -1,0 +1,33 @@
+// NativeRegion: a DMA region of an open device, seen by JS as an ArrayBuffer over its pages.
+#pragma once
+
+#include <napi.h>
+
+#include <memory>
+
+#include "device/virtio_device.h"
+#include "memory/memory_region.h"
+
+namespace vdpa {
+
+class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
+ public:
+  static Napi::Function define(Napi::Env env);
+  static const napi_type_tag kTag;
+  explicit RegionWrap(const Napi::CallbackInfo& info);
+  ~RegionWrap() override;
+
+  void init(std::shared_ptr<VirtioDevice> device, std::shared_ptr<MemoryRegion> region, uint32_t handle);
+  // Unmaps from the device and detaches the ArrayBuffer so no JS view outlives the mapping.
+  void free(Napi::Env env);
+
+ private:
+  Napi::Value Free(const Napi::CallbackInfo& info);
+
+  std::shared_ptr<VirtioDevice> device_;
+  std::shared_ptr<MemoryRegion> region_;
+  uint32_t handle_ = 0;
+  Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak
+};
+
+}  // namespace vdpa
