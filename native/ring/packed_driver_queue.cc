@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
 
 namespace vdpa {
@@ -30,8 +31,7 @@ PackedDriverQueue::PackedDriverQueue(const DriverQueueOptions& opts, RingMemory 
       indirectOffset_(align16(layout_.totalSize)),
       ids_(opts.size),
       numFree_(opts.size) {
-  if (num_ == 0 || num_ > kPackedMaxSize)
-    throwSys(EINVAL, "virtqueue", "", "packed queue size must be between 1 and 32768");
+  checkQueueSize(num_, kMaxQueueSize, true, "virtqueue", "");
   if (mem.size < memorySize(opts)) throwSys(EINVAL, "virtqueue", "", "ring memory too small");
   desc_ = reinterpret_cast<PackedDesc*>(mem.host + layout_.descOffset);
   driverEvent_ = reinterpret_cast<uint32_t*>(mem.host + layout_.driverOffset);

@@ -4,7 +4,9 @@
 
 #include <cstring>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
+#include "common/syscall.h"
 #include "ring/packed_device_queue.h"
 #include "ring/virtio_ring.h"
 #include "transport/mock/mock_blk.h"
@@ -87,42 +89,30 @@ uint32_t MockTransport::configSize() { return static_cast<uint32_t>(model_->conf
 
 void MockTransport::readConfig(uint32_t offset, void* buf, uint32_t len) {
   const auto cfg = model_->config();
-  if (offset > cfg.size() || len > cfg.size() - offset)
-    throwSys(EINVAL, "read_config", path_, "config space is " + std::to_string(cfg.size()) + " bytes");
+  checkConfigRange(offset, len, cfg.size(), "read_config", path_);
   std::memcpy(buf, cfg.data() + offset, len);
 }
 
 void MockTransport::writeConfig(uint32_t offset, const void* buf, uint32_t len) {
-  const auto size = configSize();
-  if (offset > size || len > size - offset)
-    throwSys(EINVAL, "write_config", path_, "config space is " + std::to_string(size) + " bytes");
+  checkConfigRange(offset, len, configSize(), "write_config", path_);
   model_->writeConfig(offset, buf, len);
 }
 
 void MockTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
   std::unique_lock<std::shared_mutex> lock(mapLock_);
-  auto next = mappings_.lower_bound(iova);
-  if ((next != mappings_.end() && next->first < iova + len) ||
-      (next != mappings_.begin() && std::prev(next)->first + std::prev(next)->second.len > iova))
-    throwSys(EEXIST, "map_dma", path_, "IOVA range overlaps an existing mapping");
-  mappings_[iova] = Mapping{static_cast<uint8_t*>(host), len};
+  if (mappings_.overlaps(iova, len)) throwSys(EEXIST, "map_dma", path_, "IOVA range overlaps an existing mapping");
+  mappings_.add(iova, host, len);
 }
 
 void MockTransport::unmapDma(uint64_t iova, uint64_t len) {
   std::unique_lock<std::shared_mutex> lock(mapLock_);
-  auto it = mappings_.find(iova);
-  if (it == mappings_.end() || it->second.len != len) throwSys(EINVAL, "unmap_dma", path_, "no such mapping");
-  mappings_.erase(it);
+  if (!mappings_.contains(iova, len)) throwSys(EINVAL, "unmap_dma", path_, "no such mapping");
+  mappings_.remove(iova);
 }
 
 uint8_t* MockTransport::translate(uint64_t iova, uint64_t len) {
   // Caller holds mapLock_ (shared).
-  auto it = mappings_.upper_bound(iova);
-  if (it == mappings_.begin()) return nullptr;
-  --it;
-  const uint64_t off = iova - it->first;
-  if (off >= it->second.len || len > it->second.len - off) return nullptr;
-  return it->second.host + off;
+  return mappings_.translate(iova, len);
 }
 
 void MockTransport::setupQueue(const QueueAddresses& a, int callFd) {
@@ -192,11 +182,8 @@ void MockTransport::deviceLoop() {
   // Buffers posted before DRIVER_OK were announced by kicks that may predate the thread.
   bool first = true;
   for (;;) {
-    int n = first ? 0 : ::epoll_wait(epollFd_.get(), events, 64, -1);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return;
-    }
+    const int n = first ? 0 : retryEintr([&] { return ::epoll_wait(epollFd_.get(), events, 64, -1); });
+    if (n < 0) return;
     std::shared_lock<std::shared_mutex> lock(mapLock_);
     done.clear();
     for (int i = 0; i < n; i++) {

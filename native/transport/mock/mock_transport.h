@@ -4,7 +4,6 @@
 #pragma once
 
 #include <atomic>
-#include <map>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
@@ -13,6 +12,7 @@
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "memory/dma_mappings.h"
 #include "ring/device_queue.h"
 #include "ring/split_device_queue.h"
 #include "transport/mock/mock_model.h"
@@ -60,10 +60,6 @@ class MockTransport final : public Transport, private GuestMemory {
     std::unique_ptr<DeviceQueue> ring;  // split or packed, as negotiated
     bool dead = false;                  // malformed ring: the device stops using it
   };
-  struct Mapping {
-    uint8_t* host;
-    uint64_t len;
-  };
   enum class Fault { kNone, kBadUsedId, kLongUsedLen, kUsedIdxJump, kStall, kResetInFlight, kNoFeaturesOk };
 
   uint8_t* translate(uint64_t iova, uint64_t len) override;
@@ -87,8 +83,8 @@ class MockTransport final : public Transport, private GuestMemory {
   std::thread thread_;
   uint32_t completed_ = 0;  // for faultAfter; device thread only
   std::shared_mutex mapLock_;
-  std::map<uint64_t, Mapping> mappings_;  // iova -> mapping
-  DeviceChain chain_;                     // reused per chain, device thread only
+  DmaMappings mappings_;
+  DeviceChain chain_;  // reused per chain, device thread only
 };
 
 }  // namespace vdpa

@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <linux/vfio.h>
-#include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +11,7 @@
 #include <mutex>
 
 #include "common/sys_error.h"
+#include "common/syscall.h"
 
 namespace vdpa {
 
@@ -21,22 +20,6 @@ namespace {
 // Per-device IOVA window: large enough for any set of pinned buffers, small enough that a 39-bit
 // (QEMU's VT-d default) address space still holds several.
 constexpr uint64_t kWindowSize = uint64_t{1} << 36;  // 64 GiB
-
-int ioctlRetry(int fd, unsigned long req, void* arg) {
-  int r;
-  do {
-    r = ::ioctl(fd, req, arg);
-  } while (r < 0 && errno == EINTR);
-  return r < 0 ? errno : 0;
-}
-
-int ioctlRetry(int fd, unsigned long req, unsigned long arg) {
-  int r;
-  do {
-    r = ::ioctl(fd, req, arg);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
 
 std::string readLinkBase(const std::string& link, bool* exists) {
   char buf[PATH_MAX];
@@ -82,13 +65,6 @@ int checkBinding(const std::string& bdf, const std::string& owner) {
   return static_cast<int>(n);
 }
 
-std::string memlockText() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return "";
-  if (rl.rlim_cur == RLIM_INFINITY) return " (currently unlimited)";
-  return " (currently " + std::to_string(rl.rlim_cur / 1024) + " KiB)";
-}
-
 class Type1Container;
 
 // One open /dev/vfio/N attached to the container; closed (and detached) when its last device goes.
@@ -102,10 +78,7 @@ struct Group {
 class Type1Container final : public VfioIommu, public std::enable_shared_from_this<Type1Container> {
  public:
   explicit Type1Container(const std::string& owner) {
-    int fd;
-    do {
-      fd = ::open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+    const int fd = retryEintr([] { return ::open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC); });
     if (fd < 0) {
       const int err = errno;
       throwSys(err, "open", "/dev/vfio/vfio",
@@ -114,11 +87,11 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
                                                  : "");
     }
     fd_ = UniqueFd(fd);
-    const int api = ioctlRetry(fd_.get(), VFIO_GET_API_VERSION, 0UL);
+    const int api = ioctlValue(fd_.get(), VFIO_GET_API_VERSION, 0UL);
     if (api != VFIO_API_VERSION)
       throwSys(api < 0 ? errno : EPROTO, "ioctl(VFIO_GET_API_VERSION)", "/dev/vfio/vfio",
                "unknown VFIO API version " + std::to_string(api));
-    if (ioctlRetry(fd_.get(), VFIO_CHECK_EXTENSION, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) <= 0)
+    if (ioctlValue(fd_.get(), VFIO_CHECK_EXTENSION, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) <= 0)
       throwSys(EOPNOTSUPP, "ioctl(VFIO_CHECK_EXTENSION)", "/dev/vfio/vfio",
                "the kernel offers no VFIO_TYPE1v2_IOMMU: `modprobe vfio_iommu_type1`");
     (void)owner;
@@ -130,7 +103,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     const int groupId = checkBinding(bdf, owner);
     std::shared_ptr<Group> group = attachGroup(groupId, owner);
     DeviceHandle h;
-    const int dfd = ioctlRetry(group->fd.get(), VFIO_GROUP_GET_DEVICE_FD, reinterpret_cast<unsigned long>(bdf.c_str()));
+    const int dfd = ioctlValue(group->fd.get(), VFIO_GROUP_GET_DEVICE_FD, reinterpret_cast<unsigned long>(bdf.c_str()));
     if (dfd < 0) {
       const int err = errno;
       throwSys(err, "ioctl(VFIO_GROUP_GET_DEVICE_FD)", owner,
@@ -159,7 +132,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     m.vaddr = reinterpret_cast<uintptr_t>(host);
     m.iova = iova;
     m.size = len;
-    return ioctlRetry(fd_.get(), VFIO_IOMMU_MAP_DMA, &m);
+    return ioctlErrno(fd_.get(), VFIO_IOMMU_MAP_DMA, &m);
   }
 
   int unmap(uint64_t iova, uint64_t len) override {
@@ -167,7 +140,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     u.argsz = sizeof u;
     u.iova = iova;
     u.size = len;
-    const int err = ioctlRetry(fd_.get(), VFIO_IOMMU_UNMAP_DMA, &u);
+    const int err = ioctlErrno(fd_.get(), VFIO_IOMMU_UNMAP_DMA, &u);
     if (err == 0 && u.size != len) return ENOENT;
     return err;
   }
@@ -187,10 +160,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
       if (auto g = it->second.lock()) return g;
 
     const std::string gpath = "/dev/vfio/" + std::to_string(id);
-    int fd;
-    do {
-      fd = ::open(gpath.c_str(), O_RDWR | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+    const int fd = retryEintr([&] { return ::open(gpath.c_str(), O_RDWR | O_CLOEXEC); });
     if (fd < 0) {
       const int err = errno;
       std::string hint;
@@ -209,7 +179,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
 
     vfio_group_status st{};
     st.argsz = sizeof st;
-    if (int err = ioctlRetry(fd, VFIO_GROUP_GET_STATUS, &st)) throwSys(err, "ioctl(VFIO_GROUP_GET_STATUS)", gpath);
+    if (int err = ioctlErrno(fd, VFIO_GROUP_GET_STATUS, &st)) throwSys(err, "ioctl(VFIO_GROUP_GET_STATUS)", gpath);
     if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE))
       throwSys(EPERM, "ioctl(VFIO_GROUP_GET_STATUS)", owner,
                "IOMMU group " + std::to_string(id) + " is not viable: other devices in IOMMU group " +
@@ -218,16 +188,16 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
                    "/sys/kernel/iommu_groups/" +
                    std::to_string(id) + "/devices)");
     int cfd = fd_.get();
-    if (int err = ioctlRetry(fd, VFIO_GROUP_SET_CONTAINER, &cfd))
+    if (int err = ioctlErrno(fd, VFIO_GROUP_SET_CONTAINER, &cfd))
       throwSys(err, "ioctl(VFIO_GROUP_SET_CONTAINER)", gpath,
                err == EBUSY ? "the group already belongs to another container" : "");
     // From here on the group detaches itself when it goes.
     g->container = shared_from_this();
     if (!iommuSet_) {
-      if (ioctlRetry(fd_.get(), VFIO_SET_IOMMU, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) < 0) {
+      if (ioctlValue(fd_.get(), VFIO_SET_IOMMU, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) < 0) {
         const int err = errno;
         g->container.reset();
-        ioctlRetry(fd, VFIO_GROUP_UNSET_CONTAINER, 0UL);
+        ioctlValue(fd, VFIO_GROUP_UNSET_CONTAINER, 0UL);
         throwSys(err, "ioctl(VFIO_SET_IOMMU)", "/dev/vfio/vfio", "the IOMMU refused the TYPE1v2 model");
       }
       iommuSet_ = true;
@@ -251,7 +221,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
       const uint32_t size = static_cast<uint32_t>(buf->size());
       std::memset(buf->data(), 0, size);
       info->argsz = size;
-      if (int err = ioctlRetry(fd_.get(), VFIO_IOMMU_GET_INFO, info)) {
+      if (int err = ioctlErrno(fd_.get(), VFIO_IOMMU_GET_INFO, info)) {
         errno = err;
         return false;
       }
@@ -301,7 +271,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
 
 Group::~Group() {
   if (container) {
-    ioctlRetry(fd.get(), VFIO_GROUP_UNSET_CONTAINER, 0UL);
+    ioctlValue(fd.get(), VFIO_GROUP_UNSET_CONTAINER, 0UL);
     fd.reset();
     container->groupGone(id);
   }
@@ -364,7 +334,5 @@ void VfioIommu::releaseWindow(const IovaRange& w) {
   for (size_t i = 0; i < windows_.size(); i++)
     if (windows_[i].first == w.first) leased_[i] = false;
 }
-
-std::string vfioMemlockText() { return memlockText(); }
 
 }  // namespace vdpa

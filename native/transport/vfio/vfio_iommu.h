@@ -60,7 +60,4 @@ class VfioIommu {
 // The process-wide TYPE1v2 container: created on first use, shared while any device holds it.
 std::shared_ptr<VfioIommu> sharedVfioContainer(const std::string& owner);
 
-// " (currently N KiB)" for RLIMIT_MEMLOCK hints.
-std::string vfioMemlockText();
-
 }  // namespace vdpa

@@ -1,14 +1,14 @@
 #include "transport/vfio/vfio_transport.h"
 
-#include <time.h>
-
 #include <atomic>
 #include <cctype>
 #include <cstring>
 #include <mutex>
 #include <utility>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
+#include "common/syscall.h"
 #include "ring/virtio_ring.h"
 
 namespace vdpa {
@@ -55,12 +55,6 @@ constexpr uint32_t kQueueDevice = 48;
 constexpr uint32_t kCommonCfgSize = 56;
 
 constexpr int kResetPollMs = 2000;
-
-void sleepMs(long ms) {
-  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
-  while (::nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-  }
-}
 
 // "vfio:0000:00:03.0" or "vfio:00:03.0" -> "0000:00:03.0"; empty when malformed.
 std::string parseBdf(const std::string& spec) {
@@ -251,7 +245,7 @@ bool VfioTransport::resetDevice() {
   wr(common_, kDeviceStatus, 0, 1);
   for (int waited = 0; waited <= kResetPollMs; waited++) {
     if (rd(common_, kDeviceStatus, 1) == 0) return true;
-    sleepMs(1);
+    sleepFor(std::chrono::milliseconds(1));
   }
   return false;
 }
@@ -282,8 +276,7 @@ void VfioTransport::unrouteQueues() noexcept {
 }
 
 void VfioTransport::readConfig(uint32_t offset, void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "virtio-pci: device config", path_, "config space is " + std::to_string(configSize_) + " bytes");
+  checkConfigRange(offset, len, configSize_, "virtio-pci: device config", path_);
   auto* out = static_cast<uint8_t*>(buf);
   // Multi-field reads are retried until config_generation holds still across them.
   for (int attempt = 0; attempt < 16; attempt++) {
@@ -303,8 +296,7 @@ void VfioTransport::readConfig(uint32_t offset, void* buf, uint32_t len) {
 }
 
 void VfioTransport::writeConfig(uint32_t offset, const void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "virtio-pci: device config", path_, "config space is " + std::to_string(configSize_) + " bytes");
+  checkConfigRange(offset, len, configSize_, "virtio-pci: device config", path_);
   const auto* in = static_cast<const uint8_t*>(buf);
   uint32_t pos = 0;
   while (pos < len) {
@@ -332,9 +324,7 @@ void VfioTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
   if (last < iova || iova < window_.first || last > window_.last)
     throwSys(EINVAL, kSys, path_,
              "IOVA range [" + hex(iova) + ", " + hex(last) + "] is outside this device's window " + rangeText());
-  auto next = mappings_.lower_bound(iova);
-  if ((next != mappings_.end() && next->first <= last) ||
-      (next != mappings_.begin() && std::prev(next)->first + std::prev(next)->second > iova))
+  if (mappings_.overlaps(iova, len))
     throwSys(EEXIST, kSys, path_, "IOVA range [" + hex(iova) + ", " + hex(last) + "] overlaps a live mapping");
 
   const int err = dev().iommu().map(iova, host, len);
@@ -342,9 +332,7 @@ void VfioTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
     std::string hint;
     switch (err) {
       case ENOMEM:
-        hint = "RLIMIT_MEMLOCK too low" + vfioMemlockText() + " to pin " + hex(len) +
-               " more bytes: VFIO pins every DMA buffer; raise it (`ulimit -l`, LimitMEMLOCK= for a systemd "
-               "service), or grant CAP_IPC_LOCK";
+        hint = memlockHint(len) + ", or grant CAP_IPC_LOCK";
         break;
       case ENOSPC:
         hint = "the VFIO DMA mapping limit was reached (" + std::to_string(mappings_.size()) +
@@ -366,17 +354,16 @@ void VfioTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
     }
     throwSys(err, kSys, path_, hint);
   }
-  mappings_[iova] = len;
+  mappings_.add(iova, host, len);
 }
 
 void VfioTransport::unmapDma(uint64_t iova, uint64_t len) {
   static const char* kSys = "ioctl(VFIO_IOMMU_UNMAP_DMA)";
-  auto it = mappings_.find(iova);
-  if (it == mappings_.end() || it->second != len)
+  if (!mappings_.contains(iova, len))
     throwSys(EINVAL, kSys, path_, "no mapping of " + hex(len) + " bytes at IOVA " + hex(iova));
   const int err = dev().iommu().unmap(iova, len);
   if (err) throwSys(err, kSys, path_);
-  mappings_.erase(it);
+  mappings_.remove(iova);
 }
 
 // ---------------------------------------------------------------- queues
@@ -389,12 +376,7 @@ void VfioTransport::setupQueue(const QueueAddresses& a, int callFd) {
         "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " + std::to_string(a.index));
   Queue& q = queues_[a.index];
   // Split rings need a power of two; packed rings any size up to the maximum.
-  const bool packed = driverFeatures_ & bit(kFeatureRingPacked);
-  if (a.size == 0 || a.size > q.maxSize || (!packed && (a.size & (a.size - 1)) != 0))
-    throwSys(EINVAL, kSys, path_,
-             "queue size " + std::to_string(a.size) +
-                 (packed ? " must be between 1 and " : " must be a power of two no larger than ") +
-                 std::to_string(q.maxSize));
+  checkQueueSize(a.size, q.maxSize, (driverFeatures_ & bit(kFeatureRingPacked)) != 0, kSys, path_);
   if (status() & kStatusDriverOk)
     throwSys(EBUSY, kSys, path_, "the device is running (DRIVER_OK): set queues up before start");
   const uint32_t vector = uint32_t{a.index} + 1;
@@ -476,7 +458,7 @@ void VfioTransport::teardown() noexcept {
   } catch (...) {
   }
   dev_->resetFunction();
-  for (const auto& m : mappings_) dev_->iommu().unmap(m.first, m.second);
+  for (const auto& m : mappings_) dev_->iommu().unmap(m.first, m.second.len);
   mappings_.clear();
   if (haveWindow_) dev_->iommu().releaseWindow(window_);
   haveWindow_ = false;

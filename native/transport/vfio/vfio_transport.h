@@ -7,12 +7,12 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "memory/dma_mappings.h"
 #include "transport/transport.h"
 #include "transport/vfio/vfio_pci_device.h"
 
@@ -107,7 +107,7 @@ class VfioTransport final : public Transport {
   bool haveWindow_ = false;
   uint64_t alignment_ = 4096;
   uint64_t driverFeatures_ = 0;
-  std::map<uint64_t, uint64_t> mappings_;  // iova -> len
+  DmaMappings mappings_;
 };
 
 }  // namespace vdpa

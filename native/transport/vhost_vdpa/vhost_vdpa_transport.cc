@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <sys/mman.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -11,7 +9,9 @@
 #include <cstring>
 #include <utility>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
+#include "common/syscall.h"
 #include "ring/virtio_ring.h"
 #include "transport/vhost_vdpa/vdpa_netlink.h"
 #include "transport/vhost_vdpa/vhost_vdpa_uapi.h"
@@ -52,19 +52,6 @@ std::string openHint(int err) {
   }
 }
 
-void sleepMs(long ms) {
-  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
-  while (::nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-  }
-}
-
-std::string memlockText() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return "";
-  if (rl.rlim_cur == RLIM_INFINITY) return " (currently unlimited)";
-  return " (currently " + std::to_string(rl.rlim_cur / 1024) + " KiB)";
-}
-
 }  // namespace
 
 // ---------------------------------------------------------------- MappedPage
@@ -93,10 +80,7 @@ VhostVdpaTransport::VhostVdpaTransport(std::string path) : path_(std::move(path)
   const long ps = ::sysconf(_SC_PAGESIZE);
   if (ps > 0) pageSize_ = static_cast<uint64_t>(ps);
 
-  int fd;
-  do {
-    fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
+  const int fd = retryEintr([&] { return ::open(path_.c_str(), O_RDWR | O_CLOEXEC); });
   if (fd < 0) {
     const int err = errno;
     throwSys(err, "open", path_, openHint(err));
@@ -151,13 +135,7 @@ VhostVdpaTransport::~VhostVdpaTransport() {
 
 // ---------------------------------------------------------------- helpers
 
-int VhostVdpaTransport::ioctlQuiet(unsigned long request, void* arg) {
-  int r;
-  do {
-    r = ::ioctl(fd_.get(), request, arg);
-  } while (r < 0 && errno == EINTR);
-  return r < 0 ? errno : 0;
-}
+int VhostVdpaTransport::ioctlQuiet(unsigned long request, void* arg) { return ioctlErrno(fd_.get(), request, arg); }
 
 void VhostVdpaTransport::ioctlOrThrow(unsigned long request, void* arg, const char* name, const std::string& hint) {
   const int err = ioctlQuiet(request, arg);
@@ -269,7 +247,7 @@ void VhostVdpaTransport::teardown(bool strict) {
         err = 0;
         break;
       }
-      sleepMs(1);
+      sleepFor(std::chrono::milliseconds(1));
     }
   }
 
@@ -294,9 +272,7 @@ void VhostVdpaTransport::teardown(bool strict) {
 }
 
 void VhostVdpaTransport::readConfig(uint32_t offset, void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "ioctl(VHOST_VDPA_GET_CONFIG)", path_,
-             "config space is " + std::to_string(configSize_) + " bytes");
+  checkConfigRange(offset, len, configSize_, "ioctl(VHOST_VDPA_GET_CONFIG)", path_);
   if (len == 0) return;  // the kernel rejects empty reads
   std::vector<uint8_t> b(offsetof(vhost_vdpa_config, buf) + len);
   auto* c = reinterpret_cast<vhost_vdpa_config*>(b.data());
@@ -307,9 +283,7 @@ void VhostVdpaTransport::readConfig(uint32_t offset, void* buf, uint32_t len) {
 }
 
 void VhostVdpaTransport::writeConfig(uint32_t offset, const void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "ioctl(VHOST_VDPA_SET_CONFIG)", path_,
-             "config space is " + std::to_string(configSize_) + " bytes");
+  checkConfigRange(offset, len, configSize_, "ioctl(VHOST_VDPA_SET_CONFIG)", path_);
   if (len == 0) return;
   std::vector<uint8_t> b(offsetof(vhost_vdpa_config, buf) + len);
   auto* c = reinterpret_cast<vhost_vdpa_config*>(b.data());
@@ -331,10 +305,7 @@ int VhostVdpaTransport::writeIotlb(uint8_t type, uint64_t iova, uint64_t size, u
   m.iotlb.uaddr = uaddr;
   m.iotlb.perm = VHOST_ACCESS_RW;
   m.iotlb.type = type;
-  ssize_t r;
-  do {
-    r = ::write(fd_.get(), &m, sizeof m);
-  } while (r < 0 && errno == EINTR);
+  const ssize_t r = retryEintr([&] { return ::write(fd_.get(), &m, sizeof m); });
   if (r < 0) return errno;
   return r == static_cast<ssize_t>(sizeof m) ? 0 : EIO;
 }
@@ -347,9 +318,7 @@ void VhostVdpaTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
   if (last < iova || iova < iovaRange_.first || last > iovaRange_.last)
     throwSys(EINVAL, kSys, path_,
              "IOVA range [" + hex(iova) + ", " + hex(last) + "] is outside the device's range " + rangeText());
-  auto next = mappings_.lower_bound(iova);
-  if ((next != mappings_.end() && next->first <= last) ||
-      (next != mappings_.begin() && std::prev(next)->first + std::prev(next)->second.len > iova))
+  if (mappings_.overlaps(iova, len))
     throwSys(EEXIST, kSys, path_, "IOVA range [" + hex(iova) + ", " + hex(last) + "] overlaps a live mapping");
 
   const uint64_t uaddr = reinterpret_cast<uintptr_t>(host);
@@ -357,27 +326,24 @@ void VhostVdpaTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
   if (err) {
     std::string hint;
     if (err == ENOMEM || err == EFAULT)
-      hint = "RLIMIT_MEMLOCK too low" + memlockText() +
-             ": the device pins the memory it maps; raise it (`ulimit -l`, or LimitMEMLOCK= for a systemd "
-             "service). The kernel reports every failed IOTLB update as EFAULT; the device's IOVA range is " +
-             rangeText();
+      hint = memlockHint(len) +
+             ". The kernel reports every failed IOTLB update as EFAULT; the device's IOVA range is " + rangeText();
     else if (err == EINVAL)
       hint = "IOVA [" + hex(iova) + ", " + hex(last) + "] outside the device's range " + rangeText();
     else
       hint = defaultHint(err);
     throwSys(err, kSys, path_, hint);
   }
-  mappings_[iova] = Mapping{len, uaddr};
+  mappings_.add(iova, host, len);
 }
 
 void VhostVdpaTransport::unmapDma(uint64_t iova, uint64_t len) {
   static const char* kSys = "write(VHOST_IOTLB_INVALIDATE)";
-  auto it = mappings_.find(iova);
-  if (it == mappings_.end() || it->second.len != len)
+  if (!mappings_.contains(iova, len))
     throwSys(EINVAL, kSys, path_, "no mapping of " + hex(len) + " bytes at IOVA " + hex(iova));
   const int err = writeIotlb(VHOST_IOTLB_INVALIDATE, iova, len, 0);
   if (err) throwSys(err, kSys, path_, defaultHint(err));
-  mappings_.erase(it);
+  mappings_.remove(iova);
 }
 
 bool VhostVdpaTransport::beginDmaBatch() {
@@ -413,10 +379,7 @@ void VhostVdpaTransport::invalidateAll() noexcept {
 void VhostVdpaTransport::setupQueue(const QueueAddresses& a, int callFd) {
   Queue& q = queueChecked(a.index, "ioctl(VHOST_SET_VRING_NUM)");
   const bool packed = (driverFeatures_ & bit(kFeatureRingPacked)) != 0;
-  if (a.size == 0 || a.size > maxQueueSize_ || (!packed && (a.size & (a.size - 1)) != 0))
-    throwSys(EINVAL, "ioctl(VHOST_SET_VRING_NUM)", path_,
-             "queue size " + std::to_string(a.size) + " must be a power of two no larger than " +
-                 std::to_string(maxQueueSize_));
+  checkQueueSize(a.size, maxQueueSize_, packed, "ioctl(VHOST_SET_VRING_NUM)", path_);
   if (!hasBackendFeature(VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK) && (status() & kStatusDriverOk))
     throwSys(EBUSY, "ioctl(VHOST_SET_VRING_NUM)", path_,
              "the device is running (DRIVER_OK) and does not offer VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK: set "
@@ -502,19 +465,13 @@ void VhostVdpaTransport::notify(uint16_t index) {
 
 void VhostVdpaTransport::suspend() {
   if (!hasBackendFeature(VHOST_BACKEND_F_SUSPEND))
-    throw SysError(EOPNOTSUPP, "ioctl(VHOST_VDPA_SUSPEND)", path_,
-                   std::string(errnoName(EOPNOTSUPP)) + ": " + std::strerror(EOPNOTSUPP) +
-                       ", ioctl(VHOST_VDPA_SUSPEND) '" + path_ + "'",
-                   "the device does not offer VHOST_BACKEND_F_SUSPEND");
+    throwSys(EOPNOTSUPP, "ioctl(VHOST_VDPA_SUSPEND)", path_, "the device does not offer VHOST_BACKEND_F_SUSPEND");
   VDPA_IOCTL(VHOST_VDPA_SUSPEND, nullptr);
 }
 
 void VhostVdpaTransport::resume() {
   if (!hasBackendFeature(VHOST_BACKEND_F_RESUME))
-    throw SysError(EOPNOTSUPP, "ioctl(VHOST_VDPA_RESUME)", path_,
-                   std::string(errnoName(EOPNOTSUPP)) + ": " + std::strerror(EOPNOTSUPP) +
-                       ", ioctl(VHOST_VDPA_RESUME) '" + path_ + "'",
-                   "the device does not offer VHOST_BACKEND_F_RESUME");
+    throwSys(EOPNOTSUPP, "ioctl(VHOST_VDPA_RESUME)", path_, "the device does not offer VHOST_BACKEND_F_RESUME");
   VDPA_IOCTL(VHOST_VDPA_RESUME, nullptr);
 }
 

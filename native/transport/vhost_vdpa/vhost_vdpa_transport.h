@@ -11,11 +11,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "memory/dma_mappings.h"
 #include "transport/transport.h"
 
 namespace vdpa {
@@ -112,11 +112,6 @@ class VhostVdpaTransport final : public Transport {
     UniqueFd kickFd;
     int64_t savedBase = -1;
   };
-  struct Mapping {
-    uint64_t len;
-    uint64_t uaddr;
-  };
-
   // ioctl on the device fd, retried on EINTR; throws SysError "ioctl(<name>)" with `hint` (or a
   // generic one) on failure.
   void ioctlOrThrow(unsigned long request, void* arg, const char* name, const std::string& hint = "");
@@ -151,7 +146,7 @@ class VhostVdpaTransport final : public Transport {
   std::vector<Queue> queues_;
   std::vector<MappedPage> doorbells_;  // per queue; probed once, kept for the fd's lifetime
   std::vector<bool> doorbellProbed_;
-  std::map<uint64_t, Mapping> mappings_;  // iova -> live mapping
+  DmaMappings mappings_;
   unsigned batchDepth_ = 0;
 };
 
