@@ -30,7 +30,7 @@ MockTransport::MockTransport(std::string path, const MockOptions& opts) : path_(
   else if (opts.model == "net")
     model_ = std::make_unique<MockNet>(opts);
   else
-    throwSys(ENODEV, "open", path_, "known mock devices are mock:blk and mock:net");
+    throwSys(EINVAL, "open", path_, "unknown device spec: known mock devices are mock:blk and mock:net");
   const auto& names = faultNames();
   if (!opts.fault.empty()) {
     size_t i = 0;
