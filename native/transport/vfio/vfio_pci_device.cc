@@ -37,6 +37,7 @@ VfioPciDevice::Mapping::~Mapping() {
 
 VfioPciDevice::VfioPciDevice(std::shared_ptr<VfioIommu> iommu, const std::string& bdf, const std::string& owner)
     : owner_(owner), iommu_(std::move(iommu)) {
+  for (unsigned bar = 0; bar < kBars; bar++) barWindows_[bar].bind(this, bar);
   handle_ = iommu_->openDevice(bdf, owner_);
   const int fd = handle_.fd.get();
 
@@ -168,6 +169,12 @@ uint32_t VfioPciDevice::config32(uint32_t offset) {
 void VfioPciDevice::setConfig16(uint32_t offset, uint16_t v) {
   uint8_t b[2] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)};
   configWrite(offset, b, 2);
+}
+
+void VfioPciDevice::ConfigWindow::write32(uint64_t off, uint32_t v) {
+  uint8_t b[4] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v >> 16),
+                  static_cast<uint8_t>(v >> 24)};
+  d_.configWrite(static_cast<uint32_t>(off), b, 4);
 }
 
 // ---------------------------------------------------------------- BARs
