@@ -97,8 +97,6 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     (void)owner;
   }
 
-  const char* backend() const override { return "type1"; }
-
   DeviceHandle openDevice(const std::string& bdf, const std::string& owner) override {
     const int groupId = checkBinding(bdf, owner);
     std::shared_ptr<Group> group = attachGroup(groupId, owner);
@@ -112,18 +110,11 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     }
     h.fd = UniqueFd(dfd);
     h.keepAlive = group;
-    h.groupId = groupId;
     return h;
   }
 
   const std::vector<IovaRange>& iovaRanges() const override { return ranges_; }
   uint64_t pageSizes() const override { return pageSizes_; }
-
-  int64_t dmaAvailable() override {
-    std::vector<uint8_t> buf;
-    if (!queryInfo(&buf)) return -1;
-    return dmaAvail_;
-  }
 
   int map(uint64_t iova, void* host, uint64_t len) override {
     vfio_iommu_type1_dma_map m{};
@@ -213,7 +204,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     return g;
   }
 
-  // VFIO_IOMMU_GET_INFO with its capability chain: page sizes, usable IOVA ranges, DMA mappings left.
+  // VFIO_IOMMU_GET_INFO with its capability chain: page sizes and usable IOVA ranges.
   bool queryInfo(std::vector<uint8_t>* buf) {
     buf->assign(sizeof(vfio_iommu_type1_info), 0);
     for (int attempt = 0; attempt < 3; attempt++) {
@@ -234,7 +225,6 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf->data());
     if (info->flags & VFIO_IOMMU_INFO_PGSIZES) pageSizes_ = info->iova_pgsizes;
     std::vector<IovaRange> ranges;
-    dmaAvail_ = -1;
     if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset) {
       uint32_t off = info->cap_offset;
       for (int guard = 0; off && guard < 64; guard++) {
@@ -247,9 +237,6 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
               (buf->size() - off - sizeof(vfio_iommu_type1_info_cap_iova_range)) / sizeof(vfio_iova_range);
           for (uint32_t i = 0; i < c->nr_iovas && i < room; i++)
             ranges.push_back(IovaRange{c->iova_ranges[i].start, c->iova_ranges[i].end});
-        } else if (h->id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL &&
-                   off + sizeof(vfio_iommu_type1_info_dma_avail) <= buf->size()) {
-          dmaAvail_ = reinterpret_cast<vfio_iommu_type1_info_dma_avail*>(h)->avail;
         }
         off = h->next;
       }
@@ -264,7 +251,6 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
   UniqueFd fd_;
   bool iommuSet_ = false;
   uint64_t pageSizes_ = 4096;
-  int64_t dmaAvail_ = -1;
   std::vector<IovaRange> ranges_;
   std::map<int, std::weak_ptr<Group>> groups_;
 };
@@ -293,6 +279,7 @@ std::shared_ptr<VfioIommu> sharedVfioContainer(const std::string& owner) {
 // ---------------------------------------------------------------- IOVA windows
 
 void VfioIommu::computeWindows() {
+  std::lock_guard<std::mutex> lk(windowMu_);
   windows_.clear();
   for (const IovaRange& r : iovaRanges()) {
     uint64_t start = (r.first + kWindowSize - 1) & ~(kWindowSize - 1);
@@ -318,6 +305,7 @@ void VfioIommu::computeWindows() {
 }
 
 IovaRange VfioIommu::leaseWindow(const std::string& owner) {
+  std::lock_guard<std::mutex> lk(windowMu_);
   for (size_t i = 0; i < windows_.size(); i++) {
     if (!leased_[i]) {
       leased_[i] = true;
@@ -331,6 +319,7 @@ IovaRange VfioIommu::leaseWindow(const std::string& owner) {
 }
 
 void VfioIommu::releaseWindow(const IovaRange& w) {
+  std::lock_guard<std::mutex> lk(windowMu_);
   for (size_t i = 0; i < windows_.size(); i++)
     if (windows_[i].first == w.first) leased_[i] = false;
 }

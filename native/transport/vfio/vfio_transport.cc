@@ -27,9 +27,9 @@ std::string parseBdf(const std::string& spec) {
   return s;
 }
 
-// Live transports by PCI address. The N-API layer keeps a closed device (and so its transport)
-// until garbage collection; a new open of the same function retires such an idle predecessor so that
-// its late destructor cannot reset the function under the new owner.
+// Live transports by PCI address. A device dropped without close() keeps its transport until garbage
+// collection runs its finalizer; a new open of the same function retires such an idle predecessor,
+// so that its late destructor cannot reset the function under the new owner.
 std::mutex gLiveMu;
 std::map<std::string, VfioTransport*> gLive;
 
