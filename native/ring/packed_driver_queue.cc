@@ -114,16 +114,7 @@ bool PackedDriverQueue::publish() {
   publishedWrap_ = availWrap_;
   // Our flag stores must be visible before we read the device's suppression state (see split).
   fullFence();
-  const uint32_t ev = loadEvent(deviceEvent_);
-  switch (eventFlags(ev)) {
-    case kPackedEventDisable:
-      return false;
-    case kPackedEventDesc:
-      // DESC without EVENT_IDX is a device bug; a kick too many is harmless, one too few is not.
-      return !eventIdx_ || packedNeedEvent(num_, eventOffWrap(ev), oldPos, newPos);
-    default:
-      return true;
-  }
+  return packedEventWanted(loadEvent(deviceEvent_), eventIdx_, num_, oldPos, newPos);
 }
 
 void PackedDriverQueue::markBroken(std::string reason) {

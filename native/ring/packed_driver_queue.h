@@ -52,6 +52,20 @@ inline bool packedNeedEvent(uint16_t num, uint16_t offWrap, uint32_t oldPos, uin
   return (event + laps - oldPos) % laps < (newPos + laps - oldPos) % laps;
 }
 
+// Whether the other side asked to be signalled, given its event suppression word `ev`, now that our
+// position moved from oldPos to newPos. DESC without EVENT_IDX is the other side's bug; a signal too
+// many is harmless, one too few is not.
+inline bool packedEventWanted(uint32_t ev, bool eventIdx, uint16_t num, uint32_t oldPos, uint32_t newPos) {
+  switch (eventFlags(ev)) {
+    case kPackedEventDisable:
+      return false;
+    case kPackedEventDesc:
+      return !eventIdx || packedNeedEvent(num, eventOffWrap(ev), oldPos, newPos);
+    default:
+      return true;
+  }
+}
+
 // Byte offsets inside one allocation: descriptor ring, driver event suppression (driver area),
 // device event suppression (device area; own cache line), then the indirect tables.
 struct PackedRingLayout {

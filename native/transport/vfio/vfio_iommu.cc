@@ -12,6 +12,7 @@
 
 #include "common/sys_error.h"
 #include "common/syscall.h"
+#include "transport/vfio/vfio_info.h"
 
 namespace vdpa {
 
@@ -206,21 +207,10 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
 
   // VFIO_IOMMU_GET_INFO with its capability chain: page sizes and usable IOVA ranges.
   bool queryInfo(std::vector<uint8_t>* buf) {
-    buf->assign(sizeof(vfio_iommu_type1_info), 0);
-    for (int attempt = 0; attempt < 3; attempt++) {
-      auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf->data());
-      const uint32_t size = static_cast<uint32_t>(buf->size());
-      std::memset(buf->data(), 0, size);
-      info->argsz = size;
-      if (int err = ioctlErrno(fd_.get(), VFIO_IOMMU_GET_INFO, info)) {
-        errno = err;
-        return false;
-      }
-      if (info->argsz > size) {
-        buf->assign(info->argsz, 0);
-        continue;
-      }
-      break;
+    if (int err =
+            vfioGetInfo<vfio_iommu_type1_info>(fd_.get(), VFIO_IOMMU_GET_INFO, buf, [](vfio_iommu_type1_info*) {})) {
+      errno = err;
+      return false;
     }
     auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf->data());
     if (info->flags & VFIO_IOMMU_INFO_PGSIZES) pageSizes_ = info->iova_pgsizes;

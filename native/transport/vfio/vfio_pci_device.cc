@@ -11,6 +11,7 @@
 #include "common/checks.h"
 #include "common/sys_error.h"
 #include "common/syscall.h"
+#include "transport/vfio/vfio_info.h"
 
 namespace vdpa {
 
@@ -78,19 +79,10 @@ VfioPciDevice::VfioPciDevice(std::shared_ptr<VfioIommu> iommu, const std::string
 VfioPciDevice::~VfioPciDevice() { disableMsix(); }
 
 bool VfioPciDevice::regionInfo(uint32_t index, std::vector<uint8_t>* buf) {
-  buf->assign(sizeof(vfio_region_info), 0);
-  for (int attempt = 0; attempt < 3; attempt++) {
-    auto* r = reinterpret_cast<vfio_region_info*>(buf->data());
-    const uint32_t size = static_cast<uint32_t>(buf->size());
-    std::memset(buf->data(), 0, size);
-    r->argsz = size;
-    r->index = index;
-    const int err = ioctlErrno(handle_.fd.get(), VFIO_DEVICE_GET_REGION_INFO, r);
-    if (err == EINVAL) return false;
-    if (err) throwSys(err, "ioctl(VFIO_DEVICE_GET_REGION_INFO)", owner_);
-    if (r->argsz <= size) return true;
-    buf->assign(r->argsz, 0);
-  }
+  const int err = vfioGetInfo<vfio_region_info>(handle_.fd.get(), VFIO_DEVICE_GET_REGION_INFO, buf,
+                                                [index](vfio_region_info* r) { r->index = index; });
+  if (err == EINVAL) return false;
+  if (err) throwSys(err, "ioctl(VFIO_DEVICE_GET_REGION_INFO)", owner_);
   return true;
 }
 

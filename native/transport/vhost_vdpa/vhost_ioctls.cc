@@ -14,6 +14,8 @@
 
 // call() with the request's own name as the syscall label: "ioctl(VHOST_SET_FEATURES)".
 #define VDPA_IOCTL(req, arg, ...) call(req, arg, #req, ##__VA_ARGS__)
+// A read-only ioctl that fills one value of `type`.
+#define VDPA_GET(type, req) get<type>(req, #req)
 
 namespace vdpa {
 
@@ -77,6 +79,12 @@ void VhostIoctls::call(unsigned long request, void* arg, const char* name, const
   if (err) throwSys(err, std::string("ioctl(") + name + ")", path_, hint.empty() ? defaultHint(err) : hint);
 }
 
+uint32_t VhostIoctls::vringState(unsigned long request, const char* name, unsigned index) {
+  vhost_vring_state s{index, 0};
+  call(request, &s, name);
+  return s.num;
+}
+
 std::string VhostIoctls::defaultHint(int err) const {
   switch (err) {
     case ENOTTY:
@@ -101,11 +109,7 @@ std::string VhostIoctls::defaultHint(int err) const {
 
 void VhostIoctls::setOwner() { VDPA_IOCTL(VHOST_SET_OWNER, nullptr); }
 
-uint64_t VhostIoctls::getBackendFeatures() {
-  uint64_t f = 0;
-  VDPA_IOCTL(VHOST_GET_BACKEND_FEATURES, &f);
-  return f;
-}
+uint64_t VhostIoctls::getBackendFeatures() { return VDPA_GET(uint64_t, VHOST_GET_BACKEND_FEATURES); }
 
 void VhostIoctls::setBackendFeatures(uint64_t features) {
   uint64_t f = features;
@@ -121,17 +125,9 @@ bool VhostIoctls::getIovaRange(IovaRange* range) {
   return true;
 }
 
-uint32_t VhostIoctls::getDeviceId() {
-  uint32_t id = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_DEVICE_ID, &id);
-  return id;
-}
+uint32_t VhostIoctls::getDeviceId() { return VDPA_GET(uint32_t, VHOST_VDPA_GET_DEVICE_ID); }
 
-uint64_t VhostIoctls::getFeatures() {
-  uint64_t f = 0;
-  VDPA_IOCTL(VHOST_GET_FEATURES, &f);
-  return f;
-}
+uint64_t VhostIoctls::getFeatures() { return VDPA_GET(uint64_t, VHOST_GET_FEATURES); }
 
 void VhostIoctls::setFeatures(uint64_t features, uint64_t offered) {
   uint64_t f = features;
@@ -145,34 +141,18 @@ void VhostIoctls::setFeatures(uint64_t features, uint64_t offered) {
   if (err) throwSys(err, "ioctl(VHOST_SET_FEATURES)", path_, defaultHint(err));
 }
 
-uint32_t VhostIoctls::getConfigSize() {
-  uint32_t n = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_CONFIG_SIZE, &n);
-  return n;
-}
+uint32_t VhostIoctls::getConfigSize() { return VDPA_GET(uint32_t, VHOST_VDPA_GET_CONFIG_SIZE); }
 
-uint32_t VhostIoctls::getVqsCount() {
-  uint32_t n = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_VQS_COUNT, &n);
-  return n;
-}
+uint32_t VhostIoctls::getVqsCount() { return VDPA_GET(uint32_t, VHOST_VDPA_GET_VQS_COUNT); }
 
-uint16_t VhostIoctls::getVringNum() {
-  uint16_t n = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_VRING_NUM, &n);
-  return n;
-}
+uint16_t VhostIoctls::getVringNum() { return VDPA_GET(uint16_t, VHOST_VDPA_GET_VRING_NUM); }
 
 void VhostIoctls::setConfigCall(int fd) {
   int f = fd;
   VDPA_IOCTL(VHOST_VDPA_SET_CONFIG_CALL, &f);
 }
 
-uint8_t VhostIoctls::getStatus() {
-  uint8_t s = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_STATUS, &s);
-  return s;
-}
+uint8_t VhostIoctls::getStatus() { return VDPA_GET(uint8_t, VHOST_VDPA_GET_STATUS); }
 
 int VhostIoctls::getStatusQuiet(uint8_t* status) { return quiet(VHOST_VDPA_GET_STATUS, status); }
 
@@ -208,17 +188,9 @@ void VhostIoctls::suspend() { VDPA_IOCTL(VHOST_VDPA_SUSPEND, nullptr); }
 
 void VhostIoctls::resume() { VDPA_IOCTL(VHOST_VDPA_RESUME, nullptr); }
 
-uint32_t VhostIoctls::getGroupNum() {
-  uint32_t n = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_GROUP_NUM, &n);
-  return n;
-}
+uint32_t VhostIoctls::getGroupNum() { return VDPA_GET(uint32_t, VHOST_VDPA_GET_GROUP_NUM); }
 
-uint32_t VhostIoctls::getAsNum() {
-  unsigned int n = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_AS_NUM, &n);
-  return n;
-}
+uint32_t VhostIoctls::getAsNum() { return VDPA_GET(unsigned int, VHOST_VDPA_GET_AS_NUM); }
 
 void VhostIoctls::setGroupAsid(uint32_t group, uint32_t asid) {
   vhost_vring_state s{group, asid};
@@ -283,15 +255,11 @@ void VhostIoctls::setVringEnable(unsigned index) {
 }
 
 uint32_t VhostIoctls::getVringBase(unsigned index) {
-  vhost_vring_state s{index, 0};
-  VDPA_IOCTL(VHOST_GET_VRING_BASE, &s);
-  return s.num;
+  return vringState(VHOST_GET_VRING_BASE, "VHOST_GET_VRING_BASE", index);
 }
 
 uint32_t VhostIoctls::getVringGroup(unsigned index) {
-  vhost_vring_state s{index, 0};
-  VDPA_IOCTL(VHOST_VDPA_GET_VRING_GROUP, &s);
-  return s.num;
+  return vringState(VHOST_VDPA_GET_VRING_GROUP, "VHOST_VDPA_GET_VRING_GROUP", index);
 }
 
 DoorbellPage VhostIoctls::mapDoorbell(unsigned index, uint64_t pageSize) {

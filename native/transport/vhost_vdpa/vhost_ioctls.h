@@ -89,6 +89,14 @@ class VhostIoctls {
  private:
   int quiet(unsigned long request, void* arg);
   void call(unsigned long request, void* arg, const char* name, const std::string& hint = "");
+  template <typename T>
+  T get(unsigned long request, const char* name) {
+    T v{};
+    call(request, &v, name);
+    return v;
+  }
+  // A vhost_vring_state request for queue `index`: the num the kernel answers.
+  uint32_t vringState(unsigned long request, const char* name, unsigned index);
 
   const std::string path_;
   UniqueFd fd_;
