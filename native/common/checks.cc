@@ -14,10 +14,15 @@ void checkConfigRange(uint64_t offset, uint64_t len, uint64_t size, const std::s
     throwSys(EINVAL, syscall, path, "config space is " + std::to_string(size) + " bytes");
 }
 
+void checkQueueIndex(uint32_t index, uint32_t count, const std::string& syscall, const std::string& path) {
+  if (index >= count)
+    throwSys(EINVAL, syscall, path,
+             "the device has " + std::to_string(count) + " queues; there is no queue " + std::to_string(index));
+}
+
 void checkQueueSize(uint32_t size, uint32_t max, bool packed, const std::string& syscall, const std::string& path) {
   const uint32_t limit = std::min(max, kMaxQueueSize);
-  const bool ok = size != 0 && size <= limit && (packed || (size & (size - 1)) == 0);
-  if (!ok)
+  if (!queueSizeValid(size, max, packed))
     throwSys(EINVAL, syscall, path,
              "queue size " + std::to_string(size) +
                  (packed ? " must be between 1 and " : " must be a power of two no larger than ") +

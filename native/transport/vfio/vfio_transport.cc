@@ -225,10 +225,7 @@ void VfioTransport::unmapDma(uint64_t iova, uint64_t len) {
 
 void VfioTransport::setupQueue(const QueueAddresses& a, int callFd) {
   static const char* kSys = "virtio-pci: queue setup";
-  if (a.index >= queues_.size())
-    throwSys(
-        EINVAL, kSys, path_,
-        "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " + std::to_string(a.index));
+  checkQueueIndex(a.index, static_cast<uint32_t>(queues_.size()), kSys, path_);
   Queue& q = queues_[a.index];
   // Split rings need a power of two; packed rings any size up to the maximum.
   checkQueueSize(a.size, q.maxSize, (driverFeatures_ & bit(kFeatureRingPacked)) != 0, kSys, path_);

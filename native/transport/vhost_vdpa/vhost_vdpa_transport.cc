@@ -79,10 +79,7 @@ std::string VhostVdpaTransport::rangeText() const {
 }
 
 VhostVdpaTransport::Queue& VhostVdpaTransport::queueChecked(uint16_t index, const char* what) {
-  if (index >= queues_.size())
-    throwSys(
-        EINVAL, what, path(),
-        "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " + std::to_string(index));
+  checkQueueIndex(index, static_cast<uint32_t>(queues_.size()), what, path());
   return queues_[index];
 }
 

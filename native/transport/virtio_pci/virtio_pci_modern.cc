@@ -147,10 +147,7 @@ void VirtioPciModern::readQueueLimits() {
 }
 
 VirtioPciModern::Queue& VirtioPciModern::queue(uint16_t index, const char* syscall) {
-  if (index >= queues_.size())
-    throwSys(
-        EINVAL, syscall, path_,
-        "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " + std::to_string(index));
+  checkQueueIndex(index, static_cast<uint32_t>(queues_.size()), syscall, path_);
   return queues_[index];
 }
 
