@@ -21,8 +21,6 @@ MockTransport::MockTransport(std::string path, const MockOptions& opts) : path_(
   device_ = std::make_unique<MockDevice>(path_, *model_, opts, [this] { needsReset(); });
 }
 
-MockTransport::~MockTransport() { device_.reset(); }
-
 uint64_t MockTransport::deviceFeatures() {
   return model_->features() | bit(kFeatureVersion1) | bit(kFeatureAccessPlatform) | bit(kFeatureRingEventIdx) |
          bit(kFeatureRingIndirectDesc) | bit(kFeatureRingPacked);

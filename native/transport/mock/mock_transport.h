@@ -21,7 +21,7 @@ class MockTransport final : public Transport {
   static const std::vector<std::string>& faultNames() { return MockDevice::faultNames(); }
 
   MockTransport(std::string path, const MockOptions& opts);
-  ~MockTransport() override;
+  ~MockTransport() override = default;
 
   const char* kind() const override { return "mock"; }
   const std::string& path() const override { return path_; }
