@@ -21,7 +21,10 @@
       "type": "static_library",
       "sources": [
         "native/common/sys_error.cc",
+        "native/common/syscall.cc",
+        "native/common/checks.cc",
         "native/memory/memory_region.cc",
+        "native/memory/dma_mappings.cc",
         "native/memory/iova_allocator.cc",
         "native/ring/driver_queue.cc",
         "native/ring/split_driver_queue.cc",
@@ -32,13 +35,16 @@
         "native/transport/mock/mock_model.cc",
         "native/transport/mock/mock_options.cc",
         "native/transport/mock/mock_transport.cc",
+        "native/transport/mock/mock_device.cc",
         "native/transport/mock/mock_blk.cc",
         "native/transport/mock/mock_net.cc",
         "native/transport/vhost_vdpa/vhost_vdpa_transport.cc",
+        "native/transport/vhost_vdpa/vhost_ioctls.cc",
         "native/transport/vhost_vdpa/vdpa_netlink.cc",
         "native/transport/vfio/vfio_iommu.cc",
         "native/transport/vfio/vfio_pci_device.cc",
         "native/transport/vfio/vfio_transport.cc",
+        "native/transport/virtio_pci/virtio_pci_modern.cc",
         "native/device/virtio_device.cc"
       ]
     },
@@ -79,6 +85,7 @@
         "native/testing/blk_loop.cc",
         "native/testing/blk_loop_binding.cc",
         "native/testing/ring_rules.cc",
+        "native/testing/virtio_pci_testing.cc",
         "native/testing/testing_addon.cc"
       ]
     },

@@ -5,10 +5,14 @@
 
 namespace vdpa {
 
-void throwSys(int err, const std::string& syscall, const std::string& path, const std::string& hint) {
+SysError makeSysError(int err, const std::string& syscall, const std::string& path, const std::string& hint) {
   std::string msg = std::string(errnoName(err)) + ": " + std::strerror(err) + ", " + syscall;
   if (!path.empty()) msg += " '" + path + "'";
-  throw SysError(err, syscall, path, msg, hint);
+  return SysError(err, syscall, path, msg, hint);
+}
+
+void throwSys(int err, const std::string& syscall, const std::string& path, const std::string& hint) {
+  throw makeSysError(err, syscall, path, hint);
 }
 
 std::string hex(uint64_t v) {

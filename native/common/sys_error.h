@@ -30,7 +30,10 @@ class SysError : public std::runtime_error {
   std::string hint_;
 };
 
-// Builds "<strerror>, <syscall> '<path>'" like Node's fs errors and throws.
+// The one formatter of native error messages: "<ENAME>: <strerror>, <syscall> '<path>'", like Node's
+// fs errors. For code that must hand the error on rather than throw it.
+SysError makeSysError(int err, const std::string& syscall, const std::string& path = "", const std::string& hint = "");
+// Builds the error as makeSysError() does and throws it.
 [[noreturn]] void throwSys(int err, const std::string& syscall, const std::string& path = "",
                            const std::string& hint = "");
 // Same, with errno taken from the failed call.

@@ -8,6 +8,7 @@
 #include <utility>
 
 #include "common/sys_error.h"
+#include "common/syscall.h"
 
 namespace vdpa {
 
@@ -45,19 +46,13 @@ inline UniqueFd makeEventFd() {
 // Adds one to an eventfd counter; EAGAIN (counter saturated) still means "signalled".
 inline void signalEventFd(int fd) {
   uint64_t one = 1;
-  ssize_t r;
-  do {
-    r = ::write(fd, &one, sizeof one);
-  } while (r < 0 && errno == EINTR);
+  retryEintr([&] { return ::write(fd, &one, sizeof one); });
 }
 
 // Reads and clears an eventfd counter; returns the count (0 when nothing was pending).
 inline uint64_t drainEventFd(int fd) {
   uint64_t v = 0;
-  ssize_t r;
-  do {
-    r = ::read(fd, &v, sizeof v);
-  } while (r < 0 && errno == EINTR);
+  const ssize_t r = retryEintr([&] { return ::read(fd, &v, sizeof v); });
   return r == sizeof v ? v : 0;
 }
 

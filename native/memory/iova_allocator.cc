@@ -6,7 +6,7 @@
 
 namespace vdpa {
 
-IovaAllocator::IovaAllocator(uint64_t first, uint64_t last) : first_(first), last_(last), cursor_(first) {
+IovaAllocator::IovaAllocator(uint64_t first, uint64_t last) : first_(first), cursor_(first) {
   // Never hand out IOVA 0: a zero address in a descriptor is almost always a bug worth catching.
   uint64_t start = first == 0 ? 0x1000 : first;
   if (last > start) free_[start] = last - start + 1;  // cannot overflow: start >= 0x1000 or > 0

@@ -19,11 +19,8 @@ class IovaAllocator {
   // Returns a range obtained from allocate(); adjacent free ranges are merged.
   void release(uint64_t iova, uint64_t len);
 
-  uint64_t first() const { return first_; }
-  uint64_t last() const { return last_; }
-
  private:
-  uint64_t first_, last_;
+  uint64_t first_;
   std::map<uint64_t, uint64_t> free_;  // start -> length
   uint64_t cursor_;                    // where the next search starts
 };

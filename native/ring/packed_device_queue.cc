@@ -169,15 +169,7 @@ bool PackedDeviceQueue::publish() {
   publishedPos_ = usedPos_;
   publishedWrap_ = usedWrap_;
   fullFence();
-  const uint32_t ev = loadEvent(driverEvent_);
-  switch (eventFlags(ev)) {
-    case kPackedEventDisable:
-      return false;
-    case kPackedEventDesc:
-      return !eventIdx_ || packedNeedEvent(num_, eventOffWrap(ev), oldPos, newPos);
-    default:
-      return true;
-  }
+  return packedEventWanted(loadEvent(driverEvent_), eventIdx_, num_, oldPos, newPos);
 }
 
 void PackedDeviceQueue::disableNotifications() {

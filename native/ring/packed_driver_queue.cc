@@ -2,6 +2,7 @@
 
 #include <cstdio>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
 
 namespace vdpa {
@@ -30,8 +31,7 @@ PackedDriverQueue::PackedDriverQueue(const DriverQueueOptions& opts, RingMemory 
       indirectOffset_(align16(layout_.totalSize)),
       ids_(opts.size),
       numFree_(opts.size) {
-  if (num_ == 0 || num_ > kPackedMaxSize)
-    throwSys(EINVAL, "virtqueue", "", "packed queue size must be between 1 and 32768");
+  checkQueueSize(num_, kMaxQueueSize, true, "virtqueue", "");
   if (mem.size < memorySize(opts)) throwSys(EINVAL, "virtqueue", "", "ring memory too small");
   desc_ = reinterpret_cast<PackedDesc*>(mem.host + layout_.descOffset);
   driverEvent_ = reinterpret_cast<uint32_t*>(mem.host + layout_.driverOffset);
@@ -114,16 +114,7 @@ bool PackedDriverQueue::publish() {
   publishedWrap_ = availWrap_;
   // Our flag stores must be visible before we read the device's suppression state (see split).
   fullFence();
-  const uint32_t ev = loadEvent(deviceEvent_);
-  switch (eventFlags(ev)) {
-    case kPackedEventDisable:
-      return false;
-    case kPackedEventDesc:
-      // DESC without EVENT_IDX is a device bug; a kick too many is harmless, one too few is not.
-      return !eventIdx_ || packedNeedEvent(num_, eventOffWrap(ev), oldPos, newPos);
-    default:
-      return true;
-  }
+  return packedEventWanted(loadEvent(deviceEvent_), eventIdx_, num_, oldPos, newPos);
 }
 
 void PackedDriverQueue::markBroken(std::string reason) {

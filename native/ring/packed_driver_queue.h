@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "common/checks.h"
 #include "ring/driver_queue.h"
 #include "ring/virtio_ring.h"
 
@@ -30,7 +31,7 @@ constexpr uint16_t kPackedEventEnable = 0;
 constexpr uint16_t kPackedEventDisable = 1;
 constexpr uint16_t kPackedEventDesc = 2;  // only with VIRTIO_RING_F_EVENT_IDX
 constexpr uint16_t kPackedEventWrap = uint16_t{1} << 15;
-constexpr uint16_t kPackedMaxSize = 32768;  // offsets are 15 bits
+constexpr uint16_t kPackedMaxSize = kMaxQueueSize;  // offsets are 15 bits
 
 inline uint32_t packEvent(uint16_t flags, uint16_t offWrap) { return uint32_t{offWrap} | (uint32_t{flags} << 16); }
 inline uint16_t eventOffWrap(uint32_t v) { return static_cast<uint16_t>(v); }
@@ -49,6 +50,20 @@ inline bool packedNeedEvent(uint16_t num, uint16_t offWrap, uint32_t oldPos, uin
   const uint32_t event =
       lapPosition(num, static_cast<uint16_t>(offWrap & ~kPackedEventWrap) % num, (offWrap & kPackedEventWrap) != 0);
   return (event + laps - oldPos) % laps < (newPos + laps - oldPos) % laps;
+}
+
+// Whether the other side asked to be signalled, given its event suppression word `ev`, now that our
+// position moved from oldPos to newPos. DESC without EVENT_IDX is the other side's bug; a signal too
+// many is harmless, one too few is not.
+inline bool packedEventWanted(uint32_t ev, bool eventIdx, uint16_t num, uint32_t oldPos, uint32_t newPos) {
+  switch (eventFlags(ev)) {
+    case kPackedEventDisable:
+      return false;
+    case kPackedEventDesc:
+      return !eventIdx || packedNeedEvent(num, eventOffWrap(ev), oldPos, newPos);
+    default:
+      return true;
+  }
 }
 
 // Byte offsets inside one allocation: descriptor ring, driver event suppression (driver area),

@@ -36,7 +36,6 @@ class SplitDeviceQueue final : public DeviceQueue {
   void corruptUsedIdx(uint16_t delta) override;
 
   const std::string& error() const override { return error_; }
-  uint16_t lastAvail() const { return lastAvail_; }
 
  private:
   bool malformed(std::string why);

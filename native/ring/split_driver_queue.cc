@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
 
 namespace vdpa {
@@ -25,8 +26,7 @@ SplitDriverQueue::SplitDriverQueue(const DriverQueueOptions& opts, RingMemory me
       next_(opts.size),
       heads_(opts.size),
       numFree_(opts.size) {
-  if (num_ == 0 || (num_ & (num_ - 1)) != 0 || num_ > 32768)
-    throwSys(EINVAL, "virtqueue", "", "queue size must be a power of two between 1 and 32768");
+  checkQueueSize(num_, kMaxQueueSize, false, "virtqueue", "");
   if (mem.size < memorySize(opts)) throwSys(EINVAL, "virtqueue", "", "ring memory too small");
   uint8_t* base = mem.host;
   desc_ = reinterpret_cast<VringDesc*>(base + layout_.descOffset);

@@ -22,7 +22,6 @@ constexpr unsigned kFeatureRingEventIdx = 29;
 constexpr unsigned kFeatureVersion1 = 32;
 constexpr unsigned kFeatureAccessPlatform = 33;
 constexpr unsigned kFeatureRingPacked = 34;
-constexpr unsigned kFeatureInOrder = 35;
 
 // Device status bits.
 constexpr uint8_t kStatusAcknowledge = 1;

@@ -16,6 +16,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   registerRingLoopback(env, exports);
   registerBlkLoop(env, exports);
   registerRingRules(env, exports);
+  registerVirtioPciTesting(env, exports);
   return exports;
 }
 

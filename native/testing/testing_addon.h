@@ -12,5 +12,7 @@ void registerRingLoopback(Napi::Env env, Napi::Object exports);
 void registerBlkLoop(Napi::Env env, Napi::Object exports);
 // needEvent(event, new, old): the virtio event-index rule, for ring tests.
 void registerRingRules(Napi::Env env, Napi::Object exports);
+// virtioPciBringUp(options): the virtio-pci modern unit driven against a fake register window.
+void registerVirtioPciTesting(Napi::Env env, Napi::Object exports);
 
 }  // namespace vdpa

@@ -13,7 +13,9 @@ std::unique_ptr<Transport> openTransport(const std::string& spec, const OptionBa
     return std::make_unique<MockTransport>(spec, parseMockOptions(spec.substr(5), options));
   if (spec.rfind("/dev/vhost-vdpa-", 0) == 0) return std::make_unique<VhostVdpaTransport>(spec);
   if (spec.rfind("vfio:", 0) == 0) return std::make_unique<VfioTransport>(spec);
-  throwSys(ENODEV, "open", spec, "device specs are mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>");
+  // The same code TypeScript gives for a spec it does not recognise.
+  throwSys(EINVAL, "open", spec,
+           "unknown device spec: use mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>");
 }
 
 }  // namespace vdpa

@@ -100,7 +100,61 @@ export interface RingLoopbackConstructor {
   new (size: number, eventIdx: boolean, indirectMax: number, dataBytes: number, packed?: false): SplitRingLoopback;
 }
 
+/** Where the virtio-pci unit found one capability: which BAR, at what offset, how long. */
+export interface VirtioPciRegion {
+  present: boolean;
+  bar: number;
+  offset: number;
+  length: number;
+}
+
+/** What the fake virtio-pci function should look like and do. */
+export interface VirtioPciBringUpOptions {
+  deviceType?: number;
+  deviceFeatures?: bigint;
+  driverFeatures?: bigint;
+  numQueues?: number;
+  queueMaxSize?: number;
+  msixVectors?: number;
+  /** Status reads that still return non-zero after a reset is written. */
+  resetDelayReads?: number;
+  neverResets?: boolean;
+  resetTimeoutMs?: number;
+  /** Make that capability point past the end of its BAR. */
+  badCapability?: 'common' | 'notify';
+  config?: Uint8Array;
+  queues?: { index: number; size: number; desc?: bigint; driver?: bigint; device?: bigint }[];
+}
+
+/** What the virtio-pci unit did to the fake function, and what the fake saw. */
+export interface VirtioPciBringUpResult {
+  deviceType?: number;
+  capabilities?: {
+    common: VirtioPciRegion;
+    notify: VirtioPciRegion;
+    isr: VirtioPciRegion;
+    device: VirtioPciRegion;
+    notifyMultiplier: number;
+  };
+  configSize?: number;
+  maxQueueSizes?: number[];
+  deviceFeatures?: bigint;
+  featuresOk?: boolean;
+  status?: number;
+  config?: Uint8Array;
+  error?: { code: string; syscall: string; message: string; hint: string };
+  resetDone: boolean;
+  statusReadsDuringReset: number;
+  resets: number;
+  driverFeaturesSeen: bigint;
+  queues: { size: number; msixVector: number; enabled: boolean; desc: bigint; driver: bigint; device: bigint }[];
+  notifies: { offset: number; value: number }[];
+  log: string[];
+}
+
 export interface TestingAddon extends ErrorClassSink {
+  /** Brings up the virtio-pci modern unit against a fake function (no VFIO needed). */
+  virtioPciBringUp(options?: VirtioPciBringUpOptions): VirtioPciBringUpResult;
   RingLoopback: RingLoopbackConstructor;
   /** The ring code's event-index rule: whether moving from `oldIdx` to `newIdx` passes `event`. */
   needEvent(event: number, newIdx: number, oldIdx: number): boolean;

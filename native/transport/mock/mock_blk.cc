@@ -15,11 +15,9 @@ constexpr uint32_t kTypeIn = 0, kTypeOut = 1, kTypeFlush = 4, kTypeGetId = 8, kT
 constexpr uint8_t kStatusOk = 0, kStatusIoErr = 1, kStatusUnsupported = 2;
 constexpr uint32_t kMaxDiscardSectors = 1u << 16, kMaxDiscardSeg = 16;
 constexpr size_t kIdBytes = 20;  // virtio-blk GET_ID answer size
-
-template <typename T>
-void put(std::vector<uint8_t>& v, size_t off, T value) {
-  std::memcpy(v.data() + off, &value, sizeof value);
-}
+// The mock offers neither SECURE_ERASE nor ZONED: its config space ends before their fields.
+constexpr size_t kConfigSize = offsetof(VirtioBlkConfig, max_secure_erase_sectors);
+constexpr uint64_t kHeaderBytes = sizeof(VirtioBlkReqHeader);
 }  // namespace
 
 MockBlk::MockBlk(const MockOptions& opts) : opts_(opts) {
@@ -43,32 +41,32 @@ uint64_t MockBlk::features() const {
 }
 
 std::vector<uint8_t> MockBlk::config() const {
-  std::vector<uint8_t> c(60, 0);
-  put<uint64_t>(c, 0, size_ / 512);
-  put<uint32_t>(c, 8, opts_.sizeMax);
-  put<uint32_t>(c, 12, opts_.segMax);
-  put<uint32_t>(c, 20, opts_.blockSize);
-  put<uint16_t>(c, 34, opts_.numQueues);
-  put<uint32_t>(c, 36, kMaxDiscardSectors);
-  put<uint32_t>(c, 40, kMaxDiscardSeg);
-  put<uint32_t>(c, 44, opts_.blockSize / 512);
-  put<uint32_t>(c, 48, kMaxDiscardSectors);
-  put<uint32_t>(c, 52, kMaxDiscardSeg);
-  c[56] = 1;
-  return c;
+  VirtioBlkConfig c{};
+  c.capacity = size_ / 512;
+  c.size_max = opts_.sizeMax;
+  c.seg_max = opts_.segMax;
+  c.blk_size = opts_.blockSize;
+  c.num_queues = opts_.numQueues;
+  c.max_discard_sectors = kMaxDiscardSectors;
+  c.max_discard_seg = kMaxDiscardSeg;
+  c.discard_sector_alignment = opts_.blockSize / 512;
+  c.max_write_zeroes_sectors = kMaxDiscardSectors;
+  c.max_write_zeroes_seg = kMaxDiscardSeg;
+  c.write_zeroes_may_unmap = 1;
+  std::vector<uint8_t> bytes(kConfigSize);
+  std::memcpy(bytes.data(), &c, kConfigSize);
+  return bytes;
 }
 
 bool MockBlk::handle(uint16_t, const DeviceChain& chain, uint32_t* usedLen) {
   *usedLen = 0;
-  // Header is 16 device-readable bytes; status is the last device-writable byte.
-  if (chain.readableBytes < 16 || chain.writableBytes < 1) return true;  // nothing sane to answer into
-  uint8_t hdr[16];
-  copyFromBuffers(chain.readable, 0, hdr, 16);
-  uint32_t type;
-  uint64_t sector;
-  std::memcpy(&type, hdr, 4);
-  std::memcpy(&sector, hdr + 8, 8);
-  const uint64_t dataOut = chain.readableBytes - 16;
+  // The header is device-readable; the status is the last device-writable byte.
+  if (chain.readableBytes < kHeaderBytes || chain.writableBytes < 1) return true;  // nothing sane to answer into
+  VirtioBlkReqHeader hdr;
+  copyFromBuffers(chain.readable, 0, &hdr, sizeof hdr);
+  const uint32_t type = hdr.type;
+  const uint64_t sector = hdr.sector;
+  const uint64_t dataOut = chain.readableBytes - kHeaderBytes;
   const uint64_t dataIn = chain.writableBytes - 1;
   uint32_t written = 0;
   const uint8_t status = execute(type, sector, chain, dataIn, dataOut, &written);
@@ -90,7 +88,7 @@ uint8_t MockBlk::execute(uint32_t type, uint64_t sector, const DeviceChain& chai
     case kTypeOut:
       if (opts_.readOnly) return kStatusIoErr;
       if (dataOut % 512 || !inRange || dataOut > size_ - offset) return kStatusIoErr;
-      copyFromBuffers(chain.readable, 16, disk_ + offset, dataOut);
+      copyFromBuffers(chain.readable, kHeaderBytes, disk_ + offset, dataOut);
       return kStatusOk;
     case kTypeFlush:
       return kStatusOk;
@@ -112,15 +110,13 @@ uint8_t MockBlk::execute(uint32_t type, uint64_t sector, const DeviceChain& chai
 }
 
 uint8_t MockBlk::zeroRanges(const DeviceChain& chain, uint64_t dataOut) {
-  // Payload: segments of { le64 sector; le32 num_sectors; le32 flags }.
-  if (dataOut == 0 || dataOut % 16 || dataOut / 16 > kMaxDiscardSeg) return kStatusIoErr;
-  for (uint64_t off = 0; off < dataOut; off += 16) {
-    uint8_t seg[16];
-    copyFromBuffers(chain.readable, 16 + off, seg, 16);
-    uint64_t sector;
-    uint32_t count;
-    std::memcpy(&sector, seg, 8);
-    std::memcpy(&count, seg + 8, 4);
+  constexpr uint64_t kSeg = sizeof(VirtioBlkDiscardSegment);
+  if (dataOut == 0 || dataOut % kSeg || dataOut / kSeg > kMaxDiscardSeg) return kStatusIoErr;
+  for (uint64_t off = 0; off < dataOut; off += kSeg) {
+    VirtioBlkDiscardSegment seg;
+    copyFromBuffers(chain.readable, kHeaderBytes + off, &seg, kSeg);
+    const uint64_t sector = seg.sector;
+    const uint32_t count = seg.num_sectors;
     if (count > kMaxDiscardSectors || sector > size_ / 512 || count > size_ / 512 - sector) return kStatusIoErr;
     // A RAM disk has nothing to gain from a discard: both read back as zeroes.
     std::memset(disk_ + sector * 512, 0, uint64_t{count} * 512);

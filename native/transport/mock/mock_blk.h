@@ -1,6 +1,7 @@
 // mock:blk — a RAM disk speaking virtio-blk: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES, multiqueue.
 #pragma once
 
+#include "ring/virtio_config.h"
 #include "transport/mock/mock_model.h"
 
 namespace vdpa {
@@ -14,7 +15,7 @@ class MockBlk final : public MockModel {
   explicit MockBlk(const MockOptions& opts);
   ~MockBlk() override;
 
-  uint32_t deviceId() const override { return 2; }
+  uint32_t deviceId() const override { return deviceTypeId(VirtioDeviceType::kBlock); }
   uint64_t features() const override;
   uint16_t numQueues() const override { return opts_.numQueues; }
   std::vector<uint8_t> config() const override;

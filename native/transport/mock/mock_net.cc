@@ -2,14 +2,21 @@
 
 namespace vdpa {
 
+namespace {
+constexpr uint32_t kNetHdrLen = sizeof(VirtioNetHdr);
+// The mock reports no speed, duplex or RSS: its config space ends before those fields.
+constexpr size_t kConfigSize = offsetof(VirtioNetConfig, speed);
+}  // namespace
+
 std::vector<uint8_t> MockNet::config() const {
-  std::vector<uint8_t> c(12, 0);
-  std::memcpy(c.data(), opts_.mac, 6);
-  const uint16_t linkUp = 1, pairs = 1;
-  std::memcpy(c.data() + 6, &linkUp, 2);
-  std::memcpy(c.data() + 8, &pairs, 2);
-  std::memcpy(c.data() + 10, &opts_.mtu, 2);
-  return c;
+  VirtioNetConfig c{};
+  std::memcpy(c.mac, opts_.mac, sizeof c.mac);
+  c.status = kNetStatusLinkUp;
+  c.max_virtqueue_pairs = 1;
+  c.mtu = opts_.mtu;
+  std::vector<uint8_t> bytes(kConfigSize);
+  std::memcpy(bytes.data(), &c, kConfigSize);
+  return bytes;
 }
 
 bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
@@ -33,9 +40,9 @@ void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
     const std::vector<uint8_t>& frame = backlog_.front();
     uint32_t len = 0;
     if (rx.writableBytes >= kNetHdrLen + frame.size()) {
-      uint8_t hdr[kNetHdrLen] = {};
-      hdr[10] = 1;  // num_buffers = 1
-      copyToBuffers(rx.writable, 0, hdr, kNetHdrLen);
+      VirtioNetHdr hdr{};
+      hdr.num_buffers = 1;
+      copyToBuffers(rx.writable, 0, &hdr, kNetHdrLen);
       copyToBuffers(rx.writable, kNetHdrLen, frame.data(), frame.size());
       len = static_cast<uint32_t>(kNetHdrLen + frame.size());
     }

@@ -3,18 +3,18 @@
 
 #include <deque>
 
+#include "ring/virtio_config.h"
 #include "transport/mock/mock_model.h"
 
 namespace vdpa {
 
 constexpr unsigned kNetFMtu = 3, kNetFMac = 5, kNetFStatus = 16;
-constexpr uint32_t kNetHdrLen = 12;  // struct virtio_net_hdr_v1 (VERSION_1 always has num_buffers)
 
 class MockNet final : public MockModel {
  public:
   explicit MockNet(const MockOptions& opts) : opts_(opts) {}
 
-  uint32_t deviceId() const override { return 1; }
+  uint32_t deviceId() const override { return deviceTypeId(VirtioDeviceType::kNet); }
   uint64_t features() const override { return bit(kNetFMtu) | bit(kNetFMac) | bit(kNetFStatus); }
   uint16_t numQueues() const override { return 2; }  // 0 = receive, 1 = transmit
   std::vector<uint8_t> config() const override;

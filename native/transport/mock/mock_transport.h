@@ -1,32 +1,27 @@
-// The mock transport: an in-process virtio device. A device thread waits on the queues' kick eventfds,
-// consumes chains with the device-side ring code, lets a model (blk, net) do the work, writes used
-// entries and signals the call eventfds — the same protocol a vDPA device follows.
+// The mock transport: an in-process virtio device, control side. It keeps the registers a driver
+// reads and writes (features, status, config) and hands queues, DMA mappings and the start of the
+// device to MockDevice, which plays the device behind them — the same protocol a vDPA device follows.
 #pragma once
 
 #include <atomic>
-#include <map>
 #include <memory>
-#include <mutex>
-#include <shared_mutex>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "common/unique_fd.h"
-#include "ring/device_queue.h"
-#include "ring/split_device_queue.h"
+#include "transport/mock/mock_device.h"
 #include "transport/mock/mock_model.h"
 #include "transport/transport.h"
 
 namespace vdpa {
 
-class MockTransport final : public Transport, private GuestMemory {
+class MockTransport final : public Transport {
  public:
   // Fault names accepted in MockOptions::fault.
-  static const std::vector<std::string>& faultNames();
+  static const std::vector<std::string>& faultNames() { return MockDevice::faultNames(); }
 
   MockTransport(std::string path, const MockOptions& opts);
-  ~MockTransport() override;
+  ~MockTransport() override = default;
 
   const char* kind() const override { return "mock"; }
   const std::string& path() const override { return path_; }
@@ -45,50 +40,23 @@ class MockTransport final : public Transport, private GuestMemory {
   uint16_t maxQueueSize(uint16_t) override { return opts_.maxQueueSize; }
   IovaRange iovaRange() override { return {0, (uint64_t{1} << 48) - 1}; }
   uint64_t iovaAlignment() override { return 4096; }
-  void mapDma(uint64_t iova, void* host, uint64_t len) override;
-  void unmapDma(uint64_t iova, uint64_t len) override;
+  void mapDma(uint64_t iova, void* host, uint64_t len) override { device_->mapDma(iova, host, len); }
+  void unmapDma(uint64_t iova, uint64_t len) override { device_->unmapDma(iova, len); }
   void setupQueue(const QueueAddresses& a, int callFd) override;
-  void enableQueue(uint16_t index) override;
-  void notify(uint16_t index) override;
+  void enableQueue(uint16_t index) override { device_->enableQueue(index); }
+  void notify(uint16_t index) override { device_->kick(index); }
 
  private:
-  struct QueueState {
-    QueueAddresses addr{};
-    int callFd = -1;
-    UniqueFd kickFd;
-    bool enabled = false;
-    std::unique_ptr<DeviceQueue> ring;  // split or packed, as negotiated
-    bool dead = false;                  // malformed ring: the device stops using it
-  };
-  struct Mapping {
-    uint8_t* host;
-    uint64_t len;
-  };
-  enum class Fault { kNone, kBadUsedId, kLongUsedLen, kUsedIdxJump, kStall, kResetInFlight, kNoFeaturesOk };
-
-  uint8_t* translate(uint64_t iova, uint64_t len) override;
-  void startThread();
-  void stopThread();
-  void deviceLoop();
-  void serviceQueue(uint16_t index, std::vector<UsedEntry>& done);
-  void complete(std::vector<UsedEntry>& done);
+  // The device gave up on its rings (device thread): NEEDS_RESET, and a configuration interrupt.
   void needsReset();
 
   const std::string path_;
   const MockOptions opts_;
-  Fault fault_ = Fault::kNone;
   std::unique_ptr<MockModel> model_;
   std::atomic<uint8_t> status_{0};
   uint64_t driverFeatures_ = 0;
-  std::vector<QueueState> queues_;
   UniqueFd configFd_;
-  UniqueFd stopFd_;
-  UniqueFd epollFd_;
-  std::thread thread_;
-  uint32_t completed_ = 0;  // for faultAfter; device thread only
-  std::shared_mutex mapLock_;
-  std::map<uint64_t, Mapping> mappings_;  // iova -> mapping
-  DeviceChain chain_;                     // reused per chain, device thread only
+  std::unique_ptr<MockDevice> device_;  // uses model_ and configFd_: declared after them
 };
 
 }  // namespace vdpa

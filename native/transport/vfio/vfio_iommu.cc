@@ -2,8 +2,6 @@
 
 #include <fcntl.h>
 #include <linux/vfio.h>
-#include <sys/ioctl.h>
-#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -13,6 +11,8 @@
 #include <mutex>
 
 #include "common/sys_error.h"
+#include "common/syscall.h"
+#include "transport/vfio/vfio_info.h"
 
 namespace vdpa {
 
@@ -21,22 +21,6 @@ namespace {
 // Per-device IOVA window: large enough for any set of pinned buffers, small enough that a 39-bit
 // (QEMU's VT-d default) address space still holds several.
 constexpr uint64_t kWindowSize = uint64_t{1} << 36;  // 64 GiB
-
-int ioctlRetry(int fd, unsigned long req, void* arg) {
-  int r;
-  do {
-    r = ::ioctl(fd, req, arg);
-  } while (r < 0 && errno == EINTR);
-  return r < 0 ? errno : 0;
-}
-
-int ioctlRetry(int fd, unsigned long req, unsigned long arg) {
-  int r;
-  do {
-    r = ::ioctl(fd, req, arg);
-  } while (r < 0 && errno == EINTR);
-  return r;
-}
 
 std::string readLinkBase(const std::string& link, bool* exists) {
   char buf[PATH_MAX];
@@ -82,13 +66,6 @@ int checkBinding(const std::string& bdf, const std::string& owner) {
   return static_cast<int>(n);
 }
 
-std::string memlockText() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return "";
-  if (rl.rlim_cur == RLIM_INFINITY) return " (currently unlimited)";
-  return " (currently " + std::to_string(rl.rlim_cur / 1024) + " KiB)";
-}
-
 class Type1Container;
 
 // One open /dev/vfio/N attached to the container; closed (and detached) when its last device goes.
@@ -102,10 +79,7 @@ struct Group {
 class Type1Container final : public VfioIommu, public std::enable_shared_from_this<Type1Container> {
  public:
   explicit Type1Container(const std::string& owner) {
-    int fd;
-    do {
-      fd = ::open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+    const int fd = retryEintr([] { return ::open("/dev/vfio/vfio", O_RDWR | O_CLOEXEC); });
     if (fd < 0) {
       const int err = errno;
       throwSys(err, "open", "/dev/vfio/vfio",
@@ -114,23 +88,21 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
                                                  : "");
     }
     fd_ = UniqueFd(fd);
-    const int api = ioctlRetry(fd_.get(), VFIO_GET_API_VERSION, 0UL);
+    const int api = ioctlValue(fd_.get(), VFIO_GET_API_VERSION, 0UL);
     if (api != VFIO_API_VERSION)
       throwSys(api < 0 ? errno : EPROTO, "ioctl(VFIO_GET_API_VERSION)", "/dev/vfio/vfio",
                "unknown VFIO API version " + std::to_string(api));
-    if (ioctlRetry(fd_.get(), VFIO_CHECK_EXTENSION, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) <= 0)
+    if (ioctlValue(fd_.get(), VFIO_CHECK_EXTENSION, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) <= 0)
       throwSys(EOPNOTSUPP, "ioctl(VFIO_CHECK_EXTENSION)", "/dev/vfio/vfio",
                "the kernel offers no VFIO_TYPE1v2_IOMMU: `modprobe vfio_iommu_type1`");
     (void)owner;
   }
 
-  const char* backend() const override { return "type1"; }
-
   DeviceHandle openDevice(const std::string& bdf, const std::string& owner) override {
     const int groupId = checkBinding(bdf, owner);
     std::shared_ptr<Group> group = attachGroup(groupId, owner);
     DeviceHandle h;
-    const int dfd = ioctlRetry(group->fd.get(), VFIO_GROUP_GET_DEVICE_FD, reinterpret_cast<unsigned long>(bdf.c_str()));
+    const int dfd = ioctlValue(group->fd.get(), VFIO_GROUP_GET_DEVICE_FD, reinterpret_cast<unsigned long>(bdf.c_str()));
     if (dfd < 0) {
       const int err = errno;
       throwSys(err, "ioctl(VFIO_GROUP_GET_DEVICE_FD)", owner,
@@ -139,18 +111,11 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     }
     h.fd = UniqueFd(dfd);
     h.keepAlive = group;
-    h.groupId = groupId;
     return h;
   }
 
   const std::vector<IovaRange>& iovaRanges() const override { return ranges_; }
   uint64_t pageSizes() const override { return pageSizes_; }
-
-  int64_t dmaAvailable() override {
-    std::vector<uint8_t> buf;
-    if (!queryInfo(&buf)) return -1;
-    return dmaAvail_;
-  }
 
   int map(uint64_t iova, void* host, uint64_t len) override {
     vfio_iommu_type1_dma_map m{};
@@ -159,7 +124,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     m.vaddr = reinterpret_cast<uintptr_t>(host);
     m.iova = iova;
     m.size = len;
-    return ioctlRetry(fd_.get(), VFIO_IOMMU_MAP_DMA, &m);
+    return ioctlErrno(fd_.get(), VFIO_IOMMU_MAP_DMA, &m);
   }
 
   int unmap(uint64_t iova, uint64_t len) override {
@@ -167,7 +132,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     u.argsz = sizeof u;
     u.iova = iova;
     u.size = len;
-    const int err = ioctlRetry(fd_.get(), VFIO_IOMMU_UNMAP_DMA, &u);
+    const int err = ioctlErrno(fd_.get(), VFIO_IOMMU_UNMAP_DMA, &u);
     if (err == 0 && u.size != len) return ENOENT;
     return err;
   }
@@ -187,10 +152,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
       if (auto g = it->second.lock()) return g;
 
     const std::string gpath = "/dev/vfio/" + std::to_string(id);
-    int fd;
-    do {
-      fd = ::open(gpath.c_str(), O_RDWR | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
+    const int fd = retryEintr([&] { return ::open(gpath.c_str(), O_RDWR | O_CLOEXEC); });
     if (fd < 0) {
       const int err = errno;
       std::string hint;
@@ -209,7 +171,7 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
 
     vfio_group_status st{};
     st.argsz = sizeof st;
-    if (int err = ioctlRetry(fd, VFIO_GROUP_GET_STATUS, &st)) throwSys(err, "ioctl(VFIO_GROUP_GET_STATUS)", gpath);
+    if (int err = ioctlErrno(fd, VFIO_GROUP_GET_STATUS, &st)) throwSys(err, "ioctl(VFIO_GROUP_GET_STATUS)", gpath);
     if (!(st.flags & VFIO_GROUP_FLAGS_VIABLE))
       throwSys(EPERM, "ioctl(VFIO_GROUP_GET_STATUS)", owner,
                "IOMMU group " + std::to_string(id) + " is not viable: other devices in IOMMU group " +
@@ -218,16 +180,16 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
                    "/sys/kernel/iommu_groups/" +
                    std::to_string(id) + "/devices)");
     int cfd = fd_.get();
-    if (int err = ioctlRetry(fd, VFIO_GROUP_SET_CONTAINER, &cfd))
+    if (int err = ioctlErrno(fd, VFIO_GROUP_SET_CONTAINER, &cfd))
       throwSys(err, "ioctl(VFIO_GROUP_SET_CONTAINER)", gpath,
                err == EBUSY ? "the group already belongs to another container" : "");
     // From here on the group detaches itself when it goes.
     g->container = shared_from_this();
     if (!iommuSet_) {
-      if (ioctlRetry(fd_.get(), VFIO_SET_IOMMU, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) < 0) {
+      if (ioctlValue(fd_.get(), VFIO_SET_IOMMU, static_cast<unsigned long>(VFIO_TYPE1v2_IOMMU)) < 0) {
         const int err = errno;
         g->container.reset();
-        ioctlRetry(fd, VFIO_GROUP_UNSET_CONTAINER, 0UL);
+        ioctlValue(fd, VFIO_GROUP_UNSET_CONTAINER, 0UL);
         throwSys(err, "ioctl(VFIO_SET_IOMMU)", "/dev/vfio/vfio", "the IOMMU refused the TYPE1v2 model");
       }
       iommuSet_ = true;
@@ -243,28 +205,16 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
     return g;
   }
 
-  // VFIO_IOMMU_GET_INFO with its capability chain: page sizes, usable IOVA ranges, DMA mappings left.
+  // VFIO_IOMMU_GET_INFO with its capability chain: page sizes and usable IOVA ranges.
   bool queryInfo(std::vector<uint8_t>* buf) {
-    buf->assign(sizeof(vfio_iommu_type1_info), 0);
-    for (int attempt = 0; attempt < 3; attempt++) {
-      auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf->data());
-      const uint32_t size = static_cast<uint32_t>(buf->size());
-      std::memset(buf->data(), 0, size);
-      info->argsz = size;
-      if (int err = ioctlRetry(fd_.get(), VFIO_IOMMU_GET_INFO, info)) {
-        errno = err;
-        return false;
-      }
-      if (info->argsz > size) {
-        buf->assign(info->argsz, 0);
-        continue;
-      }
-      break;
+    if (int err =
+            vfioGetInfo<vfio_iommu_type1_info>(fd_.get(), VFIO_IOMMU_GET_INFO, buf, [](vfio_iommu_type1_info*) {})) {
+      errno = err;
+      return false;
     }
     auto* info = reinterpret_cast<vfio_iommu_type1_info*>(buf->data());
     if (info->flags & VFIO_IOMMU_INFO_PGSIZES) pageSizes_ = info->iova_pgsizes;
     std::vector<IovaRange> ranges;
-    dmaAvail_ = -1;
     if ((info->flags & VFIO_IOMMU_INFO_CAPS) && info->cap_offset) {
       uint32_t off = info->cap_offset;
       for (int guard = 0; off && guard < 64; guard++) {
@@ -277,9 +227,6 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
               (buf->size() - off - sizeof(vfio_iommu_type1_info_cap_iova_range)) / sizeof(vfio_iova_range);
           for (uint32_t i = 0; i < c->nr_iovas && i < room; i++)
             ranges.push_back(IovaRange{c->iova_ranges[i].start, c->iova_ranges[i].end});
-        } else if (h->id == VFIO_IOMMU_TYPE1_INFO_DMA_AVAIL &&
-                   off + sizeof(vfio_iommu_type1_info_dma_avail) <= buf->size()) {
-          dmaAvail_ = reinterpret_cast<vfio_iommu_type1_info_dma_avail*>(h)->avail;
         }
         off = h->next;
       }
@@ -294,14 +241,13 @@ class Type1Container final : public VfioIommu, public std::enable_shared_from_th
   UniqueFd fd_;
   bool iommuSet_ = false;
   uint64_t pageSizes_ = 4096;
-  int64_t dmaAvail_ = -1;
   std::vector<IovaRange> ranges_;
   std::map<int, std::weak_ptr<Group>> groups_;
 };
 
 Group::~Group() {
   if (container) {
-    ioctlRetry(fd.get(), VFIO_GROUP_UNSET_CONTAINER, 0UL);
+    ioctlValue(fd.get(), VFIO_GROUP_UNSET_CONTAINER, 0UL);
     fd.reset();
     container->groupGone(id);
   }
@@ -323,6 +269,7 @@ std::shared_ptr<VfioIommu> sharedVfioContainer(const std::string& owner) {
 // ---------------------------------------------------------------- IOVA windows
 
 void VfioIommu::computeWindows() {
+  std::lock_guard<std::mutex> lk(windowMu_);
   windows_.clear();
   for (const IovaRange& r : iovaRanges()) {
     uint64_t start = (r.first + kWindowSize - 1) & ~(kWindowSize - 1);
@@ -348,6 +295,7 @@ void VfioIommu::computeWindows() {
 }
 
 IovaRange VfioIommu::leaseWindow(const std::string& owner) {
+  std::lock_guard<std::mutex> lk(windowMu_);
   for (size_t i = 0; i < windows_.size(); i++) {
     if (!leased_[i]) {
       leased_[i] = true;
@@ -361,10 +309,9 @@ IovaRange VfioIommu::leaseWindow(const std::string& owner) {
 }
 
 void VfioIommu::releaseWindow(const IovaRange& w) {
+  std::lock_guard<std::mutex> lk(windowMu_);
   for (size_t i = 0; i < windows_.size(); i++)
     if (windows_[i].first == w.first) leased_[i] = false;
 }
-
-std::string vfioMemlockText() { return memlockText(); }
 
 }  // namespace vdpa

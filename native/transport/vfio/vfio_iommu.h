@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -22,15 +23,12 @@ class VfioIommu {
  public:
   virtual ~VfioIommu() = default;
 
-  // "type1" (container/group); a later "iommufd".
-  virtual const char* backend() const = 0;
   // Opens the VFIO device fd for PCI function `bdf`, attached to this IOMMU context. `owner` is what
   // errors name ("vfio:0000:00:03.0"). The returned handle keeps the group (or whatever the backend
   // needs) alive for as long as the device fd is in use.
   struct DeviceHandle {
     UniqueFd fd;
     std::shared_ptr<void> keepAlive;
-    int groupId = -1;
   };
   virtual DeviceHandle openDevice(const std::string& bdf, const std::string& owner) = 0;
 
@@ -38,14 +36,13 @@ class VfioIommu {
   virtual const std::vector<IovaRange>& iovaRanges() const = 0;
   // Bitmap of supported IOMMU page sizes; the lowest set bit is the mapping granularity.
   virtual uint64_t pageSizes() const = 0;
-  // How many more DMA mappings the kernel allows (-1 when it does not say).
-  virtual int64_t dmaAvailable() = 0;
 
   // Both return 0 or the errno; callers add the context to errors.
   virtual int map(uint64_t iova, void* host, uint64_t len) = 0;
   virtual int unmap(uint64_t iova, uint64_t len) = 0;
 
-  // A disjoint slice of the IOVA space for one device; released when the device goes away.
+  // A disjoint slice of the IOVA space for one device; released when the device goes away. Devices
+  // open and close on any thread, so the leases have a lock of their own.
   IovaRange leaseWindow(const std::string& owner);
   void releaseWindow(const IovaRange& w);
 
@@ -53,14 +50,12 @@ class VfioIommu {
   void computeWindows();
 
  private:
+  std::mutex windowMu_;
   std::vector<IovaRange> windows_;
   std::vector<bool> leased_;
 };
 
 // The process-wide TYPE1v2 container: created on first use, shared while any device holds it.
 std::shared_ptr<VfioIommu> sharedVfioContainer(const std::string& owner);
-
-// " (currently N KiB)" for RLIMIT_MEMLOCK hints.
-std::string vfioMemlockText();
 
 }  // namespace vdpa

@@ -8,21 +8,12 @@
 #include <cstring>
 #include <utility>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
+#include "common/syscall.h"
+#include "transport/vfio/vfio_info.h"
 
 namespace vdpa {
-
-namespace {
-
-int ioctlErr(int fd, unsigned long req, void* arg) {
-  int r;
-  do {
-    r = ::ioctl(fd, req, arg);
-  } while (r < 0 && errno == EINTR);
-  return r < 0 ? errno : 0;
-}
-
-}  // namespace
 
 // ---------------------------------------------------------------- Mapping
 
@@ -47,12 +38,13 @@ VfioPciDevice::Mapping::~Mapping() {
 
 VfioPciDevice::VfioPciDevice(std::shared_ptr<VfioIommu> iommu, const std::string& bdf, const std::string& owner)
     : owner_(owner), iommu_(std::move(iommu)) {
+  for (unsigned bar = 0; bar < kBars; bar++) barWindows_[bar].bind(this, bar);
   handle_ = iommu_->openDevice(bdf, owner_);
   const int fd = handle_.fd.get();
 
   vfio_device_info info{};
   info.argsz = sizeof info;
-  if (int err = ioctlErr(fd, VFIO_DEVICE_GET_INFO, &info)) throwSys(err, "ioctl(VFIO_DEVICE_GET_INFO)", owner_);
+  if (int err = ioctlErrno(fd, VFIO_DEVICE_GET_INFO, &info)) throwSys(err, "ioctl(VFIO_DEVICE_GET_INFO)", owner_);
   if (!(info.flags & VFIO_DEVICE_FLAGS_PCI))
     throwSys(ENODEV, "ioctl(VFIO_DEVICE_GET_INFO)", owner_, "not a vfio-pci device");
   if (info.num_regions <= VFIO_PCI_CONFIG_REGION_INDEX)
@@ -79,7 +71,7 @@ VfioPciDevice::VfioPciDevice(std::shared_ptr<VfioIommu> iommu, const std::string
     vfio_irq_info irq{};
     irq.argsz = sizeof irq;
     irq.index = VFIO_PCI_MSIX_IRQ_INDEX;
-    if (ioctlErr(fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) == 0 && (irq.flags & VFIO_IRQ_INFO_EVENTFD))
+    if (ioctlErrno(fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) == 0 && (irq.flags & VFIO_IRQ_INFO_EVENTFD))
       msixCount_ = irq.count;
   }
 }
@@ -87,19 +79,10 @@ VfioPciDevice::VfioPciDevice(std::shared_ptr<VfioIommu> iommu, const std::string
 VfioPciDevice::~VfioPciDevice() { disableMsix(); }
 
 bool VfioPciDevice::regionInfo(uint32_t index, std::vector<uint8_t>* buf) {
-  buf->assign(sizeof(vfio_region_info), 0);
-  for (int attempt = 0; attempt < 3; attempt++) {
-    auto* r = reinterpret_cast<vfio_region_info*>(buf->data());
-    const uint32_t size = static_cast<uint32_t>(buf->size());
-    std::memset(buf->data(), 0, size);
-    r->argsz = size;
-    r->index = index;
-    const int err = ioctlErr(handle_.fd.get(), VFIO_DEVICE_GET_REGION_INFO, r);
-    if (err == EINVAL) return false;
-    if (err) throwSys(err, "ioctl(VFIO_DEVICE_GET_REGION_INFO)", owner_);
-    if (r->argsz <= size) return true;
-    buf->assign(r->argsz, 0);
-  }
+  const int err = vfioGetInfo<vfio_region_info>(handle_.fd.get(), VFIO_DEVICE_GET_REGION_INFO, buf,
+                                                [index](vfio_region_info* r) { r->index = index; });
+  if (err == EINVAL) return false;
+  if (err) throwSys(err, "ioctl(VFIO_DEVICE_GET_REGION_INFO)", owner_);
   return true;
 }
 
@@ -137,23 +120,22 @@ void VfioPciDevice::mapBar(unsigned bar, const std::vector<uint8_t>& info) {
 // ---------------------------------------------------------------- config space
 
 void VfioPciDevice::rw(bool write, uint64_t fdOffset, void* buf, size_t len, const char* what) {
-  ssize_t r;
-  do {
-    r = write ? ::pwrite(handle_.fd.get(), buf, len, static_cast<off_t>(fdOffset))
-              : ::pread(handle_.fd.get(), buf, len, static_cast<off_t>(fdOffset));
-  } while (r < 0 && errno == EINTR);
+  const ssize_t r = retryEintr([&] {
+    return write ? ::pwrite(handle_.fd.get(), buf, len, static_cast<off_t>(fdOffset))
+                 : ::pread(handle_.fd.get(), buf, len, static_cast<off_t>(fdOffset));
+  });
   if (r < 0) throwErrno(what, owner_);
   if (static_cast<size_t>(r) != len) throwSys(EIO, what, owner_, "short access to a VFIO region");
 }
 
 void VfioPciDevice::configRead(uint32_t offset, void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
+  if (!fitsWithin(offset, len, configSize_))
     throwSys(EINVAL, "pread(VFIO config region)", owner_, "past the end of config space");
   rw(false, configOffset_ + offset, buf, len, "pread(VFIO config region)");
 }
 
 void VfioPciDevice::configWrite(uint32_t offset, const void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
+  if (!fitsWithin(offset, len, configSize_))
     throwSys(EINVAL, "pwrite(VFIO config region)", owner_, "past the end of config space");
   rw(true, configOffset_ + offset, const_cast<void*>(buf), len, "pwrite(VFIO config region)");
 }
@@ -179,6 +161,12 @@ uint32_t VfioPciDevice::config32(uint32_t offset) {
 void VfioPciDevice::setConfig16(uint32_t offset, uint16_t v) {
   uint8_t b[2] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8)};
   configWrite(offset, b, 2);
+}
+
+void VfioPciDevice::ConfigWindow::write32(uint64_t off, uint32_t v) {
+  uint8_t b[4] = {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v >> 16),
+                  static_cast<uint8_t>(v >> 24)};
+  d_.configWrite(static_cast<uint32_t>(off), b, 4);
 }
 
 // ---------------------------------------------------------------- BARs
@@ -248,7 +236,7 @@ void VfioPciDevice::enableMsix(const std::vector<int>& fds) {
     const int32_t fd = fds[i];
     std::memcpy(b.data() + sizeof(vfio_irq_set) + i * sizeof(int32_t), &fd, sizeof fd);
   }
-  if (int err = ioctlErr(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s))
+  if (int err = ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s))
     throwSys(err, "ioctl(VFIO_DEVICE_SET_IRQS)", owner_,
              err == ENOSPC ? "the host could not allocate " + std::to_string(fds.size()) + " MSI-X vectors"
                            : "enabling MSI-X failed");
@@ -266,7 +254,7 @@ void VfioPciDevice::setVector(uint32_t vector, int fd) {
   s->count = 1;
   const int32_t v = fd;
   std::memcpy(b + sizeof(vfio_irq_set), &v, sizeof v);
-  if (int err = ioctlErr(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s))
+  if (int err = ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s))
     throwSys(err, "ioctl(VFIO_DEVICE_SET_IRQS)", owner_,
              "routing MSI-X vector " + std::to_string(vector) + " to an eventfd failed");
 }
@@ -279,7 +267,7 @@ void VfioPciDevice::disableMsix() noexcept {
   s.index = VFIO_PCI_MSIX_IRQ_INDEX;
   s.start = 0;
   s.count = 0;
-  ioctlErr(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, &s);
+  ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, &s);
   msixEnabled_ = false;
 }
 
@@ -293,12 +281,12 @@ bool VfioPciDevice::setRequestFd(int fd) noexcept {
   s->count = 1;
   const int32_t v = fd;
   std::memcpy(b + sizeof(vfio_irq_set), &v, sizeof v);
-  return ioctlErr(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s) == 0;
+  return ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s) == 0;
 }
 
 int VfioPciDevice::resetFunction() noexcept {
   if (!canReset_) return EOPNOTSUPP;
-  return ioctlErr(handle_.fd.get(), VFIO_DEVICE_RESET, nullptr);
+  return ioctlErrno(handle_.fd.get(), VFIO_DEVICE_RESET, nullptr);
 }
 
 }  // namespace vdpa

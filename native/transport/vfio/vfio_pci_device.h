@@ -11,6 +11,7 @@
 
 #include "common/unique_fd.h"
 #include "transport/vfio/vfio_iommu.h"
+#include "transport/virtio_pci/register_window.h"
 
 namespace vdpa {
 
@@ -23,8 +24,6 @@ class VfioPciDevice {
   VfioPciDevice& operator=(const VfioPciDevice&) = delete;
 
   VfioIommu& iommu() { return *iommu_; }
-  int groupId() const { return handle_.groupId; }
-  const std::string& owner() const { return owner_; }
 
   // ---- PCI configuration space (little-endian values)
   void configRead(uint32_t offset, void* buf, uint32_t len);
@@ -50,17 +49,57 @@ class VfioPciDevice {
   void setVector(uint32_t vector, int fd);
   // Disables MSI-X (no throw).
   void disableMsix() noexcept;
-  bool msixEnabled() const { return msixEnabled_; }
 
   // Routes the release request (VFIO_PCI_REQ_IRQ_INDEX) to `fd`; false when the kernel has none.
   bool setRequestFd(int fd) noexcept;
 
   // VFIO_DEVICE_RESET; returns 0, the errno, or EOPNOTSUPP when the function has no reset method.
-  bool canReset() const { return canReset_; }
   int resetFunction() noexcept;
+
+  // ---- The same, as register windows for the virtio-pci logic
+  RegisterWindow& configWindow() { return configWindow_; }
+  // nullptr when the function has no usable BAR `bar`.
+  RegisterWindow* barWindow(unsigned bar) { return barUsable(bar) ? &barWindows_[bar] : nullptr; }
 
  private:
   static constexpr unsigned kBars = 6;
+
+  // Config space through the VFIO config region.
+  class ConfigWindow final : public RegisterWindow {
+   public:
+    explicit ConfigWindow(VfioPciDevice& d) : d_(d) {}
+    uint64_t size() const override { return d_.configSize_; }
+    uint8_t read8(uint64_t off) override { return d_.config8(static_cast<uint32_t>(off)); }
+    uint16_t read16(uint64_t off) override { return d_.config16(static_cast<uint32_t>(off)); }
+    uint32_t read32(uint64_t off) override { return d_.config32(static_cast<uint32_t>(off)); }
+    void write8(uint64_t off, uint8_t v) override { d_.configWrite(static_cast<uint32_t>(off), &v, 1); }
+    void write16(uint64_t off, uint16_t v) override { d_.setConfig16(static_cast<uint32_t>(off), v); }
+    void write32(uint64_t off, uint32_t v) override;
+    volatile uint8_t* mapped(uint64_t, uint64_t) const override { return nullptr; }
+
+   private:
+    VfioPciDevice& d_;
+  };
+  // One BAR: its mmap'd parts directly, the rest through the fd.
+  class BarWindow final : public RegisterWindow {
+   public:
+    uint64_t size() const override { return d_->barSize(bar_); }
+    uint8_t read8(uint64_t off) override { return static_cast<uint8_t>(d_->barRead(bar_, off, 1)); }
+    uint16_t read16(uint64_t off) override { return static_cast<uint16_t>(d_->barRead(bar_, off, 2)); }
+    uint32_t read32(uint64_t off) override { return d_->barRead(bar_, off, 4); }
+    void write8(uint64_t off, uint8_t v) override { d_->barWrite(bar_, off, v, 1); }
+    void write16(uint64_t off, uint16_t v) override { d_->barWrite(bar_, off, v, 2); }
+    void write32(uint64_t off, uint32_t v) override { d_->barWrite(bar_, off, v, 4); }
+    volatile uint8_t* mapped(uint64_t off, uint64_t len) const override { return d_->barPointer(bar_, off, len); }
+    void bind(VfioPciDevice* d, unsigned bar) {
+      d_ = d;
+      bar_ = bar;
+    }
+
+   private:
+    VfioPciDevice* d_ = nullptr;
+    unsigned bar_ = 0;
+  };
 
   // One mmap of (part of) a BAR; munmap'd on destruction.
   class Mapping {
@@ -101,6 +140,8 @@ class VfioPciDevice {
   uint32_t msixCount_ = 0;
   bool msixEnabled_ = false;
   bool canReset_ = false;
+  ConfigWindow configWindow_{*this};
+  BarWindow barWindows_[kBars];
 };
 
 }  // namespace vdpa

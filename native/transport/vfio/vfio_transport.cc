@@ -1,66 +1,18 @@
 #include "transport/vfio/vfio_transport.h"
 
-#include <time.h>
-
-#include <atomic>
 #include <cctype>
-#include <cstring>
+#include <map>
 #include <mutex>
 #include <utility>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
 #include "ring/virtio_ring.h"
+#include "transport/virtio_pci/virtio_pci_regs.h"
 
 namespace vdpa {
 
 namespace {
-
-// PCI configuration space.
-constexpr uint32_t kPciVendorId = 0x00;
-constexpr uint32_t kPciDeviceId = 0x02;
-constexpr uint32_t kPciCommand = 0x04;
-constexpr uint32_t kPciStatus = 0x06;
-constexpr uint32_t kPciCapabilityList = 0x34;
-constexpr uint16_t kPciCommandMemory = 0x2;
-constexpr uint16_t kPciCommandMaster = 0x4;
-constexpr uint16_t kPciStatusCapList = 0x10;
-constexpr uint8_t kPciCapIdVendor = 0x09;
-
-// virtio-pci (virtio 1.x, 4.1).
-constexpr uint16_t kVirtioPciVendor = 0x1af4;
-constexpr uint16_t kVirtioPciModernBase = 0x1040;
-constexpr uint8_t kCapCommon = 1;
-constexpr uint8_t kCapNotify = 2;
-constexpr uint8_t kCapIsr = 3;
-constexpr uint8_t kCapDevice = 4;
-constexpr uint16_t kNoVector = 0xffff;
-
-// struct virtio_pci_common_cfg offsets.
-constexpr uint32_t kDeviceFeatureSelect = 0;
-constexpr uint32_t kDeviceFeature = 4;
-constexpr uint32_t kDriverFeatureSelect = 8;
-constexpr uint32_t kDriverFeature = 12;
-constexpr uint32_t kMsixConfig = 16;
-constexpr uint32_t kNumQueues = 18;
-constexpr uint32_t kDeviceStatus = 20;
-constexpr uint32_t kConfigGeneration = 21;
-constexpr uint32_t kQueueSelect = 22;
-constexpr uint32_t kQueueSize = 24;
-constexpr uint32_t kQueueMsixVector = 26;
-constexpr uint32_t kQueueEnable = 28;
-constexpr uint32_t kQueueNotifyOff = 30;
-constexpr uint32_t kQueueDesc = 32;
-constexpr uint32_t kQueueDriver = 40;
-constexpr uint32_t kQueueDevice = 48;
-constexpr uint32_t kCommonCfgSize = 56;
-
-constexpr int kResetPollMs = 2000;
-
-void sleepMs(long ms) {
-  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
-  while (::nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-  }
-}
 
 // "vfio:0000:00:03.0" or "vfio:00:03.0" -> "0000:00:03.0"; empty when malformed.
 std::string parseBdf(const std::string& spec) {
@@ -75,9 +27,9 @@ std::string parseBdf(const std::string& spec) {
   return s;
 }
 
-// Live transports by PCI address. The N-API layer keeps a closed device (and so its transport)
-// until garbage collection; a new open of the same function retires such an idle predecessor so that
-// its late destructor cannot reset the function under the new owner.
+// Live transports by PCI address. A device dropped without close() keeps its transport until garbage
+// collection runs its finalizer; a new open of the same function retires such an idle predecessor,
+// so that its late destructor cannot reset the function under the new owner.
 std::mutex gLiveMu;
 std::map<std::string, VfioTransport*> gLive;
 
@@ -99,35 +51,26 @@ VfioTransport::VfioTransport(std::string spec) : path_(std::move(spec)) {
   }
   dev_ = std::make_unique<VfioPciDevice>(sharedVfioContainer(path_), bdf_, path_);
 
-  const uint16_t vendor = dev_->config16(kPciVendorId);
-  const uint16_t device = dev_->config16(kPciDeviceId);
-  if (vendor != kVirtioPciVendor)
-    throwSys(ENODEV, "open", path_, bdf_ + " is not a virtio device (PCI vendor " + hex(vendor) + ", not 0x1af4)");
-  if (device < kVirtioPciModernBase || device > 0x107f)
-    throwSys(ENODEV, "open", path_,
-             bdf_ + " has PCI device id " + hex(device) +
-                 ": only modern (virtio 1.x, ids 0x1040-0x107f) virtio-pci functions are supported; for QEMU add "
-                 "disable-legacy=on");
-  vendorId_ = vendor;
-  deviceId_ = device - kVirtioPciModernBase;
+  deviceId_ = identifyVirtioPci(dev_->configWindow(), path_, bdf_);
+  vendorId_ = kVirtioPciVendor;
 
   // Start from a clean function when VFIO can reset it (vfio-pci also resets on open and release).
   dev_->resetFunction();
   const uint16_t cmd = dev_->config16(kPciCommand);
   dev_->setConfig16(kPciCommand, cmd | kPciCommandMemory | kPciCommandMaster);
 
-  findCapabilities();
-  if (!resetDevice())
+  VirtioPciModern::Bars bars{};
+  for (unsigned b = 0; b < kPciBars; b++) bars[b] = dev_->barWindow(b);
+  pci_ = std::make_unique<VirtioPciModern>(path_, dev_->configWindow(), bars);
+  configSize_ = pci_->configSize();
+  if (!pci_->reset())
     throwSys(ETIMEDOUT, "virtio-pci: device_status", path_,
-             "the device did not finish its reset within " + std::to_string(kResetPollMs) + " ms");
+             "the device did not finish its reset within " + std::to_string(pci_->resetTimeout().count()) + " ms");
 
-  const uint16_t nq = static_cast<uint16_t>(rd(common_, kNumQueues, 2));
+  pci_->readQueueLimits();
+  const uint16_t nq = pci_->queueCount();
   queues_.resize(nq);
-  for (uint16_t i = 0; i < nq; i++) {
-    selectQueue(i);
-    queues_[i].maxSize = static_cast<uint16_t>(rd(common_, kQueueSize, 2));
-    queues_[i].notifyOff = static_cast<uint16_t>(rd(common_, kQueueNotifyOff, 2));
-  }
+  for (uint16_t i = 0; i < nq; i++) queues_[i].maxSize = pci_->maxQueueSize(i);
 
   // MSI-X: vector 0 = configuration change, vector q+1 = queue q (routed in setupQueue).
   configFd_ = makeEventFd();
@@ -137,8 +80,7 @@ VfioTransport::VfioTransport(std::string spec) : path_(std::move(spec)) {
     std::vector<int> fds(msixUsed_, -1);
     fds[0] = configFd_.get();
     dev_->enableMsix(fds);
-    wr(common_, kMsixConfig, 0, 2);
-    if (rd(common_, kMsixConfig, 2) != 0)
+    if (!pci_->setConfigVector(0))
       throwSys(EIO, "virtio-pci: msix_config", path_, "the device refused MSI-X vector 0 for configuration changes");
   }
 
@@ -174,101 +116,39 @@ bool VfioTransport::idle() noexcept {
   }
 }
 
-void VfioTransport::findCapabilities() {
-  if (!(dev_->config16(kPciStatus) & kPciStatusCapList))
-    throwSys(ENODEV, "virtio-pci: capabilities", path_, "the function has no PCI capability list");
-  uint8_t ptr = dev_->config8(kPciCapabilityList) & 0xfc;
-  for (int guard = 0; ptr >= 0x40 && guard < 48; guard++) {
-    const uint8_t id = dev_->config8(ptr);
-    const uint8_t next = dev_->config8(ptr + 1) & 0xfc;
-    if (id == kPciCapIdVendor && dev_->config8(ptr + 2) >= 16) {
-      const uint8_t type = dev_->config8(ptr + 3);
-      Loc l;
-      l.bar = dev_->config8(ptr + 4);
-      l.offset = dev_->config32(ptr + 8);
-      l.length = dev_->config32(ptr + 12);
-      l.present = l.bar < 6 && dev_->barUsable(l.bar) && uint64_t{l.offset} + l.length <= dev_->barSize(l.bar);
-      // The first usable structure of each type wins (virtio 1.x, 4.1.4).
-      Loc* slot = type == kCapCommon   ? &common_
-                  : type == kCapNotify ? &notify_
-                  : type == kCapIsr    ? &isr_
-                  : type == kCapDevice ? &device_
-                                       : nullptr;
-      if (slot && !slot->present && l.present) {
-        *slot = l;
-        if (type == kCapNotify) notifyMultiplier_ = dev_->config32(ptr + 16);
-      }
-    }
-    ptr = next;
-  }
-  if (!common_.present || common_.length < kCommonCfgSize)
-    throwSys(ENODEV, "virtio-pci: capabilities", path_,
-             "no usable common configuration structure: not a modern virtio-pci function");
-  if (!notify_.present) throwSys(ENODEV, "virtio-pci: capabilities", path_, "no usable notification structure");
-  configSize_ = device_.present ? device_.length : 0;
+VirtioPciModern& VfioTransport::pci() {
+  dev();  // the same EBADF once the function was handed on
+  return *pci_;
 }
-
-// ---------------------------------------------------------------- register access
-
-uint32_t VfioTransport::rd(const Loc& l, uint32_t off, unsigned width) {
-  return dev().barRead(l.bar, uint64_t{l.offset} + off, width);
-}
-
-void VfioTransport::wr(const Loc& l, uint32_t off, uint32_t value, unsigned width) {
-  dev().barWrite(l.bar, uint64_t{l.offset} + off, value, width);
-}
-
-void VfioTransport::selectQueue(uint16_t index) { wr(common_, kQueueSelect, index, 2); }
 
 // ---------------------------------------------------------------- features, status, config
 
-uint64_t VfioTransport::deviceFeatures() {
-  wr(common_, kDeviceFeatureSelect, 0, 4);
-  const uint64_t lo = rd(common_, kDeviceFeature, 4);
-  wr(common_, kDeviceFeatureSelect, 1, 4);
-  const uint64_t hi = rd(common_, kDeviceFeature, 4);
-  return lo | hi << 32;
-}
+uint64_t VfioTransport::deviceFeatures() { return pci().deviceFeatures(); }
 
 void VfioTransport::setDriverFeatures(uint64_t features) {
-  if (status() & kStatusFeaturesOk)
-    throwSys(EBUSY, "virtio-pci: driver_feature", path_, "features are fixed once FEATURES_OK is set; reset first");
-  wr(common_, kDriverFeatureSelect, 0, 4);
-  wr(common_, kDriverFeature, static_cast<uint32_t>(features), 4);
-  wr(common_, kDriverFeatureSelect, 1, 4);
-  wr(common_, kDriverFeature, static_cast<uint32_t>(features >> 32), 4);
+  pci().setDriverFeatures(features);
   driverFeatures_ = features;
 }
 
-uint8_t VfioTransport::status() { return static_cast<uint8_t>(rd(common_, kDeviceStatus, 1)); }
+uint8_t VfioTransport::status() { return pci().status(); }
 
 void VfioTransport::setStatus(uint8_t s) {
   if (s == 0) return reset();
-  wr(common_, kDeviceStatus, s, 1);
-}
-
-bool VfioTransport::resetDevice() {
-  wr(common_, kDeviceStatus, 0, 1);
-  for (int waited = 0; waited <= kResetPollMs; waited++) {
-    if (rd(common_, kDeviceStatus, 1) == 0) return true;
-    sleepMs(1);
-  }
-  return false;
+  pci().setStatus(s);
 }
 
 void VfioTransport::reset() {
-  const bool ok = resetDevice();
+  const bool ok = pci().reset();
   unrouteQueues();
   for (Queue& q : queues_) {
     q.setUp = false;
     q.enabled = false;
-    q.doorbell = nullptr;
   }
   if (!ok)
     throwSys(ETIMEDOUT, "virtio-pci: device_status", path_,
-             "the device did not report status 0 within " + std::to_string(kResetPollMs) + " ms");
+             "the device did not report status 0 within " + std::to_string(pci_->resetTimeout().count()) + " ms");
   // A virtio reset also drops the configuration-change vector.
-  if (msixUsed_ > 0) wr(common_, kMsixConfig, 0, 2);
+  if (msixUsed_ > 0) pci_->setConfigVector(0);
 }
 
 void VfioTransport::unrouteQueues() noexcept {
@@ -281,42 +161,9 @@ void VfioTransport::unrouteQueues() noexcept {
   }
 }
 
-void VfioTransport::readConfig(uint32_t offset, void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "virtio-pci: device config", path_, "config space is " + std::to_string(configSize_) + " bytes");
-  auto* out = static_cast<uint8_t*>(buf);
-  // Multi-field reads are retried until config_generation holds still across them.
-  for (int attempt = 0; attempt < 16; attempt++) {
-    const uint32_t before = rd(common_, kConfigGeneration, 1);
-    uint32_t pos = 0;
-    while (pos < len) {
-      const uint32_t at = offset + pos;
-      const uint32_t left = len - pos;
-      const unsigned w = (at % 4 == 0 && left >= 4) ? 4 : (at % 2 == 0 && left >= 2) ? 2 : 1;
-      const uint32_t v = rd(device_, at, w);
-      for (unsigned i = 0; i < w; i++) out[pos + i] = static_cast<uint8_t>(v >> (8 * i));
-      pos += w;
-    }
-    if (rd(common_, kConfigGeneration, 1) == before) return;
-  }
-  throwSys(EAGAIN, "virtio-pci: device config", path_, "config_generation kept changing during the read");
-}
+void VfioTransport::readConfig(uint32_t offset, void* buf, uint32_t len) { pci().readConfig(offset, buf, len); }
 
-void VfioTransport::writeConfig(uint32_t offset, const void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "virtio-pci: device config", path_, "config space is " + std::to_string(configSize_) + " bytes");
-  const auto* in = static_cast<const uint8_t*>(buf);
-  uint32_t pos = 0;
-  while (pos < len) {
-    const uint32_t at = offset + pos;
-    const uint32_t left = len - pos;
-    const unsigned w = (at % 4 == 0 && left >= 4) ? 4 : (at % 2 == 0 && left >= 2) ? 2 : 1;
-    uint32_t v = 0;
-    for (unsigned i = 0; i < w; i++) v |= uint32_t{in[pos + i]} << (8 * i);
-    wr(device_, at, v, w);
-    pos += w;
-  }
-}
+void VfioTransport::writeConfig(uint32_t offset, const void* buf, uint32_t len) { pci().writeConfig(offset, buf, len); }
 
 // ---------------------------------------------------------------- DMA
 
@@ -332,9 +179,7 @@ void VfioTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
   if (last < iova || iova < window_.first || last > window_.last)
     throwSys(EINVAL, kSys, path_,
              "IOVA range [" + hex(iova) + ", " + hex(last) + "] is outside this device's window " + rangeText());
-  auto next = mappings_.lower_bound(iova);
-  if ((next != mappings_.end() && next->first <= last) ||
-      (next != mappings_.begin() && std::prev(next)->first + std::prev(next)->second > iova))
+  if (mappings_.overlaps(iova, len))
     throwSys(EEXIST, kSys, path_, "IOVA range [" + hex(iova) + ", " + hex(last) + "] overlaps a live mapping");
 
   const int err = dev().iommu().map(iova, host, len);
@@ -342,9 +187,7 @@ void VfioTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
     std::string hint;
     switch (err) {
       case ENOMEM:
-        hint = "RLIMIT_MEMLOCK too low" + vfioMemlockText() + " to pin " + hex(len) +
-               " more bytes: VFIO pins every DMA buffer; raise it (`ulimit -l`, LimitMEMLOCK= for a systemd "
-               "service), or grant CAP_IPC_LOCK";
+        hint = memlockHint(len) + ", or grant CAP_IPC_LOCK";
         break;
       case ENOSPC:
         hint = "the VFIO DMA mapping limit was reached (" + std::to_string(mappings_.size()) +
@@ -366,35 +209,26 @@ void VfioTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
     }
     throwSys(err, kSys, path_, hint);
   }
-  mappings_[iova] = len;
+  mappings_.add(iova, host, len);
 }
 
 void VfioTransport::unmapDma(uint64_t iova, uint64_t len) {
   static const char* kSys = "ioctl(VFIO_IOMMU_UNMAP_DMA)";
-  auto it = mappings_.find(iova);
-  if (it == mappings_.end() || it->second != len)
+  if (!mappings_.contains(iova, len))
     throwSys(EINVAL, kSys, path_, "no mapping of " + hex(len) + " bytes at IOVA " + hex(iova));
   const int err = dev().iommu().unmap(iova, len);
   if (err) throwSys(err, kSys, path_);
-  mappings_.erase(it);
+  mappings_.remove(iova);
 }
 
 // ---------------------------------------------------------------- queues
 
 void VfioTransport::setupQueue(const QueueAddresses& a, int callFd) {
   static const char* kSys = "virtio-pci: queue setup";
-  if (a.index >= queues_.size())
-    throwSys(
-        EINVAL, kSys, path_,
-        "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " + std::to_string(a.index));
+  checkQueueIndex(a.index, static_cast<uint32_t>(queues_.size()), kSys, path_);
   Queue& q = queues_[a.index];
   // Split rings need a power of two; packed rings any size up to the maximum.
-  const bool packed = driverFeatures_ & bit(kFeatureRingPacked);
-  if (a.size == 0 || a.size > q.maxSize || (!packed && (a.size & (a.size - 1)) != 0))
-    throwSys(EINVAL, kSys, path_,
-             "queue size " + std::to_string(a.size) +
-                 (packed ? " must be between 1 and " : " must be a power of two no larger than ") +
-                 std::to_string(q.maxSize));
+  checkQueueSize(a.size, q.maxSize, (driverFeatures_ & bit(kFeatureRingPacked)) != 0, kSys, path_);
   if (status() & kStatusDriverOk)
     throwSys(EBUSY, kSys, path_, "the device is running (DRIVER_OK): set queues up before start");
   const uint32_t vector = uint32_t{a.index} + 1;
@@ -402,34 +236,14 @@ void VfioTransport::setupQueue(const QueueAddresses& a, int callFd) {
     throwSys(ENOSPC, kSys, path_,
              "the function has " + std::to_string(dev_->msixCount()) + " MSI-X vectors; queue " +
                  std::to_string(a.index) + " needs vector " + std::to_string(vector));
-  const uint64_t doorbell = uint64_t{notify_.offset} + uint64_t{q.notifyOff} * notifyMultiplier_;
-  if (uint64_t{q.notifyOff} * notifyMultiplier_ + 2 > notify_.length)
-    throwSys(EIO, kSys, path_,
-             "queue " + std::to_string(a.index) + "'s notify address lies outside the notify structure");
+  pci_->checkNotifyAddress(a.index);
 
   // Route the vector to the eventfd first, so no completion can be signalled into the void.
   dev_->setVector(vector, callFd);
   q.setUp = true;  // from here on reset() unroutes the vector
 
-  selectQueue(a.index);
-  wr(common_, kQueueSize, a.size, 2);
-  wr(common_, kQueueMsixVector, vector, 2);
-  const uint32_t back = rd(common_, kQueueMsixVector, 2);
-  if (back != vector)
-    throwSys(EIO, kSys, path_,
-             "the device refused MSI-X vector " + std::to_string(vector) + " for queue " + std::to_string(a.index) +
-                 (back == kNoVector ? " (it reads back VIRTIO_MSI_NO_VECTOR)"
-                                    : " (it reads back " + std::to_string(back) + ")"));
-  wr(common_, kQueueDesc, static_cast<uint32_t>(a.desc), 4);
-  wr(common_, kQueueDesc + 4, static_cast<uint32_t>(a.desc >> 32), 4);
-  wr(common_, kQueueDriver, static_cast<uint32_t>(a.driver), 4);
-  wr(common_, kQueueDriver + 4, static_cast<uint32_t>(a.driver >> 32), 4);
-  wr(common_, kQueueDevice, static_cast<uint32_t>(a.device), 4);
-  wr(common_, kQueueDevice + 4, static_cast<uint32_t>(a.device >> 32), 4);
-
+  pci_->setupQueue(a.index, a.size, static_cast<uint16_t>(vector), a.desc, a.driver, a.device);
   q.enabled = false;
-  q.doorbellOffset = doorbell;
-  q.doorbell = reinterpret_cast<volatile uint16_t*>(dev_->barPointer(notify_.bar, doorbell, 2));
 }
 
 void VfioTransport::enableQueue(uint16_t index) {
@@ -437,23 +251,13 @@ void VfioTransport::enableQueue(uint16_t index) {
   if (index >= queues_.size() || !queues_[index].setUp) throwSys(EINVAL, kSys, path_, "queue not set up");
   Queue& q = queues_[index];
   if (q.enabled) return;
-  selectQueue(index);
-  wr(common_, kQueueEnable, 1, 2);
-  if (rd(common_, kQueueEnable, 2) != 1)
-    throwSys(EIO, kSys, path_, "the device did not enable queue " + std::to_string(index));
+  pci().enableQueue(index);
   q.enabled = true;
 }
 
 void VfioTransport::notify(uint16_t index) {
   if (index >= queues_.size() || !queues_[index].setUp || !dev_) return;
-  Queue& q = queues_[index];
-  // Ring writes must be visible before the device sees the doorbell.
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (q.doorbell) {
-    *q.doorbell = index;
-    return;
-  }
-  dev_->barWrite(notify_.bar, q.doorbellOffset, index, 2);
+  pci_->notify(index);
 }
 
 // ---------------------------------------------------------------- teardown
@@ -465,7 +269,7 @@ void VfioTransport::teardown() noexcept {
   // Leave the function reusable: device stopped, vectors unrouted, MSI-X off, bus mastering off,
   // function reset, this device's DMA mappings gone; the fds close with dev_.
   try {
-    resetDevice();
+    pci_->reset();
   } catch (...) {
   }
   unrouteQueues();
@@ -476,15 +280,15 @@ void VfioTransport::teardown() noexcept {
   } catch (...) {
   }
   dev_->resetFunction();
-  for (const auto& m : mappings_) dev_->iommu().unmap(m.first, m.second);
+  for (const auto& m : mappings_) dev_->iommu().unmap(m.first, m.second.len);
   mappings_.clear();
   if (haveWindow_) dev_->iommu().releaseWindow(window_);
   haveWindow_ = false;
+  pci_.reset();
   dev_.reset();
   for (Queue& q : queues_) {
     q.setUp = false;
     q.enabled = false;
-    q.doorbell = nullptr;
   }
 }
 

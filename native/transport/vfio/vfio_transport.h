@@ -1,5 +1,7 @@
 // The VFIO transport: this library is the whole virtio-pci (modern, 1.x) driver of a function bound
-// to vfio-pci. VfioPciDevice gives it config space, BARs and MSI-X; VfioIommu gives it DMA mappings.
+// to vfio-pci. VfioPciDevice gives it config space, BARs and MSI-X; VfioIommu gives it DMA mappings;
+// VirtioPciModern does the virtio-pci register work over the BARs. This class is the policy between
+// them: bring-up and teardown order, interrupt routing, DMA bookkeeping.
 //
 // Interrupts: MSI-X vector 0 signals configuration changes (configChangeFd), vector q+1 signals
 // queue q (routed to the callFd passed to setupQueue). Notifications are 16-bit writes of the queue
@@ -7,14 +9,15 @@
 #pragma once
 
 #include <cstdint>
-#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "memory/dma_mappings.h"
 #include "transport/transport.h"
 #include "transport/vfio/vfio_pci_device.h"
+#include "transport/virtio_pci/virtio_pci_modern.h"
 
 namespace vdpa {
 
@@ -56,46 +59,26 @@ class VfioTransport final : public Transport {
   void enableQueue(uint16_t index) override;
   void notify(uint16_t index) override;
 
-  // ---- VFIO specifics
-  const std::string& pciAddress() const { return bdf_; }
-  int iommuGroup() const { return dev_ ? dev_->groupId() : -1; }
-  uint32_t msixVectors() const { return msixUsed_; }
-
  private:
-  // Where a virtio-pci structure lives: BAR + offset (+ length).
-  struct Loc {
-    bool present = false;
-    uint8_t bar = 0;
-    uint32_t offset = 0;
-    uint32_t length = 0;
-  };
   struct Queue {
     uint16_t maxSize = 0;
-    uint16_t notifyOff = 0;
     bool setUp = false;
     bool enabled = false;
-    volatile uint16_t* doorbell = nullptr;  // mmap'd notify address, else written through the fd
-    uint64_t doorbellOffset = 0;
   };
 
-  void findCapabilities();
-  uint32_t rd(const Loc& l, uint32_t off, unsigned width);
-  void wr(const Loc& l, uint32_t off, uint32_t value, unsigned width);
-  void selectQueue(uint16_t index);
-  // Writes device_status 0 and waits until it reads 0; returns false on timeout.
-  bool resetDevice();
   void unrouteQueues() noexcept;
   void teardown() noexcept;
   // True when the device is stopped and nothing of this transport is mapped (closed, or never used).
   bool idle() noexcept;
   VfioPciDevice& dev();
+  // The register logic; throws EBADF once the function was handed to a later open.
+  VirtioPciModern& pci();
   std::string rangeText() const;
 
   const std::string path_;
   std::string bdf_;
   std::unique_ptr<VfioPciDevice> dev_;
-  Loc common_, notify_, isr_, device_;
-  uint32_t notifyMultiplier_ = 0;
+  std::unique_ptr<VirtioPciModern> pci_;  // over dev_'s windows: reset before it
   uint32_t deviceId_ = 0;
   uint32_t vendorId_ = 0;
   uint32_t configSize_ = 0;
@@ -107,7 +90,7 @@ class VfioTransport final : public Transport {
   bool haveWindow_ = false;
   uint64_t alignment_ = 4096;
   uint64_t driverFeatures_ = 0;
-  std::map<uint64_t, uint64_t> mappings_;  // iova -> len
+  DmaMappings mappings_;
 };
 
 }  // namespace vdpa

@@ -1,23 +1,15 @@
 #include "transport/vhost_vdpa/vhost_vdpa_transport.h"
 
-#include <fcntl.h>
-#include <sys/mman.h>
-#include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <atomic>
-#include <cstddef>
-#include <cstring>
-#include <utility>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
+#include "common/syscall.h"
 #include "ring/virtio_ring.h"
 #include "transport/vhost_vdpa/vdpa_netlink.h"
 #include "transport/vhost_vdpa/vhost_vdpa_uapi.h"
-
-// ioctlOrThrow with the request's own name as the syscall label: "ioctl(VHOST_SET_FEATURES)".
-#define VDPA_IOCTL(req, arg, ...) ioctlOrThrow(req, arg, #req, ##__VA_ARGS__)
 
 namespace vdpa {
 
@@ -34,106 +26,39 @@ constexpr uint64_t kWantedBackendFeatures =
 // How long reset() waits for the device to report status 0.
 constexpr int kResetPollMs = 2000;
 
-std::string openHint(int err) {
-  switch (err) {
-    case ENOENT:
-      return "no such device: is vhost_vdpa loaded? (`modprobe vhost_vdpa`); is the vdpa device bound to "
-             "virtio_vdpa instead? (list /sys/bus/vdpa/devices/*/driver)";
-    case EACCES:
-    case EPERM:
-      return "permission denied: run as root, or chmod/chown the device node";
-    case EBUSY:
-      return "another process owns the device (vhost-vdpa allows one open at a time)";
-    case ENODEV:
-    case ENXIO:
-      return "the device node exists but no vdpa device is behind it (removed or unbound?)";
-    default:
-      return "";
-  }
-}
-
-void sleepMs(long ms) {
-  timespec ts{ms / 1000, (ms % 1000) * 1000000L};
-  while (::nanosleep(&ts, &ts) < 0 && errno == EINTR) {
-  }
-}
-
-std::string memlockText() {
-  rlimit rl{};
-  if (::getrlimit(RLIMIT_MEMLOCK, &rl) != 0) return "";
-  if (rl.rlim_cur == RLIM_INFINITY) return " (currently unlimited)";
-  return " (currently " + std::to_string(rl.rlim_cur / 1024) + " KiB)";
-}
-
 }  // namespace
-
-// ---------------------------------------------------------------- MappedPage
-
-VhostVdpaTransport::MappedPage::MappedPage(MappedPage&& o) noexcept
-    : p_(std::exchange(o.p_, nullptr)), len_(std::exchange(o.len_, 0)) {}
-
-VhostVdpaTransport::MappedPage& VhostVdpaTransport::MappedPage::operator=(MappedPage&& o) noexcept {
-  if (this != &o) {
-    release();
-    p_ = std::exchange(o.p_, nullptr);
-    len_ = std::exchange(o.len_, 0);
-  }
-  return *this;
-}
-
-void VhostVdpaTransport::MappedPage::release() noexcept {
-  if (p_) ::munmap(p_, len_);
-  p_ = nullptr;
-  len_ = 0;
-}
 
 // ---------------------------------------------------------------- bring-up
 
-VhostVdpaTransport::VhostVdpaTransport(std::string path) : path_(std::move(path)) {
+VhostVdpaTransport::VhostVdpaTransport(std::string devicePath) : io_(std::move(devicePath)) {
   const long ps = ::sysconf(_SC_PAGESIZE);
   if (ps > 0) pageSize_ = static_cast<uint64_t>(ps);
 
-  int fd;
-  do {
-    fd = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
-  } while (fd < 0 && errno == EINTR);
-  if (fd < 0) {
-    const int err = errno;
-    throwSys(err, "open", path_, openHint(err));
-  }
-  fd_ = UniqueFd(fd);
-
   // Ownership first: the kernel refuses IOTLB messages from a non-owner.
-  VDPA_IOCTL(VHOST_SET_OWNER, nullptr);
+  io_.setOwner();
 
-  uint64_t offered = 0;
-  VDPA_IOCTL(VHOST_GET_BACKEND_FEATURES, &offered);
+  const uint64_t offered = io_.getBackendFeatures();
   offeredBackendFeatures_ = offered;
   if (!(offered & backendBit(VHOST_BACKEND_F_IOTLB_MSG_V2)))
-    throwSys(EOPNOTSUPP, "ioctl(VHOST_GET_BACKEND_FEATURES)", path_,
+    throwSys(EOPNOTSUPP, "ioctl(VHOST_GET_BACKEND_FEATURES)", path(),
              "the kernel does not offer VHOST_BACKEND_F_IOTLB_MSG_V2 (needs Linux 5.7 or newer)");
-  uint64_t negotiated = offered & kWantedBackendFeatures;
-  VDPA_IOCTL(VHOST_SET_BACKEND_FEATURES, &negotiated);
+  const uint64_t negotiated = offered & kWantedBackendFeatures;
+  io_.setBackendFeatures(negotiated);
   backendFeatures_ = negotiated;
 
-  vhost_vdpa_iova_range range{};
-  const int rerr = ioctlQuiet(VHOST_VDPA_GET_IOVA_RANGE, &range);
-  if (rerr == 0 && range.first <= range.last)
-    iovaRange_ = IovaRange{range.first, range.last};
-  else if (rerr != 0 && rerr != ENOTTY)
-    throwSys(rerr, "ioctl(VHOST_VDPA_GET_IOVA_RANGE)", path_, defaultHint(rerr));
+  IovaRange range{};
+  if (io_.getIovaRange(&range) && range.first <= range.last) iovaRange_ = range;
 
-  VDPA_IOCTL(VHOST_VDPA_GET_DEVICE_ID, &deviceId_);
-  VDPA_IOCTL(VHOST_GET_FEATURES, &deviceFeatures_);
-  VDPA_IOCTL(VHOST_VDPA_GET_CONFIG_SIZE, &configSize_);
-  uint32_t nvqs = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_VQS_COUNT, &nvqs);
+  deviceId_ = io_.getDeviceId();
+  deviceFeatures_ = io_.getFeatures();
+  configSize_ = io_.getConfigSize();
+  const uint32_t nvqs = io_.getVqsCount();
   maxQueues_ = static_cast<uint16_t>(nvqs > 0xffff ? 0xffff : nvqs);
-  VDPA_IOCTL(VHOST_VDPA_GET_VRING_NUM, &maxQueueSize_);
+  io_.setQueueCount(maxQueues_);
+  maxQueueSize_ = io_.getVringNum();
 
   configFd_ = makeEventFd();
-  int cfd = configFd_.get();
-  VDPA_IOCTL(VHOST_VDPA_SET_CONFIG_CALL, &cfd);
+  io_.setConfigCall(configFd_.get());
 
   queues_.resize(maxQueues_);
   doorbells_.resize(maxQueues_);
@@ -149,50 +74,12 @@ VhostVdpaTransport::~VhostVdpaTransport() {
   invalidateAll();
 }
 
-// ---------------------------------------------------------------- helpers
-
-int VhostVdpaTransport::ioctlQuiet(unsigned long request, void* arg) {
-  int r;
-  do {
-    r = ::ioctl(fd_.get(), request, arg);
-  } while (r < 0 && errno == EINTR);
-  return r < 0 ? errno : 0;
-}
-
-void VhostVdpaTransport::ioctlOrThrow(unsigned long request, void* arg, const char* name, const std::string& hint) {
-  const int err = ioctlQuiet(request, arg);
-  if (err) throwSys(err, std::string("ioctl(") + name + ")", path_, hint.empty() ? defaultHint(err) : hint);
-}
-
-std::string VhostVdpaTransport::defaultHint(int err) const {
-  switch (err) {
-    case ENOTTY:
-    case EOPNOTSUPP:
-      return "not supported by this kernel's vhost-vdpa or by the vDPA parent driver";
-    case ENODEV:
-    case ESHUTDOWN:
-      return "the vDPA device went away";
-    case EIO:
-    case ETIMEDOUT:
-      return "the vDPA parent did not complete the request (for VDUSE: is the userspace daemon still running?)";
-    case EPERM:
-      return "this fd does not own the device (VHOST_SET_OWNER failed or was skipped)";
-    case ENOBUFS:
-      return "queue index out of range for this device (" + std::to_string(maxQueues_) + " queues)";
-    default:
-      return "";
-  }
-}
-
 std::string VhostVdpaTransport::rangeText() const {
   return "[" + hex(iovaRange_.first) + ", " + hex(iovaRange_.last) + "]";
 }
 
 VhostVdpaTransport::Queue& VhostVdpaTransport::queueChecked(uint16_t index, const char* what) {
-  if (index >= queues_.size())
-    throwSys(
-        EINVAL, what, path_,
-        "the device has " + std::to_string(queues_.size()) + " queues; there is no queue " + std::to_string(index));
+  checkQueueIndex(index, static_cast<uint32_t>(queues_.size()), what, path());
   return queues_[index];
 }
 
@@ -203,34 +90,21 @@ uint32_t VhostVdpaTransport::vendorId() {
     vendorIdKnown_ = true;
     std::string name;
     VdpaDeviceAttrs attrs;
-    if (vdpaDeviceName(path_, &name) && vdpaDeviceAttrs(name, &attrs)) vendorId_ = attrs.vendorId;
+    if (vdpaDeviceName(path(), &name) && vdpaDeviceAttrs(name, &attrs)) vendorId_ = attrs.vendorId;
   }
   return vendorId_;
 }
 
 void VhostVdpaTransport::setDriverFeatures(uint64_t features) {
-  uint64_t f = features;
-  const int err = ioctlQuiet(VHOST_SET_FEATURES, &f);
-  if (err == EBUSY)
-    throwSys(err, "ioctl(VHOST_SET_FEATURES)", path_,
-             "features are fixed once FEATURES_OK is set; reset the device first");
-  if (err == EINVAL)
-    throwSys(err, "ioctl(VHOST_SET_FEATURES)", path_,
-             "the device rejected features " + hex(features) + " (offered: " + hex(deviceFeatures_) + ")");
-  if (err) throwSys(err, "ioctl(VHOST_SET_FEATURES)", path_, defaultHint(err));
+  io_.setFeatures(features, deviceFeatures_);
   driverFeatures_ = features;
 }
 
-uint8_t VhostVdpaTransport::status() {
-  uint8_t s = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_STATUS, &s);
-  return s;
-}
+uint8_t VhostVdpaTransport::status() { return io_.getStatus(); }
 
 void VhostVdpaTransport::setStatus(uint8_t s) {
   if (s == 0) return reset();
-  uint8_t v = s;
-  VDPA_IOCTL(VHOST_VDPA_SET_STATUS, &v, "a driver may only add status bits (write 0 to reset)");
+  io_.setStatus(s);
   // ENABLE_AFTER_DRIVER_OK: the queues whose enable was deferred start now.
   if (s & kStatusDriverOk)
     for (uint16_t i = 0; i < queues_.size(); i++)
@@ -240,19 +114,7 @@ void VhostVdpaTransport::setStatus(uint8_t s) {
 void VhostVdpaTransport::reset() { teardown(true); }
 
 void VhostVdpaTransport::teardown(bool strict) {
-  uint8_t st = 0;
-  const bool known = ioctlQuiet(VHOST_VDPA_GET_STATUS, &st) == 0;
-  const bool running = known && (st & kStatusDriverOk);
-  // Stop the device before asking where its rings stand, so the answer stays true.
-  if (running && hasBackendFeature(VHOST_BACKEND_F_SUSPEND)) ioctlQuiet(VHOST_VDPA_SUSPEND, nullptr);
-  for (uint16_t i = 0; i < queues_.size(); i++) {
-    if (!queues_[i].setUp || !running) continue;
-    vhost_vring_state s{i, 0};
-    if (ioctlQuiet(VHOST_GET_VRING_BASE, &s) == 0) queues_[i].savedBase = s.num;
-  }
-
-  uint8_t zero = 0;
-  int err = ioctlQuiet(VHOST_VDPA_SET_STATUS, &zero);
+  int err = io_.setStatusQuiet(0);
   const char* failed = "ioctl(VHOST_VDPA_SET_STATUS)";
   if (err == 0) {
     // The kernel resets synchronously, but the virtio rule is "write 0, then read until 0".
@@ -260,7 +122,7 @@ void VhostVdpaTransport::teardown(bool strict) {
     failed = "ioctl(VHOST_VDPA_GET_STATUS)";
     for (int waited = 0; waited <= kResetPollMs; waited++) {
       uint8_t now = 0xff;
-      const int e = ioctlQuiet(VHOST_VDPA_GET_STATUS, &now);
+      const int e = io_.getStatusQuiet(&now);
       if (e) {
         err = e;
         break;
@@ -269,180 +131,99 @@ void VhostVdpaTransport::teardown(bool strict) {
         err = 0;
         break;
       }
-      sleepMs(1);
+      sleepFor(std::chrono::milliseconds(1));
     }
   }
 
   // The device no longer uses the queues: unbind their eventfds and forget their setup.
   for (uint16_t i = 0; i < queues_.size(); i++) {
-    Queue& q = queues_[i];
-    if (q.bound) {
-      vhost_vring_file f{i, -1};
-      ioctlQuiet(VHOST_SET_VRING_KICK, &f);
-      f = vhost_vring_file{i, -1};
-      ioctlQuiet(VHOST_SET_VRING_CALL, &f);
-    }
-    const int64_t saved = q.savedBase;
-    q = Queue{};
-    q.savedBase = saved;
+    if (queues_[i].bound) io_.unbindVring(i);
+    queues_[i] = Queue{};
   }
 
   if (err && strict)
-    throwSys(err, failed, path_,
+    throwSys(err, failed, path(),
              err == ETIMEDOUT ? "the device did not report status 0 within " + std::to_string(kResetPollMs) + " ms"
-                              : defaultHint(err));
+                              : io_.defaultHint(err));
 }
 
 void VhostVdpaTransport::readConfig(uint32_t offset, void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "ioctl(VHOST_VDPA_GET_CONFIG)", path_,
-             "config space is " + std::to_string(configSize_) + " bytes");
+  checkConfigRange(offset, len, configSize_, "ioctl(VHOST_VDPA_GET_CONFIG)", path());
   if (len == 0) return;  // the kernel rejects empty reads
-  std::vector<uint8_t> b(offsetof(vhost_vdpa_config, buf) + len);
-  auto* c = reinterpret_cast<vhost_vdpa_config*>(b.data());
-  c->off = offset;
-  c->len = len;
-  VDPA_IOCTL(VHOST_VDPA_GET_CONFIG, c);
-  std::memcpy(buf, b.data() + offsetof(vhost_vdpa_config, buf), len);
+  io_.getConfig(offset, buf, len);
 }
 
 void VhostVdpaTransport::writeConfig(uint32_t offset, const void* buf, uint32_t len) {
-  if (offset > configSize_ || len > configSize_ - offset)
-    throwSys(EINVAL, "ioctl(VHOST_VDPA_SET_CONFIG)", path_,
-             "config space is " + std::to_string(configSize_) + " bytes");
+  checkConfigRange(offset, len, configSize_, "ioctl(VHOST_VDPA_SET_CONFIG)", path());
   if (len == 0) return;
-  std::vector<uint8_t> b(offsetof(vhost_vdpa_config, buf) + len);
-  auto* c = reinterpret_cast<vhost_vdpa_config*>(b.data());
-  c->off = offset;
-  c->len = len;
-  std::memcpy(b.data() + offsetof(vhost_vdpa_config, buf), buf, len);
-  VDPA_IOCTL(VHOST_VDPA_SET_CONFIG, c);
+  io_.setConfig(offset, buf, len);
 }
 
 // ---------------------------------------------------------------- DMA (IOTLB messages)
 
-int VhostVdpaTransport::writeIotlb(uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr) {
-  vhost_msg_v2 m;
-  std::memset(&m, 0, sizeof m);
-  m.type = VHOST_IOTLB_MSG_V2;
-  m.asid = 0;
-  m.iotlb.iova = iova;
-  m.iotlb.size = size;
-  m.iotlb.uaddr = uaddr;
-  m.iotlb.perm = VHOST_ACCESS_RW;
-  m.iotlb.type = type;
-  ssize_t r;
-  do {
-    r = ::write(fd_.get(), &m, sizeof m);
-  } while (r < 0 && errno == EINTR);
-  if (r < 0) return errno;
-  return r == static_cast<ssize_t>(sizeof m) ? 0 : EIO;
-}
-
 void VhostVdpaTransport::mapDma(uint64_t iova, void* host, uint64_t len) {
   static const char* kSys = "write(VHOST_IOTLB_UPDATE)";
-  if (len == 0 || host == nullptr) throwSys(EINVAL, kSys, path_, "a DMA mapping needs memory and a length");
+  if (len == 0 || host == nullptr) throwSys(EINVAL, kSys, path(), "a DMA mapping needs memory and a length");
   const uint64_t last = iova + len - 1;
   // Checked here because the kernel reports every failed IOTLB update as EFAULT, whatever the cause.
   if (last < iova || iova < iovaRange_.first || last > iovaRange_.last)
-    throwSys(EINVAL, kSys, path_,
+    throwSys(EINVAL, kSys, path(),
              "IOVA range [" + hex(iova) + ", " + hex(last) + "] is outside the device's range " + rangeText());
-  auto next = mappings_.lower_bound(iova);
-  if ((next != mappings_.end() && next->first <= last) ||
-      (next != mappings_.begin() && std::prev(next)->first + std::prev(next)->second.len > iova))
-    throwSys(EEXIST, kSys, path_, "IOVA range [" + hex(iova) + ", " + hex(last) + "] overlaps a live mapping");
+  if (mappings_.overlaps(iova, len))
+    throwSys(EEXIST, kSys, path(), "IOVA range [" + hex(iova) + ", " + hex(last) + "] overlaps a live mapping");
 
-  const uint64_t uaddr = reinterpret_cast<uintptr_t>(host);
-  const int err = writeIotlb(VHOST_IOTLB_UPDATE, iova, len, uaddr);
+  const int err = io_.writeIotlb(VHOST_IOTLB_UPDATE, iova, len, reinterpret_cast<uintptr_t>(host));
   if (err) {
     std::string hint;
     if (err == ENOMEM || err == EFAULT)
-      hint = "RLIMIT_MEMLOCK too low" + memlockText() +
-             ": the device pins the memory it maps; raise it (`ulimit -l`, or LimitMEMLOCK= for a systemd "
-             "service). The kernel reports every failed IOTLB update as EFAULT; the device's IOVA range is " +
-             rangeText();
+      hint = memlockHint(len) +
+             ". The kernel reports every failed IOTLB update as EFAULT; the device's IOVA range is " + rangeText();
     else if (err == EINVAL)
       hint = "IOVA [" + hex(iova) + ", " + hex(last) + "] outside the device's range " + rangeText();
     else
-      hint = defaultHint(err);
-    throwSys(err, kSys, path_, hint);
+      hint = io_.defaultHint(err);
+    throwSys(err, kSys, path(), hint);
   }
-  mappings_[iova] = Mapping{len, uaddr};
+  mappings_.add(iova, host, len);
 }
 
 void VhostVdpaTransport::unmapDma(uint64_t iova, uint64_t len) {
   static const char* kSys = "write(VHOST_IOTLB_INVALIDATE)";
-  auto it = mappings_.find(iova);
-  if (it == mappings_.end() || it->second.len != len)
-    throwSys(EINVAL, kSys, path_, "no mapping of " + hex(len) + " bytes at IOVA " + hex(iova));
-  const int err = writeIotlb(VHOST_IOTLB_INVALIDATE, iova, len, 0);
-  if (err) throwSys(err, kSys, path_, defaultHint(err));
-  mappings_.erase(it);
-}
-
-bool VhostVdpaTransport::beginDmaBatch() {
-  if (!hasBackendFeature(VHOST_BACKEND_F_IOTLB_BATCH)) return false;
-  if (batchDepth_ == 0) {
-    const int err = writeIotlb(VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0);
-    if (err) throwSys(err, "write(VHOST_IOTLB_BATCH_BEGIN)", path_, defaultHint(err));
-  }
-  batchDepth_++;
-  return true;
-}
-
-void VhostVdpaTransport::endDmaBatch() {
-  if (batchDepth_ == 0) return;
-  if (--batchDepth_ > 0) return;
-  const int err = writeIotlb(VHOST_IOTLB_BATCH_END, 0, 0, 0);
-  if (err) throwSys(err, "write(VHOST_IOTLB_BATCH_END)", path_, defaultHint(err));
+  if (!mappings_.contains(iova, len))
+    throwSys(EINVAL, kSys, path(), "no mapping of " + hex(len) + " bytes at IOVA " + hex(iova));
+  const int err = io_.writeIotlb(VHOST_IOTLB_INVALIDATE, iova, len, 0);
+  if (err) throwSys(err, kSys, path(), io_.defaultHint(err));
+  mappings_.remove(iova);
 }
 
 void VhostVdpaTransport::invalidateAll() noexcept {
-  if (batchDepth_ > 0) {
-    batchDepth_ = 0;
-    writeIotlb(VHOST_IOTLB_BATCH_END, 0, 0, 0);
-  }
   // Note: the kernel frees an address space when its last mapping goes, after which an INVALIDATE
   // fails; so only ranges known to be live are invalidated.
-  for (const auto& m : mappings_) writeIotlb(VHOST_IOTLB_INVALIDATE, m.first, m.second.len, 0);
+  for (const auto& m : mappings_) io_.writeIotlb(VHOST_IOTLB_INVALIDATE, m.first, m.second.len, 0);
   mappings_.clear();
 }
 
 // ---------------------------------------------------------------- queues
 
 void VhostVdpaTransport::setupQueue(const QueueAddresses& a, int callFd) {
-  Queue& q = queueChecked(a.index, "ioctl(VHOST_SET_VRING_NUM)");
+  static const char* kSys = "ioctl(VHOST_SET_VRING_NUM)";
+  Queue& q = queueChecked(a.index, kSys);
   const bool packed = (driverFeatures_ & bit(kFeatureRingPacked)) != 0;
-  if (a.size == 0 || a.size > maxQueueSize_ || (!packed && (a.size & (a.size - 1)) != 0))
-    throwSys(EINVAL, "ioctl(VHOST_SET_VRING_NUM)", path_,
-             "queue size " + std::to_string(a.size) + " must be a power of two no larger than " +
-                 std::to_string(maxQueueSize_));
+  checkQueueSize(a.size, maxQueueSize_, packed, kSys, path());
   if (!hasBackendFeature(VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK) && (status() & kStatusDriverOk))
-    throwSys(EBUSY, "ioctl(VHOST_SET_VRING_NUM)", path_,
+    throwSys(EBUSY, kSys, path(),
              "the device is running (DRIVER_OK) and does not offer VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK: set "
              "queues up before start (VDUSE, for one, refuses VHOST_SET_VRING_BASE once running)");
   const unsigned idx = a.index;
   q.bound = true;  // from here on teardown unbinds the eventfds, even if a later step fails
 
-  vhost_vring_file call{idx, callFd};
-  VDPA_IOCTL(VHOST_SET_VRING_CALL, &call);
-  vhost_vring_state num{idx, a.size};
-  VDPA_IOCTL(VHOST_SET_VRING_NUM, &num);
+  io_.setVringCall(idx, callFd);
+  io_.setVringNum(idx, a.size);
   // Packed rings carry the wrap counters in bit 15 (avail) and bit 31 (used); both start at 1.
-  vhost_vring_state base{idx, packed ? 0x80008000u : 0u};
-  VDPA_IOCTL(VHOST_SET_VRING_BASE, &base, "the device refused the ring base (is it already running?)");
-  vhost_vring_addr addr{};
-  addr.index = idx;
-  addr.flags = 0;
-  addr.desc_user_addr = a.desc;  // IOVAs: vhost-vdpa passes them to the device untranslated
-  addr.avail_user_addr = a.driver;
-  addr.used_user_addr = a.device;
-  VDPA_IOCTL(VHOST_SET_VRING_ADDR, &addr,
-             "the device refused ring addresses desc=" + hex(a.desc) + " avail=" + hex(a.driver) +
-                 " used=" + hex(a.device) + " (avail must be 2-byte, used 4-byte aligned)");
+  io_.setVringBase(idx, packed ? 0x80008000u : 0u);
+  io_.setVringAddr(idx, a.desc, a.driver, a.device);
   UniqueFd kick = makeEventFd();
-  vhost_vring_file k{idx, kick.get()};
-  VDPA_IOCTL(VHOST_SET_VRING_KICK, &k);
+  io_.setVringKick(idx, kick.get());
 
   q.kickFd = std::move(kick);
   q.size = a.size;
@@ -455,22 +236,19 @@ void VhostVdpaTransport::setupQueue(const QueueAddresses& a, int callFd) {
 void VhostVdpaTransport::probeDoorbell(uint16_t index) {
   if (doorbellProbed_[index]) return;
   doorbellProbed_[index] = true;
-  // vhost-vdpa hands out queue i's notification page at offset i * page size, write-only and shared;
-  // parents without a page-aligned doorbell (VDUSE, for one) refuse the mmap.
-  void* p = ::mmap(nullptr, pageSize_, PROT_WRITE, MAP_SHARED, fd_.get(), static_cast<off_t>(index * pageSize_));
-  if (p != MAP_FAILED) doorbells_[index] = MappedPage(p, pageSize_);
+  doorbells_[index] = io_.mapDoorbell(index, pageSize_);
 }
 
 void VhostVdpaTransport::enableNow(uint16_t index) {
-  vhost_vring_state s{index, 1};
-  VDPA_IOCTL(VHOST_VDPA_SET_VRING_ENABLE, &s);
+  io_.setVringEnable(index);
   queues_[index].enabled = true;
   queues_[index].enablePending = false;
 }
 
 void VhostVdpaTransport::enableQueue(uint16_t index) {
-  Queue& q = queueChecked(index, "ioctl(VHOST_VDPA_SET_VRING_ENABLE)");
-  if (!q.setUp) throwSys(EINVAL, "ioctl(VHOST_VDPA_SET_VRING_ENABLE)", path_, "queue not set up");
+  static const char* kSys = "ioctl(VHOST_VDPA_SET_VRING_ENABLE)";
+  Queue& q = queueChecked(index, kSys);
+  if (!q.setUp) throwSys(EINVAL, kSys, path(), "queue not set up");
   if (q.enabled || q.enablePending) return;
   const bool running = status() & kStatusDriverOk;
   if (hasBackendFeature(VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK)) {
@@ -481,7 +259,7 @@ void VhostVdpaTransport::enableQueue(uint16_t index) {
     return;
   }
   if (running)
-    throwSys(EBUSY, "ioctl(VHOST_VDPA_SET_VRING_ENABLE)", path_,
+    throwSys(EBUSY, kSys, path(),
              "this device needs its queues enabled before DRIVER_OK (it does not offer "
              "VHOST_BACKEND_F_ENABLE_AFTER_DRIVER_OK); reset and set the queues up again");
   enableNow(index);
@@ -492,7 +270,7 @@ void VhostVdpaTransport::notify(uint16_t index) {
   if (doorbells_[index].valid()) {
     // Ring writes must be visible before the device sees the doorbell.
     std::atomic_thread_fence(std::memory_order_seq_cst);
-    *static_cast<volatile uint16_t*>(doorbells_[index].get()) = index;
+    doorbells_[index].ring(index);
     return;
   }
   signalEventFd(queues_[index].kickFd.get());
@@ -502,66 +280,30 @@ void VhostVdpaTransport::notify(uint16_t index) {
 
 void VhostVdpaTransport::suspend() {
   if (!hasBackendFeature(VHOST_BACKEND_F_SUSPEND))
-    throw SysError(EOPNOTSUPP, "ioctl(VHOST_VDPA_SUSPEND)", path_,
-                   std::string(errnoName(EOPNOTSUPP)) + ": " + std::strerror(EOPNOTSUPP) +
-                       ", ioctl(VHOST_VDPA_SUSPEND) '" + path_ + "'",
-                   "the device does not offer VHOST_BACKEND_F_SUSPEND");
-  VDPA_IOCTL(VHOST_VDPA_SUSPEND, nullptr);
+    throwSys(EOPNOTSUPP, "ioctl(VHOST_VDPA_SUSPEND)", path(), "the device does not offer VHOST_BACKEND_F_SUSPEND");
+  io_.suspend();
 }
 
 void VhostVdpaTransport::resume() {
   if (!hasBackendFeature(VHOST_BACKEND_F_RESUME))
-    throw SysError(EOPNOTSUPP, "ioctl(VHOST_VDPA_RESUME)", path_,
-                   std::string(errnoName(EOPNOTSUPP)) + ": " + std::strerror(EOPNOTSUPP) +
-                       ", ioctl(VHOST_VDPA_RESUME) '" + path_ + "'",
-                   "the device does not offer VHOST_BACKEND_F_RESUME");
-  VDPA_IOCTL(VHOST_VDPA_RESUME, nullptr);
+    throwSys(EOPNOTSUPP, "ioctl(VHOST_VDPA_RESUME)", path(), "the device does not offer VHOST_BACKEND_F_RESUME");
+  io_.resume();
 }
 
 uint32_t VhostVdpaTransport::getVringBase(uint16_t index) {
   queueChecked(index, "ioctl(VHOST_GET_VRING_BASE)");
-  vhost_vring_state s{index, 0};
-  VDPA_IOCTL(VHOST_GET_VRING_BASE, &s);
-  return s.num;
-}
-
-int64_t VhostVdpaTransport::savedVringBase(uint16_t index) const {
-  return index < queues_.size() ? queues_[index].savedBase : -1;
+  return io_.getVringBase(index);
 }
 
 uint32_t VhostVdpaTransport::vqGroup(uint16_t index) {
   queueChecked(index, "ioctl(VHOST_VDPA_GET_VRING_GROUP)");
-  vhost_vring_state s{index, 0};
-  VDPA_IOCTL(VHOST_VDPA_GET_VRING_GROUP, &s);
-  return s.num;
+  return io_.getVringGroup(index);
 }
 
-uint32_t VhostVdpaTransport::groupCount() {
-  uint32_t n = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_GROUP_NUM, &n);
-  return n;
-}
+uint32_t VhostVdpaTransport::groupCount() { return io_.getGroupNum(); }
 
-uint32_t VhostVdpaTransport::asidCount() {
-  unsigned int n = 0;
-  VDPA_IOCTL(VHOST_VDPA_GET_AS_NUM, &n);
-  return n;
-}
+uint32_t VhostVdpaTransport::asidCount() { return io_.getAsNum(); }
 
-void VhostVdpaTransport::setGroupAsid(uint32_t group, uint32_t asid) {
-  vhost_vring_state s{group, asid};
-  const int err = ioctlQuiet(VHOST_VDPA_SET_GROUP_ASID, &s);
-  if (err == 0) return;
-  std::string hint;
-  if (err == EINVAL) {
-    unsigned int n = 0;
-    hint = "address space " + std::to_string(asid) + " does not exist" +
-           (ioctlQuiet(VHOST_VDPA_GET_AS_NUM, &n) == 0 ? " (the device has " + std::to_string(n) + ")" : "");
-  } else if (err == ENOBUFS)
-    hint = "group " + std::to_string(group) + " is out of range (the kernel checks it against the queue count)";
-  else
-    hint = defaultHint(err);
-  throwSys(err, "ioctl(VHOST_VDPA_SET_GROUP_ASID)", path_, hint);
-}
+void VhostVdpaTransport::setGroupAsid(uint32_t group, uint32_t asid) { io_.setGroupAsid(group, asid); }
 
 }  // namespace vdpa

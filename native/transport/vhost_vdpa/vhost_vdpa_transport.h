@@ -1,7 +1,8 @@
 // The vhost-vdpa transport: a vDPA device (hardware, or a VDUSE device served by a userspace daemon)
 // reached through /dev/vhost-vdpa-N. Control = vhost ioctls; memory = IOTLB messages written to the
 // fd (vhost-vdpa treats every ring/buffer address as an IOVA); notifications = kick/call eventfds, or
-// the device's doorbell page when it offers one.
+// the device's doorbell page when it offers one. This class is the policy; VhostIoctls makes the
+// calls and vhost_vdpa_uapi.h holds the ABI.
 //
 // Bring-up order (the kernel and VDUSE depend on it): SET_OWNER before any IOTLB message, backend
 // features, then the virtio status dance driven by VirtioDevice; per queue CALL/NUM/BASE/ADDR/KICK;
@@ -11,12 +12,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <map>
 #include <string>
 #include <vector>
 
 #include "common/unique_fd.h"
+#include "memory/dma_mappings.h"
 #include "transport/transport.h"
+#include "transport/vhost_vdpa/vhost_ioctls.h"
 
 namespace vdpa {
 
@@ -29,7 +31,7 @@ class VhostVdpaTransport final : public Transport {
 
   const char* kind() const override { return "vhost-vdpa"; }
   VhostVdpaTransport* asVhost() override { return this; }
-  const std::string& path() const override { return path_; }
+  const std::string& path() const override { return io_.path(); }
 
   uint32_t deviceId() override { return deviceId_; }
   // Not part of the vhost uAPI: read once over the vdpa generic-netlink family; 0 when unknown.
@@ -38,8 +40,8 @@ class VhostVdpaTransport final : public Transport {
   void setDriverFeatures(uint64_t features) override;
   uint8_t status() override;
   void setStatus(uint8_t status) override;
-  // Teardown (suspend, save ring bases, status 0 read back as 0), then forgets queue setup. DMA
-  // mappings stay: the core owns them and unmaps them itself.
+  // Status 0 (read back as 0), eventfds unbound, queue setup forgotten. DMA mappings stay: the core
+  // owns them and unmaps them itself.
   void reset() override;
 
   uint32_t configSize() override { return configSize_; }
@@ -66,43 +68,17 @@ class VhostVdpaTransport final : public Transport {
   uint64_t offeredBackendFeatures() const { return offeredBackendFeatures_; }
   bool hasBackendFeature(unsigned bitNumber) const { return (backendFeatures_ >> bitNumber) & 1; }
 
-  // Groups IOTLB updates so the parent applies them in one go (VHOST_IOTLB_BATCH_BEGIN/END). Nests;
-  // a no-op pair when IOTLB_BATCH was not negotiated. Returns whether batching is really in effect.
-  bool beginDmaBatch();
-  void endDmaBatch();
-
   // VHOST_VDPA_SUSPEND / RESUME; EOPNOTSUPP when the backend feature was not negotiated.
   void suspend();
   void resume();
   // VHOST_GET_VRING_BASE: the device's next avail index (split) for queue `index`.
   uint32_t getVringBase(uint16_t index);
-  // The ring bases saved by the last teardown (reset) for queues that were running; -1 if none.
-  int64_t savedVringBase(uint16_t index) const;
   uint32_t vqGroup(uint16_t index);
   uint32_t groupCount();
   uint32_t asidCount();
   void setGroupAsid(uint32_t group, uint32_t asid);
 
  private:
-  // One page of the vhost-vdpa fd mapped write-only: a queue's doorbell. munmap'd on destruction.
-  class MappedPage {
-   public:
-    MappedPage() = default;
-    MappedPage(void* p, size_t len) : p_(p), len_(len) {}
-    MappedPage(MappedPage&& o) noexcept;
-    MappedPage& operator=(MappedPage&& o) noexcept;
-    MappedPage(const MappedPage&) = delete;
-    MappedPage& operator=(const MappedPage&) = delete;
-    ~MappedPage() { release(); }
-    bool valid() const { return p_ != nullptr; }
-    void* get() const { return p_; }
-
-   private:
-    void release() noexcept;
-    void* p_ = nullptr;
-    size_t len_ = 0;
-  };
-
   struct Queue {
     bool bound = false;  // eventfds were (maybe partly) handed to the kernel
     bool setUp = false;
@@ -110,21 +86,7 @@ class VhostVdpaTransport final : public Transport {
     bool enablePending = false;  // deferred until DRIVER_OK (ENABLE_AFTER_DRIVER_OK)
     uint16_t size = 0;
     UniqueFd kickFd;
-    int64_t savedBase = -1;
   };
-  struct Mapping {
-    uint64_t len;
-    uint64_t uaddr;
-  };
-
-  // ioctl on the device fd, retried on EINTR; throws SysError "ioctl(<name>)" with `hint` (or a
-  // generic one) on failure.
-  void ioctlOrThrow(unsigned long request, void* arg, const char* name, const std::string& hint = "");
-  // Same, but returns the errno (0 on success) instead of throwing.
-  int ioctlQuiet(unsigned long request, void* arg);
-  std::string defaultHint(int err) const;
-  // Writes one struct vhost_msg_v2 to the fd; returns 0 or the errno.
-  int writeIotlb(uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr);
   std::string rangeText() const;
   Queue& queueChecked(uint16_t index, const char* what);
   void enableNow(uint16_t index);
@@ -133,8 +95,7 @@ class VhostVdpaTransport final : public Transport {
   void teardown(bool strict);
   void invalidateAll() noexcept;
 
-  const std::string path_;
-  UniqueFd fd_;
+  VhostIoctls io_;
   UniqueFd configFd_;
   uint64_t pageSize_ = 4096;
   uint64_t offeredBackendFeatures_ = 0;
@@ -149,10 +110,9 @@ class VhostVdpaTransport final : public Transport {
   bool vendorIdKnown_ = false;
   uint32_t vendorId_ = 0;
   std::vector<Queue> queues_;
-  std::vector<MappedPage> doorbells_;  // per queue; probed once, kept for the fd's lifetime
+  std::vector<DoorbellPage> doorbells_;  // per queue; probed once, kept for the fd's lifetime
   std::vector<bool> doorbellProbed_;
-  std::map<uint64_t, Mapping> mappings_;  // iova -> live mapping
-  unsigned batchDepth_ = 0;
+  DmaMappings mappings_;
 };
 
 }  // namespace vdpa
