@@ -171,6 +171,8 @@ std::vector<uint32_t> SplitDriverQueue::abandonInFlight() {
       heads_[i].inUse = false;
     }
   }
+  // Chains added but never published stay invisible: the next publish() must not expose them.
+  availShadow_ = publishedIdx_;
   inFlight_ = 0;
   return tokens;
 }
