@@ -2,9 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
-#include <thread>
 
+#include "common/checks.h"
 #include "common/sys_error.h"
+#include "common/syscall.h"
 #include "ring/packed_driver_queue.h"
 #include "ring/split_driver_queue.h"
 #include "ring/virtio_ring.h"
@@ -93,19 +94,9 @@ void VirtioDevice::removeRegion(uint32_t handle) {
 
 VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
   if (closed_) throwSys(EBADF, "queue", transport_->path(), "the device is closed");
-  if (index >= transport_->maxQueues())
-    throwSys(EINVAL, "queue", transport_->path(),
-             "the device has " + std::to_string(transport_->maxQueues()) + " queues; there is no queue " +
-                 std::to_string(index));
-  const uint16_t max = transport_->maxQueueSize(index);
-  // Packed rings take any size up to 32768 (15-bit offsets); split rings need a power of two.
+  checkQueueIndex(index, transport_->maxQueues(), "queue", transport_->path());
   const bool packed = (features_ & bit(kFeatureRingPacked)) != 0;
-  if (packed ? (size == 0 || size > max || size > kPackedMaxSize)
-             : (size == 0 || size > max || (size & (size - 1)) != 0))
-    throwSys(EINVAL, "queue", transport_->path(),
-             "queue size " + std::to_string(size) +
-                 (packed ? " must be between 1 and " : " must be a power of two no larger than ") +
-                 std::to_string(packed ? std::min<uint16_t>(max, kPackedMaxSize) : max));
+  checkQueueSize(size, transport_->maxQueueSize(index), packed, "queue", transport_->path());
   if (queues_.size() <= index) queues_.resize(index + 1);
   if (queues_[index]) throwSys(EBUSY, "queue", transport_->path(), "queue already set up");
 
@@ -148,7 +139,7 @@ void VirtioDevice::quiesce() {
       busy = busy || (q->ring->inFlight() > 0 && !q->ring->broken());
     }
     if (!busy || std::chrono::steady_clock::now() >= deadline) return;
-    std::this_thread::sleep_for(std::chrono::microseconds(200));
+    sleepFor(std::chrono::microseconds(200));
   }
 }
 

@@ -16,8 +16,7 @@ namespace vdpa {
 const napi_type_tag DeviceWrap::kTag = {0x7664706164657669ULL, 0x6365000000000001ULL};
 
 VirtioDevice& requireOpen(const std::shared_ptr<VirtioDevice>& device, const char* what) {
-  if (!device || device->closed())
-    throw SysError(EBADF, what, device ? device->path() : "", "EBADF: the device is closed");
+  if (!device || device->closed()) throwSys(EBADF, what, device ? device->path() : "", "the device is closed");
   return *device;
 }
 

@@ -35,7 +35,7 @@ Napi::Value guarded(const Napi::CallbackInfo& info, Body&& body) {
     else
       Napi::RangeError::New(env, e.what()).ThrowAsJavaScriptException();
   } catch (const std::bad_alloc&) {
-    makeVdpaError(env, SysError(ENOMEM, "malloc", "", "ENOMEM: out of memory")).ThrowAsJavaScriptException();
+    makeVdpaError(env, makeSysError(ENOMEM, "malloc")).ThrowAsJavaScriptException();
   } catch (const std::exception& e) {
     Napi::Error::New(env, e.what()).ThrowAsJavaScriptException();
   }

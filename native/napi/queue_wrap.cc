@@ -56,7 +56,7 @@ void QueueWrap::stop() {
 
 VirtQueue& QueueWrap::requireQueue() {
   VirtioDevice& device = requireOpen(device_, "queue");
-  if (!queue_) throw SysError(EBADF, "queue", device.path(), "EBADF: the device is closed");
+  if (!queue_) throwSys(EBADF, "queue", device.path(), "the device is closed");
   return *queue_;
 }
 

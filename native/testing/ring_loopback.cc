@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstring>
 
+#include "common/checks.h"
 #include "napi/args.h"
 #include "napi/batch.h"
 #include "napi/errors.h"
@@ -45,8 +46,8 @@ Napi::Function RingLoopback::define(Napi::Env env) {
 RingLoopback::RingLoopback(const Napi::CallbackInfo& info) : Napi::ObjectWrap<RingLoopback>(info) {
   Napi::Env env = info.Env();
   const bool packed = !info[4].IsUndefined() && boolArg(info, 4, "packed");
-  const uint32_t size = u32Arg(info, 0, "size", 1, kPackedMaxSize);
-  if (!packed && (size & (size - 1))) throwRangeError(env, "size must be a power of two <= 32768");
+  const uint32_t size = u32Arg(info, 0, "size", 1, kMaxQueueSize);
+  if (!queueSizeValid(size, kMaxQueueSize, packed)) throwRangeError(env, "size must be a power of two <= 32768");
   const bool eventIdx = boolArg(info, 1, "eventIdx");
   const uint32_t indirectMax = u32Arg(info, 2, "indirectMax", 0, 4096);
   const uint32_t dataBytes = u32Arg(info, 3, "dataBytes");
