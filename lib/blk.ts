@@ -6,7 +6,10 @@ import { checkBlockRange, checkInteger, checkObject } from './validate';
 
 /** Options for {@link openBlk}. */
 export interface BlkOptions extends OpenOptions {
-  /** Request queues to use (at most what the device offers). Default 1. */
+  /**
+   * Request queues the driver uses. Default 1. More than the device offers is a RangeError, never
+   * silently capped (a mock:blk offers `mock.numQueues`, default 1).
+   */
   numQueues?: number;
   /** Entries per queue (a power of two unless packed). Default 256, or the device's maximum if smaller. */
   queueSize?: number;
@@ -481,19 +484,16 @@ function blkOpName(type: number): string {
  * Opens a virtio-blk device and brings it up: features, queues, DRIVER_OK.
  *
  * @example
- * const blk = await openBlk('mock:blk', { capacity: 64 << 20, numQueues: 2, queueSize: 256 });
+ * const blk = await openBlk('mock:blk', { numQueues: 2, queueSize: 256, mock: { capacity: 64 << 20, numQueues: 2 } });
  * const buf = blk.allocBuffer(4096);
  * await blk.write(0, buf);
  */
 export async function openBlk(path: string, options: BlkOptions = {}): Promise<BlkDevice> {
   if (typeof path !== 'string') throw new TypeError('device path must be a string');
   checkObject(options, 'options');
-  const opts: BlkOptions = { ...options };
-  if (path.startsWith('mock:') && opts.deviceQueues === undefined && opts.numQueues !== undefined)
-    opts.deviceQueues = opts.numQueues;
-  const device = new Device(path, opts);
+  const device = new Device(path, options);
   try {
-    return new BlkDevice(device, opts);
+    return new BlkDevice(device, options);
   } catch (e) {
     await device.close();
     throw e;

@@ -6,33 +6,49 @@ import { QueueDriver, type ChainCallback } from './queue';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 import { VhostControl } from './vhost';
 
-/** Options for {@link openDevice}; device-specific openers add their own. */
-export interface OpenOptions {
-  /** mock:blk only: disk size in bytes (multiple of 512). Default 64 MiB. */
+/**
+ * Settings of an in-process mock device (`mock:blk`, `mock:net`), in {@link OpenOptions.mock}. Each is
+ * checked before the device is made: TypeError for a wrong type, RangeError for a value out of range.
+ */
+export interface MockOptions {
+  /** mock:blk: disk size in bytes, a multiple of 512 up to 2^50. Default 64 MiB. */
   capacity?: number;
-  /** mock:blk only: request queues the device offers. Default 1. */
-  deviceQueues?: number;
-  /** mock only: largest queue size the device accepts. Default 1024. */
+  /**
+   * mock:blk: request queues the device offers (1 to 64; VIRTIO_BLK_F_MQ when above 1). Default 1.
+   * How many of them a driver uses is {@link BlkOptions.numQueues}.
+   */
+  numQueues?: number;
+  /** Largest queue size the device accepts (1 to 32768). Default 1024. */
   maxQueueSize?: number;
-  /** mock:blk only: max data segments per request (seg_max). Default 126. */
+  /** mock:blk: max data segments per request, seg_max (1 to 4096). Default 126. */
   segMax?: number;
-  /** mock:blk only: max bytes per data segment (size_max). Default 1 MiB. */
+  /** mock:blk: max bytes per data segment, size_max (512 to 2^31). Default 1 MiB. */
   sizeMax?: number;
-  /** mock:blk only: logical block size reported in config. Default 512. */
+  /** mock:blk: logical block size reported in config (512 to 65536). Default 512. */
   blockSize?: number;
-  /** mock:blk only: offer VIRTIO_BLK_F_RO. */
+  /** mock:blk: offer VIRTIO_BLK_F_RO. Default false. */
   readOnly?: boolean;
-  /** mock:net only: MAC address in config. */
+  /** mock:net: MAC address in config, 6 bytes. Default 52:54:00:12:34:56. */
   mac?: Uint8Array;
-  /** mock:net only: MTU in config. Default 1500. */
+  /** mock:net: MTU in config (68 to 65535). Default 1500. */
   mtu?: number;
   /**
-   * mock only: make the device misbehave, for testing how the library defends itself. One of
-   * {@link mockFaults}.
+   * Make the device misbehave, for testing how the library defends itself: one of {@link mockFaults}.
+   * `'stall'` completes nothing after `faultAfter` completions.
    */
   fault?: string;
-  /** mock only: completions the device gets right before the fault starts. Default 0. */
+  /** Completions the device gets right before the fault starts (0 to 2^32-1). Default 0. */
   faultAfter?: number;
+}
+
+/** Options for {@link openDevice}; device-specific openers add their own. */
+export interface OpenOptions {
+  /**
+   * Settings of a `mock:` device. Only mock devices take them: on any other path this is a TypeError
+   * (a setting that cannot apply is a mistake, not something to ignore). Keys not listed in
+   * {@link MockOptions} are a TypeError too.
+   */
+  mock?: MockOptions;
 }
 
 /** Fault names a mock device accepts in {@link OpenOptions.fault}. */
@@ -96,7 +112,7 @@ export class Device extends EventEmitter {
         'unknown device spec',
         'use mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>',
       );
-    this.nativeDevice = new native.Device(path, toNativeOptions(options));
+    this.nativeDevice = new native.Device(path, toNativeOptions(path, options));
     const info = this.nativeDevice.info();
     this.path = path;
     this.transport = info.transport;
@@ -319,28 +335,58 @@ export class Device extends EventEmitter {
   }
 }
 
-function toNativeOptions(o: OpenOptions): NativeOpenOptions {
+const MOCK_KEYS: readonly (keyof MockOptions)[] = [
+  'capacity',
+  'numQueues',
+  'maxQueueSize',
+  'segMax',
+  'sizeMax',
+  'blockSize',
+  'readOnly',
+  'mac',
+  'mtu',
+  'fault',
+  'faultAfter',
+];
+
+/**
+ * The native layer's flat options object; ranges are the native parser's too (it checks them again).
+ * Options for non-mock devices are empty: those transports take none.
+ */
+function toNativeOptions(path: string, options: OpenOptions): NativeOpenOptions {
+  for (const key of [...MOCK_KEYS, 'deviceQueues']) {
+    if (key !== 'numQueues' && key in options)
+      throw new TypeError(`options.${key} is a mock device setting: pass it inside options.mock`);
+  }
+  const o = options.mock;
+  if (o === undefined) return {};
+  checkObject(o, 'options.mock');
+  if (!path.startsWith('mock:')) throw new TypeError(`options.mock applies to mock: devices only, not '${path}'`);
+  for (const key of Object.keys(o))
+    if (!(MOCK_KEYS as readonly string[]).includes(key))
+      throw new TypeError(`options.mock.${key} is not a mock setting (known: ${MOCK_KEYS.join(', ')})`);
   const n: NativeOpenOptions = {};
   if (o.capacity !== undefined) {
-    checkInteger(o.capacity, 'capacity', 512, 2 ** 50);
-    if (o.capacity % 512 !== 0) throw new RangeError('capacity must be a multiple of 512');
+    checkInteger(o.capacity, 'mock.capacity', 512, 2 ** 50);
+    if (o.capacity % 512 !== 0) throw new RangeError('mock.capacity must be a multiple of 512');
     n.capacity = o.capacity;
   }
-  if (o.deviceQueues !== undefined) n.numQueues = checkInteger(o.deviceQueues, 'deviceQueues', 1, 64);
-  if (o.maxQueueSize !== undefined) n.maxQueueSize = checkInteger(o.maxQueueSize, 'maxQueueSize', 1, 32768);
-  if (o.segMax !== undefined) n.segMax = checkInteger(o.segMax, 'segMax', 1, 4096);
-  if (o.sizeMax !== undefined) n.sizeMax = checkInteger(o.sizeMax, 'sizeMax', 512, 2 ** 31);
-  if (o.blockSize !== undefined) n.blockSize = checkInteger(o.blockSize, 'blockSize', 512, 65536);
-  if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'readOnly');
-  if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mtu', 68, 65535);
-  if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'faultAfter', 0, 2 ** 32 - 1);
+  if (o.numQueues !== undefined) n.numQueues = checkInteger(o.numQueues, 'mock.numQueues', 1, 64);
+  if (o.maxQueueSize !== undefined) n.maxQueueSize = checkInteger(o.maxQueueSize, 'mock.maxQueueSize', 1, 32768);
+  if (o.segMax !== undefined) n.segMax = checkInteger(o.segMax, 'mock.segMax', 1, 4096);
+  if (o.sizeMax !== undefined) n.sizeMax = checkInteger(o.sizeMax, 'mock.sizeMax', 512, 2 ** 31);
+  if (o.blockSize !== undefined) n.blockSize = checkInteger(o.blockSize, 'mock.blockSize', 512, 65536);
+  if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'mock.readOnly');
+  if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mock.mtu', 68, 65535);
+  if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'mock.faultAfter', 0, 2 ** 32 - 1);
   if (o.mac !== undefined) {
-    if (!(o.mac instanceof Uint8Array) || o.mac.length !== 6) throw new TypeError('mac must be a 6-byte Uint8Array');
+    if (!(o.mac instanceof Uint8Array)) throw new TypeError('mock.mac must be a Uint8Array');
+    if (o.mac.length !== 6) throw new RangeError(`mock.mac must be 6 bytes, got ${o.mac.length}`);
     n.mac = o.mac;
   }
   if (o.fault !== undefined) {
-    if (typeof o.fault !== 'string' || !mockFaults.includes(o.fault))
-      throw new RangeError(`fault must be one of ${mockFaults.join(', ')}`);
+    if (typeof o.fault !== 'string') throw new TypeError('mock.fault must be a string');
+    if (!mockFaults.includes(o.fault)) throw new RangeError(`mock.fault must be one of ${mockFaults.join(', ')}`);
     n.fault = o.fault;
   }
   return n;

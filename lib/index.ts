@@ -5,7 +5,7 @@
  */
 export { VdpaError, type VdpaErrorInfo } from './errors';
 export { DeviceType, type DeviceTypeName, Status, Feature, BlkFeature, NetFeature, featureNames } from './constants';
-export { Device, openDevice, mockFaults, type OpenOptions, type AllocOptions } from './device';
+export { Device, openDevice, mockFaults, type OpenOptions, type MockOptions, type AllocOptions } from './device';
 export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
 export { NetDevice, openNet, type NetOptions } from './net';
 export { VhostControl, BackendFeature, type VhostInfo } from './vhost';
