@@ -1,4 +1,16 @@
-import { BlkFeature, Feature } from './constants';
+import {
+  BLK_CONFIG_SIZE,
+  BLK_DISCARD_SEGMENT_SIZE,
+  BLK_ID_BYTES,
+  BLK_REQUEST_HEADER_SIZE,
+  BlkConfig,
+  BlkDiscardSegment,
+  BlkRequestHeader,
+  BlkStatus,
+  ConfigView,
+  type Field,
+} from './config';
+import { BlkFeature, DeviceType, Feature } from './constants';
 import { COMMON_FEATURES, Device, type AllocOptions, type OpenOptions } from './device';
 import { vdpaError } from './errors';
 import type { ChainSegment, QueueDriver } from './queue';
@@ -33,11 +45,10 @@ const T_FLUSH = 4;
 const T_GET_ID = 8;
 const T_DISCARD = 11;
 const T_WRITE_ZEROES = 13;
-// Per-slot metadata: header at 0, discard payload or ID at 16 (20 bytes), status byte at 48.
+// Per-slot metadata: request header, then the discard range or the ID, then the status byte.
 const SLOT_BYTES = 64;
-const PAYLOAD_AT = 16;
-const STATUS_AT = 48;
-const ID_BYTES = 20;
+const PAYLOAD_AT = BLK_REQUEST_HEADER_SIZE;
+const STATUS_AT = PAYLOAD_AT + Math.max(BLK_DISCARD_SEGMENT_SIZE, BLK_ID_BYTES);
 const BOUNCE_CHUNK = 64 * 1024;
 const BOUNCE_REGION = 16 * BOUNCE_CHUNK;
 const BOUNCE_REGIONS_MAX = 16;
@@ -161,7 +172,7 @@ export class BlkDevice {
 
   /** @internal Use {@link openBlk}. */
   constructor(device: Device, options: BlkOptions) {
-    if (device.deviceId !== 2) {
+    if (device.deviceId !== DeviceType.blk) {
       void device.close();
       throw vdpaError('ENODEV', 'open', device.path, `not a block device (virtio device id ${device.deviceId})`);
     }
@@ -178,18 +189,18 @@ export class BlkDevice {
       BlkFeature.WRITE_ZEROES |
       (options.packed ? Feature.RING_PACKED : 0n);
     const f = device.negotiate(wanted);
-    const cfg = new DataView(device.readConfig(0, Math.min(device.configSize, 60)).buffer);
-    const u32 = (off: number, feature: bigint, def: number): number =>
-      f & feature && cfg.byteLength >= off + 4 ? cfg.getUint32(off, true) : def;
-    this.capacity = Number(cfg.getBigUint64(0, true)) * SECTOR;
-    this.blockSize = u32(20, BlkFeature.BLK_SIZE, SECTOR) || SECTOR;
+    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, BLK_CONFIG_SIZE)));
+    // A field counts when its feature was negotiated and the device's config space holds it.
+    const field = (fd: Field, feature: bigint, def: number): number => (f & feature && cfg.has(fd) ? cfg.get(fd) : def);
+    this.capacity = cfg.get(BlkConfig.capacity) * SECTOR;
+    this.blockSize = field(BlkConfig.blkSize, BlkFeature.BLK_SIZE, SECTOR) || SECTOR;
     this.readOnly = (f & BlkFeature.RO) !== 0n;
-    const segMax = Math.max(1, u32(12, BlkFeature.SEG_MAX, 1));
-    this.sizeMax = Math.max(SECTOR, u32(8, BlkFeature.SIZE_MAX, MAX_REQUEST_BYTES)) & ~(SECTOR - 1);
+    const segMax = Math.max(1, field(BlkConfig.segMax, BlkFeature.SEG_MAX, 1));
+    this.sizeMax = Math.max(SECTOR, field(BlkConfig.sizeMax, BlkFeature.SIZE_MAX, MAX_REQUEST_BYTES)) & ~(SECTOR - 1);
     this.maxRequest = Math.max(SECTOR, Math.min(MAX_REQUEST_BYTES, segMax * this.sizeMax) & ~(SECTOR - 1));
-    this.maxDiscardSectors = u32(36, BlkFeature.DISCARD, 0) || 0xffffffff;
-    this.maxZeroesSectors = u32(48, BlkFeature.WRITE_ZEROES, 0) || 0xffffffff;
-    const offered = f & BlkFeature.MQ && cfg.byteLength >= 36 ? cfg.getUint16(34, true) : 1;
+    this.maxDiscardSectors = field(BlkConfig.maxDiscardSectors, BlkFeature.DISCARD, 0) || 0xffffffff;
+    this.maxZeroesSectors = field(BlkConfig.maxWriteZeroesSectors, BlkFeature.WRITE_ZEROES, 0) || 0xffffffff;
+    const offered = field(BlkConfig.numQueues, BlkFeature.MQ, 1);
     const numQueues = options.numQueues === undefined ? 1 : checkInteger(options.numQueues, 'numQueues', 1, 256);
     if (numQueues > Math.max(1, offered))
       throw new RangeError(`numQueues ${numQueues} is more than the device offers (${Math.max(1, offered)})`);
@@ -272,7 +283,7 @@ export class BlkDevice {
       const c = new Call(() => resolve(id), reject);
       try {
         this.device.live();
-        this.issue(c, { call: c, type: T_GET_ID, dataIn: ID_BYTES, idOut: (s) => (id = s) }, 0, []);
+        this.issue(c, { call: c, type: T_GET_ID, dataIn: BLK_ID_BYTES, idOut: (s) => (id = s) }, 0, []);
       } catch (e) {
         reject(e as Error);
       }
@@ -420,20 +431,23 @@ export class BlkDevice {
     }
     const slot = token * SLOT_BYTES;
     const v = q.metaView;
-    v.setUint32(slot, piece.type, true);
-    v.setUint32(slot + 4, 0, true);
-    v.setBigUint64(slot + 8, BigInt(sector), true);
+    v.setUint32(slot + BlkRequestHeader.type.offset, piece.type, true);
+    v.setUint32(slot + BlkRequestHeader.ioprio.offset, 0, true);
+    v.setBigUint64(slot + BlkRequestHeader.sector.offset, BigInt(sector), true);
     q.meta[slot + STATUS_AT] = 0xff;
-    const segs: ChainSegment[] = [{ region: q.metaHandle, offset: slot, length: 16, writable: false }];
+    const segs: ChainSegment[] = [
+      { region: q.metaHandle, offset: slot, length: BLK_REQUEST_HEADER_SIZE, writable: false },
+    ];
     if (range) {
-      v.setBigUint64(slot + PAYLOAD_AT, BigInt(range.sector), true);
-      v.setUint32(slot + PAYLOAD_AT + 8, range.count, true);
-      v.setUint32(slot + PAYLOAD_AT + 12, 0, true);
-      segs.push({ region: q.metaHandle, offset: slot + PAYLOAD_AT, length: 16, writable: false });
+      const at = slot + PAYLOAD_AT;
+      v.setBigUint64(at + BlkDiscardSegment.sector.offset, BigInt(range.sector), true);
+      v.setUint32(at + BlkDiscardSegment.numSectors.offset, range.count, true);
+      v.setUint32(at + BlkDiscardSegment.flags.offset, 0, true);
+      segs.push({ region: q.metaHandle, offset: at, length: BLK_DISCARD_SEGMENT_SIZE, writable: false });
     }
     for (const s of data) segs.push(s);
     if (piece.type === T_GET_ID)
-      segs.push({ region: q.metaHandle, offset: slot + PAYLOAD_AT, length: ID_BYTES, writable: true });
+      segs.push({ region: q.metaHandle, offset: slot + PAYLOAD_AT, length: BLK_ID_BYTES, writable: true });
     segs.push({ region: q.metaHandle, offset: slot + STATUS_AT, length: 1, writable: true });
     q.driver.enqueue(token, segs, piece);
   }
@@ -442,10 +456,10 @@ export class BlkDevice {
     const slot = token * SLOT_BYTES;
     if (!err) {
       const status = q.meta[slot + STATUS_AT];
-      if (len < 1 || status !== 0) {
+      if (len < 1 || status !== BlkStatus.OK) {
         const what = len < 1 ? 'the device returned the request without a status' : `status ${status}`;
         err = vdpaError(
-          status === 2 ? 'EOPNOTSUPP' : 'EIO',
+          status === BlkStatus.UNSUPP ? 'EOPNOTSUPP' : 'EIO',
           blkOpName(piece.type),
           this.device.path,
           `the device failed the request (${what})`,
@@ -453,7 +467,7 @@ export class BlkDevice {
       } else if (piece.user && piece.bounce) {
         piece.user.set(piece.bounce.bytes.subarray(0, piece.user.length));
       } else if (piece.idOut) {
-        const raw = q.meta.subarray(slot + PAYLOAD_AT, slot + PAYLOAD_AT + Math.min(ID_BYTES, len - 1));
+        const raw = q.meta.subarray(slot + PAYLOAD_AT, slot + PAYLOAD_AT + Math.min(BLK_ID_BYTES, len - 1));
         const end = raw.indexOf(0);
         piece.idOut(Buffer.from(end < 0 ? raw : raw.subarray(0, end)).toString('latin1'));
       }

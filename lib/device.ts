@@ -60,7 +60,8 @@ export interface AllocOptions {
   hugePages?: boolean;
 }
 
-const KNOWN_PREFIXES = ['mock:', '/dev/vhost-vdpa-', 'vfio:'];
+/** Device specs the library knows: mock models, vhost-vdpa character devices, VFIO PCI functions. */
+const KNOWN_SPEC = /^(mock:(blk|net)|\/dev\/vhost-vdpa-\d+|vfio:.+)$/;
 
 /**
  * An open virtio device, before or after a driver has brought it up. {@link openBlk} and
@@ -104,7 +105,7 @@ export class Device extends EventEmitter {
     super();
     if (typeof path !== 'string') throw new TypeError('device path must be a string');
     checkObject(options, 'options');
-    if (!KNOWN_PREFIXES.some((p) => path.startsWith(p)))
+    if (!KNOWN_SPEC.test(path))
       throw vdpaError(
         'EINVAL',
         'open',

@@ -1,4 +1,5 @@
-import { Feature, NetFeature } from './constants';
+import { ConfigView, NET_CONFIG_SIZE, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetConfig } from './config';
+import { DeviceType, Feature, NetFeature } from './constants';
 import { COMMON_FEATURES, Device, type OpenOptions } from './device';
 import { VdpaError, vdpaError } from './errors';
 import type { QueueDriver } from './queue';
@@ -11,7 +12,7 @@ export interface NetOptions extends OpenOptions {
   packed?: boolean;
 }
 
-const HDR = 12; // struct virtio_net_hdr_v1
+const HDR = NET_HEADER_SIZE;
 const ETH_HEADER = 14;
 const RX_QUEUE = 0;
 const TX_QUEUE = 1;
@@ -51,7 +52,7 @@ export class NetDevice {
 
   /** @internal Use {@link openNet}. */
   constructor(device: Device, options: NetOptions) {
-    if (device.deviceId !== 1) {
+    if (device.deviceId !== DeviceType.net) {
       throw vdpaError('ENODEV', 'open', device.path, `not a network device (virtio device id ${device.deviceId})`);
     }
     this.device = device;
@@ -62,10 +63,9 @@ export class NetDevice {
         NetFeature.MTU |
         (options.packed ? Feature.RING_PACKED : 0n),
     );
-    const cfg = device.readConfig(0, Math.min(device.configSize, 12));
-    const view = new DataView(cfg.buffer, cfg.byteOffset, cfg.byteLength);
-    this.mac = f & NetFeature.MAC ? cfg.slice(0, 6) : new Uint8Array(6);
-    this.mtu = f & NetFeature.MTU && cfg.length >= 12 ? view.getUint16(10, true) : 1500;
+    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
+    this.mac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
+    this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     const queueSize = device.queueSizeFor(options.queueSize, [RX_QUEUE, TX_QUEUE]);
     this.queueSize = queueSize;
     // Without MRG_RXBUF every receive buffer must hold a whole frame (and room for a VLAN tag).
@@ -92,7 +92,9 @@ export class NetDevice {
   /** Link status from config (true when the device does not report one). */
   get linkUp(): boolean {
     if (!(this.device.features & NetFeature.STATUS)) return true;
-    return (this.device.readConfig(6, 2)[0] as number & 1) === 1;
+    const { offset, bytes } = NetConfig.status;
+    const cfg = new ConfigView(this.device.readConfig(0, offset + bytes));
+    return (cfg.get(NetConfig.status) & NET_STATUS_LINK_UP) !== 0;
   }
 
   /** Sends one frame; resolves when the device has taken it. */
