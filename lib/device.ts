@@ -1,58 +1,13 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { DeviceType, Feature, Status } from './constants';
-import { VdpaError, vdpaError } from './errors';
-import { native, type NativeDevice, type NativeOpenOptions, type NativeRegion } from './native';
-import { QueueDriver, type ChainCallback } from './queue';
+import { DeadlineWheel } from './deadline';
+import { VdpaError, vdpaError, type ErrnoCode } from './errors';
+import { native, type NativeDevice, type NativeRegion } from './native';
+import { requestTimeoutOf, toNativeOptions, type OpenOptions } from './options';
+import { QueueDriver, type QueueHooks } from './queue';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 import { VhostControl } from './vhost';
-
-/**
- * Settings of an in-process mock device (`mock:blk`, `mock:net`), in {@link OpenOptions.mock}. Each is
- * checked before the device is made: TypeError for a wrong type, RangeError for a value out of range.
- */
-export interface MockOptions {
-  /** mock:blk: disk size in bytes, a multiple of 512 up to 2^50. Default 64 MiB. */
-  capacity?: number;
-  /**
-   * mock:blk: request queues the device offers (1 to 64; VIRTIO_BLK_F_MQ when above 1). Default 1.
-   * How many of them a driver uses is {@link BlkOptions.numQueues}.
-   */
-  numQueues?: number;
-  /** Largest queue size the device accepts (1 to 32768). Default 1024. */
-  maxQueueSize?: number;
-  /** mock:blk: max data segments per request, seg_max (1 to 4096). Default 126. */
-  segMax?: number;
-  /** mock:blk: max bytes per data segment, size_max (512 to 2^31). Default 1 MiB. */
-  sizeMax?: number;
-  /** mock:blk: logical block size reported in config (512 to 65536). Default 512. */
-  blockSize?: number;
-  /** mock:blk: offer VIRTIO_BLK_F_RO. Default false. */
-  readOnly?: boolean;
-  /** mock:net: MAC address in config, 6 bytes. Default 52:54:00:12:34:56. */
-  mac?: Uint8Array;
-  /** mock:net: MTU in config (68 to 65535). Default 1500. */
-  mtu?: number;
-  /**
-   * Make the device misbehave, for testing how the library defends itself: one of {@link mockFaults}.
-   * `'stall'` completes nothing after `faultAfter` completions.
-   */
-  fault?: string;
-  /** Completions the device gets right before the fault starts (0 to 2^32-1). Default 0. */
-  faultAfter?: number;
-}
-
-/** Options for {@link openDevice}; device-specific openers add their own. */
-export interface OpenOptions {
-  /**
-   * Settings of a `mock:` device. Only mock devices take them: on any other path this is a TypeError
-   * (a setting that cannot apply is a mistake, not something to ignore). Keys not listed in
-   * {@link MockOptions} are a TypeError too.
-   */
-  mock?: MockOptions;
-}
-
-/** Fault names a mock device accepts in {@link OpenOptions.fault}. */
-export const mockFaults: readonly string[] = Object.freeze([...native.mockFaults]);
 
 /** Options for {@link Device.allocBuffer}. */
 export interface AllocOptions {
@@ -64,19 +19,45 @@ export interface AllocOptions {
 const KNOWN_SPEC = /^(mock:(blk|net)|\/dev\/vhost-vdpa-\d+|vfio:.+)$/;
 
 /**
+ * Largest DMA buffer: what an ArrayBuffer can be, and never above 4 GiB (chain segments carry 32-bit
+ * offsets into their region).
+ */
+const MAX_BUFFER = Math.min(bufferConstants.MAX_LENGTH, 2 ** 32);
+
+/** A buffer from {@link Device.allocBuffer} and the requests holding it. */
+export interface DmaRegion {
+  readonly native: NativeRegion;
+  /** Request pieces the device holds (or that wait to be submitted) using this buffer. */
+  pins: number;
+}
+
+/** Buffers freed by {@link Device.freeBuffer} on any device: passing one to a request is a TypeError. */
+const freedBuffers = new WeakSet<ArrayBuffer>();
+
+/** Queue settings a driver passes to {@link Device.createQueue}. */
+export type QueueOptions<C> = Pick<QueueHooks<C>, 'onChain' | 'onOrphan' | 'maxSegments' | 'waiters'> & {
+  /** Whether chains in flight should keep the process alive (receive buffers don't). Default yes. */
+  keepAlive?: () => boolean;
+  /** Whether the chains have a deadline (receive buffers wait for traffic: no). Default yes. */
+  timed?: boolean;
+};
+
+/**
  * An open virtio device, before or after a driver has brought it up. {@link openBlk} and
  * {@link openNet} build on it; {@link openDevice} returns one for inspection and low-level use.
  *
  * Emits `'configChange'` when the device signals a configuration change, `'needsReset'` (with
- * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET, and `'removed'` (code
- * `'ENODEV'`) when the host takes a VFIO function back: its requests fail and the device is closed.
+ * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET, `'timeout'` (code
+ * `'ETIMEDOUT'`) when a request outlived {@link OpenOptions.requestTimeout} and the device was
+ * failed, and `'removed'` (code `'ENODEV'`) when the host takes a VFIO function back: its requests
+ * fail and the device is closed.
  */
 export class Device extends EventEmitter {
   /** The spec it was opened with: `'mock:blk'`, `'/dev/vhost-vdpa-0'`, `'vfio:0000:00:03.0'`. */
   readonly path: string;
   /** `'mock'`, `'vhost-vdpa'` or `'vfio'`. */
   readonly transport: string;
-  /** Virtio device ID (1 = net, 2 = blk, ...). */
+  /** Virtio device ID (see {@link DeviceType}). */
   readonly deviceId: number;
   /** `'net'`, `'blk'`, or `'unknown(N)'`. */
   readonly deviceType: string;
@@ -91,13 +72,23 @@ export class Device extends EventEmitter {
   features = 0n;
   /** vhost-vdpa ioctls without a virtio equivalent; undefined on other transports. */
   readonly vhost: VhostControl | undefined;
+  /** Milliseconds a request may take before the device is failed (0 = no deadline). */
+  readonly requestTimeout: number;
 
   private readonly nativeDevice: NativeDevice;
-  private readonly regions = new WeakMap<ArrayBuffer, NativeRegion>();
+  private readonly regions = new WeakMap<ArrayBuffer, DmaRegion>();
   private readonly queues: QueueDriver<unknown>[] = [];
   private readonly internalRegions: NativeRegion[] = [];
-  private closedError: VdpaError | undefined;
+  private readonly deadline: DeadlineWheel | undefined;
+  /**
+   * What native code calls back into, cleared at close: the native side holds these callbacks in
+   * persistent references, and a callback closing over the device would keep it from being collected.
+   */
+  private readonly relays: { device: Device | undefined; queues: { driver: QueueDriver<unknown> | undefined }[] };
+  private readonly failureListeners: (() => void)[] = [];
+  private isClosed = false;
   private cancelledWith: VdpaError | undefined;
+  private failedWith: VdpaError | undefined;
   private referenced = true;
 
   /** @internal Use {@link openDevice}. */
@@ -113,7 +104,9 @@ export class Device extends EventEmitter {
         'unknown device spec',
         'use mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>',
       );
-    this.nativeDevice = new native.Device(path, toNativeOptions(path, options));
+    const nativeOptions = toNativeOptions(path, options);
+    this.requestTimeout = requestTimeoutOf(options);
+    this.nativeDevice = new native.Device(path, nativeOptions);
     const info = this.nativeDevice.info();
     this.path = path;
     this.transport = info.transport;
@@ -124,24 +117,30 @@ export class Device extends EventEmitter {
     this.configSize = info.configSize;
     const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
     this.deviceType = name ?? `unknown(${info.deviceId})`;
-    this.vhost = info.transport === 'vhost-vdpa' ? new VhostControl(() => this.live()) : undefined;
-    this.nativeDevice.onConfigChange((kind) => (kind === 'removal' ? this.removed() : this.configChanged()));
+    this.vhost = info.transport === 'vhost-vdpa' ? new VhostControl(() => this.live('vhost')) : undefined;
+    if (this.requestTimeout > 0) {
+      const relay = new WeakRef(this);
+      this.deadline = new DeadlineWheel(this.requestTimeout, () => relay.deref()?.timedOut());
+    }
+    this.relays = { device: this, queues: [] };
+    const relays = this.relays;
+    this.nativeDevice.onConfigChange((kind) => relays.device?.configEvent(kind));
   }
 
-  /** True once {@link close} was called or the device failed for good. */
+  /** True once {@link close} was called or the host took the device back. */
   get closed(): boolean {
-    return this.closedError !== undefined;
+    return this.isClosed;
   }
 
   /** The largest size queue `index` accepts (VHOST_VDPA_GET_VRING_NUM, queue_size, ...). */
   maxQueueSize(index: number): number {
     checkInteger(index, 'index', 0, this.maxQueues - 1);
-    return this.live().maxQueueSize(index);
+    return this.live('maxQueueSize').maxQueueSize(index);
   }
 
   /** The device status byte (see {@link Status}). */
   status(): number {
-    return this.live().status();
+    return this.live('status').status();
   }
 
   /** Reads `length` bytes of device configuration space at `offset`. */
@@ -150,7 +149,7 @@ export class Device extends EventEmitter {
     checkInteger(length, 'length', 0, 4096);
     if (offset + length > this.configSize)
       throw new RangeError(`config space is ${this.configSize} bytes; cannot read ${length} at ${offset}`);
-    return this.live().readConfig(offset, length);
+    return this.live('readConfig').readConfig(offset, length);
   }
 
   /** Writes bytes into device configuration space (device types that allow it). */
@@ -158,44 +157,64 @@ export class Device extends EventEmitter {
     checkInteger(offset, 'offset', 0, 0xffff);
     if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
     if (offset + data.length > this.configSize) throw new RangeError(`config space is ${this.configSize} bytes`);
-    this.live().writeConfig(offset, data);
+    this.live('writeConfig').writeConfig(offset, data);
   }
 
   /**
    * Allocates a DMA buffer the device can reach directly: page-aligned, pinned, registered with the
-   * device's IOMMU. Reads and writes through such a buffer are zero-copy. It stays valid until
-   * {@link freeBuffer} or {@link close}; after that the view is detached (length 0).
+   * device's IOMMU, at most 4 GiB (and what an ArrayBuffer may be). Reads and writes through such a
+   * buffer are zero-copy. It stays valid until {@link freeBuffer} or {@link close}; after that the
+   * view is detached (length 0).
    *
    * On vhost-vdpa, allocate (and free) buffers while no requests are in flight: each call is an
    * IOTLB update, and a VDUSE device answers one by re-mapping everything, dropping the buffers of
    * requests its daemon is working on.
    */
   allocBuffer(size: number, options: AllocOptions = {}): Uint8Array {
-    checkInteger(size, 'size', 1, 2 ** 40);
+    checkInteger(size, 'size', 1, MAX_BUFFER);
     checkObject(options, 'options');
     if (options.hugePages !== undefined) checkBoolean(options.hugePages, 'options.hugePages');
-    const region = this.live().allocRegion(size, options.hugePages === true);
-    this.regions.set(region.buffer, region);
+    const region = this.live('allocBuffer').allocRegion(size, options.hugePages === true);
+    this.regions.set(region.buffer, { native: region, pins: 0 });
     return new Uint8Array(region.buffer, 0, size);
   }
 
-  /** Unregisters and unmaps a buffer from {@link allocBuffer}. It must not be in use by a request. */
+  /**
+   * Unregisters and unmaps a buffer from {@link allocBuffer}; its views become detached. A buffer a
+   * request holds is refused with a VdpaError `code: 'EBUSY'`: wait for the request to settle (an
+   * aborted or timed-out request holds it until the device returns it or {@link close}).
+   */
   freeBuffer(buffer: Uint8Array): void {
-    const region = buffer instanceof Uint8Array ? this.regions.get(buffer.buffer as ArrayBuffer) : undefined;
-    if (!region) throw new TypeError('buffer was not allocated by this device');
-    this.regions.delete(region.buffer);
-    region.free();
+    const entry = buffer instanceof Uint8Array ? this.regions.get(buffer.buffer as ArrayBuffer) : undefined;
+    if (!entry) throw new TypeError('buffer was not allocated by this device (or was freed already)');
+    if (entry.pins > 0)
+      throw vdpaError(
+        'EBUSY',
+        'freeBuffer',
+        this.path,
+        `the buffer is in use by ${entry.pins} request${entry.pins === 1 ? '' : 's'}`,
+        'free it once its requests have settled; an aborted or timed-out request holds it until the device returns it or close()',
+      );
+    this.regions.delete(entry.native.buffer);
+    freedBuffers.add(entry.native.buffer);
+    entry.native.free();
   }
 
-  /** @internal Where a buffer lives in device memory, or undefined for ordinary memory. */
-  dmaLocation(buffer: Uint8Array): { region: number; offset: number } | undefined {
-    const region = this.regions.get(buffer.buffer as ArrayBuffer);
-    return region ? { region: region.handle, offset: buffer.byteOffset } : undefined;
+  /**
+   * @internal Where a buffer lives in device memory, or undefined for ordinary memory. A buffer
+   * freed by freeBuffer (on any device) is a TypeError.
+   */
+  dmaLocation(buffer: Uint8Array): { region: DmaRegion; offset: number } | undefined {
+    const ab = buffer.buffer as ArrayBuffer;
+    const region = this.regions.get(ab);
+    if (region) return { region, offset: buffer.byteOffset };
+    if (freedBuffers.has(ab)) throw new TypeError('buffer was freed with freeBuffer() and cannot be used');
+    return undefined;
   }
 
   /** @internal Allocates memory only the library uses (headers, bounce buffers). */
   allocInternal(size: number): { handle: number; bytes: Uint8Array } {
-    const region = this.live().allocRegion(size, false);
+    const region = this.live('allocBuffer').allocRegion(size, false);
     // Held for the device's lifetime: a collected region would be unmapped under the device.
     this.internalRegions.push(region);
     return { handle: region.handle, bytes: new Uint8Array(region.buffer) };
@@ -206,29 +225,26 @@ export class Device extends EventEmitter {
    * returns what the device accepted.
    */
   negotiate(wanted: bigint): bigint {
-    this.features = this.live().negotiate(wanted);
+    this.features = this.live('negotiate').negotiate(wanted);
     return this.features;
   }
 
-  /**
-   * @internal Sets up virtqueue `index` with `size` entries; `onChain` gets every completion.
-   * `keepAlive` says whether chains in flight should keep the process alive (receive buffers don't).
-   */
-  createQueue<C>(
-    index: number,
-    size: number,
-    onChain: ChainCallback<C>,
-    maxSegments: number,
-    keepAlive: () => boolean = () => true,
-  ): QueueDriver<C> {
+  /** @internal Sets up virtqueue `index` with `size` entries. */
+  createQueue<C>(index: number, size: number, options: QueueOptions<C>): QueueDriver<C> {
     // The native queue needs its callback before the driver that handles it exists.
-    const handler = { driver: undefined as QueueDriver<C> | undefined };
-    const nq = this.live().createQueue(index, size, (count, reason) => handler.driver?.complete(count, reason));
-    const driver = new QueueDriver<C>(
-      nq,
-      onChain,
-      () => this.referenced && keepAlive(),
-      (reason) =>
+    const relay: { driver: QueueDriver<unknown> | undefined } = { driver: undefined };
+    const nq = this.live('createQueue').createQueue(index, size, (count, reason) =>
+      relay.driver?.complete(count, reason),
+    );
+    const keepAlive = options.keepAlive ?? (() => true);
+    const driver = new QueueDriver<C>(nq, {
+      onChain: options.onChain,
+      onOrphan: options.onOrphan,
+      maxSegments: options.maxSegments,
+      waiters: options.waiters,
+      deadline: options.timed === false ? undefined : this.deadline,
+      wantRef: () => this.referenced && keepAlive(),
+      describeFailure: (reason) =>
         vdpaError(
           'EPROTO',
           `virtqueue ${index}`,
@@ -236,9 +252,10 @@ export class Device extends EventEmitter {
           `device broke the virtio rules: ${reason}`,
           'the device or its driver is faulty; close and reopen it',
         ),
-      maxSegments,
-    );
-    handler.driver = driver;
+      describeSubmitError: (err) => this.describeSubmitError(err),
+    });
+    relay.driver = driver as QueueDriver<unknown>;
+    this.relays.queues.push(relay);
     this.queues.push(driver as QueueDriver<unknown>);
     return driver;
   }
@@ -259,7 +276,7 @@ export class Device extends EventEmitter {
 
   /** @internal Enables the queues and sets DRIVER_OK. */
   start(): void {
-    this.live().start();
+    this.live('start').start();
   }
 
   /** Lets the process exit while requests are in flight on this device. */
@@ -281,30 +298,86 @@ export class Device extends EventEmitter {
    * Buffers from {@link allocBuffer} become detached. Calling it again does nothing.
    */
   async close(): Promise<void> {
-    if (this.closedError) return;
+    if (this.isClosed) return;
     this.shutDown(vdpaError('ECANCELED', 'close', this.path, 'the device was closed with the request in flight'));
   }
 
-  /** @internal Throws the reason the device is unusable, if it is. */
-  live(): NativeDevice {
-    if (this.closedError) throw this.closedError;
+  /**
+   * @internal The native device, or a fresh EBADF (with the caller's stack, `syscall` naming the
+   * call) once the device is closed.
+   */
+  live(syscall: string): NativeDevice {
+    if (this.isClosed) throw vdpaError('EBADF', syscall, this.path, 'the device is closed');
     return this.nativeDevice;
   }
 
-  /** @internal Once closed: the error requests that were pending at close fail with. */
-  get cancelError(): VdpaError | undefined {
-    return this.cancelledWith;
+  /** @internal Like {@link live}, and also throws the error the device failed with (timeout, reset). */
+  check(syscall: string): void {
+    this.live(syscall);
+    if (this.failedWith) throw this.failedWith;
+  }
+
+  /** @internal What a request still waiting for resources fails with: the close or failure error. */
+  get pendingFailure(): VdpaError | undefined {
+    return this.cancelledWith ?? this.failedWith;
+  }
+
+  /** @internal Runs `fn` after the device failed or closed (its queues are failed by then). */
+  onFailure(fn: () => void): void {
+    this.failureListeners.push(fn);
+  }
+
+  private describeSubmitError(err: Error): Error {
+    if (!(err instanceof VdpaError) || err.path !== undefined) return err;
+    const hint =
+      err.code === 'E2BIG'
+        ? 'the request needs more buffers than the queue holds: open it with a larger queueSize'
+        : undefined;
+    const detail = err.hint ?? err.message;
+    return vdpaError(err.code as ErrnoCode, err.syscall, this.path, detail, hint);
+  }
+
+  /** Fails every queue with `err`: all are marked first, so no waiter moves to one still open. */
+  private failQueues(err: VdpaError, reset: boolean): void {
+    for (const q of this.queues) q.markFailed(err);
+    for (const q of this.queues) {
+      if (reset) q.reset(err);
+      else q.fail(err);
+    }
+    for (const fn of this.failureListeners) fn();
   }
 
   private shutDown(inFlightError: VdpaError): void {
-    this.closedError = vdpaError('EBADF', 'device', this.path, 'the device is closed');
+    this.isClosed = true;
     this.cancelledWith = inFlightError;
+    this.deadline?.stop();
     this.nativeDevice.close();
-    for (const q of this.queues) q.fail(inFlightError);
+    this.failQueues(inFlightError, true);
+    this.relays.device = undefined;
+    for (const r of this.relays.queues) r.driver = undefined;
+  }
+
+  private timedOut(): void {
+    if (this.isClosed || this.failedWith) return;
+    const err = vdpaError(
+      'ETIMEDOUT',
+      'request',
+      this.path,
+      `the device did not complete a request within ${this.requestTimeout} ms (requestTimeout)`,
+      'the device (or its daemon) stopped answering: close() it and open it again',
+    );
+    this.failedWith = err;
+    this.failQueues(err, false);
+    this.emit('timeout', err);
+  }
+
+  private configEvent(kind: 'config' | 'removal'): void {
+    if (kind === 'removal') this.removed();
+    else this.configChanged();
   }
 
   private removed(): void {
-    if (this.closedError) return;
+    if (this.isClosed) return;
     const err = vdpaError(
       'ENODEV',
       'vfio release request',
@@ -318,9 +391,10 @@ export class Device extends EventEmitter {
   }
 
   private configChanged(): void {
-    if (this.closedError) return;
+    if (this.isClosed) return;
     const status = this.nativeDevice.status();
     if (status & Status.DEVICE_NEEDS_RESET) {
+      if (this.failedWith) return;
       const err = vdpaError(
         'EIO',
         'virtio status',
@@ -328,69 +402,14 @@ export class Device extends EventEmitter {
         'the device needs a reset (DEVICE_NEEDS_RESET)',
         'close the device and open it again',
       );
-      for (const q of this.queues) q.fail(err);
+      this.failedWith = err;
+      this.deadline?.stop();
+      this.failQueues(err, false);
       this.emit('needsReset', err);
       return;
     }
     this.emit('configChange');
   }
-}
-
-const MOCK_KEYS: readonly (keyof MockOptions)[] = [
-  'capacity',
-  'numQueues',
-  'maxQueueSize',
-  'segMax',
-  'sizeMax',
-  'blockSize',
-  'readOnly',
-  'mac',
-  'mtu',
-  'fault',
-  'faultAfter',
-];
-
-/**
- * The native layer's flat options object; ranges are the native parser's too (it checks them again).
- * Options for non-mock devices are empty: those transports take none.
- */
-function toNativeOptions(path: string, options: OpenOptions): NativeOpenOptions {
-  for (const key of [...MOCK_KEYS, 'deviceQueues']) {
-    if (key !== 'numQueues' && key in options)
-      throw new TypeError(`options.${key} is a mock device setting: pass it inside options.mock`);
-  }
-  const o = options.mock;
-  if (o === undefined) return {};
-  checkObject(o, 'options.mock');
-  if (!path.startsWith('mock:')) throw new TypeError(`options.mock applies to mock: devices only, not '${path}'`);
-  for (const key of Object.keys(o))
-    if (!(MOCK_KEYS as readonly string[]).includes(key))
-      throw new TypeError(`options.mock.${key} is not a mock setting (known: ${MOCK_KEYS.join(', ')})`);
-  const n: NativeOpenOptions = {};
-  if (o.capacity !== undefined) {
-    checkInteger(o.capacity, 'mock.capacity', 512, 2 ** 50);
-    if (o.capacity % 512 !== 0) throw new RangeError('mock.capacity must be a multiple of 512');
-    n.capacity = o.capacity;
-  }
-  if (o.numQueues !== undefined) n.numQueues = checkInteger(o.numQueues, 'mock.numQueues', 1, 64);
-  if (o.maxQueueSize !== undefined) n.maxQueueSize = checkInteger(o.maxQueueSize, 'mock.maxQueueSize', 1, 32768);
-  if (o.segMax !== undefined) n.segMax = checkInteger(o.segMax, 'mock.segMax', 1, 4096);
-  if (o.sizeMax !== undefined) n.sizeMax = checkInteger(o.sizeMax, 'mock.sizeMax', 512, 2 ** 31);
-  if (o.blockSize !== undefined) n.blockSize = checkInteger(o.blockSize, 'mock.blockSize', 512, 65536);
-  if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'mock.readOnly');
-  if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mock.mtu', 68, 65535);
-  if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'mock.faultAfter', 0, 2 ** 32 - 1);
-  if (o.mac !== undefined) {
-    if (!(o.mac instanceof Uint8Array)) throw new TypeError('mock.mac must be a Uint8Array');
-    if (o.mac.length !== 6) throw new RangeError(`mock.mac must be 6 bytes, got ${o.mac.length}`);
-    n.mac = o.mac;
-  }
-  if (o.fault !== undefined) {
-    if (typeof o.fault !== 'string') throw new TypeError('mock.fault must be a string');
-    if (!mockFaults.includes(o.fault)) throw new RangeError(`mock.fault must be one of ${mockFaults.join(', ')}`);
-    n.fault = o.fault;
-  }
-  return n;
 }
 
 /**

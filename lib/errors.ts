@@ -46,3 +46,16 @@ export function vdpaError(code: ErrnoCode, syscall: string, path: string, detail
   if (hint !== undefined) info.hint = hint;
   return new VdpaError(`${code}: ${detail}, ${syscall} '${path}'`, info);
 }
+
+/**
+ * A request cancelled through its `signal`, shaped like Node core's: `name` `'AbortError'`, `code`
+ * `'ABORT_ERR'`, `cause` the signal's reason.
+ */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR';
+
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
+}

@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { vdpaError, type VdpaError } from '../../lib/errors';
 import type { NativeQueue } from '../../lib/native';
-import { QueueDriver, type ChainSegment } from '../../lib/queue';
+import { DeadlineWheel } from '../../lib/deadline';
+import { QueueDriver, TokenWaiters, type ChainSegment } from '../../lib/queue';
 
 interface Submitted {
   token: number;
@@ -59,17 +60,22 @@ interface Done {
   err: Error | undefined;
 }
 
-function setup(size = 4, maxSegments = 1) {
+function setup(size = 4, maxSegments = 1, deadline?: DeadlineWheel) {
   const fake = new FakeQueue(size);
   const done: Done[] = [];
+  const orphans: { ctx: string; err: VdpaError }[] = [];
+  const waiters = new TokenWaiters();
   let keepAlive = true;
-  const driver = new QueueDriver<string>(
-    fake,
-    (ctx, token, len, err) => done.push({ ctx, token, len, err }),
-    () => keepAlive,
-    (reason) => vdpaError('EPROTO', 'virtqueue 0', 'fake', reason),
+  const driver = new QueueDriver<string>(fake, {
+    onChain: (ctx, token, len, err) => done.push({ ctx, token, len, err }),
+    onOrphan: (ctx, err) => orphans.push({ ctx, err }),
+    wantRef: () => keepAlive,
+    describeFailure: (reason) => vdpaError('EPROTO', 'virtqueue 0', 'fake', reason),
+    describeSubmitError: (err) => err,
     maxSegments,
-  );
+    waiters,
+    deadline,
+  });
   /** The device returns `pairs` of [token, len], as the native completion callback would. */
   const complete = (pairs: [number, number][], broken?: string): void => {
     pairs.forEach(([t, len], i) => {
@@ -78,7 +84,7 @@ function setup(size = 4, maxSegments = 1) {
     });
     driver.complete(pairs.length, broken);
   };
-  return { fake, done, driver, complete, setKeepAlive: (v: boolean) => (keepAlive = v) };
+  return { fake, done, orphans, waiters, driver, complete, setKeepAlive: (v: boolean) => (keepAlive = v) };
 }
 
 const seg = (offset: number, length = 512, writable = false): ChainSegment => ({ region: 3, offset, length, writable });
@@ -168,54 +174,129 @@ describe('QueueDriver', () => {
     assert.equal(done.length, 2);
   });
 
-  test('whenFree waiters run in order, one per freed token', async () => {
-    const { driver, complete } = setup(1);
+  test('waiters run in order, one per freed token; an aborted one hands its turn on', async () => {
+    const { driver, waiters, complete } = setup(1);
     const t = driver.tryAcquire();
     driver.enqueue(t, [seg(0)], 'x');
     await microtask();
     const order: number[] = [];
-    driver.whenFree(() => order.push(1));
-    driver.whenFree(() => order.push(2));
+    waiters.push(() => {
+      order.push(1);
+      return false; // gave up (its request was aborted): the token goes to the next
+    });
+    waiters.push(() => {
+      order.push(2);
+      return driver.tryAcquire() >= 0;
+    });
+    waiters.push(() => {
+      order.push(3);
+      return true;
+    });
     complete([[t, 0]]);
-    assert.deepEqual(order, [1]);
+    assert.deepEqual(order, [1, 2]);
+    assert.equal(waiters.length, 1);
   });
 
-  test('a broken ring fails every chain and waiter; later use throws', async () => {
-    const { driver, done, complete } = setup(4);
+  test('a broken ring settles held chains at once but keeps them pinned until reset', async () => {
+    const { driver, done, orphans, waiters, complete } = setup(4);
     const a = driver.tryAcquire();
     const b = driver.tryAcquire();
     driver.enqueue(a, [seg(0)], 'a');
-    driver.enqueue(b, [seg(512)], 'b');
     await microtask();
+    driver.enqueue(b, [seg(512)], 'queued'); // not submitted yet: released at once
     let woke = 0;
-    driver.whenFree(() => woke++);
+    waiters.push(() => {
+      woke++;
+      assert.throws(
+        () => driver.tryAcquire(),
+        (e: unknown) => (e as VdpaError).code === 'EPROTO',
+      );
+      return true;
+    });
     complete([], 'used id 9 out of range');
-    assert.equal(done.length, 2);
-    for (const d of done) {
-      assert.equal((d.err as VdpaError).code, 'EPROTO');
-      assert.match((d.err as VdpaError).message, /used id 9/);
-    }
-    assert.ok(woke >= 1, 'waiters are woken so they can see the failure');
+    assert.deepEqual(
+      done.map((d) => d.ctx),
+      ['queued'],
+      'only the chain the device never got is released',
+    );
+    assert.deepEqual(
+      orphans.map((o) => o.ctx),
+      ['a'],
+    );
+    assert.match(orphans[0]?.err.message ?? '', /used id 9/);
+    assert.equal(woke, 1, 'waiters are woken to see the failure');
+    assert.equal(driver.pending, 1, 'the held chain still counts');
     assert.throws(
       () => driver.tryAcquire(),
       (e: unknown) => (e as VdpaError).code === 'EPROTO',
     );
+    driver.reset(vdpaError('ECANCELED', 'close', 'fake', 'closed'));
+    assert.deepEqual(
+      done.map((d) => d.ctx),
+      ['queued', 'a'],
+    );
+    assert.equal((done[1]?.err as VdpaError).code, 'EPROTO', 'released with the first failure');
+    assert.equal(driver.pending, 0);
   });
 
-  test('a refused submit fails the chains it carried, not later ones', async () => {
-    const { fake, driver, done } = setup(4);
-    fake.throwOnSubmit = new RangeError('segment is not inside a live region');
+  test('a held chain the device returns after the failure is released then', async () => {
+    const { driver, done, complete } = setup(2);
     const a = driver.tryAcquire();
     driver.enqueue(a, [seg(0)], 'a');
     await microtask();
-    assert.equal(done.length, 1);
-    assert.ok(done[0]?.err instanceof RangeError);
-    fake.throwOnSubmit = undefined;
+    driver.fail(vdpaError('ETIMEDOUT', 'request', 'fake', 'late'));
+    assert.equal(done.length, 0);
+    complete([[a, 5]]);
+    assert.deepEqual(
+      done.map((d) => [d.ctx, d.len]),
+      [['a', 5]],
+    );
+  });
+
+  test('a refused submit fails only the chain the native side refuses', async () => {
+    const { fake, driver, done } = setup(4);
+    const real = fake.submit.bind(fake);
+    // Refuses any batch holding a chain on region 9, as native code refuses a dead region.
+    fake.submit = (batch, count) => {
+      for (let w = 0, i = 0; i < count; i++, w += 2 + 4 * (batch[w + 1] as number))
+        if (batch[w + 2] === 9) throw new RangeError('chain segment is not inside a live region');
+      return real(batch, count);
+    };
+    const a = driver.tryAcquire();
     const b = driver.tryAcquire();
-    driver.enqueue(b, [seg(512)], 'b');
+    const c = driver.tryAcquire();
+    driver.enqueue(a, [seg(0)], 'a');
+    driver.enqueue(b, [{ region: 9, offset: 0, length: 512, writable: false }], 'bad');
+    driver.enqueue(c, [seg(512)], 'c');
     await microtask();
-    assert.equal(fake.submits.length, 1);
-    assert.equal(driver.pending, 1);
+    assert.deepEqual(
+      done.map((d) => d.ctx),
+      ['bad'],
+    );
+    assert.ok(done[0]?.err instanceof RangeError);
+    assert.deepEqual(
+      fake.submits.map((x) => x.map((y) => y.token)),
+      [[a], [c]],
+      'the others go in order',
+    );
+    assert.equal(driver.pending, 2);
+  });
+
+  test('chains enter the deadline wheel and leave it when released', async () => {
+    let expired = 0;
+    const wheel = new DeadlineWheel(20, () => expired++);
+    const { driver, complete } = setup(4, 1, wheel);
+    const a = driver.tryAcquire();
+    driver.enqueue(a, [seg(0)], 'a');
+    await microtask();
+    complete([[a, 0]]);
+    await new Promise((r) => setTimeout(r, 60));
+    assert.equal(expired, 0, 'a completed chain never expires');
+    const b = driver.tryAcquire();
+    driver.enqueue(b, [seg(0)], 'b');
+    await new Promise((r) => setTimeout(r, 80));
+    assert.equal(expired, 1, 'a chain held past the timeout expires once');
+    wheel.stop();
   });
 
   test('chains in flight hold a reference on the native queue, unless keepAlive says no', async () => {

@@ -1,0 +1,67 @@
+// Request deadlines with one timer per device: a coarse timing wheel. A request entering notes the
+// current slot; a tick every `period` ms advances the wheel, and a slot that is about to be reused
+// while it still counts requests holds one at least `timeoutMs` old. No clock read and no timer per
+// request: entering and leaving are an array increment and decrement.
+
+/** Smallest tick, so very short timeouts do not turn into a busy timer. */
+const MIN_PERIOD_MS = 5;
+/** Slots at most: for long timeouts the tick grows instead (lateness stays under 1/1024 of it). */
+const MAX_SLOTS = 1025;
+
+export class DeadlineWheel {
+  /** Milliseconds between ticks; a request times out between `timeoutMs` and `timeoutMs + period` (plus loop lag). */
+  readonly period: number;
+  private readonly counts: Int32Array;
+  private slot = 0;
+  private active = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    readonly timeoutMs: number,
+    private readonly onExpired: () => void,
+  ) {
+    // About 8 ticks per timeout, at most one a second for long ones, and never more than MAX_SLOTS.
+    this.period = Math.max(MIN_PERIOD_MS, Math.min(timeoutMs / 8, Math.max(1000, timeoutMs / (MAX_SLOTS - 1))));
+    this.counts = new Int32Array(Math.ceil(timeoutMs / this.period) + 1);
+  }
+
+  /** A request is now with the device; returns the slot to hand back to {@link leave}. */
+  enter(): number {
+    if (this.timer === undefined && !this.stopped) {
+      this.timer = setInterval(() => this.tick(), this.period);
+      this.timer.unref(); // pending requests keep the loop alive, not their deadline
+    }
+    this.active++;
+    (this.counts[this.slot] as number)++;
+    return this.slot;
+  }
+
+  /** The request that entered at `slot` is done (completed, cancelled by a reset, ...). */
+  leave(slot: number): void {
+    this.active--;
+    (this.counts[slot] as number)--;
+  }
+
+  /** No more ticks (the device failed or closed). */
+  stop(): void {
+    this.stopped = true;
+    this.idle();
+  }
+
+  private tick(): void {
+    // The slot entered K ticks ago is reused now: whatever it still counts is (K-1)*period >= timeoutMs old.
+    this.slot = (this.slot + 1) % this.counts.length;
+    if ((this.counts[this.slot] as number) > 0) {
+      this.stop();
+      this.onExpired();
+    } else if (this.active === 0) {
+      this.idle();
+    }
+  }
+
+  private idle(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+}
