@@ -307,14 +307,21 @@ export class Device extends EventEmitter {
    * call) once the device is closed.
    */
   live(syscall: string): NativeDevice {
-    if (this.isClosed) throw vdpaError('EBADF', syscall, this.path, 'the device is closed');
+    if (this.isClosed) throw this.closedError(syscall, Device.prototype.live);
     return this.nativeDevice;
   }
 
   /** @internal Like {@link live}, and also throws the error the device failed with (timeout, reset). */
   check(syscall: string): void {
-    this.live(syscall);
+    if (this.isClosed) throw this.closedError(syscall, Device.prototype.check);
     if (this.failedWith) throw this.failedWith;
+  }
+
+  /** A new EBADF whose stack starts at the caller of `above` (the library's own frames left out). */
+  private closedError(syscall: string, above: (syscall: string) => unknown): VdpaError {
+    const err = vdpaError('EBADF', syscall, this.path, 'the device is closed');
+    Error.captureStackTrace(err, above);
+    return err;
   }
 
   /** @internal What a request still waiting for resources fails with: the close or failure error. */
