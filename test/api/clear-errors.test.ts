@@ -1,6 +1,7 @@
 // Errors that say what happened: EBUSY for a buffer in use, a TypeError for a freed one, and a fresh
 // EBADF (the caller's stack, the call's name) for every call on a closed device.
 import assert from 'node:assert/strict';
+import { constants as bufferConstants } from 'node:buffer';
 import { describe, test } from 'node:test';
 import { VdpaError, openBlk, openNet } from '../../lib';
 import { TEST_TIMEOUT, failsWith, rejectsWithCode } from '../helpers/util';
@@ -39,6 +40,18 @@ describe('clear errors', () => {
       );
       await done;
       blk.device.freeBuffer(a);
+    } finally {
+      await blk.close();
+    }
+  });
+
+  test('allocBuffer above what an ArrayBuffer can be, or above 4 GiB: RangeError', T, async () => {
+    const blk = await openBlk('mock:blk', { mock: { capacity: 1 << 20 } });
+    try {
+      for (const size of [2 ** 32 + 4096, 2 ** 32 + 1, 2 ** 40, bufferConstants.MAX_LENGTH + 1, 2 ** 53])
+        assert.throws(() => blk.allocBuffer(size), RangeError, `allocBuffer(${size})`);
+      const ok = blk.allocBuffer(4096).fill(7); // still usable
+      await blk.write(0, ok);
     } finally {
       await blk.close();
     }
