@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { DeviceType, Feature, Status } from './constants';
 import { DeadlineWheel } from './deadline';
 import { VdpaError, vdpaError, type ErrnoCode } from './errors';
-import { native, type NativeDevice, type NativeRegion } from './native';
+import { native, type NativeCompletionCallback, type NativeDevice, type NativeRegion } from './native';
 import { requestTimeoutOf, toNativeOptions, type OpenOptions } from './options';
 import { QueueDriver, type QueueHooks } from './queue';
 import { checkBoolean, checkInteger, checkObject } from './validate';
@@ -84,7 +84,7 @@ export class Device extends EventEmitter {
    * What native code calls back into, cleared at close: the native side holds these callbacks in
    * persistent references, and a callback closing over the device would keep it from being collected.
    */
-  private readonly relays: { device: Device | undefined; queues: { driver: QueueDriver<unknown> | undefined }[] };
+  private readonly relays: DeviceRelays;
   private readonly failureListeners: (() => void)[] = [];
   private isClosed = false;
   private cancelledWith: VdpaError | undefined;
@@ -123,8 +123,7 @@ export class Device extends EventEmitter {
       this.deadline = new DeadlineWheel(this.requestTimeout, () => relay.deref()?.timedOut());
     }
     this.relays = { device: this, queues: [] };
-    const relays = this.relays;
-    this.nativeDevice.onConfigChange((kind) => relays.device?.configEvent(kind));
+    this.nativeDevice.onConfigChange(configRelay(this.relays));
   }
 
   /** True once {@link close} was called or the host took the device back. */
@@ -232,10 +231,8 @@ export class Device extends EventEmitter {
   /** @internal Sets up virtqueue `index` with `size` entries. */
   createQueue<C>(index: number, size: number, options: QueueOptions<C>): QueueDriver<C> {
     // The native queue needs its callback before the driver that handles it exists.
-    const relay: { driver: QueueDriver<unknown> | undefined } = { driver: undefined };
-    const nq = this.live('createQueue').createQueue(index, size, (count, reason) =>
-      relay.driver?.complete(count, reason),
-    );
+    const relay: QueueRelay = { driver: undefined };
+    const nq = this.live('createQueue').createQueue(index, size, completionRelay(relay));
     const keepAlive = options.keepAlive ?? (() => true);
     const driver = new QueueDriver<C>(nq, {
       onChain: options.onChain,
@@ -378,7 +375,8 @@ export class Device extends EventEmitter {
     this.emit('timeout', err);
   }
 
-  private configEvent(kind: 'config' | 'removal'): void {
+  /** @internal The native config-change callback, through the relay. */
+  configEvent(kind: 'config' | 'removal'): void {
     if (kind === 'removal') this.removed();
     else this.configChanged();
   }
@@ -417,6 +415,25 @@ export class Device extends EventEmitter {
     }
     this.emit('configChange');
   }
+}
+
+interface QueueRelay {
+  driver: QueueDriver<unknown> | undefined;
+}
+
+interface DeviceRelays {
+  device: Device | undefined;
+  queues: QueueRelay[];
+}
+
+// The callbacks native code holds are made out here, where they can close over nothing but their
+// relay (a closure made inside a method shares that method's context, `this` included).
+function completionRelay(relay: QueueRelay): NativeCompletionCallback {
+  return (count, reason) => relay.driver?.complete(count, reason);
+}
+
+function configRelay(relays: DeviceRelays): (kind: 'config' | 'removal') => void {
+  return (kind) => relays.device?.configEvent(kind);
 }
 
 /**
