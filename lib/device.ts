@@ -118,10 +118,8 @@ export class Device extends EventEmitter {
     const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
     this.deviceType = name ?? `unknown(${info.deviceId})`;
     this.vhost = info.transport === 'vhost-vdpa' ? new VhostControl(() => this.live('vhost')) : undefined;
-    if (this.requestTimeout > 0) {
-      const relay = new WeakRef(this);
-      this.deadline = new DeadlineWheel(this.requestTimeout, () => relay.deref()?.timedOut());
-    }
+    // Its timer runs only while requests are in flight, and stops at close().
+    if (this.requestTimeout > 0) this.deadline = new DeadlineWheel(this.requestTimeout, () => this.timedOut());
     this.relays = { device: this, queues: [] };
     this.nativeDevice.onConfigChange(configRelay(this.relays));
   }

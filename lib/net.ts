@@ -199,9 +199,8 @@ export class NetDevice {
   }
 
   /** Resets the device; pending sends and receives end with code `'ECANCELED'`. */
-  async close(): Promise<void> {
-    await this.device.close();
-    this.failReaders(vdpaError('ECANCELED', 'close', this.device.path, 'the device was closed'));
+  close(): Promise<void> {
+    return this.device.close(); // waiting readers fail through the device's failure listener
   }
 
   private request(options: RequestOptions | undefined, start: (c: Call) => void): Promise<void> {
