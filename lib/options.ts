@@ -50,7 +50,7 @@ export interface OpenOptions {
    * (0 to 2^31-1; 0 disables). Default 30000. Virtio cannot take a request back, so a timeout fails
    * the device: it emits `'timeout'` with the error, and every pending and later request rejects
    * with `'ETIMEDOUT'` until `close()`. Checked by one coarse timer per device: a request times out
-   * no earlier than `requestTimeout` and at most one tick later (a tick is an eighth of it, 5 ms to 1 s).
+   * no earlier than `requestTimeout` and at most three ticks later (a tick is an eighth of it, 5 ms to 1 s).
    * Receive buffers of a net device wait for traffic and have no deadline.
    */
   requestTimeout?: number;
