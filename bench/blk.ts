@@ -71,7 +71,7 @@ export async function benchBlk(opts: BenchOptions, depths: readonly number[] = [
   const samples = new Samples();
   const maxDepth = Math.max(...depths);
   const open = async (capacity: number): Promise<{ blk: BlkDevice; bufs: Uint8Array[] }> => {
-    const blk = await openBlk('mock:blk', { capacity, queueSize: 256 });
+    const blk = await openBlk('mock:blk', { queueSize: 256, mock: { capacity } });
     const region = blk.allocBuffer(maxDepth * BLOCK);
     region.fill(0xa5);
     const bufs: Uint8Array[] = [];

@@ -5,7 +5,10 @@ import { randomBytes } from 'node:crypto';
 import { featureNames, listDevices, openBlk, openNet } from './index';
 
 async function demoBlk(spec: string): Promise<void> {
-  const blk = await openBlk(spec, spec.startsWith('mock:') ? { capacity: 64 << 20, numQueues: 2 } : {});
+  const blk = await openBlk(
+    spec,
+    spec.startsWith('mock:') ? { numQueues: 2, mock: { capacity: 64 << 20, numQueues: 2 } } : {},
+  );
   const { device } = blk;
   console.log(
     `blk  ${device.path} via ${device.transport}: ${blk.capacity} bytes, block ${blk.blockSize}, ` +

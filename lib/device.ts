@@ -1,42 +1,13 @@
+import { constants as bufferConstants } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { DeviceType, Feature, Status } from './constants';
-import { VdpaError, vdpaError } from './errors';
-import { native, type NativeDevice, type NativeOpenOptions, type NativeRegion } from './native';
-import { QueueDriver, type ChainCallback } from './queue';
+import { DeadlineWheel } from './deadline';
+import { VdpaError, vdpaError, type ErrnoCode } from './errors';
+import { native, type NativeCompletionCallback, type NativeDevice, type NativeRegion } from './native';
+import { requestTimeoutOf, toNativeOptions, type OpenOptions } from './options';
+import { QueueDriver, type QueueHooks } from './queue';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 import { VhostControl } from './vhost';
-
-/** Options for {@link openDevice}; device-specific openers add their own. */
-export interface OpenOptions {
-  /** mock:blk only: disk size in bytes (multiple of 512). Default 64 MiB. */
-  capacity?: number;
-  /** mock:blk only: request queues the device offers. Default 1. */
-  deviceQueues?: number;
-  /** mock only: largest queue size the device accepts. Default 1024. */
-  maxQueueSize?: number;
-  /** mock:blk only: max data segments per request (seg_max). Default 126. */
-  segMax?: number;
-  /** mock:blk only: max bytes per data segment (size_max). Default 1 MiB. */
-  sizeMax?: number;
-  /** mock:blk only: logical block size reported in config. Default 512. */
-  blockSize?: number;
-  /** mock:blk only: offer VIRTIO_BLK_F_RO. */
-  readOnly?: boolean;
-  /** mock:net only: MAC address in config. */
-  mac?: Uint8Array;
-  /** mock:net only: MTU in config. Default 1500. */
-  mtu?: number;
-  /**
-   * mock only: make the device misbehave, for testing how the library defends itself. One of
-   * {@link mockFaults}.
-   */
-  fault?: string;
-  /** mock only: completions the device gets right before the fault starts. Default 0. */
-  faultAfter?: number;
-}
-
-/** Fault names a mock device accepts in {@link OpenOptions.fault}. */
-export const mockFaults: readonly string[] = Object.freeze([...native.mockFaults]);
 
 /** Options for {@link Device.allocBuffer}. */
 export interface AllocOptions {
@@ -44,22 +15,49 @@ export interface AllocOptions {
   hugePages?: boolean;
 }
 
-const KNOWN_PREFIXES = ['mock:', '/dev/vhost-vdpa-', 'vfio:'];
+/** Device specs the library knows: mock models, vhost-vdpa character devices, VFIO PCI functions. */
+const KNOWN_SPEC = /^(mock:(blk|net)|\/dev\/vhost-vdpa-\d+|vfio:.+)$/;
+
+/**
+ * Largest DMA buffer: what an ArrayBuffer can be, and never above 4 GiB (chain segments carry 32-bit
+ * offsets into their region).
+ */
+const MAX_BUFFER = Math.min(bufferConstants.MAX_LENGTH, 2 ** 32);
+
+/** A buffer from {@link Device.allocBuffer} and the requests holding it. */
+export interface DmaRegion {
+  readonly native: NativeRegion;
+  /** Request pieces the device holds (or that wait to be submitted) using this buffer. */
+  pins: number;
+}
+
+/** Buffers freed by {@link Device.freeBuffer} on any device: passing one to a request is a TypeError. */
+const freedBuffers = new WeakSet<ArrayBuffer>();
+
+/** Queue settings a driver passes to {@link Device.createQueue}. */
+export type QueueOptions<C> = Pick<QueueHooks<C>, 'onChain' | 'onOrphan' | 'maxSegments' | 'waiters'> & {
+  /** Whether chains in flight should keep the process alive (receive buffers don't). Default yes. */
+  keepAlive?: () => boolean;
+  /** Whether the chains have a deadline (receive buffers wait for traffic: no). Default yes. */
+  timed?: boolean;
+};
 
 /**
  * An open virtio device, before or after a driver has brought it up. {@link openBlk} and
  * {@link openNet} build on it; {@link openDevice} returns one for inspection and low-level use.
  *
  * Emits `'configChange'` when the device signals a configuration change, `'needsReset'` (with
- * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET, and `'removed'` (code
- * `'ENODEV'`) when the host takes a VFIO function back: its requests fail and the device is closed.
+ * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET, `'timeout'` (code
+ * `'ETIMEDOUT'`) when a request outlived {@link OpenOptions.requestTimeout} and the device was
+ * failed, and `'removed'` (code `'ENODEV'`) when the host takes a VFIO function back: its requests
+ * fail and the device is closed.
  */
 export class Device extends EventEmitter {
   /** The spec it was opened with: `'mock:blk'`, `'/dev/vhost-vdpa-0'`, `'vfio:0000:00:03.0'`. */
   readonly path: string;
   /** `'mock'`, `'vhost-vdpa'` or `'vfio'`. */
   readonly transport: string;
-  /** Virtio device ID (1 = net, 2 = blk, ...). */
+  /** Virtio device ID (see {@link DeviceType}). */
   readonly deviceId: number;
   /** `'net'`, `'blk'`, or `'unknown(N)'`. */
   readonly deviceType: string;
@@ -74,13 +72,23 @@ export class Device extends EventEmitter {
   features = 0n;
   /** vhost-vdpa ioctls without a virtio equivalent; undefined on other transports. */
   readonly vhost: VhostControl | undefined;
+  /** Milliseconds a request may take before the device is failed (0 = no deadline). */
+  readonly requestTimeout: number;
 
   private readonly nativeDevice: NativeDevice;
-  private readonly regions = new WeakMap<ArrayBuffer, NativeRegion>();
+  private readonly regions = new WeakMap<ArrayBuffer, DmaRegion>();
   private readonly queues: QueueDriver<unknown>[] = [];
   private readonly internalRegions: NativeRegion[] = [];
-  private closedError: VdpaError | undefined;
+  private readonly deadline: DeadlineWheel | undefined;
+  /**
+   * What native code calls back into, cleared at close: the native side holds these callbacks in
+   * persistent references, and a callback closing over the device would keep it from being collected.
+   */
+  private readonly relays: DeviceRelays;
+  private readonly failureListeners: (() => void)[] = [];
+  private isClosed = false;
   private cancelledWith: VdpaError | undefined;
+  private failedWith: VdpaError | undefined;
   private referenced = true;
 
   /** @internal Use {@link openDevice}. */
@@ -88,7 +96,7 @@ export class Device extends EventEmitter {
     super();
     if (typeof path !== 'string') throw new TypeError('device path must be a string');
     checkObject(options, 'options');
-    if (!KNOWN_PREFIXES.some((p) => path.startsWith(p)))
+    if (!KNOWN_SPEC.test(path))
       throw vdpaError(
         'EINVAL',
         'open',
@@ -96,7 +104,9 @@ export class Device extends EventEmitter {
         'unknown device spec',
         'use mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>',
       );
-    this.nativeDevice = new native.Device(path, toNativeOptions(options));
+    const nativeOptions = toNativeOptions(path, options);
+    this.requestTimeout = requestTimeoutOf(options);
+    this.nativeDevice = new native.Device(path, nativeOptions);
     const info = this.nativeDevice.info();
     this.path = path;
     this.transport = info.transport;
@@ -108,24 +118,27 @@ export class Device extends EventEmitter {
     const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
     this.deviceType = name ?? `unknown(${info.deviceId})`;
     const nativeVhost = this.nativeDevice.vhost();
-    this.vhost = nativeVhost ? new VhostControl(() => (this.live(), nativeVhost)) : undefined;
-    this.nativeDevice.onConfigChange((kind) => (kind === 'removal' ? this.removed() : this.configChanged()));
+    this.vhost = nativeVhost ? new VhostControl(() => (this.live('vhost'), nativeVhost)) : undefined;
+    // Its timer runs only while requests are in flight, and stops at close().
+    if (this.requestTimeout > 0) this.deadline = new DeadlineWheel(this.requestTimeout, () => this.timedOut());
+    this.relays = { device: this, queues: [] };
+    this.nativeDevice.onConfigChange(configRelay(this.relays));
   }
 
-  /** True once {@link close} was called or the device failed for good. */
+  /** True once {@link close} was called or the host took the device back. */
   get closed(): boolean {
-    return this.closedError !== undefined;
+    return this.isClosed;
   }
 
   /** The largest size queue `index` accepts (VHOST_VDPA_GET_VRING_NUM, queue_size, ...). */
   maxQueueSize(index: number): number {
     checkInteger(index, 'index', 0, this.maxQueues - 1);
-    return this.live().maxQueueSize(index);
+    return this.live('maxQueueSize').maxQueueSize(index);
   }
 
   /** The device status byte (see {@link Status}). */
   status(): number {
-    return this.live().status();
+    return this.live('status').status();
   }
 
   /** Reads `length` bytes of device configuration space at `offset`. */
@@ -134,7 +147,7 @@ export class Device extends EventEmitter {
     checkInteger(length, 'length', 0, 4096);
     if (offset + length > this.configSize)
       throw new RangeError(`config space is ${this.configSize} bytes; cannot read ${length} at ${offset}`);
-    return this.live().readConfig(offset, length);
+    return this.live('readConfig').readConfig(offset, length);
   }
 
   /** Writes bytes into device configuration space (device types that allow it). */
@@ -142,44 +155,64 @@ export class Device extends EventEmitter {
     checkInteger(offset, 'offset', 0, 0xffff);
     if (!(data instanceof Uint8Array)) throw new TypeError('data must be a Uint8Array');
     if (offset + data.length > this.configSize) throw new RangeError(`config space is ${this.configSize} bytes`);
-    this.live().writeConfig(offset, data);
+    this.live('writeConfig').writeConfig(offset, data);
   }
 
   /**
    * Allocates a DMA buffer the device can reach directly: page-aligned, pinned, registered with the
-   * device's IOMMU. Reads and writes through such a buffer are zero-copy. It stays valid until
-   * {@link freeBuffer} or {@link close}; after that the view is detached (length 0).
+   * device's IOMMU, at most 4 GiB (and what an ArrayBuffer may be). Reads and writes through such a
+   * buffer are zero-copy. It stays valid until {@link freeBuffer} or {@link close}; after that the
+   * view is detached (length 0).
    *
    * On vhost-vdpa, allocate (and free) buffers while no requests are in flight: each call is an
    * IOTLB update, and a VDUSE device answers one by re-mapping everything, dropping the buffers of
    * requests its daemon is working on.
    */
   allocBuffer(size: number, options: AllocOptions = {}): Uint8Array {
-    checkInteger(size, 'size', 1, 2 ** 40);
+    checkInteger(size, 'size', 1, MAX_BUFFER);
     checkObject(options, 'options');
     if (options.hugePages !== undefined) checkBoolean(options.hugePages, 'options.hugePages');
-    const region = this.live().allocRegion(size, options.hugePages === true);
-    this.regions.set(region.buffer, region);
+    const region = this.live('allocBuffer').allocRegion(size, options.hugePages === true);
+    this.regions.set(region.buffer, { native: region, pins: 0 });
     return new Uint8Array(region.buffer, 0, size);
   }
 
-  /** Unregisters and unmaps a buffer from {@link allocBuffer}. It must not be in use by a request. */
+  /**
+   * Unregisters and unmaps a buffer from {@link allocBuffer}; its views become detached. A buffer a
+   * request holds is refused with a VdpaError `code: 'EBUSY'`: wait for the request to settle (an
+   * aborted or timed-out request holds it until the device returns it or {@link close}).
+   */
   freeBuffer(buffer: Uint8Array): void {
-    const region = buffer instanceof Uint8Array ? this.regions.get(buffer.buffer as ArrayBuffer) : undefined;
-    if (!region) throw new TypeError('buffer was not allocated by this device');
-    this.regions.delete(region.buffer);
-    region.free();
+    const entry = buffer instanceof Uint8Array ? this.regions.get(buffer.buffer as ArrayBuffer) : undefined;
+    if (!entry) throw new TypeError('buffer was not allocated by this device (or was freed already)');
+    if (entry.pins > 0)
+      throw vdpaError(
+        'EBUSY',
+        'freeBuffer',
+        this.path,
+        `the buffer is in use by ${entry.pins} request${entry.pins === 1 ? '' : 's'}`,
+        'free it once its requests have settled; an aborted or timed-out request holds it until the device returns it or close()',
+      );
+    this.regions.delete(entry.native.buffer);
+    freedBuffers.add(entry.native.buffer);
+    entry.native.free();
   }
 
-  /** @internal Where a buffer lives in device memory, or undefined for ordinary memory. */
-  dmaLocation(buffer: Uint8Array): { region: number; offset: number } | undefined {
-    const region = this.regions.get(buffer.buffer as ArrayBuffer);
-    return region ? { region: region.handle, offset: buffer.byteOffset } : undefined;
+  /**
+   * @internal Where a buffer lives in device memory, or undefined for ordinary memory. A buffer
+   * freed by freeBuffer (on any device) is a TypeError.
+   */
+  dmaLocation(buffer: Uint8Array): { region: DmaRegion; offset: number } | undefined {
+    const ab = buffer.buffer as ArrayBuffer;
+    const region = this.regions.get(ab);
+    if (region) return { region, offset: buffer.byteOffset };
+    if (freedBuffers.has(ab)) throw new TypeError('buffer was freed with freeBuffer() and cannot be used');
+    return undefined;
   }
 
   /** @internal Allocates memory only the library uses (headers, bounce buffers). */
   allocInternal(size: number): { handle: number; bytes: Uint8Array } {
-    const region = this.live().allocRegion(size, false);
+    const region = this.live('allocBuffer').allocRegion(size, false);
     // Held for the device's lifetime: a collected region would be unmapped under the device.
     this.internalRegions.push(region);
     return { handle: region.handle, bytes: new Uint8Array(region.buffer) };
@@ -190,26 +223,27 @@ export class Device extends EventEmitter {
    * returns what the device accepted.
    */
   negotiate(wanted: bigint): bigint {
-    this.features = this.live().negotiate(wanted);
+    this.features = this.live('negotiate').negotiate(wanted);
     return this.features;
   }
 
-  /**
-   * @internal Sets up virtqueue `index` with `size` entries; `onChain` gets every completion.
-   * `keepAlive` says whether chains in flight should keep the process alive (receive buffers don't).
-   */
-  createQueue<C>(
-    index: number,
-    size: number,
-    onChain: ChainCallback<C>,
-    maxSegments: number,
-    keepAlive: () => boolean = () => true,
-  ): QueueDriver<C> {
+  /** @internal Sets up virtqueue `index` with `size` entries. */
+  createQueue<C>(index: number, size: number, options: QueueOptions<C>): QueueDriver<C> {
     // The native queue needs its callback before the driver that handles it exists.
-    const handler = { driver: undefined as QueueDriver<C> | undefined };
-    const nq = this.live().createQueue(index, size, (count, broken) => handler.driver?.complete(count, broken));
-    const driver = new QueueDriver<C>(nq, onChain, () => this.referenced && keepAlive(), maxSegments);
-    handler.driver = driver;
+    const relay: QueueRelay = { driver: undefined };
+    const nq = this.live('createQueue').createQueue(index, size, completionRelay(relay));
+    const keepAlive = options.keepAlive ?? (() => true);
+    const driver = new QueueDriver<C>(nq, {
+      onChain: options.onChain,
+      onOrphan: options.onOrphan,
+      maxSegments: options.maxSegments,
+      waiters: options.waiters,
+      deadline: options.timed === false ? undefined : this.deadline,
+      wantRef: () => this.referenced && keepAlive(),
+      describeSubmitError: (err) => this.describeSubmitError(err),
+    });
+    relay.driver = driver as QueueDriver<unknown>;
+    this.relays.queues.push(relay);
     this.queues.push(driver as QueueDriver<unknown>);
     return driver;
   }
@@ -230,7 +264,7 @@ export class Device extends EventEmitter {
 
   /** @internal Enables the queues and sets DRIVER_OK. */
   start(): void {
-    this.live().start();
+    this.live('start').start();
   }
 
   /** Lets the process exit while requests are in flight on this device. */
@@ -252,30 +286,94 @@ export class Device extends EventEmitter {
    * Buffers from {@link allocBuffer} become detached. Calling it again does nothing.
    */
   async close(): Promise<void> {
-    if (this.closedError) return;
+    if (this.isClosed) return;
     this.shutDown(vdpaError('ECANCELED', 'close', this.path, 'the device was closed with the request in flight'));
   }
 
-  /** @internal Throws the reason the device is unusable, if it is. */
-  live(): NativeDevice {
-    if (this.closedError) throw this.closedError;
+  /**
+   * @internal The native device, or a fresh EBADF (with the caller's stack, `syscall` naming the
+   * call) once the device is closed.
+   */
+  live(syscall: string): NativeDevice {
+    if (this.isClosed) throw this.closedError(syscall, Device.prototype.live);
     return this.nativeDevice;
   }
 
-  /** @internal Once closed: the error requests that were pending at close fail with. */
-  get cancelError(): VdpaError | undefined {
-    return this.cancelledWith;
+  /** @internal Like {@link live}, and also throws the error the device failed with (timeout, reset). */
+  check(syscall: string): void {
+    if (this.isClosed) throw this.closedError(syscall, Device.prototype.check);
+    if (this.failedWith) throw this.failedWith;
+  }
+
+  /** A new EBADF whose stack starts at the caller of `above` (the library's own frames left out). */
+  private closedError(syscall: string, above: (syscall: string) => unknown): VdpaError {
+    const err = vdpaError('EBADF', syscall, this.path, 'the device is closed');
+    Error.captureStackTrace(err, above);
+    return err;
+  }
+
+  /** @internal What a request still waiting for resources fails with: the close or failure error. */
+  get pendingFailure(): VdpaError | undefined {
+    return this.cancelledWith ?? this.failedWith;
+  }
+
+  /** @internal Runs `fn` after the device failed or closed (its queues are failed by then). */
+  onFailure(fn: () => void): void {
+    this.failureListeners.push(fn);
+  }
+
+  private describeSubmitError(err: Error): Error {
+    if (!(err instanceof VdpaError) || err.path !== undefined) return err;
+    const hint =
+      err.code === 'E2BIG'
+        ? 'the request needs more buffers than the queue holds: open it with a larger queueSize'
+        : undefined;
+    const detail = err.hint ?? err.message;
+    return vdpaError(err.code as ErrnoCode, err.syscall, this.path, detail, hint);
+  }
+
+  /** Fails every queue with `err`: all are marked first, so no waiter moves to one still open. */
+  private failQueues(err: VdpaError, reset: boolean): void {
+    for (const q of this.queues) q.markFailed(err);
+    for (const q of this.queues) {
+      if (reset) q.reset(err);
+      else q.fail(err);
+    }
+    for (const fn of this.failureListeners) fn();
   }
 
   private shutDown(inFlightError: VdpaError): void {
-    this.closedError = vdpaError('EBADF', 'device', this.path, 'the device is closed');
+    this.isClosed = true;
     this.cancelledWith = inFlightError;
+    this.deadline?.stop();
     this.nativeDevice.close();
-    for (const q of this.queues) q.fail(inFlightError);
+    this.failQueues(inFlightError, true);
+    this.relays.device = undefined;
+    for (const r of this.relays.queues) r.driver = undefined;
+  }
+
+  private timedOut(): void {
+    if (this.isClosed || this.failedWith) return;
+    const err = vdpaError(
+      'ETIMEDOUT',
+      'request',
+      this.path,
+      `the device did not complete a request within ${this.requestTimeout} ms (requestTimeout)`,
+      'the device (or its daemon) stopped answering: close() it and open it again',
+    );
+    this.failedWith = err;
+    this.failQueues(err, false);
+    this.emit('timeout', err);
+  }
+
+  /** @internal The native config-change callback, through the relay. */
+  configEvent(kind: 'config' | 'removal'): void {
+    if (kind === 'removal') this.removed();
+    else this.configChanged();
   }
 
   private removed(): void {
-    if (this.closedError) return;
+    if (this.isClosed) return;
     const err = vdpaError(
       'ENODEV',
       'vfio release request',
@@ -289,9 +387,10 @@ export class Device extends EventEmitter {
   }
 
   private configChanged(): void {
-    if (this.closedError) return;
+    if (this.isClosed) return;
     const status = this.nativeDevice.status();
     if (status & Status.DEVICE_NEEDS_RESET) {
+      if (this.failedWith) return;
       const err = vdpaError(
         'EIO',
         'virtio status',
@@ -299,7 +398,9 @@ export class Device extends EventEmitter {
         'the device needs a reset (DEVICE_NEEDS_RESET)',
         'close the device and open it again',
       );
-      for (const q of this.queues) q.fail(err);
+      this.failedWith = err;
+      this.deadline?.stop();
+      this.failQueues(err, false);
       this.emit('needsReset', err);
       return;
     }
@@ -307,31 +408,23 @@ export class Device extends EventEmitter {
   }
 }
 
-function toNativeOptions(o: OpenOptions): NativeOpenOptions {
-  const n: NativeOpenOptions = {};
-  if (o.capacity !== undefined) {
-    checkInteger(o.capacity, 'capacity', 512, 2 ** 50);
-    if (o.capacity % 512 !== 0) throw new RangeError('capacity must be a multiple of 512');
-    n.capacity = o.capacity;
-  }
-  if (o.deviceQueues !== undefined) n.numQueues = checkInteger(o.deviceQueues, 'deviceQueues', 1, 64);
-  if (o.maxQueueSize !== undefined) n.maxQueueSize = checkInteger(o.maxQueueSize, 'maxQueueSize', 1, 32768);
-  if (o.segMax !== undefined) n.segMax = checkInteger(o.segMax, 'segMax', 1, 4096);
-  if (o.sizeMax !== undefined) n.sizeMax = checkInteger(o.sizeMax, 'sizeMax', 512, 2 ** 31);
-  if (o.blockSize !== undefined) n.blockSize = checkInteger(o.blockSize, 'blockSize', 512, 65536);
-  if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'readOnly');
-  if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mtu', 68, 65535);
-  if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'faultAfter', 0, 2 ** 32 - 1);
-  if (o.mac !== undefined) {
-    if (!(o.mac instanceof Uint8Array) || o.mac.length !== 6) throw new TypeError('mac must be a 6-byte Uint8Array');
-    n.mac = o.mac;
-  }
-  if (o.fault !== undefined) {
-    if (typeof o.fault !== 'string' || !mockFaults.includes(o.fault))
-      throw new RangeError(`fault must be one of ${mockFaults.join(', ')}`);
-    n.fault = o.fault;
-  }
-  return n;
+interface QueueRelay {
+  driver: QueueDriver<unknown> | undefined;
+}
+
+interface DeviceRelays {
+  device: Device | undefined;
+  queues: QueueRelay[];
+}
+
+// The callbacks native code holds are made out here, where they can close over nothing but their
+// relay (a closure made inside a method shares that method's context, `this` included).
+function completionRelay(relay: QueueRelay): NativeCompletionCallback {
+  return (count, broken) => relay.driver?.complete(count, broken);
+}
+
+function configRelay(relays: DeviceRelays): (kind: 'config' | 'removal') => void {
+  return (kind) => relays.device?.configEvent(kind);
 }
 
 /**

@@ -1,3 +1,5 @@
+import os from 'node:os';
+
 /** Properties a {@link VdpaError} carries, in the shape of Node's own fs errors. */
 export interface VdpaErrorInfo {
   /** Symbolic errno name, e.g. `'EACCES'`, `'ENODEV'`, `'EPROTO'`. */
@@ -35,29 +37,25 @@ export class VdpaError extends Error implements VdpaErrorInfo {
   }
 }
 
-const ERRNO: Record<string, number> = {
-  EIO: 5,
-  EBADF: 9,
-  ENODEV: 19,
-  EROFS: 30,
-  EMSGSIZE: 90,
-  EAGAIN: 11,
-  EINVAL: 22,
-  ENOSPC: 28,
-  EPROTO: 71,
-  EOPNOTSUPP: 95,
-  ECANCELED: 125,
-};
+/** An errno name Node knows (`os.constants.errno`), e.g. `'EBADF'`. */
+export type ErrnoCode = keyof typeof os.constants.errno;
 
 /** Builds a VdpaError for a failure detected in TypeScript (closed device, device status, ...). */
-export function vdpaError(
-  code: keyof typeof ERRNO,
-  syscall: string,
-  path: string,
-  detail: string,
-  hint?: string,
-): VdpaError {
-  const info: VdpaErrorInfo = { code, errno: -ERRNO[code], syscall, path };
+export function vdpaError(code: ErrnoCode, syscall: string, path: string, detail: string, hint?: string): VdpaError {
+  const info: VdpaErrorInfo = { code, errno: -os.constants.errno[code], syscall, path };
   if (hint !== undefined) info.hint = hint;
   return new VdpaError(`${code}: ${detail}, ${syscall} '${path}'`, info);
+}
+
+/**
+ * A request cancelled through its `signal`, shaped like Node core's: `name` `'AbortError'`, `code`
+ * `'ABORT_ERR'`, `cause` the signal's reason.
+ */
+export class AbortError extends Error {
+  readonly code = 'ABORT_ERR';
+
+  constructor(message = 'The operation was aborted', options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'AbortError';
+  }
 }

@@ -3,9 +3,11 @@
  *
  * @packageDocumentation
  */
-export { VdpaError, type VdpaErrorInfo } from './errors';
+export { VdpaError, AbortError, type VdpaErrorInfo } from './errors';
+export type { RequestOptions } from './call';
 export { DeviceType, type DeviceTypeName, Status, Feature, BlkFeature, NetFeature, featureNames } from './constants';
-export { Device, openDevice, mockFaults, type OpenOptions, type AllocOptions } from './device';
+export { Device, openDevice, type AllocOptions } from './device';
+export { mockFaults, type OpenOptions, type MockOptions } from './options';
 export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
 export { NetDevice, openNet, type NetOptions } from './net';
 export { VhostControl, BackendFeature, type VhostInfo } from './vhost';

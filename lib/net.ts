@@ -1,7 +1,11 @@
-import { Feature, NetFeature } from './constants';
-import { COMMON_FEATURES, Device, type OpenOptions } from './device';
+import { Call, abortError, requestSignal, runCall, type RequestOptions } from './call';
+import { ConfigView, NET_CONFIG_SIZE, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetConfig } from './config';
+import { DeviceType, Feature, NetFeature } from './constants';
+import { COMMON_FEATURES, Device } from './device';
 import { VdpaError, vdpaError } from './errors';
-import type { QueueDriver } from './queue';
+import { Fifo } from './fifo';
+import type { OpenOptions } from './options';
+import { TokenWaiters, type QueueDriver } from './queue';
 
 /** Options for {@link openNet}. */
 export interface NetOptions extends OpenOptions {
@@ -11,21 +15,33 @@ export interface NetOptions extends OpenOptions {
   packed?: boolean;
 }
 
-const HDR = 12; // struct virtio_net_hdr_v1
+const HDR = NET_HEADER_SIZE;
 const ETH_HEADER = 14;
 const RX_QUEUE = 0;
 const TX_QUEUE = 1;
-/** Received frames kept for a slow reader before the oldest are dropped. */
+/** Received frames kept for a slow reader before new ones are dropped. */
 const RX_BACKLOG_MAX = 65536;
 
-interface TxSlot {
-  resolve: () => void;
+/** A frame on its way out: the call it belongs to (a send, or one of a sendBatch). */
+interface TxFrame {
+  call: Call;
+  frame: Uint8Array;
+  length: number;
+}
+
+interface Reader {
+  resolve: (f: Uint8Array) => void;
   reject: (e: Error) => void;
+  /** Settled already (aborted): skipped when a frame arrives. */
+  done: boolean;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
 }
 
 /**
  * A virtio-net device: send frames, receive them as an async iterator. Frames are whole Ethernet
- * frames without FCS (14-byte header + payload, at most MTU + 14 bytes).
+ * frames without FCS (14-byte header + payload, at most MTU + 14 bytes). Every request takes a
+ * final {@link RequestOptions} with an AbortSignal.
  */
 export class NetDevice {
   /** MAC address from config space (all zeroes when the device has none). */
@@ -34,26 +50,26 @@ export class NetDevice {
   readonly mtu: number;
   /** Entries per queue. */
   readonly queueSize: number;
-  /** The underlying device. */
+  /** The underlying device (features, config space, `'timeout'` events). */
   readonly device: Device;
   /** Frames dropped because nobody read them fast enough. */
   droppedFrames = 0;
 
   private readonly rx: QueueDriver<number>;
-  private readonly tx: QueueDriver<TxSlot>;
+  private readonly tx: QueueDriver<TxFrame>;
+  private readonly txWaiters = new TokenWaiters();
   private readonly rxBufs: { handle: number; bytes: Uint8Array };
   private readonly txBufs: { handle: number; bytes: Uint8Array };
   private readonly slotBytes: number;
-  private readonly received: Uint8Array[] = [];
-  private readHead = 0;
-  private readonly readers: { resolve: (f: Uint8Array | undefined) => void; reject: (e: Error) => void }[] = [];
+  private readonly received = new Fifo<Uint8Array>();
+  private readonly readers = new Fifo<Reader>();
+  private waitingReaders = 0;
   private failure: Error | undefined;
 
   /** @internal Use {@link openNet}. */
   constructor(device: Device, options: NetOptions) {
-    if (device.deviceId !== 1) {
+    if (device.deviceId !== DeviceType.net)
       throw vdpaError('ENODEV', 'open', device.path, `not a network device (virtio device id ${device.deviceId})`);
-    }
     this.device = device;
     const f = device.negotiate(
       COMMON_FEATURES |
@@ -62,98 +78,107 @@ export class NetDevice {
         NetFeature.MTU |
         (options.packed ? Feature.RING_PACKED : 0n),
     );
-    const cfg = device.readConfig(0, Math.min(device.configSize, 12));
-    const view = new DataView(cfg.buffer, cfg.byteOffset, cfg.byteLength);
-    this.mac = f & NetFeature.MAC ? cfg.slice(0, 6) : new Uint8Array(6);
-    this.mtu = f & NetFeature.MTU && cfg.length >= 12 ? view.getUint16(10, true) : 1500;
+    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
+    this.mac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
+    this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     const queueSize = device.queueSizeFor(options.queueSize, [RX_QUEUE, TX_QUEUE]);
     this.queueSize = queueSize;
     // Without MRG_RXBUF every receive buffer must hold a whole frame (and room for a VLAN tag).
     this.slotBytes = Math.ceil((HDR + ETH_HEADER + 4 + this.mtu) / 64) * 64;
     this.rxBufs = device.allocInternal(queueSize * this.slotBytes);
     this.txBufs = device.allocInternal(queueSize * this.slotBytes);
-    this.rx = device.createQueue<number>(
-      RX_QUEUE,
-      queueSize,
-      (_c, token, len, err) => this.received_(token, len, err),
-      1,
-      () => this.readers.length > 0,
-    );
-    this.tx = device.createQueue<TxSlot>(
-      TX_QUEUE,
-      queueSize,
-      (slot, _t, _len, err) => (err ? slot.reject(err) : slot.resolve()),
-      1,
-    );
+    this.rx = device.createQueue<number>(RX_QUEUE, queueSize, {
+      onChain: (_c, token, len, err) => this.receivedChain(token, len, err),
+      onOrphan: (_c, err) => this.failReaders(err),
+      maxSegments: 1,
+      waiters: new TokenWaiters(),
+      keepAlive: () => this.waitingReaders > 0,
+      timed: false,
+    });
+    this.tx = device.createQueue<TxFrame>(TX_QUEUE, queueSize, {
+      onChain: (t, _token, _len, err) => t.call.pieceDone(err),
+      onOrphan: (t, err) => t.call.failNow(err),
+      maxSegments: 1,
+      waiters: this.txWaiters,
+    });
     for (let t = this.rx.tryAcquire(); t >= 0; t = this.rx.tryAcquire()) this.postRx(t);
+    device.onFailure(() => {
+      const err = device.pendingFailure;
+      if (err) this.failReaders(err);
+    });
     device.start();
   }
 
   /** Link status from config (true when the device does not report one). */
   get linkUp(): boolean {
     if (!(this.device.features & NetFeature.STATUS)) return true;
-    return (this.device.readConfig(6, 2)[0] as number & 1) === 1;
+    const { offset, bytes } = NetConfig.status;
+    const cfg = new ConfigView(this.device.readConfig(0, offset + bytes));
+    return (cfg.get(NetConfig.status) & NET_STATUS_LINK_UP) !== 0;
   }
 
   /** Sends one frame; resolves when the device has taken it. */
-  send(frame: Uint8Array): Promise<void> {
-    try {
+  send(frame: Uint8Array, options?: RequestOptions): Promise<void> {
+    return this.request(options, (c) => {
       this.checkFrame(frame);
-      this.device.live();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return new Promise<void>((resolve, reject) => this.transmit(frame, { resolve, reject }));
-  }
-
-  /** Sends many frames with one Promise (no Promise per frame). */
-  sendBatch(frames: readonly Uint8Array[]): Promise<void> {
-    try {
-      if (!Array.isArray(frames)) throw new TypeError('frames must be an array');
-      for (const f of frames) this.checkFrame(f);
-      this.device.live();
-    } catch (e) {
-      return Promise.reject(e);
-    }
-    return new Promise<void>((resolve, reject) => {
-      let left = frames.length;
-      let error: Error | undefined;
-      if (left === 0) return resolve();
-      const slot: TxSlot = {
-        resolve: () => {
-          if (--left > 0) return;
-          if (error) reject(error);
-          else resolve();
-        },
-        reject: (e) => {
-          error ??= e;
-          if (--left === 0) reject(error);
-        },
-      };
-      for (const f of frames) this.transmit(f, slot);
+      this.device.check('send');
+      this.transmit(c, frame);
     });
   }
 
-  /** The next received frame (a copy); rejects once the device closed or failed. */
-  receive(): Promise<Uint8Array> {
+  /** Sends many frames with one Promise (no Promise per frame). */
+  sendBatch(frames: readonly Uint8Array[], options?: RequestOptions): Promise<void> {
+    return this.request(options, (c) => {
+      if (!Array.isArray(frames)) throw new TypeError('frames must be an array');
+      for (const f of frames) this.checkFrame(f);
+      this.device.check('sendBatch');
+      for (const f of frames) {
+        if (c.failing) break;
+        this.transmit(c, f);
+      }
+    });
+  }
+
+  /**
+   * The next received frame (a copy). Rejects with the device's error once it failed, `'ECANCELED'`
+   * when it is closed while waiting, `'EBADF'` when called on a closed device.
+   */
+  receive(options?: RequestOptions): Promise<Uint8Array> {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = requestSignal(options);
+      if (this.device.closed) this.device.check('receive');
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise<Uint8Array>((resolve, reject) => {
-      if (this.readHead < this.received.length) return resolve(this.takeFrame());
+      const frame = this.received.shift();
+      if (frame) return resolve(frame);
       if (this.failure) return reject(this.failure);
-      this.readers.push({ resolve: (f) => (f ? resolve(f) : reject(this.failure)), reject });
+      const reader: Reader = { resolve, reject, done: false, signal, onAbort: undefined };
+      if (signal) {
+        reader.onAbort = () => this.settleReader(reader, abortError(signal));
+        signal.addEventListener('abort', reader.onAbort, { once: true });
+      }
+      this.readers.push(reader);
+      this.waitingReaders++;
       this.updateRef();
     });
   }
 
   /**
    * Received frames as an async iterator. It ends when the device is closed, and throws if the
-   * device fails. While the loop waits for a frame it keeps the process alive (see {@link unref}).
+   * device fails or `options.signal` aborts. While the loop waits for a frame it keeps the process
+   * alive (see {@link unref}).
    */
-  async *frames(): AsyncGenerator<Uint8Array, void, undefined> {
+  async *frames(options?: RequestOptions): AsyncGenerator<Uint8Array, void, undefined> {
     for (;;) {
       try {
-        yield await this.receive();
+        yield await this.receive(options);
       } catch (e) {
-        if ((e as VdpaError).code === 'ECANCELED') return;
+        const code = (e as VdpaError).code;
+        if (e instanceof VdpaError && (code === 'ECANCELED' || code === 'EBADF')) return;
         throw e;
       }
     }
@@ -174,9 +199,18 @@ export class NetDevice {
   }
 
   /** Resets the device; pending sends and receives end with code `'ECANCELED'`. */
-  async close(): Promise<void> {
-    await this.device.close();
-    this.failReaders(vdpaError('ECANCELED', 'close', this.device.path, 'the device was closed'));
+  close(): Promise<void> {
+    return this.device.close(); // waiting readers fail through the device's failure listener
+  }
+
+  private request(options: RequestOptions | undefined, start: (c: Call) => void): Promise<void> {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = requestSignal(options);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return runCall(signal, start);
   }
 
   private checkFrame(frame: Uint8Array): void {
@@ -185,23 +219,43 @@ export class NetDevice {
       throw new RangeError(`frame must be ${ETH_HEADER} to ${this.mtu + ETH_HEADER} bytes, got ${frame.length}`);
   }
 
-  private transmit(frame: Uint8Array, slot: TxSlot): void {
+  private transmit(c: Call, frame: Uint8Array): void {
+    c.addPiece();
+    this.place({ call: c, frame, length: frame.length });
+  }
+
+  /**
+   * Copies the frame into a free transmit slot, or waits (FIFO) for one. Returns false when it gave
+   * a free slot back unused (the frame changed since it was checked), so a waiter loop moves on.
+   */
+  private place(t: TxFrame): boolean {
     let token: number;
     try {
       token = this.tx.tryAcquire();
     } catch (e) {
-      return slot.reject(e as Error);
+      t.call.pieceDone(e as Error);
+      return true;
     }
-    if (token < 0) return this.tx.whenFree(() => this.transmit(frame, slot));
+    if (token < 0) {
+      this.txWaiters.push(() => {
+        if (!t.call.settled) return this.place(t);
+        t.call.pieceDone(undefined);
+        return false;
+      });
+      return true;
+    }
+    // A frame still queued may have changed since it was checked (its buffer transferred or shrunk).
+    if (t.frame.length !== t.length) {
+      this.tx.release(token);
+      t.call.pieceDone(new TypeError('the frame was detached or shrunk before it was sent'));
+      return false;
+    }
     const at = token * this.slotBytes;
     const bytes = this.txBufs.bytes;
     bytes.fill(0, at, at + HDR);
-    bytes.set(frame, at + HDR);
-    this.tx.enqueue(
-      token,
-      [{ region: this.txBufs.handle, offset: at, length: HDR + frame.length, writable: false }],
-      slot,
-    );
+    bytes.set(t.frame, at + HDR);
+    this.tx.enqueue(token, [{ region: this.txBufs.handle, offset: at, length: HDR + t.length, writable: false }], t);
+    return true;
   }
 
   private postRx(token: number): void {
@@ -212,36 +266,40 @@ export class NetDevice {
     );
   }
 
-  private received_(token: number, len: number, err: Error | undefined): void {
+  private receivedChain(token: number, len: number, err: Error | undefined): void {
     if (err) return this.failReaders(err);
     if (len > HDR) {
       const at = token * this.slotBytes;
       const frame = this.rxBufs.bytes.slice(at + HDR, at + len);
-      const reader = this.readers.shift();
-      if (reader) reader.resolve(frame);
-      else if (this.received.length - this.readHead < RX_BACKLOG_MAX) this.received.push(frame);
+      const reader = this.nextReader();
+      if (reader) this.settleReader(reader, undefined, frame);
+      else if (this.received.length < RX_BACKLOG_MAX) this.received.push(frame);
       else this.droppedFrames++;
-      if (this.readers.length === 0) this.updateRef();
     }
     // The slot is free again (the token was released before this callback): post it back.
-    if (this.device.closed) return;
+    if (this.rx.failed || this.device.closed) return;
     const t = this.rx.tryAcquire();
     if (t >= 0) this.postRx(t);
   }
 
-  private takeFrame(): Uint8Array {
-    const f = this.received[this.readHead] as Uint8Array;
-    this.received[this.readHead++] = undefined as unknown as Uint8Array;
-    if (this.readHead > 1024 && this.readHead * 2 > this.received.length) {
-      this.received.splice(0, this.readHead);
-      this.readHead = 0;
-    }
-    return f;
+  private nextReader(): Reader | undefined {
+    for (let r = this.readers.shift(); r; r = this.readers.shift()) if (!r.done) return r;
+    return undefined;
+  }
+
+  private settleReader(r: Reader, err: Error | undefined, frame?: Uint8Array): void {
+    if (r.done) return;
+    r.done = true;
+    this.waitingReaders--;
+    if (r.onAbort) r.signal?.removeEventListener('abort', r.onAbort);
+    if (err) r.reject(err);
+    else r.resolve(frame as Uint8Array);
+    if (this.waitingReaders === 0) this.updateRef();
   }
 
   private failReaders(err: Error): void {
     this.failure ??= err;
-    for (const r of this.readers.splice(0)) r.reject(this.failure);
+    for (const r of this.readers.drain()) this.settleReader(r, this.failure);
     this.updateRef();
   }
 

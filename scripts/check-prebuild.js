@@ -30,7 +30,7 @@ try {
     if (!resolved.includes('prebuilds')) throw new Error('loaded ' + resolved + ', not the prebuild');
     const exported = Object.keys(require(resolved)).sort().join();
     if (exported !== 'Device,mockFaults,setErrorClass,vdpaDeviceInfo') throw new Error('the prebuild exports ' + exported);
-    require('./dist/lib').openBlk('mock:blk', { capacity: 1 << 20 }).then(async (blk) => {
+    require('./dist/lib').openBlk('mock:blk', { mock: { capacity: 1 << 20 } }).then(async (blk) => {
       const buf = blk.allocBuffer(4096).fill(7);
       await blk.write(0, buf); buf.fill(0); await blk.read(0, buf);
       if (buf[4095] !== 7) throw new Error('data mismatch');

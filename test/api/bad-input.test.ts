@@ -24,12 +24,16 @@ describe('bad input', () => {
     await failsWith(() => openDevice({} as Any), TypeError, 'openDevice(object)');
     await failsWith(() => openBlk('mock:blk', 'fast' as Any), TypeError, 'options a string');
     await failsWith(() => openBlk('mock:blk', null as Any), TypeError, 'options null');
-    await failsWith(() => openBlk('mock:blk', { capacity: '1M' as Any }), TypeError, 'capacity a string');
-    await failsWith(() => openBlk('mock:blk', { capacity: 1000 }), RangeError, 'capacity not a multiple of 512');
-    await failsWith(() => openBlk('mock:blk', { capacity: -512 }), RangeError, 'negative capacity');
-    await failsWith(() => openNet('mock:net', { mac: [1, 2, 3, 4, 5, 6] as Any }), TypeError, 'mac an array');
-    await failsWith(() => openNet('mock:net', { mac: new Uint8Array(5) }), TypeError, 'mac 5 bytes');
-    await failsWith(() => openNet('mock:net', { mtu: 10 }), RangeError, 'mtu too small');
+    await failsWith(() => openBlk('mock:blk', { mock: { capacity: '1M' as Any } }), TypeError, 'capacity a string');
+    await failsWith(
+      () => openBlk('mock:blk', { mock: { capacity: 1000 } }),
+      RangeError,
+      'capacity not a multiple of 512',
+    );
+    await failsWith(() => openBlk('mock:blk', { mock: { capacity: -512 } }), RangeError, 'negative capacity');
+    await failsWith(() => openNet('mock:net', { mock: { mac: [1, 2, 3, 4, 5, 6] as Any } }), TypeError, 'mac an array');
+    await failsWith(() => openNet('mock:net', { mock: { mac: new Uint8Array(5) } }), RangeError, 'mac 5 bytes');
+    await failsWith(() => openNet('mock:net', { mock: { mtu: 10 } }), RangeError, 'mtu too small');
   });
 
   test('queueSize and numQueues', T, async () => {
@@ -39,28 +43,70 @@ describe('bad input', () => {
       await failsWith(() => openNet('mock:net', { queueSize: q }), RangeError, `net queueSize ${q}`);
     await failsWith(() => openBlk('mock:blk', { queueSize: '64' as Any }), TypeError, 'queueSize a string');
     await failsWith(
-      () => openBlk('mock:blk', { numQueues: 4, deviceQueues: 2 }),
+      () => openBlk('mock:blk', { numQueues: 4, mock: { numQueues: 2 } }),
       RangeError,
       'more queues than offered',
     );
     await failsWith(() => openBlk('mock:blk', { numQueues: 0 }), RangeError, 'numQueues 0');
     await failsWith(
-      () => openBlk('mock:blk', { maxQueueSize: 128, queueSize: 256 }),
+      () => openBlk('mock:blk', { queueSize: 256, mock: { maxQueueSize: 128 } }),
       RangeError,
       'queueSize above the device maximum',
     );
     // After all these refusals a device still opens (nothing leaked or stuck).
-    const blk = await openBlk('mock:blk', { numQueues: 2, deviceQueues: 4, queueSize: 32 });
+    const blk = await openBlk('mock:blk', { numQueues: 2, queueSize: 32, mock: { numQueues: 4 } });
     assert.equal(blk.numQueues, 2);
     assert.equal(blk.queueSize, 32);
     await blk.close();
   });
 
+  test('mock settings live under options.mock; the driver queue count is not the device one', T, async () => {
+    // The old top-level names are refused with a pointer to where they went, not silently ignored.
+    for (const key of ['capacity', 'deviceQueues', 'fault', 'mtu', 'segMax'])
+      await failsWith(() => openBlk('mock:blk', { [key]: 1 } as Any), TypeError, `top-level ${key}`);
+    await failsWith(() => openBlk('mock:blk', { mock: { queues: 2 } as Any }), TypeError, 'unknown mock key');
+    await failsWith(() => openBlk('mock:blk', { mock: 'big' as Any }), TypeError, 'mock a string');
+    // Not a mock device: a mock setting cannot apply, so it is an error (before any file is opened).
+    for (const spec of ['/dev/vhost-vdpa-999', 'vfio:0000:00:03.0'])
+      await failsWith(() => openBlk(spec, { mock: { capacity: 1 << 20 } }), TypeError, `mock options on ${spec}`);
+    // openBlk's numQueues is what the driver uses; the mock offers mock.numQueues (default 1).
+    await failsWith(() => openBlk('mock:blk', { numQueues: 2 }), RangeError, 'two queues on a one-queue device');
+    const blk = await openBlk('mock:blk', { mock: { numQueues: 4, capacity: 1 << 20 } });
+    assert.equal(blk.numQueues, 1, 'the driver uses one queue unless asked for more');
+    assert.equal(blk.device.maxQueues, 4, 'the device offers what mock.numQueues says');
+    assert.equal(blk.capacity, 1 << 20);
+    await blk.close();
+    // The ranges the native parser enforces, checked first in TypeScript with the same bounds.
+    for (const [mock, cls] of [
+      [{ numQueues: 65 }, RangeError],
+      [{ numQueues: 0 }, RangeError],
+      [{ maxQueueSize: 32769 }, RangeError],
+      [{ segMax: 4097 }, RangeError],
+      [{ sizeMax: 511 }, RangeError],
+      [{ blockSize: 65537 }, RangeError],
+      [{ capacity: 2 ** 50 + 512 }, RangeError],
+      [{ faultAfter: 2 ** 32 }, RangeError],
+      [{ readOnly: 1 }, TypeError],
+      [{ fault: 7 }, TypeError],
+    ] as const)
+      await failsWith(() => openBlk('mock:blk', { mock: mock as Any }), cls, `mock ${JSON.stringify(mock)}`);
+    const edge = await openBlk('mock:blk', { mock: { numQueues: 64, segMax: 4096, sizeMax: 512, blockSize: 4096 } });
+    assert.equal(edge.device.maxQueues, 64);
+    assert.equal(edge.blockSize, 4096);
+    await edge.close();
+  });
+
   test('unknown specs: VdpaError with a code and a hint', T, async () => {
-    for (const spec of ['mock:nope', 'foo', '/dev/vhost-vdpa-999', '']) {
-      const e = await openError(() => openDevice(spec));
+    for (const [spec, code] of [
+      ['mock:nope', 'EINVAL'],
+      ['foo', 'EINVAL'],
+      ['', 'EINVAL'],
+      ['/dev/vhost-vdpa-x', 'EINVAL'],
+      ['/dev/vhost-vdpa-999', 'ENOENT'],
+    ]) {
+      const e = await openError(() => openDevice(spec as string));
       assert.ok(e instanceof VdpaError, `${spec}: ${String(e)}`);
-      assert.ok(['ENOENT', 'ENODEV', 'EINVAL'].includes(e.code), `${spec}: code ${e.code}`);
+      assert.equal(e.code, code, `${spec}: ${e.message}`);
       assert.ok(e.errno < 0);
       assert.equal(e.path, spec);
       assert.equal(typeof e.hint, 'string', `${spec}: hint`);
@@ -72,9 +118,13 @@ describe('bad input', () => {
   });
 
   test('unknown fault name -> RangeError', T, async () => {
-    await failsWith(() => openBlk('mock:blk', { fault: 'explode' }), RangeError, 'unknown fault');
-    await failsWith(() => openNet('mock:net', { fault: 'explode' }), RangeError, 'unknown fault on net');
-    await failsWith(() => openBlk('mock:blk', { fault: 'stall', faultAfter: -1 }), RangeError, 'negative faultAfter');
+    await failsWith(() => openBlk('mock:blk', { mock: { fault: 'explode' } }), RangeError, 'unknown fault');
+    await failsWith(() => openNet('mock:net', { mock: { fault: 'explode' } }), RangeError, 'unknown fault on net');
+    await failsWith(
+      () => openBlk('mock:blk', { mock: { fault: 'stall', faultAfter: -1 } }),
+      RangeError,
+      'negative faultAfter',
+    );
   });
 
   test('openBlk on a net device and openNet on a blk device -> ENODEV', T, async () => {
@@ -88,7 +138,7 @@ describe('bad input', () => {
     let blk: BlkDevice;
     const cap = 1 << 20;
     test('open', T, async () => {
-      blk = await openBlk('mock:blk', { capacity: cap });
+      blk = await openBlk('mock:blk', { mock: { capacity: cap } });
     });
     test('offsets, lengths and buffers', T, async () => {
       const b = new Uint8Array(512);

@@ -5,7 +5,8 @@ import { VdpaError, mockFaults, openBlk, openNet, type BlkDevice } from '../../l
 import { Rng, TEST_TIMEOUT, assertBytes, assertFilled, rejectsWithCode, tick, track } from '../helpers/util';
 
 const T = { timeout: TEST_TIMEOUT };
-const OPTS = { capacity: 16 << 20, numQueues: 2, queueSize: 64 };
+const OPTS = { numQueues: 2, queueSize: 64 };
+const MOCK = { capacity: 16 << 20, numQueues: 2 };
 const FAULT_AFTER = 4;
 
 /** FAULT_AFTER single-chain requests that must succeed: 2 writes, then reading both back. */
@@ -42,7 +43,7 @@ describe('mock faults', () => {
   for (const [fault, reason] of violations) {
     test(`${fault}: requests fail with EPROTO, later ones too, other memory untouched`, T, async () => {
       const rng = new Rng();
-      const blk = await openBlk('mock:blk', { ...OPTS, fault, faultAfter: FAULT_AFTER });
+      const blk = await openBlk('mock:blk', { ...OPTS, mock: { ...MOCK, fault, faultAfter: FAULT_AFTER } });
       try {
         await healthyPrefix(blk, rng);
         // Bystanders: memory the device is never given.
@@ -81,7 +82,7 @@ describe('mock faults', () => {
   }
 
   test('bad-used-id on net: send and receive fail with EPROTO', T, async () => {
-    const net = await openNet('mock:net', { queueSize: 64, fault: 'bad-used-id' });
+    const net = await openNet('mock:net', { queueSize: 64, mock: { fault: 'bad-used-id' } });
     try {
       const f = new Uint8Array(60);
       const rx = rejectsWithCode(net.receive(), 'EPROTO', 'receive');
@@ -95,7 +96,7 @@ describe('mock faults', () => {
 
   test('stall: requests stay pending until close() cancels them', T, async (t) => {
     const rng = new Rng();
-    const blk = await openBlk('mock:blk', { ...OPTS, fault: 'stall', faultAfter: FAULT_AFTER });
+    const blk = await openBlk('mock:blk', { ...OPTS, mock: { ...MOCK, fault: 'stall', faultAfter: FAULT_AFTER } });
     t.after(() => blk.close()); // also when the test times out
     let closed = false;
     try {
@@ -125,8 +126,8 @@ describe('mock faults', () => {
 
   test('no-features-ok: openBlk and openNet reject with a FEATURES_OK VdpaError', T, async () => {
     for (const open of [
-      () => openBlk('mock:blk', { fault: 'no-features-ok' }),
-      () => openNet('mock:net', { fault: 'no-features-ok' }),
+      () => openBlk('mock:blk', { mock: { fault: 'no-features-ok' } }),
+      () => openNet('mock:net', { mock: { fault: 'no-features-ok' } }),
     ]) {
       let err: unknown;
       try {

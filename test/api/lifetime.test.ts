@@ -25,7 +25,7 @@ function pattern(offset: number, length: number): Uint8Array {
 
 describe('lifetime', () => {
   test('buffers stay alive while the device owns them (gc with requests in flight)', T, async () => {
-    const blk = await openBlk('mock:blk', { capacity: 16 << 20, numQueues: 2, queueSize: 128 });
+    const blk = await openBlk('mock:blk', { numQueues: 2, queueSize: 128, mock: { capacity: 16 << 20, numQueues: 2 } });
     try {
       const size = 16384;
       const n = 192;
@@ -60,7 +60,7 @@ describe('lifetime', () => {
   });
 
   test('a stalled device keeps its buffers reachable until close()', T, async (t) => {
-    const blk = await openBlk('mock:blk', { capacity: 16 << 20, queueSize: 64, fault: 'stall' });
+    const blk = await openBlk('mock:blk', { queueSize: 64, mock: { capacity: 16 << 20, fault: 'stall' } });
     t.after(() => blk.close());
     const weak: WeakRef<Uint8Array>[] = [];
     const states: ReturnType<typeof track>[] = [];
@@ -90,7 +90,7 @@ describe('lifetime', () => {
     const r = await runChild(
       `const { openBlk, openNet } = require(LIB);
        (async () => {
-         const blk = await openBlk('mock:blk', { capacity: 1 << 20 });
+         const blk = await openBlk('mock:blk', { mock: { capacity: 1 << 20 } });
          const net = await openNet('mock:net');
          await blk.write(0, new Uint8Array(4096).fill(7));
          console.log('wrote', net.mtu);
@@ -106,7 +106,7 @@ describe('lifetime', () => {
   test('a pending request keeps the process alive until it is done (ref by default)', T, async () => {
     const r = await runChild(
       `const { openBlk } = require(LIB);
-       openBlk('mock:blk', { capacity: 64 << 20, numQueues: 2, queueSize: 128 }).then((blk) => {
+       openBlk('mock:blk', { numQueues: 2, queueSize: 128, mock: { capacity: 64 << 20, numQueues: 2 } }).then((blk) => {
          // Fewer chains than the queues hold: this is about the event loop, not about a full ring.
          const data = blk.allocBuffer(1 << 20).fill(9);
          const ps = [];
@@ -127,7 +127,7 @@ describe('lifetime', () => {
   test('unref(): a request on a stalled device does not keep the process alive', T, async () => {
     const r = await runChild(
       `const { openBlk } = require(LIB);
-       openBlk('mock:blk', { capacity: 1 << 20, fault: 'stall' }).then((blk) => {
+       openBlk('mock:blk', { mock: { capacity: 1 << 20, fault: 'stall' } }).then((blk) => {
          blk.unref();
          blk.read(0, new Uint8Array(4096)).then(() => console.log('settled'), () => console.log('settled'));
          console.log('started');
@@ -145,7 +145,7 @@ describe('lifetime', () => {
       const { parentPort } = require('node:worker_threads');
       const { openBlk } = require(${JSON.stringify(LIB_PATH)});
       (async () => {
-        const blk = await openBlk('mock:blk', { capacity: 8 << 20, numQueues: 2, queueSize: 64 });
+        const blk = await openBlk('mock:blk', { numQueues: 2, queueSize: 64, mock: { capacity: 8 << 20, numQueues: 2 } });
         let good = 0;
         for (let round = 0; round < 20; round++) {
           const data = new Uint8Array(65536).map((_, i) => (i * 7 + round) & 255);
@@ -163,7 +163,7 @@ describe('lifetime', () => {
       worker.once('error', reject);
     });
     const exited = new Promise<number>((resolve) => worker.once('exit', resolve));
-    const blk = await openBlk('mock:blk', { capacity: 8 << 20, numQueues: 2, queueSize: 64 });
+    const blk = await openBlk('mock:blk', { numQueues: 2, queueSize: 64, mock: { capacity: 8 << 20, numQueues: 2 } });
     try {
       const rng = new Rng();
       for (let round = 0; round < 20; round++) {
@@ -185,7 +185,7 @@ describe('lifetime', () => {
       `const { Worker } = require('node:worker_threads');
        const w = new Worker(\`
          const { openBlk } = require(\${JSON.stringify(LIB)});
-         openBlk('mock:blk', { capacity: 1 << 20 }).then((blk) => blk.write(0, new Uint8Array(4096)));\`, { eval: true });
+         openBlk('mock:blk', { mock: { capacity: 1 << 20 } }).then((blk) => blk.write(0, new Uint8Array(4096)));\`, { eval: true });
        w.on('exit', (code) => console.log('worker exit', code));`,
       CHILD_LIMIT,
     );
@@ -194,7 +194,7 @@ describe('lifetime', () => {
   });
 
   test('freeBuffer detaches the view; a freed buffer fails cleanly; close() detaches', T, async () => {
-    const blk = await openBlk('mock:blk', { capacity: 1 << 20 });
+    const blk = await openBlk('mock:blk', { mock: { capacity: 1 << 20 } });
     try {
       const buf = blk.allocBuffer(8192);
       const sub = buf.subarray(4096);
@@ -221,7 +221,7 @@ describe('lifetime', () => {
       }
       assert.throws(() => blk.device.freeBuffer(buf), TypeError, 'freeing twice');
       assert.throws(() => blk.device.freeBuffer(new Uint8Array(16)), TypeError, 'freeing plain memory');
-      const other = await openBlk('mock:blk', { capacity: 1 << 20 });
+      const other = await openBlk('mock:blk', { mock: { capacity: 1 << 20 } });
       const foreign = other.allocBuffer(4096);
       assert.throws(() => blk.device.freeBuffer(foreign), TypeError, "freeing another device's buffer");
       await other.close();
@@ -241,7 +241,7 @@ describe('lifetime', () => {
     const r = await runChild(
       `const { openBlk } = require(LIB);
        (async () => {
-         const blk = await openBlk('mock:blk', { capacity: 4 << 20 });
+         const blk = await openBlk('mock:blk', { mock: { capacity: 4 << 20 } });
          const outcomes = [];
          for (let i = 0; i < 20; i++) {
            const buf = blk.allocBuffer(1 << 20);

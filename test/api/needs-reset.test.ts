@@ -9,7 +9,7 @@ const SCRIPT = `
 const { openBlk, VdpaError } = require(LIB);
 const out = (o) => process.stdout.write(JSON.stringify(o) + '\\n');
 (async () => {
-  const blk = await openBlk('mock:blk', { capacity: 16 << 20, numQueues: 2, queueSize: 64, fault: 'reset-in-flight', faultAfter: 4 });
+  const blk = await openBlk('mock:blk', { numQueues: 2, queueSize: 64, mock: { capacity: 16 << 20, numQueues: 2, fault: 'reset-in-flight', faultAfter: 4 } });
   const a = new Uint8Array(4096).fill(1), b = new Uint8Array(4096).fill(2), back = new Uint8Array(4096);
   await blk.write(0, a); await blk.write(8192, b);
   await blk.read(0, back); const okA = back.every((x) => x === 1);

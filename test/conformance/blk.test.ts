@@ -90,7 +90,7 @@ function suite(target: BlkTarget): void {
     test('capacity and block size', { timeout: TEST_TIMEOUT }, () => {
       assert.ok(Number.isSafeInteger(blk.capacity) && blk.capacity > 0, `capacity ${blk.capacity}`);
       assert.equal(blk.capacity % SECTOR, 0);
-      if (target.options.capacity !== undefined) assert.equal(blk.capacity, target.options.capacity);
+      if (target.options.mock?.capacity !== undefined) assert.equal(blk.capacity, target.options.mock.capacity);
       assert.ok(blk.blockSize >= SECTOR && blk.blockSize % SECTOR === 0, `blockSize ${blk.blockSize}`);
       assert.ok(blk.capacity >= 16 * 1024 * 1024, 'the suite needs a disk of at least 16 MiB');
     });

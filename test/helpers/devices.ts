@@ -68,7 +68,7 @@ export function blkTargets(): BlkTarget[] {
   return shapes.map((shape) => ({
     name: `mock:blk ${shape.numQueues}x${shape.queueSize}${shape.packed ? ' packed' : ''}`,
     spec: 'mock:blk',
-    options: { capacity: MOCK_CAPACITY, ...shape },
+    options: { ...shape, mock: { capacity: MOCK_CAPACITY, numQueues: shape.numQueues } },
     discardZeroes: zeroes,
   }));
 }

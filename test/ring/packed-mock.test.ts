@@ -25,7 +25,7 @@ describe('packed ring over mock:blk', { timeout: 60000 }, () => {
 
   for (const queueSize of [4, 64]) {
     it(`writes and reads back over many laps (queue size ${queueSize}, 2 queues)`, async () => {
-      const blk = await openBlk('mock:blk', { queueSize, numQueues: 2, packed: true });
+      const blk = await openBlk('mock:blk', { queueSize, numQueues: 2, packed: true, mock: { numQueues: 2 } });
       // Fewer in flight than the queue holds: a full queue currently stalls openBlk (split too).
       const par = Math.min(48, queueSize - 1);
       const bufs: Uint8Array[] = [];
@@ -56,7 +56,7 @@ describe('packed ring over mock:blk', { timeout: 60000 }, () => {
 
   for (const [fault, reason] of FAULTS) {
     it(`fault ${fault} breaks the queue with EPROTO`, async () => {
-      const blk = await openBlk('mock:blk', { queueSize: 8, packed: true, fault, faultAfter: 3 });
+      const blk = await openBlk('mock:blk', { queueSize: 8, packed: true, mock: { fault, faultAfter: 3 } });
       const buf = blk.allocBuffer(512);
       for (let i = 0; i < 3; i++) await blk.write(i * 512, buf);
       await assert.rejects(blk.write(0, buf), (e: Error & { code?: string }) => {

@@ -1,0 +1,125 @@
+// Open options: what every opener takes, and the settings of the mock devices.
+import { native, type NativeOpenOptions } from './native';
+import { checkBoolean, checkInteger, checkObject } from './validate';
+
+/**
+ * Settings of an in-process mock device (`mock:blk`, `mock:net`), in {@link OpenOptions.mock}. Each is
+ * checked before the device is made: TypeError for a wrong type, RangeError for a value out of range.
+ */
+export interface MockOptions {
+  /** mock:blk: disk size in bytes, a multiple of 512 up to 2^50. Default 64 MiB. */
+  capacity?: number;
+  /**
+   * mock:blk: request queues the device offers (1 to 64; VIRTIO_BLK_F_MQ when above 1). Default 1.
+   * How many of them a driver uses is {@link BlkOptions.numQueues}.
+   */
+  numQueues?: number;
+  /** Largest queue size the device accepts (1 to 32768). Default 1024. */
+  maxQueueSize?: number;
+  /** mock:blk: max data segments per request, seg_max (1 to 4096). Default 126. */
+  segMax?: number;
+  /** mock:blk: max bytes per data segment, size_max (512 to 2^31). Default 1 MiB. */
+  sizeMax?: number;
+  /** mock:blk: logical block size reported in config (512 to 65536). Default 512. */
+  blockSize?: number;
+  /** mock:blk: offer VIRTIO_BLK_F_RO. Default false. */
+  readOnly?: boolean;
+  /** mock:net: MAC address in config, 6 bytes. Default 52:54:00:12:34:56. */
+  mac?: Uint8Array;
+  /** mock:net: MTU in config (68 to 65535). Default 1500. */
+  mtu?: number;
+  /**
+   * Make the device misbehave, for testing how the library defends itself: one of {@link mockFaults}.
+   * `'stall'` completes nothing after `faultAfter` completions.
+   */
+  fault?: string;
+  /** Completions the device gets right before the fault starts (0 to 2^32-1). Default 0. */
+  faultAfter?: number;
+}
+
+/** Options for {@link openDevice}; device-specific openers add their own. */
+export interface OpenOptions {
+  /**
+   * Settings of a `mock:` device. Only mock devices take them: on any other path this is a TypeError
+   * (a setting that cannot apply is a mistake, not something to ignore). Keys not listed in
+   * {@link MockOptions} are a TypeError too.
+   */
+  mock?: MockOptions;
+  /**
+   * Milliseconds a request may stay with the device before it rejects with code `'ETIMEDOUT'`
+   * (0 to 2^31-1; 0 disables). Default 30000. Virtio cannot take a request back, so a timeout fails
+   * the device: it emits `'timeout'` with the error, and every pending and later request rejects
+   * with `'ETIMEDOUT'` until `close()`. Checked by one coarse timer per device: a request times out
+   * no earlier than `requestTimeout` and at most three ticks later (a tick is an eighth of it, 5 ms to 1 s).
+   * Receive buffers of a net device wait for traffic and have no deadline.
+   */
+  requestTimeout?: number;
+}
+
+/** Fault names a mock device accepts in {@link OpenOptions.fault}. */
+export const mockFaults: readonly string[] = Object.freeze([...native.mockFaults]);
+
+const MOCK_KEYS: readonly (keyof MockOptions)[] = [
+  'capacity',
+  'numQueues',
+  'maxQueueSize',
+  'segMax',
+  'sizeMax',
+  'blockSize',
+  'readOnly',
+  'mac',
+  'mtu',
+  'fault',
+  'faultAfter',
+];
+
+/**
+ * The native layer's flat options object; ranges are the native parser's too (it checks them again).
+ * Options for non-mock devices are empty: those transports take none.
+ */
+export function toNativeOptions(path: string, options: OpenOptions): NativeOpenOptions {
+  for (const key of [...MOCK_KEYS, 'deviceQueues']) {
+    if (key !== 'numQueues' && key in options)
+      throw new TypeError(`options.${key} is a mock device setting: pass it inside options.mock`);
+  }
+  const o = options.mock;
+  if (o === undefined) return {};
+  checkObject(o, 'options.mock');
+  if (!path.startsWith('mock:')) throw new TypeError(`options.mock applies to mock: devices only, not '${path}'`);
+  for (const key of Object.keys(o))
+    if (!(MOCK_KEYS as readonly string[]).includes(key))
+      throw new TypeError(`options.mock.${key} is not a mock setting (known: ${MOCK_KEYS.join(', ')})`);
+  const n: NativeOpenOptions = {};
+  if (o.capacity !== undefined) {
+    checkInteger(o.capacity, 'mock.capacity', 512, 2 ** 50);
+    if (o.capacity % 512 !== 0) throw new RangeError('mock.capacity must be a multiple of 512');
+    n.capacity = o.capacity;
+  }
+  if (o.numQueues !== undefined) n.numQueues = checkInteger(o.numQueues, 'mock.numQueues', 1, 64);
+  if (o.maxQueueSize !== undefined) n.maxQueueSize = checkInteger(o.maxQueueSize, 'mock.maxQueueSize', 1, 32768);
+  if (o.segMax !== undefined) n.segMax = checkInteger(o.segMax, 'mock.segMax', 1, 4096);
+  if (o.sizeMax !== undefined) n.sizeMax = checkInteger(o.sizeMax, 'mock.sizeMax', 512, 2 ** 31);
+  if (o.blockSize !== undefined) n.blockSize = checkInteger(o.blockSize, 'mock.blockSize', 512, 65536);
+  if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'mock.readOnly');
+  if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mock.mtu', 68, 65535);
+  if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'mock.faultAfter', 0, 2 ** 32 - 1);
+  if (o.mac !== undefined) {
+    if (!(o.mac instanceof Uint8Array)) throw new TypeError('mock.mac must be a Uint8Array');
+    if (o.mac.length !== 6) throw new RangeError(`mock.mac must be 6 bytes, got ${o.mac.length}`);
+    n.mac = o.mac;
+  }
+  if (o.fault !== undefined) {
+    if (typeof o.fault !== 'string') throw new TypeError('mock.fault must be a string');
+    if (!mockFaults.includes(o.fault)) throw new RangeError(`mock.fault must be one of ${mockFaults.join(', ')}`);
+    n.fault = o.fault;
+  }
+  return n;
+}
+
+/** The request deadline in ms from the open options (0 = none). */
+export function requestTimeoutOf(options: OpenOptions): number {
+  if (options.requestTimeout === undefined) return DEFAULT_REQUEST_TIMEOUT;
+  return checkInteger(options.requestTimeout, 'requestTimeout', 0, 2 ** 31 - 1);
+}
+
+const DEFAULT_REQUEST_TIMEOUT = 30_000;
