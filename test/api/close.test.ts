@@ -51,18 +51,27 @@ describe('close() and open off the JS thread', () => {
   });
 
   test('a stalled device: close() keeps the loop live, what it holds rejects ECANCELED', T, async () => {
-    const blk = await openBlk('mock:blk', { requestTimeout: 0, mock: { capacity: 1 << 20, fault: 'stall' } });
-    const reads = Array.from({ length: 4 }, (_, i) => blk.read(i * 4096, new Uint8Array(4096)));
-    await new Promise((r) => setTimeout(r, 10));
-    const started = performance.now();
-    const { lag } = await worstLag(() => blk.close());
-    const took = performance.now() - started;
-    for (const r of await Promise.allSettled(reads)) {
-      assert.equal(r.status, 'rejected');
-      if (r.status === 'rejected') assert.equal((r.reason as VdpaError).code, 'ECANCELED');
+    // Other test files share the CPU: a scheduling hiccup may cost one try, a close blocking the
+    // loop (about 1 s here) fails all three.
+    const lags: number[] = [];
+    for (let attempt = 0; attempt < 3 && !lags.some((l) => l < LAG_LIMIT_MS); attempt++) {
+      const blk = await openBlk('mock:blk', { requestTimeout: 0, mock: { capacity: 1 << 20, fault: 'stall' } });
+      const reads = Array.from({ length: 4 }, (_, i) => blk.read(i * 4096, new Uint8Array(4096)));
+      await new Promise((r) => setTimeout(r, 10));
+      const started = performance.now();
+      const { lag } = await worstLag(() => blk.close());
+      const took = performance.now() - started;
+      for (const r of await Promise.allSettled(reads)) {
+        assert.equal(r.status, 'rejected');
+        if (r.status === 'rejected') assert.equal((r.reason as VdpaError).code, 'ECANCELED');
+      }
+      assert.ok(took >= 900, `close() waited for the chains in flight (its 1 s budget), took ${took.toFixed(0)} ms`);
+      lags.push(lag);
     }
-    assert.ok(lag < LAG_LIMIT_MS, `event loop lagged ${lag.toFixed(1)} ms while closing`);
-    assert.ok(took >= 900, `close() waited for the chains in flight (its 1 s budget), took ${took.toFixed(0)} ms`);
+    assert.ok(
+      lags.some((l) => l < LAG_LIMIT_MS),
+      `event loop lagged ${lags.map((l) => l.toFixed(1)).join(', ')} ms while closing`,
+    );
   });
 
   test('requestTimeout shorter than 1 s bounds the wait of close()', T, async () => {
