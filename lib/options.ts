@@ -35,6 +35,11 @@ export interface MockOptions {
   fault?: string;
   /** Completions the device gets right before the fault starts (0 to 2^32-1). Default 0. */
   faultAfter?: number;
+  /**
+   * Milliseconds the device holds back each batch of completions (0 to 60000), for testing what
+   * arrives while the driver is busy (e.g. closing). Default 0.
+   */
+  completionDelayMs?: number;
 }
 
 /** Options for {@link openDevice}; device-specific openers add their own. */
@@ -71,6 +76,7 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'mtu',
   'fault',
   'faultAfter',
+  'completionDelayMs',
 ];
 
 /**
@@ -103,6 +109,8 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
   if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'mock.readOnly');
   if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mock.mtu', 68, 65535);
   if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'mock.faultAfter', 0, 2 ** 32 - 1);
+  if (o.completionDelayMs !== undefined)
+    n.completionDelayMs = checkInteger(o.completionDelayMs, 'mock.completionDelayMs', 0, 60_000);
   if (o.mac !== undefined) {
     if (!(o.mac instanceof Uint8Array)) throw new TypeError('mock.mac must be a Uint8Array');
     if (o.mac.length !== 6) throw new RangeError(`mock.mac must be 6 bytes, got ${o.mac.length}`);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "common/checks.h"
 #include "common/sys_error.h"
@@ -59,7 +60,7 @@ uint64_t VirtioDevice::negotiate(uint64_t wanted) {
 }
 
 uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
-  if (closed_) throwSys(EBADF, "region", transport_->path(), "the device is closed");
+  if (closed_) throwSys(EBADF, "region", path_, "the device is closed");
   const uint64_t align = std::max<uint64_t>(transport_->iovaAlignment(), region->pageSize());
   const uint64_t iova = iova_.allocate(region->size(), align);
   try {
@@ -84,8 +85,25 @@ uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
   return handle;
 }
 
+void VirtioDevice::setBusy(bool busy) {
+  busy_ = busy;
+  if (busy) return;
+  for (uint32_t handle : std::exchange(deferredRemovals_, {})) {
+    try {
+      removeRegion(handle);
+    } catch (...) {
+      // Asked for by a finalizer, which cannot report; the mapping goes with the device at the latest.
+    }
+  }
+}
+
 void VirtioDevice::removeRegion(uint32_t handle) {
   if (handle == 0 || handle >= regions_.size() || !regions_[handle].region) return;
+  if (busy_ || closing_.load()) {
+    // A threadpool step may be using the region table and the transport right now.
+    deferredRemovals_.push_back(handle);
+    return;
+  }
   Registered r = std::move(regions_[handle]);
   regions_[handle] = Registered{};
   iova_.release(r.iova, r.region->size());
@@ -93,7 +111,7 @@ void VirtioDevice::removeRegion(uint32_t handle) {
 }
 
 VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
-  if (closed_) throwSys(EBADF, "queue", transport_->path(), "the device is closed");
+  if (closed_) throwSys(EBADF, "queue", path_, "the device is closed");
   checkQueueIndex(index, transport_->maxQueues(), "queue", transport_->path());
   const bool packed = (features_ & bit(kFeatureRingPacked)) != 0;
   checkQueueSize(size, transport_->maxQueueSize(index), packed, "queue", transport_->path());
@@ -126,27 +144,30 @@ void VirtioDevice::start() {
   transport_->setStatus(transport_->status() | kStatusDriverOk);
 }
 
-void VirtioDevice::quiesce() {
-  const auto deadline = std::chrono::steady_clock::now() + kQuiesceBudget;
-  std::vector<Completion> scratch;
-  for (;;) {
-    bool busy = false;
-    for (auto& q : queues_) {
-      if (!q || q->ring->broken()) continue;
-      // Nobody reads these completions: the TypeScript side fails what the queues held at close.
-      scratch.resize(q->ring->size());
-      q->deliver(scratch.data(), scratch.size(), [](size_t, bool) { return true; });
-      busy = busy || (q->ring->inFlight() > 0 && !q->ring->broken());
-    }
-    if (!busy || std::chrono::steady_clock::now() >= deadline) return;
-    sleepFor(std::chrono::microseconds(200));
-  }
+bool VirtioDevice::awaitedIdle() const {
+  for (const auto& q : queues_)
+    if (q && q->awaited && q->held.load() > 0) return false;
+  return true;
 }
 
-void VirtioDevice::close() {
+void VirtioDevice::closeBegin(const std::vector<uint16_t>& awaited) {
   if (closed_) return;
   closed_ = true;
-  quiesce();
+  for (auto& q : queues_) {
+    if (!q) continue;
+    q->awaited = std::find(awaited.begin(), awaited.end(), q->index) != awaited.end();
+    q->held.store(q->ring->broken() ? 0 : q->ring->inFlight());
+  }
+  closing_.store(true);
+}
+
+void VirtioDevice::closeOnWorker(std::chrono::milliseconds budget) {
+  if (closedOnWorker_) return;
+  closedOnWorker_ = true;
+  {
+    std::unique_lock<std::mutex> lock(idleLock_);
+    idle_.wait_for(lock, std::min(budget, kQuiesceBudget), [this] { return awaitedIdle(); });
+  }
   // Reset first: after it the device no longer reads rings or writes buffers, so unmapping is safe.
   try {
     transport_->reset();
@@ -161,11 +182,22 @@ void VirtioDevice::close() {
       // The mapping dies with the transport's fd anyway.
     }
   }
-  queues_.clear();
-  regions_.resize(1);
   // Drop the transport now, not at garbage collection: its fds (an exclusive vhost-vdpa open, a
   // VFIO device) must be free for the next open.
   transport_.reset();
+}
+
+void VirtioDevice::closeEnd() {
+  closing_.store(false);
+  queues_.clear();
+  regions_.resize(1);
+  deferredRemovals_.clear();
+}
+
+void VirtioDevice::close() {
+  closeBegin({});
+  closeOnWorker(std::chrono::milliseconds(0));
+  closeEnd();
 }
 
 }  // namespace vdpa

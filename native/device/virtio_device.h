@@ -2,9 +2,12 @@
 // touch (regions with their IOVAs), the queues, and the status/feature bring-up sequence.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -21,6 +24,11 @@ struct VirtQueue {
   uint16_t index = 0;
   std::unique_ptr<DriverQueue> ring;
   UniqueFd callFd;  // the device signals completions here
+  // Chains in flight as the JS thread last published them (0 once the ring broke): what a close on
+  // the threadpool waits for, as only the JS thread may read the ring. Receive queues, whose
+  // buffers wait for traffic, are not awaited.
+  std::atomic<uint32_t> held{0};
+  bool awaited = true;
 
   // The one completion loop: drains into `out` (room for `cap`), re-arms interrupts once the ring
   // is empty and drains again if the device raced the re-arm. Hands each batch to
@@ -59,6 +67,11 @@ class VirtioDevice {
   Transport& transport() { return *transport_; }
   const std::string& path() const { return path_; }
   bool closed() const { return closed_; }
+  // True while a step (negotiate, createQueue, start) runs on the threadpool: the JS thread must
+  // not touch the device meanwhile. Set and cleared on the JS thread; region removals asked for
+  // meanwhile (a finalizer) are carried out when it is cleared.
+  bool busy() const { return busy_; }
+  void setBusy(bool busy);
 
   // Reset, ACKNOWLEDGE|DRIVER, offer `wanted & deviceFeatures` (+ VERSION_1 and ACCESS_PLATFORM,
   // which a 1.x driver behind an IOMMU must accept), FEATURES_OK and read it back.
@@ -84,16 +97,37 @@ class VirtioDevice {
   void publish(VirtQueue& q) {
     if (q.ring->publish()) transport_->notify(q.index);
   }
-  // Lets the device finish what it holds (up to kQuiesceBudget), resets it (it stops touching
-  // memory), then drops queues and unmaps every region. Idempotent; the destructor calls it.
+  // JS thread: publishes what `q` holds now, for a close waiting on the threadpool.
+  void noteInFlight(VirtQueue& q) {
+    const uint32_t n = q.ring->broken() ? 0 : q.ring->inFlight();
+    q.held.store(n);
+    if (n == 0 && closing_.load()) {
+      std::lock_guard<std::mutex> lock(idleLock_);
+      idle_.notify_all();
+    }
+  }
+
+  // Close, in three parts so the blocking middle runs on the threadpool while the JS thread keeps
+  // delivering completions:
+  // - closeBegin (JS thread): the device is closed to callers from now on; only the queues whose
+  //   index is in `awaited` are waited for.
+  // - closeOnWorker (any thread, once): waits until the awaited queues hold nothing, at most
+  //   `budget` (capped at kQuiesceBudget), resets the device (it stops touching memory), unmaps
+  //   every region and drops the transport. It never reads a ring.
+  // - closeEnd (JS thread, after closeOnWorker and after the queues stopped): frees rings, regions.
+  void closeBegin(const std::vector<uint16_t>& awaited);
+  void closeOnWorker(std::chrono::milliseconds budget);
+  void closeEnd();
+  // All three at once, waiting for nothing (finalizers; the destructor). Idempotent.
   void close();
 
- private:
   // Devices without SUSPEND (VDUSE, for one) may not survive a reset with requests in flight: a
   // VDUSE daemon busy with them does not answer the reset, and the kernel gives up on the device
-  // after 30 s. So close() first waits, boundedly, for the device to return what it holds.
+  // after 30 s. So a close first waits, boundedly, for the device to return what it holds.
   static constexpr std::chrono::milliseconds kQuiesceBudget{1000};
-  void quiesce();
+
+ private:
+  bool awaitedIdle() const;
 
   struct Registered {
     std::shared_ptr<MemoryRegion> region;
@@ -107,6 +141,12 @@ class VirtioDevice {
   std::vector<std::unique_ptr<VirtQueue>> queues_;
   uint64_t features_ = 0;
   bool closed_ = false;
+  bool busy_ = false;
+  std::vector<uint32_t> deferredRemovals_;
+  std::atomic<bool> closing_{false};
+  bool closedOnWorker_ = false;
+  std::mutex idleLock_;
+  std::condition_variable idle_;
 };
 
 }  // namespace vdpa

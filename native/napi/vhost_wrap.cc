@@ -41,7 +41,7 @@ VhostWrap::VhostWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VhostWra
 void VhostWrap::init(std::shared_ptr<VirtioDevice> device) { device_ = std::move(device); }
 
 // Reached anew on every call: the transport goes away when the device closes.
-VhostVdpaTransport& VhostWrap::vhost() { return *requireOpen(device_, "vhost").transport().asVhost(); }
+VhostVdpaTransport& VhostWrap::vhost() { return *requireIdle(device_, "vhost").transport().asVhost(); }
 
 Napi::Value VhostWrap::Info(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {

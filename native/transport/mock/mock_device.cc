@@ -1,5 +1,6 @@
 #include "transport/mock/mock_device.h"
 
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include "common/sys_error.h"
@@ -144,6 +145,13 @@ void MockDevice::deviceLoop() {
         if (queues_[q].ring && !queues_[q].dead) model_.drainDeferred(q, done);
     }
     first = false;
+    if (!done.empty() && opts_.completionDelayMs > 0) {
+      // Held back without the map lock; a stop (reset) ends the wait and drops the batch.
+      lock.unlock();
+      pollfd stop{stopFd_.get(), POLLIN, 0};
+      if (retryEintr([&] { return ::poll(&stop, 1, static_cast<int>(opts_.completionDelayMs)); }) != 0) return;
+      lock.lock();
+    }
     complete(done);
   }
 }
