@@ -4,7 +4,8 @@
 #   the build root), every file its source maps name, and no @internal declaration;
 # - installed into a new project with no compiler, make or python3 on PATH, no addon is compiled, the
 #   prebuild is what loads, require('vdpa') and import('vdpa') give the same exports, deep imports fail,
-#   the CLI prints its usage, and mock:blk does a write/read round trip;
+#   the CLI prints its usage, and mock:blk does a write/read round trip; without the prebuilds the same
+#   install fails with a message naming what to install;
 # - a TypeScript project with only vdpa installed type-checks its declarations (skipLibCheck: false),
 #   as CommonJS and as an ES module.
 set -euo pipefail
@@ -133,19 +134,37 @@ set -e
 grep -qi usage <<<"$usage" || fail "vdpa --help printed no usage: $usage"
 ok "node_modules/.bin/vdpa --help exits $status with its usage"
 
-# Types: strict, skipLibCheck off, no @types listed by the consumer (what vdpa needs comes with it).
+# With no prebuild that fits and no compiler, the install fails saying what to install.
+mkdir -p "$tmp/bare" "$tmp/app-bare"
+cp -a "$pkg" "$tmp/bare/package"
+rm -rf "$tmp/bare/package/prebuilds"
+tar -czf "$tmp/bare.tgz" -C "$tmp/bare" package
+(
+  cd "$tmp/app-bare"
+  printf '{ "name": "app-bare", "version": "1.0.0", "private": true }\n' >package.json
+  ! PATH=$bin npm install --no-audit --no-fund --loglevel=error "$tmp/bare.tgz" >"$tmp/bare.log" 2>&1
+) || fail "a package without prebuilds installed with no compiler on PATH"
+grep -q 'no prebuild for linux-' "$tmp/bare.log" && grep -q 'missing a C++ compiler' "$tmp/bare.log" \
+  && grep -q 'apt-get install g++ make python3' "$tmp/bare.log" \
+  || { cat "$tmp/bare.log"; fail "the failed install does not say what to install"; }
+ok "with no prebuild and no compiler the install fails naming what to install"
+
+# Types: strict, skipLibCheck off; with the default "types" and with "types": [] (no globals but what vdpa
+# itself pulls in). The consumer installed nothing but vdpa.
 tsc="$repo/node_modules/typescript/bin/tsc"
-cat >tsconfig.json <<'EOF'
+printf 'import type * as vdpa from "vdpa";\nexport type Api = typeof vdpa;\n' >cjs.ts
+printf 'import * as vdpa from "vdpa";\nexport const api: typeof vdpa = vdpa;\n' >esm.mts
+for types in '' '"types": [],'; do
+  cat >tsconfig.json <<EOF
 {
   "compilerOptions": {
-    "strict": true, "skipLibCheck": false, "noEmit": true, "types": [],
+    "strict": true, "skipLibCheck": false, "noEmit": true, $types
     "module": "node16", "moduleResolution": "node16", "target": "ES2022"
   },
   "files": ["cjs.ts", "esm.mts"]
 }
 EOF
-printf 'import type * as vdpa from "vdpa";\nexport type Api = typeof vdpa;\n' >cjs.ts
-printf 'import * as vdpa from "vdpa";\nexport const api: typeof vdpa = vdpa;\n' >esm.mts
-PATH=$bin node "$tsc" -p . || fail "a TypeScript consumer of vdpa does not compile (skipLibCheck: false)"
-ok "a TypeScript consumer (CommonJS and ESM, skipLibCheck: false, types: []) compiles"
+  PATH=$bin node "$tsc" -p . || fail "a TypeScript consumer of vdpa (${types:-default types}) does not compile"
+done
+ok "a TypeScript consumer (CommonJS and ESM, skipLibCheck: false, default types and types: []) compiles"
 echo "check-package: all checks passed"

@@ -51,7 +51,7 @@ if [[ ! -f $out/.complete ]]; then
     echo "prebuild: compiling linux-$arch in $(basename "$root")" >&2
     t0=$SECONDS
     flags="-isystem $uapi/usr/include -isystem $uapi/usr/include/$t"
-    bash "$here/root.sh" run "$repo" "$work" /usr/bin/env "${cross[@]}" CFLAGS="$flags" CXXFLAGS="$flags" \
+    bash "$here/root.sh" run "$repo" "$work" /usr/bin/env "${cross[@]}" CFLAGS="$flags" CXXFLAGS="$flags" JOBS=max \
       bash -c 'cd /work && node node_modules/prebuildify/bin.js --napi --strip --tag-libc \
         --arch "$1" --strip-bin "$2" >/work/build-$1.log 2>&1 || { cat /work/build-$1.log; exit 1; }' \
       bash "$arch" "$t-strip"
