@@ -8,6 +8,7 @@
 #   install fails with a message naming what to install;
 # - a TypeScript project with only vdpa installed type-checks its declarations (skipLibCheck: false),
 #   as CommonJS and as an ES module.
+# Runs as root (as CI does): the build root makes the prebuilds and its objdump checks them.
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/vdpa-package.XXXXXX")

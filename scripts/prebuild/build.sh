@@ -31,9 +31,10 @@ inputs_key() {
 
 out="$cache/out-$(inputs_key)"
 if [[ ! -f $out/.complete ]]; then
-  [[ $(id -u) == 0 ]] || die "no cached prebuilds for these sources, and building them needs root" \
-    "(debootstrap and chroot). Run as root: npm run prebuild:all (then npm pack reuses them), or pack" \
-    "without prebuilds: VDPA_SKIP_PREBUILD=1 npm pack (installs then compile from source)."
+  [[ $(id -u) == 0 ]] || die "no prebuilds for these sources in $cache, and building them needs root" \
+    "(debootstrap and chroot). Run npm pack or npm run prebuild:all as root (a later run with the same" \
+    "sources and VDPA_PREBUILD_CACHE set to root's cache needs no root), or pack without prebuilds:" \
+    "VDPA_SKIP_PREBUILD=1 npm pack (installs then compile from source)."
   root=$(bash "$here/root.sh" path)
 fi
 
