@@ -5,7 +5,7 @@
 # - installed into a new project with no compiler, make or python3 on PATH, no addon is compiled, the
 #   prebuild is what loads, require('vdpa') and import('vdpa') give the same exports, deep imports fail,
 #   the CLI prints its usage, and mock:blk does a write/read round trip; without the prebuilds the same
-#   install fails with a message naming what to install;
+#   install fails with a message naming what to install; the installed project works on bullseye's glibc;
 # - a TypeScript project with only vdpa installed type-checks its declarations (skipLibCheck: false),
 #   as CommonJS and as an ES module.
 # Runs as root (as CI does): the build root makes the prebuilds and its objdump checks them.
@@ -126,6 +126,18 @@ const path = require('node:path');
     'exports; deep imports fail with ERR_PACKAGE_PATH_NOT_EXPORTED; mock:blk write/read round trip');
 })().catch((err) => { console.error(err); process.exit(1); });
 EOF
+
+# The same installed project on bullseye's glibc 2.31 and libstdc++ (the build root, the host's node).
+bash "$repo/scripts/prebuild/root.sh" run "$app" "$tmp" node -e '
+  const vdpa = require("/src/node_modules/vdpa");
+  vdpa.openBlk("mock:blk", { capacity: 1 << 20 }).then(async (blk) => {
+    const out = new Uint8Array(4096).fill(0x5a), back = new Uint8Array(4096);
+    await blk.write(0, out);
+    await blk.read(0, back);
+    await blk.close();
+    if (!back.every((b) => b === 0x5a)) throw new Error("mock:blk read back other bytes");
+    console.log("check-package: ok: mock:blk round trip on glibc " + process.report.getReport().header.glibcVersionRuntime);
+  });' || fail "the installed package does not work in the bullseye root"
 
 set +e
 usage=$(PATH=$bin node_modules/.bin/vdpa --help 2>&1)
