@@ -24,7 +24,7 @@ inputs_key() {
   {
     echo "archs: $archs"
     bash "$here/root.sh" name
-    sha256sum binding.gyp "$here"/*.sh node_modules/node-addon-api/package.json
+    sha256sum binding.gyp "$here"/{build,root,check-symbols}.sh node_modules/node-addon-api/package.json
     find native -type f -print0 | sort -z | xargs -0 sha256sum
   } | sha256sum | cut -c1-16
 }
@@ -86,7 +86,11 @@ if [[ ! -f $out/.complete ]]; then
   mv "$out.tmp" "$out"
 else
   echo "prebuild: reusing $out (same sources, build root and scripts)" >&2
+  touch "$out"
 fi
+# Outputs unused for 30 days go (each is about 1 MiB; every change to the native sources makes one).
+find "$cache" -maxdepth 1 -name 'out-*' ! -name "$(basename "$out")" -type d \
+  ! -newermt '30 days ago' -exec rm -rf {} + 2>/dev/null || true
 
 rm -rf prebuilds
 cp -a "$out/prebuilds" prebuilds
