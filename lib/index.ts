@@ -1,3 +1,5 @@
+// The declarations use Node's types (@types/node is a dependency): load them even for "types": [] consumers.
+/// <reference types="node" preserve="true" />
 /**
  * vdpa: drive virtio devices (vhost-vdpa, VFIO virtio-pci, or the built-in mock devices) from Node.
  *
