@@ -29,6 +29,8 @@
         "native/napi/wraps.cc",
         "native/napi/ring_loopback.cc",
         "native/napi/bench_binding.cc",
+        "native/napi/management_binding.cc",
+        "native/management/netlink_socket.cc",
         "native/napi/addon.cc"
       ],
       "include_dirs": [

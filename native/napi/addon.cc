@@ -4,6 +4,7 @@
 #include "napi/addon_data.h"
 #include "napi/bench_binding.h"
 #include "napi/errors.h"
+#include "napi/management_binding.h"
 #include "napi/wraps.h"
 #include "transport/mock/mock_transport.h"
 
@@ -34,6 +35,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
     return a;
   }());
   registerBench(env, exports);
+  registerManagement(env, exports);
   return exports;
 }
 
