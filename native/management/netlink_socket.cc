@@ -46,9 +46,9 @@ void waitReadable(int sock, std::chrono::steady_clock::time_point deadline, int 
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     if (left <= 0)
-      throw SysError(ETIMEDOUT, "recv(netlink)", "",
-                     "ETIMEDOUT: the kernel did not answer the netlink request within " + std::to_string(timeoutMs) +
-                         " ms");
+      throw SysError(
+          ETIMEDOUT, "recv(netlink)", "",
+          "ETIMEDOUT: the kernel did not answer the netlink request within " + std::to_string(timeoutMs) + " ms");
     pollfd p{sock, POLLIN, 0};
     const int r = ::poll(&p, 1, static_cast<int>(left));
     if (r > 0) return;
