@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { DeviceType } from './constants';
 import { native } from './native';
+import { kernelProducts, previousBinding } from './sysfs-devices';
 
 /** A device {@link listDevices} found. */
 export interface DeviceEntry {
@@ -20,6 +21,17 @@ export interface DeviceEntry {
   driver: string | undefined;
   /** VFIO only: the IOMMU group. */
   iommuGroup: number | undefined;
+  /** Network interface (`'eth1'`) the kernel's virtio-net made of it (bound to virtio_vdpa / virtio-pci). */
+  netdev: string | undefined;
+  /** Block device (`'/dev/vda'`) the kernel's virtio-blk made of it (bound to virtio_vdpa / virtio-pci). */
+  blockDevice: string | undefined;
+  /** PCI address of the function (VFIO), or of a vdpa device's PCI parent. */
+  pciAddress: string | undefined;
+  /**
+   * PCI functions the library moved with bindDriver(): the driver they had before (null: none), which
+   * bindDriver(address, null) restores. Undefined when the library did not move it.
+   */
+  previousDriver: string | null | undefined;
 }
 
 function typeName(id: number | undefined): string {
@@ -59,6 +71,9 @@ function vdpaDevices(sysfs: string): DeviceEntry[] {
       mgmtDev: attrs?.mgmtDev,
       driver: linkName(path.join(dir, 'driver')),
       iommuGroup: undefined,
+      ...kernelProducts(dir),
+      pciAddress: attrs?.mgmtDev.startsWith('pci/') ? attrs.mgmtDev.slice(4) : undefined,
+      previousDriver: undefined,
     };
   });
 }
@@ -85,11 +100,12 @@ function vfioDevices(sysfs: string): DeviceEntry[] {
       continue;
     }
     const driver = linkName(path.join(dir, 'driver'));
-    if (vendor !== VIRTIO_PCI_VENDOR || driver !== 'vfio-pci') continue;
+    // Functions on vfio-pci, and virtio functions still with the kernel (what a user binds next).
+    if (vendor !== VIRTIO_PCI_VENDOR || (driver !== 'vfio-pci' && !(device >= 0x1000 && device <= 0x107f))) continue;
     const id = virtioPciType(device);
     const group = linkName(path.join(dir, 'iommu_group'));
     out.push({
-      path: `vfio:${bdf}`,
+      path: driver === 'vfio-pci' ? `vfio:${bdf}` : undefined,
       transport: 'vfio',
       name: bdf,
       deviceType: typeName(id),
@@ -98,6 +114,9 @@ function vfioDevices(sysfs: string): DeviceEntry[] {
       mgmtDev: undefined,
       driver,
       iommuGroup: group === undefined ? undefined : Number(group),
+      ...kernelProducts(dir),
+      pciAddress: bdf,
+      previousDriver: previousBinding(bdf)?.driver,
     });
   }
   return out;
@@ -105,7 +124,8 @@ function vfioDevices(sysfs: string): DeviceEntry[] {
 
 /**
  * Lists vDPA devices (every device on the vdpa bus; `path` is its `/dev/vhost-vdpa-N` when bound to
- * vhost_vdpa) and virtio-pci functions bound to vfio-pci, from sysfs. Needs no privileges.
+ * vhost_vdpa) and virtio-pci functions (`path` is `vfio:ADDRESS` when bound to vfio-pci, undefined
+ * while a kernel driver has them), from sysfs. Needs no privileges.
  *
  * @param sysfs Where sysfs is mounted (for tests). Default `/sys`.
  */
