@@ -229,6 +229,8 @@ const errnoMap = util.getSystemErrorMap();
 
 /** Name and text of a positive errno ("ENODEV", "No such device"). */
 export function errnoInfo(errno: number): { code: string; text: string } {
+  // Linux's ENOTSUP is EOPNOTSUPP (95); the kernel and this library say EOPNOTSUPP, libuv says ENOTSUP.
+  if (errno === 95) return { code: 'EOPNOTSUPP', text: 'operation not supported' };
   const e = errnoMap.get(-errno);
   return e ? { code: e[0], text: e[1] } : { code: `E${errno}`, text: `error ${errno}` };
 }

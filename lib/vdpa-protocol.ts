@@ -165,7 +165,9 @@ export interface BlkDeviceConfig extends ConfigBase {
 
 /** Another device type: only what every configuration has. */
 export interface OtherDeviceConfig extends ConfigBase {
-  type: string;
+  type: 'other';
+  /** `'unknown(N)'`, or `'unknown'` when the kernel gave no device id. */
+  deviceType: string;
   deviceId: number | undefined;
 }
 
@@ -219,7 +221,7 @@ export function decodeConfig(m: GenlMessage): DeviceConfig {
       flush: flag(a, VdpaAttr.DEV_BLK_FLUSH),
     };
   }
-  return { type: deviceId === undefined ? 'unknown' : typeName(deviceId), deviceId, ...base };
+  return { type: 'other', deviceType: deviceId === undefined ? 'unknown' : typeName(deviceId), deviceId, ...base };
 }
 
 /** Vendor statistics of one virtqueue (VDPA_CMD_DEV_VSTATS_GET). */
