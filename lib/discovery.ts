@@ -100,9 +100,10 @@ function vfioDevices(sysfs: string): DeviceEntry[] {
       continue;
     }
     const driver = linkName(path.join(dir, 'driver'));
-    // Functions on vfio-pci, and virtio functions still with the kernel (what a user binds next).
-    if (vendor !== VIRTIO_PCI_VENDOR || (driver !== 'vfio-pci' && !(device >= 0x1000 && device <= 0x107f))) continue;
+    // Functions on vfio-pci, and virtio-blk / virtio-net functions still elsewhere (what a user binds next).
     const id = virtioPciType(device);
+    if (vendor !== VIRTIO_PCI_VENDOR || (driver !== 'vfio-pci' && !Object.values(DeviceType).some((t) => t === id)))
+      continue;
     const group = linkName(path.join(dir, 'iommu_group'));
     out.push({
       path: driver === 'vfio-pci' ? `vfio:${bdf}` : undefined,
