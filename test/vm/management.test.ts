@@ -186,4 +186,85 @@ if (!IN_VM) {
       assert.match(String(e.hint), /CAP_NET_ADMIN/);
     });
   });
+
+  describe('vm management: a virtio-blk-pci function moved between virtio-pci and vfio-pci', () => {
+    // scripts/vm/test-vm.sh gives the guest a function with this serial for this test alone.
+    const SERIAL = 'mgmt-pci';
+    function findFunction(): string {
+      for (const bdf of fs.readdirSync('/sys/bus/pci/devices')) {
+        const dir = `/sys/bus/pci/devices/${bdf}`;
+        for (const v of fs.readdirSync(dir).filter((e) => /^virtio\d+$/.test(e))) {
+          for (const disk of fs.existsSync(`${dir}/${v}/block`) ? fs.readdirSync(`${dir}/${v}/block`) : []) {
+            if (fs.readFileSync(`${dir}/${v}/block/${disk}/serial`, 'utf8').trim() === SERIAL) return bdf;
+          }
+        }
+      }
+      throw new Error(
+        `no virtio-blk-pci function with serial ${SERIAL} on virtio-pci (boot with scripts/vm/test-vm.sh)`,
+      );
+    }
+    const tmp = fs.mkdtempSync('/tmp/mgmt-pci-');
+    const pattern = (seed: number): Uint8Array => {
+      const b = new Uint8Array(CHUNK);
+      fillRandom(prng(seed), b);
+      return b;
+    };
+    async function readVfio(spec: string, chunk: number): Promise<Buffer> {
+      const blk = await openBlk(spec);
+      try {
+        const buf = blk.allocBuffer(CHUNK);
+        await within(blk.read(chunk * CHUNK, buf), 30_000, `read through ${spec}`);
+        return Buffer.from(buf);
+      } finally {
+        await blk.close();
+      }
+    }
+
+    it('virtio-pci -> vfio-pci -> virtio-pci -> vfio-pci -> back (null), data visible each way', async () => {
+      const bdf = findFunction();
+      const start = await getDevice(bdf);
+      assert.ok(start, `${bdf} not listed`);
+      assert.equal(start.driver, 'virtio-pci');
+      assert.equal(start.path, undefined);
+      assert.match(start.blockDevice ?? '', /^\/dev\/vd[a-z]+$/);
+      const a = pattern(0xa11ce);
+      fs.writeFileSync(`${tmp}/a`, a);
+      dd([`if=${tmp}/a`, `of=${start.blockDevice}`, `bs=${CHUNK}`, 'seek=32', 'count=1', 'oflag=direct', 'conv=fsync']);
+
+      const onVfio = await within(bindDriver(bdf, 'vfio-pci'), 60_000, 'bindDriver(vfio-pci)');
+      assert.equal(onVfio.driver, 'vfio-pci');
+      assert.equal(onVfio.path, `vfio:${bdf}`);
+      assert.equal(onVfio.blockDevice, undefined);
+      assert.equal(onVfio.previousDriver, 'virtio-pci');
+      assert.ok(
+        (await readVfio(onVfio.path as string, 32)).equals(Buffer.from(a)),
+        'vfio read differs from the /dev/vdX write',
+      );
+      const b = pattern(0xb0b);
+      {
+        const blk = await openBlk(onVfio.path as string);
+        const buf = blk.allocBuffer(CHUNK);
+        buf.set(b);
+        await within(blk.write(48 * CHUNK, buf), 30_000, 'write through vfio');
+        await within(blk.flush(), 30_000, 'flush through vfio');
+        // Held open: unbinding would block in the kernel until it is closed; refused instead.
+        await assert.rejects(bindDriver(bdf, 'virtio-pci'), (e: Err) => e.code === 'EBUSY');
+        await blk.close();
+      }
+
+      const onKernel = await within(bindDriver(bdf, 'virtio-pci'), 60_000, 'bindDriver(virtio-pci)');
+      assert.equal(onKernel.driver, 'virtio-pci');
+      assert.match(onKernel.blockDevice ?? '', /^\/dev\/vd[a-z]+$/);
+      dd([`if=${onKernel.blockDevice}`, `of=${tmp}/b`, `bs=${CHUNK}`, 'skip=48', 'count=1', 'iflag=direct']);
+      assert.ok(fs.readFileSync(`${tmp}/b`).equals(Buffer.from(b)), 'the kernel reads other bytes than vfio wrote');
+
+      const again = await within(bindDriver(bdf, 'vfio-pci'), 60_000, 'bindDriver(vfio-pci) again');
+      assert.ok((await readVfio(again.path as string, 48)).equals(Buffer.from(b)));
+
+      const restored = await within(bindDriver(bdf, null), 60_000, 'bindDriver(null)');
+      assert.equal(restored.driver, 'virtio-pci');
+      assert.equal(restored.previousDriver, undefined, 'the record is dropped once given back');
+      assert.equal(fs.readFileSync(`/sys/bus/pci/devices/${bdf}/driver_override`, 'utf8').trim(), '(null)');
+    });
+  });
 }
