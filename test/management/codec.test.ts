@@ -105,6 +105,19 @@ describe('netlink codec: recorded guest answers', () => {
     assert.equal(c.negotiatedFeatures, undefined, 'no driver negotiated yet');
   });
 
+  it('VDPA_CMD_DEV_CONFIG_GET of a net device (VDUSE stub): mac, mtu, link, features', () => {
+    assert.deepEqual(answer('devNewNet'), []);
+    const c = decodeConfig(answer('configNet')[0]);
+    assert.equal(c.type, 'net');
+    if (c.type !== 'net') return;
+    assert.equal(c.name, 'recn');
+    assert.equal(c.mac, '52:54:00:12:34:56');
+    assert.equal(c.mtu, 1400);
+    assert.equal(c.linkUp, true);
+    assert.equal(c.maxVqPairs, undefined, 'no VIRTIO_NET_F_MQ offered');
+    assert.equal(c.deviceFeatures, (1n << 32n) | (1n << 33n) | (1n << 5n) | (1n << 3n) | (1n << 16n));
+  });
+
   it('errors: the extended-ack text is carried into the message', () => {
     const raw = decodeMessages(replies('devNewUnknownMgmt')[0])[0];
     assert.ok((raw.flags & NlFlag.ACK_TLVS) !== 0 && (raw.flags & NlFlag.CAPPED) !== 0);
@@ -118,6 +131,7 @@ describe('netlink codec: recorded guest answers', () => {
     rejectsWith('devGetMissing', 'ENODEV', -19, /device not found/);
     rejectsWith('devDelMissing', 'ENODEV', -19, /device not found/);
     rejectsWith('attrSetMac', 'EOPNOTSUPP', -95, /Operation not supported by the device/);
+    rejectsWith('devNewNetMac', 'EOPNOTSUPP', -95, /Some provided attributes are not supported: 0x400/);
   });
 
   it('errors without an extended ack: EEXIST, EOPNOTSUPP, and EPERM with the CAP_NET_ADMIN hint', () => {

@@ -3,7 +3,7 @@
 // through the kernel's virtio_blk (O_DIRECT) read back through openBlk; and a virtio-blk-pci function
 // moved between virtio-pci and vfio-pci, its data visible each way.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
@@ -184,6 +184,54 @@ if (!IN_VM) {
       assert.equal(e.code, 'EPERM');
       assert.equal(e.errno, -1);
       assert.match(String(e.hint), /CAP_NET_ADMIN/);
+    });
+  });
+
+  describe('vm management: a VDUSE virtio-net device (a stub daemon that answers control messages)', () => {
+    const STUB = path.join(ROOT, 'test', 'management', 'vduse-net-stub.py');
+    let stub: ChildProcess | undefined;
+    after(async () => {
+      if (!stub || stub.exitCode !== null) return;
+      const gone = new Promise((r) => stub?.once('exit', r));
+      stub.kill('SIGTERM');
+      await within(gone, 30_000, 'vduse-net-stub exit');
+    });
+
+    it('createDevice, deviceConfig (mac, mtu, link), virtio_vdpa makes a netdev, vhost_vdpa a char device', async () => {
+      const name = 'mgmtn';
+      stub = spawn('python3', [STUB, name, '52:54:00:12:34:56', '1400'], { stdio: ['ignore', 'pipe', 'inherit'] });
+      await within(
+        new Promise<void>((resolve, reject) => {
+          stub?.stdout?.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
+          stub?.once('exit', (c) => reject(new Error(`vduse-net-stub exited ${c}`)));
+        }),
+        30_000,
+        'vduse-net-stub READY',
+      );
+      await assert.rejects(createDevice({ name: 'mgmtn2', mgmtdev: 'vduse', mac: '52:54:00:00:00:07' }), (e: Err) => {
+        console.log(`# mac on vduse: ${e.message}`);
+        return e.name === 'VdpaError' && e.code === 'EOPNOTSUPP' && /not supported/.test(e.message);
+      });
+      const entry = await within(createDevice({ name, mgmtdev: 'vduse' }), 60_000, 'createDevice(net)');
+      assert.equal(entry.deviceType, 'net');
+      const cfg = await deviceConfig(name);
+      assert.equal(cfg.type, 'net');
+      if (cfg.type === 'net') {
+        assert.equal(cfg.mac, '52:54:00:12:34:56');
+        assert.equal(cfg.mtu, 1400);
+        assert.equal(cfg.linkUp, true);
+      }
+      const onKernel = await within(bindDriver(name, 'virtio_vdpa'), 60_000, 'bindDriver(net, virtio_vdpa)');
+      assert.ok(onKernel.netdev, 'no netdev');
+      assert.ok(fs.existsSync(`/sys/class/net/${onKernel.netdev}`), `${onKernel.netdev} not in /sys/class/net`);
+      assert.equal(fs.readFileSync(`/sys/class/net/${onKernel.netdev}/address`, 'utf8').trim(), '52:54:00:12:34:56');
+      const negotiated = await deviceConfig(name);
+      assert.ok(negotiated.negotiatedFeatures !== undefined, 'virtio-net negotiated features');
+      const onVhost = await within(bindDriver(name, 'vhost_vdpa'), 60_000, 'bindDriver(net, vhost_vdpa)');
+      assert.match(onVhost.path ?? '', /^\/dev\/vhost-vdpa-\d+$/);
+      assert.equal(onVhost.netdev, undefined);
+      await within(deleteDevice(name), 60_000, 'deleteDevice(net)');
+      assert.equal(await getDevice(name), undefined);
     });
   });
 
