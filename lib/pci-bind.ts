@@ -126,8 +126,7 @@ export async function bindPci(
         driver: current ?? null,
         driverOverride: (await readText(path.join(dir, 'driver_override'))) ?? '',
       });
-    const override = target ?? '';
-    await sysfsWrite(path.join(dir, 'driver_override'), `${override === '' ? '' : override}\n`, timeoutMs);
+    await sysfsWrite(path.join(dir, 'driver_override'), `${target ?? ''}\n`, timeoutMs);
     if (current !== undefined) await sysfsWrite(path.join(dir, 'driver', 'unbind'), address, timeoutMs);
     await sysfsWrite(path.join(pci, 'drivers_probe'), address, timeoutMs);
     const now = await readLinkName(path.join(dir, 'driver'));

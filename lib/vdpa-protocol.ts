@@ -99,12 +99,18 @@ export function decodeManagementDevice(m: GenlMessage): ManagementDevice {
 
 /** What VDPA_CMD_DEV_GET says of a vdpa device (`vdpa dev show`). */
 export interface VdpaDeviceAttributes {
+  /** vdpa device name. */
   name: string;
+  /** Virtio device id (1 net, 2 blk). */
   deviceId: number | undefined;
+  /** Virtio vendor id. */
   vendorId: number | undefined;
+  /** Number of virtqueues. */
   maxVqs: number | undefined;
+  /** Largest / smallest queue size the device accepts. */
   maxVqSize: number | undefined;
   minVqSize: number | undefined;
+  /** Handle of its management device (`'vduse'`, `'pci/0000:03:00.2'`). */
   mgmtDev: string;
 }
 
@@ -123,6 +129,7 @@ export function decodeDevice(m: GenlMessage): VdpaDeviceAttributes {
 
 /** Fields every decoded device configuration has. */
 interface ConfigBase {
+  /** vdpa device name. */
   name: string;
   /** Virtio features the device offers (VDPA_ATTR_DEV_FEATURES); undefined on older kernels. */
   deviceFeatures: bigint | undefined;
@@ -226,8 +233,11 @@ export function decodeConfig(m: GenlMessage): DeviceConfig {
 
 /** Vendor statistics of one virtqueue (VDPA_CMD_DEV_VSTATS_GET). */
 export interface QueueStats {
+  /** vdpa device name. */
   name: string;
+  /** The queue these are for. */
   queueIndex: number | undefined;
+  /** Features the driver accepted. */
   negotiatedFeatures: bigint | undefined;
   /** The vendor's name/value pairs, in the order the kernel gave them. */
   values: { name: string; value: bigint }[];
