@@ -31,4 +31,5 @@ export {
   type BlkDeviceConfig,
   type OtherDeviceConfig,
   type QueueStats,
+  type VdpaDeviceAttributes,
 } from './management';
