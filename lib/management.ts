@@ -17,7 +17,16 @@ import {
 } from './netlink';
 import { bindPci, isPciAddress } from './pci-bind';
 import { kernelProducts } from './sysfs-devices';
-import { BIND_TIMEOUT_MS, assertNotInUse, exists, readLinkName, sysError, sysfsWrite, waitFor } from './sysfs-ops';
+import {
+  BIND_TIMEOUT_MS,
+  assertNetdevDown,
+  assertNotInUse,
+  exists,
+  readLinkName,
+  sysError,
+  sysfsWrite,
+  waitFor,
+} from './sysfs-ops';
 import {
   type DeviceConfig,
   type ManagementDevice,
@@ -245,8 +254,9 @@ async function assertVdpaIdle(sysfs: string, name: string, driver: string | unde
     const node = await vhostNode(sysfs, name);
     if (node) await assertNotInUse(node, 'exclusive-open', `${node} (vdpa device ${name})`);
   } else if (driver === 'virtio_vdpa') {
-    const { blockDevice } = kernelProducts(path.join(sysfs, 'bus', 'vdpa', 'devices', name));
+    const { blockDevice, netdev } = kernelProducts(path.join(sysfs, 'bus', 'vdpa', 'devices', name));
     if (blockDevice) await assertNotInUse(blockDevice, 'block', `${blockDevice} (vdpa device ${name})`);
+    if (netdev) await assertNetdevDown(netdev, `${netdev} (vdpa device ${name})`);
   }
 }
 

@@ -4,7 +4,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { type PreviousBinding, kernelProducts, previousBinding, previousBindingFile } from './sysfs-devices';
-import { assertNotInUse, exists, readLinkName, readText, sysError, sysfsWrite, waitFor } from './sysfs-ops';
+import {
+  assertNetdevDown,
+  assertNotInUse,
+  exists,
+  readLinkName,
+  readText,
+  sysError,
+  sysfsWrite,
+  waitFor,
+} from './sysfs-ops';
 
 const PCI_ADDRESS = /^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/;
 
@@ -90,8 +99,10 @@ async function assertPciIdle(sysfs: string, address: string, current: string | u
     if (group !== undefined && sysfs === '/sys')
       await assertNotInUse(`/dev/vfio/${group}`, 'exclusive-open', `VFIO group ${group} (${address})`);
   } else if (current === 'virtio-pci') {
-    const { blockDevice } = kernelProducts(dir);
-    if (blockDevice && sysfs === '/sys') await assertNotInUse(blockDevice, 'block', `${blockDevice} (${address})`);
+    const { blockDevice, netdev } = kernelProducts(dir);
+    if (sysfs !== '/sys') return; // a test tree: its /dev and netdev names are not the host's
+    if (blockDevice) await assertNotInUse(blockDevice, 'block', `${blockDevice} (${address})`);
+    if (netdev) await assertNetdevDown(netdev, `${netdev} (${address})`);
   }
 }
 

@@ -134,3 +134,13 @@ export async function assertNotInUse(node: string, kind: 'exclusive-open' | 'blo
   }
   await h.close();
 }
+
+/**
+ * Throws EBUSY while network interface `netdev` is up: taking its device away would cut whatever
+ * runs over it (on a VM host, perhaps its own connection).
+ */
+export async function assertNetdevDown(netdev: string, what: string): Promise<void> {
+  const flags = Number.parseInt((await readText(`/sys/class/net/${netdev}/flags`)) ?? '0', 16);
+  if (flags & 0x1)
+    throw sysError(16, 'unbind', `/sys/class/net/${netdev}`, `${what} is up`, `ip link set ${netdev} down first`);
+}
