@@ -34,6 +34,8 @@ FEATURES = (1 << 32) | (1 << 33) | (1 << 5) | (1 << 3) | (1 << 16)  # VERSION_1 
 
 
 def main():
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     name, mac, mtu = sys.argv[1], bytes(int(x, 16) for x in sys.argv[2].split(":")), int(sys.argv[3])
     # struct virtio_net_config: mac[6], status (LINK_UP), max_virtqueue_pairs, mtu
     config = mac + struct.pack("<HHH", 1, 1, mtu)
@@ -44,15 +46,13 @@ def main():
     path = f"/dev/vduse/{name}"
     deadline = time.time() + 30
     while not os.path.exists(path):
-        if time.time() > deadline:
+        if stop or time.time() > deadline:
             sys.exit(f"{path} did not appear")
         time.sleep(0.05)
     dev = os.open(path, os.O_RDWR)
     for i in range(2):
         fcntl.ioctl(dev, VDUSE_VQ_SETUP, struct.pack("<IH", i, 256) + b"\0" * 26)
 
-    stop = []
-    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     print("READY", flush=True)
     while not stop:
         try:

@@ -194,7 +194,7 @@ if (!IN_VM) {
       if (!stub || stub.exitCode !== null) return;
       const gone = new Promise((r) => stub?.once('exit', r));
       stub.kill('SIGTERM');
-      await within(gone, 30_000, 'vduse-net-stub exit');
+      await within(gone, 60_000, 'vduse-net-stub exit');
     });
 
     it('createDevice, deviceConfig (mac, mtu, link), virtio_vdpa makes a netdev, vhost_vdpa a char device', async () => {
@@ -205,7 +205,8 @@ if (!IN_VM) {
           stub?.stdout?.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
           stub?.once('exit', (c) => reject(new Error(`vduse-net-stub exited ${c}`)));
         }),
-        30_000,
+        // A hang guard: python's start under TCG on a busy host has been seen taking over 30 s.
+        120_000,
         'vduse-net-stub READY',
       );
       await assert.rejects(createDevice({ name: 'mgmtn2', mgmtdev: 'vduse', mac: '52:54:00:00:00:07' }), (e: Err) => {
