@@ -46,7 +46,8 @@
         "native/transport/vfio/vfio_pci_device.cc",
         "native/transport/vfio/vfio_transport.cc",
         "native/transport/virtio_pci/virtio_pci_modern.cc",
-        "native/device/virtio_device.cc"
+        "native/device/virtio_device.cc",
+        "native/management/netlink_socket.cc"
       ]
     },
     {
@@ -71,7 +72,7 @@
         "native/napi/queue_wrap.cc",
         "native/napi/region_wrap.cc",
         "native/napi/vhost_wrap.cc",
-        "native/napi/discovery.cc",
+        "native/napi/management_binding.cc",
         "native/napi/addon.cc"
       ]
     },

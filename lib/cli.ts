@@ -2,6 +2,7 @@
 // `vdpa demo [blk-spec] [net-spec]`: drives a virtio-blk and a virtio-net device and prints what
 // happened. With no arguments it uses the built-in mock devices: no hardware, no privileges.
 import { randomBytes } from 'node:crypto';
+import { MANAGEMENT_USAGE, runManagementCommand } from './cli-management';
 import { featureNames, listDevices, openBlk, openNet } from './index';
 
 async function demoBlk(spec: string): Promise<void> {
@@ -89,9 +90,15 @@ async function main(argv: string[]): Promise<number> {
     await list();
     return 0;
   }
+  const managed = await runManagementCommand(argv);
+  if (managed !== undefined) {
+    console.log(managed);
+    return 0;
+  }
   if (command !== 'demo') {
     console.error('usage: vdpa demo [blk-device|none] [net-device|none]   (defaults: mock:blk mock:net)');
     console.error('       vdpa list');
+    for (const u of MANAGEMENT_USAGE) console.error(`       ${u}`);
     return command === undefined || command === '--help' ? 0 : 2;
   }
   if (blkSpec !== 'none') await demoBlk(blkSpec);

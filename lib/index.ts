@@ -14,3 +14,26 @@ export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
 export { NetDevice, openNet, type NetOptions } from './net';
 export { VhostControl, BackendFeature, type VhostInfo } from './vhost';
 export { listDevices, type DeviceEntry } from './discovery';
+export {
+  listManagementDevices,
+  createDevice,
+  deleteDevice,
+  getDevice,
+  deviceAttributes,
+  deviceConfig,
+  deviceStats,
+  setDeviceAttributes,
+  bindDriver,
+  type CreateDeviceOptions,
+  type DeviceAttributes,
+  type BindOptions,
+  type VdpaDriver,
+  type PciDriver,
+  type ManagementDevice,
+  type DeviceConfig,
+  type NetDeviceConfig,
+  type BlkDeviceConfig,
+  type OtherDeviceConfig,
+  type QueueStats,
+  type VdpaDeviceAttributes,
+} from './management';

@@ -99,9 +99,8 @@ export interface NativeAddon extends ErrorClassSink {
   /** Opens the transport on the threadpool. */
   openDevice(path: string, options: NativeOpenOptions): Promise<NativeDevice>;
   mockFaults: string[];
-  vdpaDeviceInfo(
-    name: string,
-  ): { deviceId: number; vendorId: number; maxVqs: number; maxVqSize: number; mgmtDev: string } | undefined;
+  /** Sends one netlink request on the threadpool; resolves with the raw messages of its answer. */
+  netlinkTransact(request: Uint8Array, timeoutMs: number): Promise<Uint8Array[]>;
 }
 
 /** What every addon of this package exports: the class its native errors are built with. */

@@ -4,8 +4,8 @@
 
 #include "napi/addon_data.h"
 #include "napi/device_wrap.h"
-#include "napi/discovery.h"
 #include "napi/errors.h"
+#include "napi/management_binding.h"
 #include "napi/queue_wrap.h"
 #include "napi/region_wrap.h"
 #include "napi/vhost_wrap.h"
@@ -23,11 +23,11 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->deviceCtor = Napi::Persistent(DeviceWrap::define(env));
   exports.Set("openDevice", Napi::Function::New<DeviceWrap::OpenDevice>(env, "openDevice"));
   registerErrorClass(env, exports);
-  registerDiscovery(env, exports);
   Napi::Array faults = Napi::Array::New(env);
   uint32_t i = 0;
   for (const auto& n : MockTransport::faultNames()) faults.Set(i++, n);
   exports.Set("mockFaults", faults);
+  registerManagement(env, exports);
   return exports;
 }
 

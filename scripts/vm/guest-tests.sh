@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Inside the vdpa-vm guest (started by scripts/vm/test-vm.sh through run.sh): the blk conformance suite
-# against VDUSE devices of several shapes, then the test/vm/*.test.ts files for vhost-vdpa; then VFIO:
+# against VDUSE devices of several shapes, then the test/vm/*.test.ts files for vhost-vdpa, then
+# test/vm/management.test.ts (the management API: vdpa devices and the mgmt-pci function); then VFIO:
 # the virtio-pci functions (virtio-blk 0x1042: serial vfio-split and vfio-packed; virtio-net 0x1041:
 # a wired pair) are found in /sys/bus/pci/devices, bound to vfio-pci, and get the blk conformance
 # suite (split; packed with VDPA_TEST_PACKED=1), the net conformance suite in both directions, and
@@ -86,12 +87,21 @@ done
 
 shopt -s nullglob
 vm_tests=()
-for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js ]] || vm_tests+=("$f"); done
+for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js ]] || vm_tests+=("$f"); done
 if ((${#vm_tests[@]} == 0)); then
   note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
 else
   run_tests vm 420 "${vm_tests[@]}"
   cleanup_devices
+fi
+
+# ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function
+# moved between virtio-pci and vfio-pci (before the VFIO part binds the other functions)
+if [[ -f dist/test/vm/management.test.js ]]; then
+  run_tests management 420 dist/test/vm/management.test.js
+  cleanup_devices
+else
+  note "FAIL management: dist/test/vm/management.test.js not built"; failed=1
 fi
 
 # ---- VFIO: virtio-pci functions bound to vfio-pci

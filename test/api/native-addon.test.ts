@@ -13,7 +13,7 @@ function gc(): void {
 
 describe('shipped addon', () => {
   test('exports only what lib/ uses (no test or benchmark hooks)', () => {
-    assert.deepEqual(Object.keys(native).sort(), ['mockFaults', 'openDevice', 'setErrorClass', 'vdpaDeviceInfo']);
+    assert.deepEqual(Object.keys(native).sort(), ['mockFaults', 'netlinkTransact', 'openDevice', 'setErrorClass']);
   });
 
   test('a queue delivers completions where JS reads them after its completions buffer was transferred', async () => {
