@@ -16,7 +16,7 @@ import { BlkFeature, DeviceType, Feature } from './constants';
 import {
   checkQueueSizeOption,
   COMMON_FEATURES,
-  openDevice,
+  openForDriver,
   type AllocOptions,
   type Device,
   type DmaRegion,
@@ -479,17 +479,11 @@ export async function openBlk(path: string, options: BlkOptions = {}): Promise<B
   // What can be refused without the device is refused before anything is opened.
   checkQueueSizeOption(options.queueSize, options.packed === true);
   if (options.numQueues !== undefined) checkInteger(options.numQueues, 'numQueues', 1, 256);
-  const device = await openDevice(path, options);
-  try {
-    if (device.deviceId !== DeviceType.blk)
-      throw vdpaError('ENODEV', 'open', device.path, `not a block device (virtio device id ${device.deviceId})`);
+  return openForDriver(path, options, DeviceType.blk, 'a block device', async (device) => {
     const blk = new BlkDevice(device, options, await device.negotiate(blkFeatures(options)));
     await blk.bringUp();
     return blk;
-  } catch (e) {
-    await device.close();
-    throw e;
-  }
+  });
 }
 
 /** The features the block driver asks for. */

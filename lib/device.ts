@@ -487,6 +487,28 @@ export async function openDevice(path: string, options: OpenOptions = {}): Promi
 }
 
 /**
+ * @internal Opens `path` for a driver of virtio device type `type` (`what` names it in the error)
+ * and lets `bringUp` negotiate and start it; the device is closed again if any of that fails.
+ */
+export async function openForDriver<D>(
+  path: string,
+  options: OpenOptions,
+  type: number,
+  what: string,
+  bringUp: (device: Device) => Promise<D>,
+): Promise<D> {
+  const device = await openDevice(path, options);
+  try {
+    if (device.deviceId !== type)
+      throw vdpaError('ENODEV', 'open', device.path, `not ${what} (virtio device id ${device.deviceId})`);
+    return await bringUp(device);
+  } catch (e) {
+    await device.close();
+    throw e;
+  }
+}
+
+/**
  * @internal The checks of a queueSize option that need no device (the openers make them before
  * opening one): an integer up to 32768, a power of two for split rings.
  */

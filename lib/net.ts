@@ -1,8 +1,8 @@
 import { Call, abortError, requestSignal, runCall, type RequestOptions } from './call';
 import { ConfigView, NET_CONFIG_SIZE, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetConfig } from './config';
 import { DeviceType, Feature, NetFeature } from './constants';
-import { checkQueueSizeOption, COMMON_FEATURES, openDevice, type Device } from './device';
-import { VdpaError, vdpaError } from './errors';
+import { checkQueueSizeOption, COMMON_FEATURES, openForDriver, type Device } from './device';
+import { VdpaError } from './errors';
 import { Fifo } from './fifo';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
@@ -318,17 +318,11 @@ export async function openNet(path: string, options: NetOptions = {}): Promise<N
   if (typeof path !== 'string') throw new TypeError('device path must be a string');
   // What can be refused without the device is refused before anything is opened.
   checkQueueSizeOption(options.queueSize, options.packed === true);
-  const device = await openDevice(path, options);
-  try {
-    if (device.deviceId !== DeviceType.net)
-      throw vdpaError('ENODEV', 'open', device.path, `not a network device (virtio device id ${device.deviceId})`);
+  return openForDriver(path, options, DeviceType.net, 'a network device', async (device) => {
     const net = new NetDevice(device, options, await device.negotiate(netFeatures(options)));
     await net.bringUp();
     return net;
-  } catch (e) {
-    await device.close();
-    throw e;
-  }
+  });
 }
 
 /** The features the network driver asks for. */
