@@ -166,7 +166,7 @@ export class BlkDevice {
       };
       this.queues.push(q);
     }
-    this.bounce = new BouncePool(device, device.transport === 'vhost-vdpa' ? 1 : BOUNCE_REGIONS_MAX);
+    this.bounce = new BouncePool(device, BOUNCE_REGIONS_MAX);
     // Requests waiting for a bounce chunk see the failure (queue waiters are woken by the queues).
     device.onFailure(() => this.bounce.wakeAll());
     device.start();

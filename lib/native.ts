@@ -17,6 +17,7 @@ export interface NativeOpenOptions {
   mtu?: number;
   fault?: string;
   faultAfter?: number;
+  strictDmaUpdates?: boolean;
 }
 
 export interface NativeDeviceInfo {
@@ -34,6 +35,8 @@ export interface NativeRegion {
   readonly handle: number;
   readonly size: number;
   readonly hugePages: boolean;
+  /** The mapping is queued: applied by the next {@link NativeDevice.applyDmaUpdates}. */
+  readonly pending: boolean;
   free(): void;
 }
 
@@ -79,6 +82,10 @@ export interface NativeDevice {
   maxQueueSize(index: number): number;
   createQueue(index: number, size: number, onComplete: NativeCompletionCallback): NativeQueue;
   allocRegion(size: number, hugePages: boolean): NativeRegion;
+  /** Whether region mappings or unmaps are queued (transports that quiesce around DMA updates). */
+  dmaPending(): boolean;
+  /** Applies the queued DMA updates on the threadpool; no chain may be on the device meanwhile. */
+  applyDmaUpdates(done: (failures: { handle: number; error: VdpaError }[]) => void): void;
   start(): void;
   onConfigChange(callback: (kind: 'config' | 'removal') => void): void;
   close(): void;

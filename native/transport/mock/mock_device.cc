@@ -41,12 +41,14 @@ void MockDevice::mapDma(uint64_t iova, void* host, uint64_t len) {
   std::unique_lock<std::shared_mutex> lock(mapLock_);
   if (mappings_.overlaps(iova, len)) throwSys(EEXIST, "map_dma", path_, "IOVA range overlaps an existing mapping");
   mappings_.add(iova, host, len);
+  mapGeneration_++;
 }
 
 void MockDevice::unmapDma(uint64_t iova, uint64_t len) {
   std::unique_lock<std::shared_mutex> lock(mapLock_);
   if (!mappings_.contains(iova, len)) throwSys(EINVAL, "unmap_dma", path_, "no such mapping");
   mappings_.remove(iova);
+  mapGeneration_++;
 }
 
 uint8_t* MockDevice::translate(uint64_t iova, uint64_t len) {
@@ -69,6 +71,10 @@ void MockDevice::enableQueue(uint16_t index) {
 }
 
 void MockDevice::kick(uint16_t index) {
+  if (opts_.strictDmaUpdates && !kickPending_.load()) {
+    kickGeneration_.store(mapGeneration_.load());
+    kickPending_.store(true);
+  }
   if (index < queues_.size() && queues_[index].kickFd) signalEventFd(queues_[index].kickFd.get());
 }
 
@@ -133,6 +139,8 @@ void MockDevice::deviceLoop() {
     const int n = first ? 0 : retryEintr([&] { return ::epoll_wait(epollFd_.get(), events, 64, -1); });
     if (n < 0) return;
     std::shared_lock<std::shared_mutex> lock(mapLock_);
+    // strictDmaUpdates: the chains serviced now were in flight since the kick that announced them.
+    const uint64_t since = kickPending_.exchange(false) ? kickGeneration_.load() : mapGeneration_.load();
     done.clear();
     for (int i = 0; i < n; i++) {
       if (events[i].data.u32 == kStopToken) return;
@@ -144,6 +152,17 @@ void MockDevice::deviceLoop() {
         if (queues_[q].ring && !queues_[q].dead) model_.drainDeferred(q, done);
     }
     first = false;
+    if (opts_.strictDmaUpdates && !done.empty()) {
+      // As a VDUSE daemon does: work on the chains with the lock released, and give up on the device
+      // when the mappings changed while they were in flight (the daemon's would be gone).
+      lock.unlock();
+      sleepFor(std::chrono::milliseconds(2));
+      lock.lock();
+      if (since != mapGeneration_.load()) {
+        giveUp();
+        continue;
+      }
+    }
     complete(done);
   }
 }

@@ -25,6 +25,9 @@ struct MockOptions {
   uint16_t mtu = 1500;
   std::string fault;        // "" or one of the fault names the transport knows
   uint32_t faultAfter = 0;  // completions to let through before the fault hits
+  // Behave like a VDUSE device: chains take a moment, and a DMA mapping change while the device
+  // works on chains breaks the device (NEEDS_RESET); the driver must quiesce around updates.
+  bool strictDmaUpdates = false;
 };
 
 // Byte-level access to a chain's scattered buffers, so models never assume how a driver split them.
