@@ -1,12 +1,16 @@
-// Child process for test/vm/faults.test.ts: keeps writes in flight on DEVICE, prints READY once some
-// completed, stops issuing when the parent writes "KILLED" on stdin (it SIGKILLed the daemon), then
-// reports how the requests in flight ended: by themselves within GRACE_MS, or only on close().
-// It must then exit on its own: nothing may keep the event loop alive.
+// Child process for test/vm/faults.test.ts: keeps writes in flight on DEVICE (opened with
+// requestTimeout REQUEST_TIMEOUT_MS), prints READY once some completed, stops issuing when the parent
+// writes "KILLED" on stdin (it SIGKILLed the daemon), waits for the requests in flight to settle by
+// themselves (they must time out), then close()s. A 10 ms interval measures the event-loop lag the
+// whole time. Reports the outcome as one RESULT line; it must then exit on its own.
 import { openBlk } from '../../lib';
 
 const dev = process.argv[2] as string;
-const GRACE_MS = Number(process.argv[3] ?? 10_000);
+const REQUEST_TIMEOUT_MS = Number(process.argv[3] ?? 3000);
 const IN_FLIGHT = 32;
+const TICK_MS = 10;
+
+type Phase = 'io' | 'after-kill' | 'close';
 
 interface Outcome {
   ok: number;
@@ -14,15 +18,23 @@ interface Outcome {
 }
 
 async function main(): Promise<void> {
-  const blk = await openBlk(dev, { queueSize: 64 });
+  const blk = await openBlk(dev, { queueSize: 64, requestTimeout: REQUEST_TIMEOUT_MS });
   const out: Outcome = { ok: 0, errors: [] };
+  let phase: Phase = 'io';
+  const maxLag: Record<Phase, number> = { io: 0, 'after-kill': 0, close: 0 };
+  let last = performance.now();
+  const lagTimer = setInterval(() => {
+    const now = performance.now();
+    maxLag[phase] = Math.max(maxLag[phase], now - last - TICK_MS);
+    last = now;
+  }, TICK_MS);
+  let timeoutEvents = 0;
+  blk.device.on('timeout', () => timeoutEvents++);
   let killedAt = 0;
-  let closing = false;
   let issuing = true;
   let inFlight = 0;
   let done = 0;
   let ready = false;
-  const pendingAtKill: Promise<void>[] = [];
   const all = new Set<Promise<void>>();
   const buf = blk.allocBuffer(16 * 4096).fill(0x3c);
   let off = 0;
@@ -39,7 +51,7 @@ async function main(): Promise<void> {
             code: e.code,
             message: String(e.message),
             afterMs: killedAt ? Date.now() - killedAt : -1,
-            phase: closing ? 'close' : 'before-close',
+            phase,
           });
         },
       );
@@ -65,17 +77,19 @@ async function main(): Promise<void> {
   });
   issuing = false;
   killedAt = Date.now();
+  phase = 'after-kill';
   process.stdin.destroy();
-  pendingAtKill.push(...all);
-  const inFlightAtKill = all.size;
+  const pendingAtKill = [...all];
+  const inFlightAtKill = pendingAtKill.length;
+  // Generous: the contract is requestTimeout + 1 s, checked by the parent from afterMs.
   let timer: NodeJS.Timeout | undefined;
   const settledAlone = await Promise.race([
     Promise.allSettled(pendingAtKill).then(() => true),
-    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), GRACE_MS))),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(false), REQUEST_TIMEOUT_MS + 10_000))),
   ]);
   clearTimeout(timer);
   const pendingBeforeClose = all.size;
-  closing = true;
+  phase = 'close';
   const c0 = Date.now();
   let closeError: string | undefined;
   try {
@@ -85,8 +99,10 @@ async function main(): Promise<void> {
   }
   const closeMs = Date.now() - c0;
   await Promise.allSettled(pendingAtKill);
+  clearInterval(lagTimer);
+  const lag = Object.fromEntries(Object.entries(maxLag).map(([k, v]) => [k, Math.round(v)]));
   process.stdout.write(
-    `RESULT ${JSON.stringify({ inFlightAtKill, settledAlone, pendingBeforeClose, closeMs, closeError, ok: out.ok, errors: out.errors })}\n`,
+    `RESULT ${JSON.stringify({ inFlightAtKill, settledAlone, pendingBeforeClose, closeMs, closeError, timeoutEvents, maxLag: lag, ok: out.ok, errors: out.errors })}\n`,
   );
   // no process.exit(): the parent checks that the process ends by itself
 }
