@@ -110,7 +110,8 @@ if (!IN_VM) {
           closeMs: number;
           closeError?: string;
           timeoutEvents: number;
-          maxLag: Record<'io' | 'after-kill' | 'close', number>;
+          maxLag: Record<'warmup' | 'io' | 'after-kill' | 'close', number>;
+          lagAt: Record<'warmup' | 'io' | 'after-kill' | 'close', number>;
           errors: { code?: string; message: string; afterMs: number; phase: string }[];
         };
       }
@@ -153,7 +154,8 @@ if (!IN_VM) {
           console.log(
             `# after SIGKILL: ${r.inFlightAtKill} in flight; settled without close: ${r.settledAlone}; ` +
               `latest rejection ${Math.max(...r.errors.map((e) => e.afterMs))} ms after the kill; ` +
-              `close() took ${r.closeMs} ms; max event-loop lag ${JSON.stringify(r.maxLag)} ms; ` +
+              `close() took ${r.closeMs} ms; max event-loop lag ${JSON.stringify(r.maxLag)} ms ` +
+              `(at ${JSON.stringify(r.lagAt)} ms after the kill); ` +
               `child exited ${code} ${exitMs} ms after the kill`,
           );
           console.log(`# error codes: ${codes.join(', ')}; first: ${r.errors[0]?.message}; stderr: ${stderr.trim()}`);
@@ -191,7 +193,8 @@ if (!IN_VM) {
         assert.equal(r.closeError, undefined, `close() threw: ${r.closeError}`);
         assert.equal(code, 0, 'child exit code');
         for (const [phase, lag] of Object.entries(r.maxLag))
-          assert.ok(lag < 50, `event loop lagged ${lag} ms during ${phase} (close() took ${r.closeMs} ms)`);
+          if (phase !== 'warmup')
+            assert.ok(lag < 50, `event loop lagged ${lag} ms during ${phase} (close() took ${r.closeMs} ms)`);
         assert.ok(exitMs < 120_000, `the child took ${exitMs} ms to end`);
       });
     });
