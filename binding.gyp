@@ -7,7 +7,8 @@
     "defines": [
       "NAPI_VERSION=8",
       "NODE_ADDON_API_DISABLE_DEPRECATED",
-      "NAPI_CPP_EXCEPTIONS"
+      "NAPI_CPP_EXCEPTIONS",
+      "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS"
     ],
     "cflags!": ["-fno-exceptions"],
     "cflags_cc!": ["-fno-exceptions", "-std=gnu++17"],
@@ -65,6 +66,7 @@
       "dependencies": ["vdpa_core", "vdpa_napi_common"],
       "sources": [
         "native/napi/fd_poll.cc",
+        "native/napi/device_task.cc",
         "native/napi/device_wrap.cc",
         "native/napi/queue_wrap.cc",
         "native/napi/region_wrap.cc",

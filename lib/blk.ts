@@ -13,7 +13,14 @@ import {
   type Field,
 } from './config';
 import { BlkFeature, DeviceType, Feature } from './constants';
-import { COMMON_FEATURES, Device, type AllocOptions, type DmaRegion } from './device';
+import {
+  checkQueueSizeOption,
+  COMMON_FEATURES,
+  openDevice,
+  type AllocOptions,
+  type Device,
+  type DmaRegion,
+} from './device';
 import { vdpaError } from './errors';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type ChainSegment, type QueueDriver } from './queue';
@@ -112,23 +119,9 @@ export class BlkDevice {
   private readonly maxZeroesSectors: number;
   private nextQueue = 0;
 
-  /** @internal Use {@link openBlk}. */
-  constructor(device: Device, options: BlkOptions) {
-    if (device.deviceId !== DeviceType.blk)
-      throw vdpaError('ENODEV', 'open', device.path, `not a block device (virtio device id ${device.deviceId})`);
+  /** @internal Use {@link openBlk}; `f` is what the device accepted of {@link blkFeatures}. */
+  constructor(device: Device, options: BlkOptions, f: bigint) {
     this.device = device;
-    const f = device.negotiate(
-      COMMON_FEATURES |
-        BlkFeature.SIZE_MAX |
-        BlkFeature.SEG_MAX |
-        BlkFeature.BLK_SIZE |
-        BlkFeature.FLUSH |
-        BlkFeature.MQ |
-        BlkFeature.RO |
-        BlkFeature.DISCARD |
-        BlkFeature.WRITE_ZEROES |
-        (options.packed ? Feature.RING_PACKED : 0n),
-    );
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, BLK_CONFIG_SIZE)));
     // A field counts when its feature was negotiated and the device's config space holds it.
     const field = (fd: Field, feature: bigint, def: number): number => (f & feature && cfg.has(fd) ? cfg.get(fd) : def);
@@ -150,14 +143,21 @@ export class BlkDevice {
     this.maxRequest = Math.max(SECTOR, Math.min(MAX_REQUEST_BYTES, segMax * this.sizeMax) & ~(SECTOR - 1));
     this.maxDiscardSectors = field(BlkConfig.maxDiscardSectors, BlkFeature.DISCARD, 0) || 0xffffffff;
     this.maxZeroesSectors = field(BlkConfig.maxWriteZeroesSectors, BlkFeature.WRITE_ZEROES, 0) || 0xffffffff;
+    this.bounce = new BouncePool(device, BOUNCE_REGIONS_MAX);
+    // Requests waiting for a bounce chunk see the failure (queue waiters are woken by the queues).
+    device.onFailure(() => this.bounce.wakeAll());
+  }
+
+  /** @internal Sets up the request queues and sets DRIVER_OK (each step on the threadpool). */
+  async bringUp(): Promise<void> {
     const maxSegments = Math.max(3, Math.ceil(this.maxRequest / this.sizeMax) + 2);
-    for (let i = 0; i < numQueues; i++) {
-      const meta = device.allocInternal(queueSize * SLOT_BYTES);
+    for (let i = 0; i < this.numQueues; i++) {
+      const meta = this.device.allocInternal(this.queueSize * SLOT_BYTES);
       const q: BlkQueue = {
         meta: meta.bytes,
         metaView: new DataView(meta.bytes.buffer),
         metaHandle: meta.handle,
-        driver: device.createQueue<Piece>(i, queueSize, {
+        driver: await this.device.createQueue<Piece>(i, this.queueSize, {
           onChain: (piece, token, len, err) => this.chainDone(q, piece, token, len, err),
           onOrphan: (piece, err) => piece.call.failNow(err),
           maxSegments,
@@ -166,10 +166,7 @@ export class BlkDevice {
       };
       this.queues.push(q);
     }
-    this.bounce = new BouncePool(device, BOUNCE_REGIONS_MAX);
-    // Requests waiting for a bounce chunk see the failure (queue waiters are woken by the queues).
-    device.onFailure(() => this.bounce.wakeAll());
-    device.start();
+    await this.device.start();
   }
 
   /** Allocates a zero-copy DMA buffer (see {@link Device.allocBuffer}). */
@@ -479,11 +476,34 @@ function blkOpName(type: number): string {
 export async function openBlk(path: string, options: BlkOptions = {}): Promise<BlkDevice> {
   if (typeof path !== 'string') throw new TypeError('device path must be a string');
   checkObject(options, 'options');
-  const device = new Device(path, options);
+  // What can be refused without the device is refused before anything is opened.
+  checkQueueSizeOption(options.queueSize, options.packed === true);
+  if (options.numQueues !== undefined) checkInteger(options.numQueues, 'numQueues', 1, 256);
+  const device = await openDevice(path, options);
   try {
-    return new BlkDevice(device, options);
+    if (device.deviceId !== DeviceType.blk)
+      throw vdpaError('ENODEV', 'open', device.path, `not a block device (virtio device id ${device.deviceId})`);
+    const blk = new BlkDevice(device, options, await device.negotiate(blkFeatures(options)));
+    await blk.bringUp();
+    return blk;
   } catch (e) {
     await device.close();
     throw e;
   }
+}
+
+/** The features the block driver asks for. */
+function blkFeatures(options: BlkOptions): bigint {
+  return (
+    COMMON_FEATURES |
+    BlkFeature.SIZE_MAX |
+    BlkFeature.SEG_MAX |
+    BlkFeature.BLK_SIZE |
+    BlkFeature.FLUSH |
+    BlkFeature.MQ |
+    BlkFeature.RO |
+    BlkFeature.DISCARD |
+    BlkFeature.WRITE_ZEROES |
+    (options.packed ? Feature.RING_PACKED : 0n)
+  );
 }

@@ -8,18 +8,30 @@ const MIN_PERIOD_MS = 5;
 /** Slots at most: for long timeouts the tick grows instead (lateness stays under 1/1024 of it). */
 const MAX_SLOTS = 1025;
 
+/** How the wheel schedules its tick (Node's timers; tests pass a manual one). */
+export interface IntervalTimers {
+  setInterval(fn: () => void, ms: number): { unref(): unknown };
+  clearInterval(timer: { unref(): unknown }): void;
+}
+
+const NODE_TIMERS: IntervalTimers = {
+  setInterval: (fn, ms) => setInterval(fn, ms),
+  clearInterval: (timer) => clearInterval(timer as NodeJS.Timeout),
+};
+
 export class DeadlineWheel {
   /** Milliseconds between ticks; a request times out after `timeoutMs`, at most three ticks (plus loop lag) later. */
   readonly period: number;
   private readonly counts: Int32Array;
   private slot = 0;
   private active = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private timer: { unref(): unknown } | undefined;
   private stopped = false;
 
   constructor(
     readonly timeoutMs: number,
     private readonly onExpired: () => void,
+    private readonly timers: IntervalTimers = NODE_TIMERS,
   ) {
     // About 8 ticks per timeout, at most one a second for long ones, never more than MAX_SLOTS, and
     // whole milliseconds (timers round them down). One slot more than the timeout needs, because an
@@ -32,7 +44,7 @@ export class DeadlineWheel {
   /** A request is now with the device; returns the slot to hand back to {@link leave}. */
   enter(): number {
     if (this.timer === undefined && !this.stopped) {
-      this.timer = setInterval(() => this.tick(), this.period);
+      this.timer = this.timers.setInterval(() => this.tick(), this.period);
       this.timer.unref(); // pending requests keep the loop alive, not their deadline
     }
     this.active++;
@@ -65,7 +77,7 @@ export class DeadlineWheel {
   }
 
   private idle(): void {
-    if (this.timer !== undefined) clearInterval(this.timer);
+    if (this.timer !== undefined) this.timers.clearInterval(this.timer);
     this.timer = undefined;
   }
 }

@@ -16,6 +16,11 @@ export interface AllocOptions {
   hugePages?: boolean;
 }
 
+/** Longest close() waits for the chains in flight before it resets the device (VirtioDevice::kQuiesceBudget). */
+const CLOSE_BUDGET_MS = 1000;
+
+const noop = (): void => {};
+
 /** Device specs the library knows: mock models, vhost-vdpa character devices, VFIO PCI functions. */
 const KNOWN_SPEC = /^(mock:(blk|net)|\/dev\/vhost-vdpa-\d+|vfio:.+)$/;
 
@@ -90,6 +95,12 @@ export class Device extends EventEmitter {
   private readonly relays: DeviceRelays;
   private readonly failureListeners: (() => void)[] = [];
   private isClosed = false;
+  /** The one close (or host removal) in progress or done: close() returns it again. */
+  private closing: Promise<void> | undefined;
+  /** The bring-up step running on the threadpool, if any: the native device refuses calls meanwhile. */
+  private step: Promise<unknown> | undefined;
+  /** Queues whose chains close() waits for (receive queues are left out: their buffers wait for traffic). */
+  private readonly awaitedQueues: number[] = [];
   private cancelledWith: VdpaError | undefined;
   private failedWith: VdpaError | undefined;
   private referenced = true;
@@ -97,21 +108,10 @@ export class Device extends EventEmitter {
   private dmaUpdates: DmaUpdates | undefined;
 
   /** @internal Use {@link openDevice}. */
-  constructor(path: string, options: OpenOptions = {}) {
+  constructor(path: string, nativeDevice: NativeDevice, requestTimeout: number) {
     super();
-    if (typeof path !== 'string') throw new TypeError('device path must be a string');
-    checkObject(options, 'options');
-    if (!KNOWN_SPEC.test(path))
-      throw vdpaError(
-        'EINVAL',
-        'open',
-        path,
-        'unknown device spec',
-        'use mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>',
-      );
-    const nativeOptions = toNativeOptions(path, options);
-    this.requestTimeout = requestTimeoutOf(options);
-    this.nativeDevice = new native.Device(path, nativeOptions);
+    this.requestTimeout = requestTimeout;
+    this.nativeDevice = nativeDevice;
     const info = this.nativeDevice.info();
     this.path = path;
     this.transport = info.transport;
@@ -245,16 +245,16 @@ export class Device extends EventEmitter {
    * @internal Feature negotiation: offers `wanted` (plus VERSION_1 and ACCESS_PLATFORM) and
    * returns what the device accepted.
    */
-  negotiate(wanted: bigint): bigint {
-    this.features = this.live('negotiate').negotiate(wanted);
+  async negotiate(wanted: bigint): Promise<bigint> {
+    this.features = await this.runStep(this.live('negotiate').negotiate(wanted));
     return this.features;
   }
 
-  /** @internal Sets up virtqueue `index` with `size` entries. */
-  createQueue<C>(index: number, size: number, options: QueueOptions<C>): QueueDriver<C> {
+  /** @internal Sets up virtqueue `index` with `size` entries (its ioctls on the threadpool). */
+  async createQueue<C>(index: number, size: number, options: QueueOptions<C>): Promise<QueueDriver<C>> {
     // The native queue needs its callback before the driver that handles it exists.
     const relay: QueueRelay = { driver: undefined };
-    const nq = this.live('createQueue').createQueue(index, size, completionRelay(relay));
+    const nq = await this.runStep(this.live('createQueue').createQueue(index, size, completionRelay(relay)));
     const keepAlive = options.keepAlive ?? (() => true);
     const driver = new QueueDriver<C>(nq, {
       onChain: options.onChain,
@@ -271,6 +271,9 @@ export class Device extends EventEmitter {
     relay.driver = driver as QueueDriver<unknown>;
     this.relays.queues.push(relay);
     this.queues.push(driver as QueueDriver<unknown>);
+    if (options.timed !== false) this.awaitedQueues.push(index);
+    // Closed meanwhile (a removal): the close has already failed the other queues.
+    if (this.cancelledWith) driver.markFailed(this.cancelledWith);
     return driver;
   }
 
@@ -281,16 +284,26 @@ export class Device extends EventEmitter {
   queueSizeFor(requested: number | undefined, queues: number[]): number {
     const max = Math.min(...queues.map((q) => this.maxQueueSize(q)));
     const size = requested ?? Math.min(256, max);
-    checkInteger(size, 'queueSize', 1, 32768);
     const packed = (this.features & Feature.RING_PACKED) !== 0n;
+    checkQueueSizeOption(size, packed);
     if (size > max || (!packed && (size & (size - 1)) !== 0))
       throw new RangeError(`queueSize must be ${packed ? 'at most' : 'a power of two no larger than'} ${max}`);
     return size;
   }
 
-  /** @internal Enables the queues and sets DRIVER_OK. */
-  start(): void {
-    this.live('start').start();
+  /** @internal Enables the queues and sets DRIVER_OK (on the threadpool). */
+  async start(): Promise<void> {
+    await this.runStep(this.live('start').start());
+  }
+
+  /** Tracks a bring-up step: close() and config events wait for it (the native device refuses calls). */
+  private async runStep<T>(p: Promise<T>): Promise<T> {
+    this.step = p;
+    try {
+      return await p;
+    } finally {
+      this.step = undefined;
+    }
   }
 
   /** Lets the process exit while requests are in flight on this device. */
@@ -308,12 +321,18 @@ export class Device extends EventEmitter {
   }
 
   /**
-   * Resets the device, fails requests still in flight (code `'ECANCELED'`), and releases its memory.
-   * Buffers from {@link allocBuffer} become detached. Calling it again does nothing.
+   * Closes the device without blocking the event loop: new requests are refused at once (EBADF);
+   * chains the device holds get up to 1 s (or {@link requestTimeout} when shorter) to come back,
+   * and those that do are delivered as successes; receive buffers of a net device are not waited
+   * for. Then the device is reset, what is still in flight fails with code `'ECANCELED'`, and its
+   * memory is unmapped: buffers from {@link allocBuffer} become detached. The promise resolves once
+   * that is done; calling close() again returns the same promise.
    */
-  async close(): Promise<void> {
-    if (this.isClosed) return;
-    this.shutDown(vdpaError('ECANCELED', 'close', this.path, 'the device was closed with the request in flight'));
+  close(): Promise<void> {
+    this.closing ??= this.shutDown(
+      vdpaError('ECANCELED', 'close', this.path, 'the device was closed with the request in flight'),
+    );
+    return this.closing;
   }
 
   /**
@@ -369,14 +388,25 @@ export class Device extends EventEmitter {
     for (const fn of this.failureListeners) fn();
   }
 
-  private shutDown(inFlightError: VdpaError): void {
+  /**
+   * The one close. Queues are marked failed first: nothing new is submitted, while completions
+   * keep being delivered as successes until the native close (on the threadpool) has reset the
+   * device; then what is left fails with `inFlightError`.
+   */
+  private async shutDown(inFlightError: VdpaError): Promise<void> {
     this.isClosed = true;
     this.cancelledWith = inFlightError;
     this.deadline?.stop();
-    this.nativeDevice.close();
-    this.failQueues(inFlightError, true);
-    this.relays.device = undefined;
-    for (const r of this.relays.queues) r.driver = undefined;
+    for (const q of this.queues) q.markFailed(inFlightError);
+    try {
+      if (this.step) await this.step.then(noop, noop);
+      const budget = this.requestTimeout > 0 ? Math.min(this.requestTimeout, CLOSE_BUDGET_MS) : CLOSE_BUDGET_MS;
+      await this.nativeDevice.close(this.awaitedQueues, budget);
+    } finally {
+      this.failQueues(inFlightError, true);
+      this.relays.device = undefined;
+      for (const r of this.relays.queues) r.driver = undefined;
+    }
   }
 
   private timedOut(): void {
@@ -395,6 +425,12 @@ export class Device extends EventEmitter {
 
   /** @internal The native config-change callback, through the relay. */
   configEvent(kind: 'config' | 'removal'): void {
+    // The native device refuses calls while a bring-up step runs: look once it is done.
+    if (this.step) {
+      const again = (): void => this.configEvent(kind);
+      void this.step.then(again, again);
+      return;
+    }
     if (kind === 'removal') this.removed();
     else this.configChanged();
   }
@@ -409,7 +445,8 @@ export class Device extends EventEmitter {
       'requests in flight were failed and the device closed so the unbind can finish',
     );
     // Closing releases the VFIO device fd, which is what the kernel is waiting for.
-    this.shutDown(err);
+    this.closing = this.shutDown(err);
+    this.closing.catch(noop); // a close() caller sees a failure; the removal itself has nobody to tell
     this.emit('removed', err);
   }
 
@@ -460,7 +497,30 @@ function configRelay(relays: DeviceRelays): (kind: 'config' | 'removal') => void
  * @param path `'mock:blk'`, `'mock:net'`, `'/dev/vhost-vdpa-N'` or `'vfio:<pci address>'`.
  */
 export async function openDevice(path: string, options: OpenOptions = {}): Promise<Device> {
-  return new Device(path, options);
+  if (typeof path !== 'string') throw new TypeError('device path must be a string');
+  checkObject(options, 'options');
+  if (!KNOWN_SPEC.test(path))
+    throw vdpaError(
+      'EINVAL',
+      'open',
+      path,
+      'unknown device spec',
+      'use mock:blk, mock:net, /dev/vhost-vdpa-N or vfio:<pci address>',
+    );
+  const nativeOptions = toNativeOptions(path, options);
+  const requestTimeout = requestTimeoutOf(options);
+  // The transport opens on the threadpool (a VFIO reset, vhost-vdpa ioctls).
+  return new Device(path, await native.openDevice(path, nativeOptions), requestTimeout);
+}
+
+/**
+ * @internal The checks of a queueSize option that need no device (the openers make them before
+ * opening one): an integer up to 32768, a power of two for split rings.
+ */
+export function checkQueueSizeOption(size: number | undefined, packed: boolean): void {
+  if (size === undefined) return;
+  checkInteger(size, 'queueSize', 1, 32768);
+  if (!packed && (size & (size - 1)) !== 0) throw new RangeError('queueSize must be a power of two');
 }
 
 /** Features every driver here asks for when the device offers them. */

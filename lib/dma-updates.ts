@@ -80,7 +80,14 @@ export class DmaUpdates {
     this.queued = false;
     const batch = this.waiting;
     this.waiting = new Map();
-    this.nativeDevice.applyDmaUpdates((failures) => this.applied(batch, failures));
+    try {
+      this.nativeDevice.applyDmaUpdates((failures) => this.applied(batch, failures));
+    } catch (e) {
+      // The device is closing (EBADF): nothing is applied any more; its close settles the requests.
+      this.running = false;
+      this.waiting = batch;
+      this.stop(e as VdpaError);
+    }
   }
 
   private applied(batch: Map<number, MappedCallback[]>, failures: { handle: number; error: VdpaError }[]): void {

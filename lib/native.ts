@@ -17,6 +17,7 @@ export interface NativeOpenOptions {
   mtu?: number;
   fault?: string;
   faultAfter?: number;
+  completionDelayMs?: number;
   strictDmaUpdates?: boolean;
 }
 
@@ -76,25 +77,34 @@ export interface NativeDevice {
   info(): NativeDeviceInfo;
   status(): number;
   setStatus(status: number): void;
-  negotiate(wanted: bigint): bigint;
+  /** Reset, features, FEATURES_OK on the threadpool; resolves to the accepted features. */
+  negotiate(wanted: bigint): Promise<bigint>;
   readConfig(offset: number, length: number): Uint8Array;
   writeConfig(offset: number, data: Uint8Array): void;
   maxQueueSize(index: number): number;
-  createQueue(index: number, size: number, onComplete: NativeCompletionCallback): NativeQueue;
+  /** Queue setup on the threadpool (the device refuses other calls with EBUSY meanwhile). */
+  createQueue(index: number, size: number, onComplete: NativeCompletionCallback): Promise<NativeQueue>;
   allocRegion(size: number, hugePages: boolean): NativeRegion;
   /** Whether region mappings or unmaps are queued (transports that quiesce around DMA updates). */
   dmaPending(): boolean;
   /** Applies the queued DMA updates on the threadpool; no chain may be on the device meanwhile. */
   applyDmaUpdates(done: (failures: { handle: number; error: VdpaError }[]) => void): void;
-  start(): void;
+  /** Enables the queues and sets DRIVER_OK, on the threadpool. */
+  start(): Promise<void>;
   onConfigChange(callback: (kind: 'config' | 'removal') => void): void;
-  close(): void;
+  /**
+   * Closes on the threadpool: waits (at most `budgetMs`, at most 1 s) for the chains of the
+   * `awaited` queues while their completions keep being delivered, then resets the device and
+   * unmaps its memory; resolves once the queues are stopped. Once only.
+   */
+  close(awaited: number[], budgetMs: number): Promise<void>;
   /** The vhost-vdpa control, or undefined on other transports. */
   vhost(): NativeVhost | undefined;
 }
 
 export interface NativeAddon extends ErrorClassSink {
-  Device: new (path: string, options: NativeOpenOptions) => NativeDevice;
+  /** Opens the transport on the threadpool. */
+  openDevice(path: string, options: NativeOpenOptions): Promise<NativeDevice>;
   mockFaults: string[];
   vdpaDeviceInfo(
     name: string,

@@ -1,7 +1,7 @@
 import { Call, abortError, requestSignal, runCall, type RequestOptions } from './call';
 import { ConfigView, NET_CONFIG_SIZE, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetConfig } from './config';
 import { DeviceType, Feature, NetFeature } from './constants';
-import { COMMON_FEATURES, Device } from './device';
+import { checkQueueSizeOption, COMMON_FEATURES, openDevice, type Device } from './device';
 import { VdpaError, vdpaError } from './errors';
 import { Fifo } from './fifo';
 import type { OpenOptions } from './options';
@@ -55,8 +55,9 @@ export class NetDevice {
   /** Frames dropped because nobody read them fast enough. */
   droppedFrames = 0;
 
-  private readonly rx: QueueDriver<number>;
-  private readonly tx: QueueDriver<TxFrame>;
+  // Set by bringUp(), before anyone else sees the device.
+  private rx!: QueueDriver<number>;
+  private tx!: QueueDriver<TxFrame>;
   private readonly txWaiters = new TokenWaiters();
   private readonly rxBufs: { handle: number; bytes: Uint8Array };
   private readonly txBufs: { handle: number; bytes: Uint8Array };
@@ -66,18 +67,9 @@ export class NetDevice {
   private waitingReaders = 0;
   private failure: Error | undefined;
 
-  /** @internal Use {@link openNet}. */
-  constructor(device: Device, options: NetOptions) {
-    if (device.deviceId !== DeviceType.net)
-      throw vdpaError('ENODEV', 'open', device.path, `not a network device (virtio device id ${device.deviceId})`);
+  /** @internal Use {@link openNet}; `f` is what the device accepted of {@link netFeatures}. */
+  constructor(device: Device, options: NetOptions, f: bigint) {
     this.device = device;
-    const f = device.negotiate(
-      COMMON_FEATURES |
-        NetFeature.MAC |
-        NetFeature.STATUS |
-        NetFeature.MTU |
-        (options.packed ? Feature.RING_PACKED : 0n),
-    );
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
     this.mac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
     this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
@@ -87,26 +79,31 @@ export class NetDevice {
     this.slotBytes = Math.ceil((HDR + ETH_HEADER + 4 + this.mtu) / 64) * 64;
     this.rxBufs = device.allocInternal(queueSize * this.slotBytes);
     this.txBufs = device.allocInternal(queueSize * this.slotBytes);
-    this.rx = device.createQueue<number>(RX_QUEUE, queueSize, {
+    device.onFailure(() => {
+      const err = device.pendingFailure;
+      if (err) this.failReaders(err);
+    });
+  }
+
+  /** @internal Sets up both queues, posts the receive buffers, sets DRIVER_OK (steps on the threadpool). */
+  async bringUp(): Promise<void> {
+    this.rx = await this.device.createQueue<number>(RX_QUEUE, this.queueSize, {
       onChain: (_c, token, len, err) => this.receivedChain(token, len, err),
       onOrphan: (_c, err) => this.failReaders(err),
       maxSegments: 1,
       waiters: new TokenWaiters(),
       keepAlive: () => this.waitingReaders > 0,
+      // Receive buffers wait for traffic: no deadline, and close() does not wait for them.
       timed: false,
     });
-    this.tx = device.createQueue<TxFrame>(TX_QUEUE, queueSize, {
+    this.tx = await this.device.createQueue<TxFrame>(TX_QUEUE, this.queueSize, {
       onChain: (t, _token, _len, err) => t.call.pieceDone(err),
       onOrphan: (t, err) => t.call.failNow(err),
       maxSegments: 1,
       waiters: this.txWaiters,
     });
+    await this.device.start();
     for (let t = this.rx.tryAcquire(); t >= 0; t = this.rx.tryAcquire()) this.postRx(t);
-    device.onFailure(() => {
-      const err = device.pendingFailure;
-      if (err) this.failReaders(err);
-    });
-    device.start();
   }
 
   /** Link status from config (true when the device does not report one). */
@@ -319,11 +316,24 @@ export class NetDevice {
  */
 export async function openNet(path: string, options: NetOptions = {}): Promise<NetDevice> {
   if (typeof path !== 'string') throw new TypeError('device path must be a string');
-  const device = new Device(path, options);
+  // What can be refused without the device is refused before anything is opened.
+  checkQueueSizeOption(options.queueSize, options.packed === true);
+  const device = await openDevice(path, options);
   try {
-    return new NetDevice(device, options);
+    if (device.deviceId !== DeviceType.net)
+      throw vdpaError('ENODEV', 'open', device.path, `not a network device (virtio device id ${device.deviceId})`);
+    const net = new NetDevice(device, options, await device.negotiate(netFeatures(options)));
+    await net.bringUp();
+    return net;
   } catch (e) {
     await device.close();
     throw e;
   }
+}
+
+/** The features the network driver asks for. */
+function netFeatures(options: NetOptions): bigint {
+  return (
+    COMMON_FEATURES | NetFeature.MAC | NetFeature.STATUS | NetFeature.MTU | (options.packed ? Feature.RING_PACKED : 0n)
+  );
 }

@@ -36,6 +36,11 @@ export interface MockOptions {
   /** Completions the device gets right before the fault starts (0 to 2^32-1). Default 0. */
   faultAfter?: number;
   /**
+   * Milliseconds the device holds back each batch of completions (0 to 60000), for testing what
+   * arrives while the driver is busy (e.g. closing). Default 0.
+   */
+  completionDelayMs?: number;
+  /**
    * Behave like a VDUSE device: each batch of chains takes about 2 ms, and a DMA mapping change while
    * the device works on chains breaks it (DEVICE_NEEDS_RESET). The library then quiesces the device
    * around every mapping change, as it does on vhost-vdpa. Default false.
@@ -77,6 +82,7 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'mtu',
   'fault',
   'faultAfter',
+  'completionDelayMs',
   'strictDmaUpdates',
 ];
 
@@ -111,6 +117,8 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
   if (o.strictDmaUpdates !== undefined) n.strictDmaUpdates = checkBoolean(o.strictDmaUpdates, 'mock.strictDmaUpdates');
   if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mock.mtu', 68, 65535);
   if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'mock.faultAfter', 0, 2 ** 32 - 1);
+  if (o.completionDelayMs !== undefined)
+    n.completionDelayMs = checkInteger(o.completionDelayMs, 'mock.completionDelayMs', 0, 60_000);
   if (o.mac !== undefined) {
     if (!(o.mac instanceof Uint8Array)) throw new TypeError('mock.mac must be a Uint8Array');
     if (o.mac.length !== 6) throw new RangeError(`mock.mac must be 6 bytes, got ${o.mac.length}`);

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <utility>
 
 #include "common/checks.h"
 #include "common/sys_error.h"
@@ -59,7 +60,7 @@ uint64_t VirtioDevice::negotiate(uint64_t wanted) {
 }
 
 uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
-  if (closed_) throwSys(EBADF, "region", transport_->path(), "the device is closed");
+  if (closed_) throwSys(EBADF, "region", path_, "the device is closed");
   const uint64_t align = std::max<uint64_t>(transport_->iovaAlignment(), region->pageSize());
   const uint64_t iova = iova_.allocate(region->size(), align);
   const bool defer = deferDmaUpdates();
@@ -89,8 +90,25 @@ uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
   return handle;
 }
 
+void VirtioDevice::setBusy(bool busy) {
+  busy_ = busy;
+  if (busy) return;
+  for (uint32_t handle : std::exchange(deferredRemovals_, {})) {
+    try {
+      removeRegion(handle);
+    } catch (...) {
+      // Asked for by a finalizer, which cannot report; the mapping goes with the device at the latest.
+    }
+  }
+}
+
 void VirtioDevice::removeRegion(uint32_t handle) {
   if (handle == 0 || handle >= regions_.size() || !regions_[handle].region) return;
+  if (busy_ || closing_.load()) {
+    // A threadpool step may be using the region table and the transport right now.
+    deferredRemovals_.push_back(handle);
+    return;
+  }
   Registered r = std::move(regions_[handle]);
   regions_[handle] = Registered{};
   if (closed_) return iova_.release(r.iova, r.region->size());
@@ -116,7 +134,7 @@ std::vector<VirtioDevice::DmaJob> VirtioDevice::takeDmaJobs() {
 
 void VirtioDevice::applyDmaJobs(std::vector<DmaJob>& jobs) {
   std::lock_guard<std::mutex> lock(dmaLock_);
-  if (closed_ || jobs.empty()) return;
+  if (!transport_ || jobs.empty()) return;  // closed meanwhile
   Transport& t = *transport_;
   std::exception_ptr batchError;
   try {
@@ -167,7 +185,7 @@ void VirtioDevice::finishDmaJobs(const std::vector<DmaJob>& jobs) {
 }
 
 VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
-  if (closed_) throwSys(EBADF, "queue", transport_->path(), "the device is closed");
+  if (closed_) throwSys(EBADF, "queue", path_, "the device is closed");
   checkQueueIndex(index, transport_->maxQueues(), "queue", transport_->path());
   const bool packed = (features_ & bit(kFeatureRingPacked)) != 0;
   checkQueueSize(size, transport_->maxQueueSize(index), packed, "queue", transport_->path());
@@ -201,28 +219,31 @@ void VirtioDevice::start() {
   started_ = true;
 }
 
-void VirtioDevice::quiesce() {
-  const auto deadline = std::chrono::steady_clock::now() + kQuiesceBudget;
-  std::vector<Completion> scratch;
-  for (;;) {
-    bool busy = false;
-    for (auto& q : queues_) {
-      if (!q || q->ring->broken()) continue;
-      // Nobody reads these completions: the TypeScript side fails what the queues held at close.
-      scratch.resize(q->ring->size());
-      q->deliver(scratch.data(), scratch.size(), [](size_t, bool) { return true; });
-      busy = busy || (q->ring->inFlight() > 0 && !q->ring->broken());
-    }
-    if (!busy || std::chrono::steady_clock::now() >= deadline) return;
-    sleepFor(std::chrono::microseconds(200));
-  }
+bool VirtioDevice::awaitedIdle() const {
+  for (const auto& q : queues_)
+    if (q && q->awaited && q->held.load() > 0) return false;
+  return true;
 }
 
-void VirtioDevice::close() {
-  std::lock_guard<std::mutex> dmaLock(dmaLock_);  // a DMA update on a worker thread finishes first
+void VirtioDevice::closeBegin(const std::vector<uint16_t>& awaited) {
   if (closed_) return;
   closed_ = true;
-  quiesce();
+  for (auto& q : queues_) {
+    if (!q) continue;
+    q->awaited = std::find(awaited.begin(), awaited.end(), q->index) != awaited.end();
+    q->held.store(q->ring->broken() ? 0 : q->ring->inFlight());
+  }
+  closing_.store(true);
+}
+
+void VirtioDevice::closeOnWorker(std::chrono::milliseconds budget) {
+  if (closedOnWorker_) return;
+  closedOnWorker_ = true;
+  {
+    std::unique_lock<std::mutex> lock(idleLock_);
+    idle_.wait_for(lock, std::min(budget, kQuiesceBudget), [this] { return awaitedIdle(); });
+  }
+  std::lock_guard<std::mutex> dmaLock(dmaLock_);  // a DMA update on another thread finishes first
   // Reset first: after it the device no longer reads rings or writes buffers, so unmapping is safe.
   try {
     transport_->reset();
@@ -237,11 +258,23 @@ void VirtioDevice::close() {
       // The mapping dies with the transport's fd anyway.
     }
   }
-  queues_.clear();
-  regions_.resize(1);
   // Drop the transport now, not at garbage collection: its fds (an exclusive vhost-vdpa open, a
   // VFIO device) must be free for the next open.
   transport_.reset();
+}
+
+void VirtioDevice::closeEnd() {
+  closing_.store(false);
+  queues_.clear();
+  regions_.resize(1);
+  deferredRemovals_.clear();
+  dmaJobs_.clear();  // the transport, and every mapping with it, is gone
+}
+
+void VirtioDevice::close() {
+  closeBegin({});
+  closeOnWorker(std::chrono::milliseconds(0));
+  closeEnd();
 }
 
 }  // namespace vdpa

@@ -2,7 +2,9 @@
 // touch (regions with their IOVAs), the queues, and the status/feature bring-up sequence.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <exception>
 #include <memory>
@@ -23,6 +25,11 @@ struct VirtQueue {
   uint16_t index = 0;
   std::unique_ptr<DriverQueue> ring;
   UniqueFd callFd;  // the device signals completions here
+  // Chains in flight as the JS thread last published them (0 once the ring broke): what a close on
+  // the threadpool waits for, as only the JS thread may read the ring. Receive queues, whose
+  // buffers wait for traffic, are not awaited.
+  std::atomic<uint32_t> held{0};
+  bool awaited = true;
 
   // The one completion loop: drains into `out` (room for `cap`), re-arms interrupts once the ring
   // is empty and drains again if the device raced the re-arm. Hands each batch to
@@ -61,6 +68,11 @@ class VirtioDevice {
   Transport& transport() { return *transport_; }
   const std::string& path() const { return path_; }
   bool closed() const { return closed_; }
+  // True while a step (negotiate, createQueue, start) runs on the threadpool: the JS thread must
+  // not touch the device meanwhile. Set and cleared on the JS thread; region removals asked for
+  // meanwhile (a finalizer) are carried out when it is cleared.
+  bool busy() const { return busy_; }
+  void setBusy(bool busy);
 
   // Reset, ACKNOWLEDGE|DRIVER, offer `wanted & deviceFeatures` (+ VERSION_1 and ACCESS_PLATFORM,
   // which a 1.x driver behind an IOMMU must accept), FEATURES_OK and read it back.
@@ -109,16 +121,37 @@ class VirtioDevice {
   void publish(VirtQueue& q) {
     if (q.ring->publish()) transport_->notify(q.index);
   }
-  // Lets the device finish what it holds (up to kQuiesceBudget), resets it (it stops touching
-  // memory), then drops queues and unmaps every region. Idempotent; the destructor calls it.
+  // JS thread: publishes what `q` holds now, for a close waiting on the threadpool.
+  void noteInFlight(VirtQueue& q) {
+    const uint32_t n = q.ring->broken() ? 0 : q.ring->inFlight();
+    q.held.store(n);
+    if (n == 0 && closing_.load()) {
+      std::lock_guard<std::mutex> lock(idleLock_);
+      idle_.notify_all();
+    }
+  }
+
+  // Close, in three parts so the blocking middle runs on the threadpool while the JS thread keeps
+  // delivering completions:
+  // - closeBegin (JS thread): the device is closed to callers from now on; only the queues whose
+  //   index is in `awaited` are waited for.
+  // - closeOnWorker (any thread, once): waits until the awaited queues hold nothing, at most
+  //   `budget` (capped at kQuiesceBudget), resets the device (it stops touching memory), unmaps
+  //   every region and drops the transport. It never reads a ring.
+  // - closeEnd (JS thread, after closeOnWorker and after the queues stopped): frees rings, regions.
+  void closeBegin(const std::vector<uint16_t>& awaited);
+  void closeOnWorker(std::chrono::milliseconds budget);
+  void closeEnd();
+  // All three at once, waiting for nothing (finalizers; the destructor). Idempotent.
   void close();
 
- private:
   // Devices without SUSPEND (VDUSE, for one) may not survive a reset with requests in flight: a
   // VDUSE daemon busy with them does not answer the reset, and the kernel gives up on the device
-  // after 30 s. So close() first waits, boundedly, for the device to return what it holds.
+  // after 30 s. So a close first waits, boundedly, for the device to return what it holds.
   static constexpr std::chrono::milliseconds kQuiesceBudget{1000};
-  void quiesce();
+
+ private:
+  bool awaitedIdle() const;
 
   enum class MapState { kQueued, kApplying, kMapped, kFailed };
   struct Registered {
@@ -136,9 +169,15 @@ class VirtioDevice {
   uint64_t features_ = 0;
   bool started_ = false;
   bool closed_ = false;
+  bool busy_ = false;
+  std::vector<uint32_t> deferredRemovals_;
+  std::atomic<bool> closing_{false};
+  bool closedOnWorker_ = false;
+  std::mutex idleLock_;
+  std::condition_variable idle_;
   std::vector<DmaJob> dmaJobs_;  // queued, not yet taken
-  // Held by applyDmaJobs and close(): the transport's mappings are touched by one thread at a time,
-  // and the transport is not dropped under a worker.
+  // Held by applyDmaJobs and closeOnWorker (two threadpool threads): the transport's mappings are
+  // touched by one thread at a time, and the transport is not dropped under a DMA update.
   std::mutex dmaLock_;
 };
 

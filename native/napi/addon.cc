@@ -20,7 +20,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->queueCtor = Napi::Persistent(QueueWrap::define(env));
   data->regionCtor = Napi::Persistent(RegionWrap::define(env));
   data->vhostCtor = Napi::Persistent(VhostWrap::define(env));
-  exports.Set("Device", DeviceWrap::define(env));
+  data->deviceCtor = Napi::Persistent(DeviceWrap::define(env));
+  exports.Set("openDevice", Napi::Function::New<DeviceWrap::OpenDevice>(env, "openDevice"));
   registerErrorClass(env, exports);
   registerDiscovery(env, exports);
   Napi::Array faults = Napi::Array::New(env);

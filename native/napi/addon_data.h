@@ -7,6 +7,7 @@
 namespace vdpa {
 
 struct AddonData {
+  Napi::FunctionReference deviceCtor;
   Napi::FunctionReference queueCtor;
   Napi::FunctionReference regionCtor;
   Napi::FunctionReference vhostCtor;

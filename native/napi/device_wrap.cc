@@ -1,10 +1,12 @@
 #include "napi/device_wrap.h"
 
+#include <chrono>
 #include <string>
 #include <utility>
 
 #include "napi/addon_data.h"
 #include "napi/args.h"
+#include "napi/device_task.h"
 #include "napi/errors.h"
 #include "napi/queue_wrap.h"
 #include "napi/region_wrap.h"
@@ -18,6 +20,14 @@ const napi_type_tag DeviceWrap::kTag = {0x7664706164657669ULL, 0x636500000000000
 VirtioDevice& requireOpen(const std::shared_ptr<VirtioDevice>& device, const char* what) {
   if (!device || device->closed()) throwSys(EBADF, what, device ? device->path() : "", "the device is closed");
   return *device;
+}
+
+VirtioDevice& requireIdle(const std::shared_ptr<VirtioDevice>& device, const char* what) {
+  VirtioDevice& d = requireOpen(device, what);
+  if (d.busy())
+    throwSys(EBUSY, what, d.path(),
+             "another step (open, negotiate, createQueue, start) is still running on the device: await each call");
+  return d;
 }
 
 namespace {
@@ -75,24 +85,48 @@ Napi::Function DeviceWrap::define(Napi::Env env) {
                      });
 }
 
+namespace {
+// Tags the External that carries an opened device into the constructor.
+const napi_type_tag kOpenedTag = {0x7664706164657669ULL, 0x6365000000000004ULL};
+}  // namespace
+
 DeviceWrap::DeviceWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<DeviceWrap>(info) {
   Napi::Env env = info.Env();
-  const std::string path = stringArg(info, 0, "device path");
-  const Napi::Object options = objectArg(info, 1, "options");
-  try {
-    device_ = std::make_shared<VirtioDevice>(openTransport(path, toOptionBag(options)));
-  } catch (const SysError& e) {
-    throw makeVdpaError(env, e);
-  } catch (const ArgError& e) {
-    if (e.kind() == ArgError::Kind::kType) throw Napi::TypeError::New(env, e.what());
-    throw Napi::RangeError::New(env, e.what());
-  }
+  bool tagged = false;
+  if (info.Length() > 0 && info[0].IsExternal()) napi_check_object_type_tag(env, info[0], &kOpenedTag, &tagged);
+  if (!tagged) throw Napi::TypeError::New(env, "NativeDevice cannot be constructed: use openDevice()");
+  device_ = *info[0].As<Napi::External<std::shared_ptr<VirtioDevice>>>().Data();
   info.This().As<Napi::Object>().TypeTag(&kTag);
 }
 
+Napi::Value DeviceWrap::OpenDevice(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    const std::string path = stringArg(info, 0, "device path");
+    auto bag = std::make_shared<OptionBag>(toOptionBag(objectArg(info, 1, "options")));
+    auto opened = std::make_shared<std::shared_ptr<VirtioDevice>>();
+    return DeviceTask::run(
+        env, "vdpa:open", Napi::Object::New(env),
+        [path, bag, opened] { *opened = std::make_shared<VirtioDevice>(openTransport(path, *bag)); },
+        [opened](Napi::Env env, bool ok) -> Napi::Value {
+          if (!ok) return env.Undefined();
+          auto carrier = Napi::External<std::shared_ptr<VirtioDevice>>::New(env, opened.get());
+          napi_type_tag_object(env, carrier, &kOpenedTag);
+          return addonData(env).deviceCtor.New({carrier});
+        });
+  });
+}
+
 DeviceWrap::~DeviceWrap() {
+  // Garbage collection or environment teardown (worker.terminate(), process.exit()) of a device
+  // never closed: the same teardown as close(), waiting for nothing, and without running JS.
   try {
-    teardown(false);
+    stopWatches();
+    if (device_) {
+      device_->closeBegin({});
+      device_->closeOnWorker(std::chrono::milliseconds(0));
+    }
+    finishClose(false, false);
   } catch (...) {
     // Nothing to report to at finalization; the fds close with the transport.
   }
@@ -103,23 +137,28 @@ void DeviceWrap::forgetQueue(QueueWrap* queue) {
     if (q.second == queue) q.second = nullptr;
 }
 
-void DeviceWrap::teardown(bool detachRegions) {
+void DeviceWrap::stopWatches() {
   for (FdPoll** p : {&configPoll_, &removalPoll_}) {
     if (*p) (*p)->release();
     *p = nullptr;
   }
+}
+
+void DeviceWrap::finishClose(bool deliver, bool detach) {
+  // The device is reset: what it wrote to the used rings before is all it will ever write.
+  if (deliver)
+    for (auto& q : queues_)
+      if (q.second) q.second->deliverNow();
   // Through the raw pointers: our strong references kept the queue objects alive.
   for (auto& q : queues_)
     if (q.second) q.second->stop();
   queues_.clear();
   std::vector<Napi::ObjectReference> regions = std::move(regions_);
   regions_.clear();
-  // Reset first: the device may still be reading and writing buffers of requests in flight, so no
-  // mapping may go before it has stopped. close() resets, unmaps everything and drops the transport.
-  if (device_) device_->close();
-  if (!detachRegions) return;
-  // Then detach every live buffer view; their pages stay mapped in this process until the last
-  // view is collected, but the device no longer reaches them.
+  if (device_) device_->closeEnd();
+  if (!detach) return;
+  // Detach every live buffer view; their pages stay mapped in this process until the last view is
+  // collected, but the device no longer reaches them.
   for (auto& r : regions) {
     Napi::Value v = r.Value();
     if (v.IsEmpty() || !v.IsObject()) continue;
@@ -130,10 +169,22 @@ void DeviceWrap::teardown(bool detachRegions) {
   }
 }
 
+Napi::Value DeviceWrap::step(Napi::Env env, const char* name, std::function<void(VirtioDevice&)> work,
+                             std::function<Napi::Value(Napi::Env)> done) {
+  std::shared_ptr<VirtioDevice> device = device_;
+  requireIdle(device, name).setBusy(true);
+  return DeviceTask::run(
+      env, name, Value(), [device, work] { work(*device); },
+      [device, done](Napi::Env env, bool ok) -> Napi::Value {
+        device->setBusy(false);
+        return ok ? done(env) : env.Undefined();
+      });
+}
+
 Napi::Value DeviceWrap::Info(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Device");
-    Transport& t = requireOpen(device_, "device").transport();
+    Transport& t = requireIdle(device_, "device").transport();
     Napi::Object o = Napi::Object::New(info.Env());
     o.Set("transport", t.kind());
     o.Set("path", t.path());
@@ -149,7 +200,7 @@ Napi::Value DeviceWrap::Info(const Napi::CallbackInfo& info) {
 Napi::Value DeviceWrap::Status(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Device");
-    return Napi::Number::New(info.Env(), requireOpen(device_, "device").transport().status());
+    return Napi::Number::New(info.Env(), requireIdle(device_, "device").transport().status());
   });
 }
 
@@ -157,7 +208,7 @@ Napi::Value DeviceWrap::SetStatus(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Device");
     const auto status = static_cast<uint8_t>(u32Arg(info, 0, "status", 0, 0xff));
-    requireOpen(device_, "device").transport().setStatus(status);
+    requireIdle(device_, "device").transport().setStatus(status);
     return info.Env().Undefined();
   });
 }
@@ -166,7 +217,10 @@ Napi::Value DeviceWrap::Negotiate(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Device");
     const uint64_t wanted = u64BigIntArg(info, 0, "features");
-    return Napi::BigInt::New(info.Env(), requireOpen(device_, "device").negotiate(wanted));
+    auto accepted = std::make_shared<uint64_t>(0);
+    return step(
+        info.Env(), "negotiate", [wanted, accepted](VirtioDevice& d) { *accepted = d.negotiate(wanted); },
+        [accepted](Napi::Env env) -> Napi::Value { return Napi::BigInt::New(env, *accepted); });
   });
 }
 
@@ -175,7 +229,7 @@ Napi::Value DeviceWrap::ReadConfig(const Napi::CallbackInfo& info) {
     requireTag(info.Env(), info.This(), kTag, "Device");
     const uint32_t off = u32Arg(info, 0, "offset"), len = u32Arg(info, 1, "length", 0, 4096);
     auto out = Napi::Uint8Array::New(info.Env(), len);
-    requireOpen(device_, "device").transport().readConfig(off, out.Data(), len);
+    requireIdle(device_, "device").transport().readConfig(off, out.Data(), len);
     return out;
   });
 }
@@ -185,7 +239,7 @@ Napi::Value DeviceWrap::WriteConfig(const Napi::CallbackInfo& info) {
     requireTag(info.Env(), info.This(), kTag, "Device");
     const uint32_t off = u32Arg(info, 0, "offset");
     auto data = uint8ArrayArg(info, 1, "data");
-    requireOpen(device_, "device").transport().writeConfig(off, data.Data(), static_cast<uint32_t>(data.ByteLength()));
+    requireIdle(device_, "device").transport().writeConfig(off, data.Data(), static_cast<uint32_t>(data.ByteLength()));
     return info.Env().Undefined();
   });
 }
@@ -194,7 +248,7 @@ Napi::Value DeviceWrap::MaxQueueSize(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Device");
     const uint32_t index = u32Arg(info, 0, "index");
-    Transport& t = requireOpen(device_, "device").transport();
+    Transport& t = requireIdle(device_, "device").transport();
     if (index >= t.maxQueues()) throwRangeError(info.Env(), "no such queue");
     return Napi::Number::New(info.Env(), t.maxQueueSize(static_cast<uint16_t>(index)));
   });
@@ -206,13 +260,18 @@ Napi::Value DeviceWrap::CreateQueue(const Napi::CallbackInfo& info) {
     requireTag(env, info.This(), kTag, "Device");
     const auto index = static_cast<uint16_t>(u32Arg(info, 0, "index", 0, 0xffff));
     const auto size = static_cast<uint16_t>(u32Arg(info, 1, "size", 0, 0xffff));
-    Napi::Function callback = functionArg(info, 2, "completion callback");
-    VirtQueue& q = requireOpen(device_, "device").createQueue(index, size);
-    Napi::Object obj = addonData(env).queueCtor.New({});
-    QueueWrap* wrap = QueueWrap::Unwrap(obj);
-    wrap->init(device_, &q, callback, this);
-    queues_.emplace_back(Napi::Persistent(obj), wrap);
-    return obj;
+    auto callback =
+        std::make_shared<Napi::FunctionReference>(Napi::Persistent(functionArg(info, 2, "completion callback")));
+    auto created = std::make_shared<VirtQueue*>(nullptr);
+    return step(
+        env, "createQueue", [index, size, created](VirtioDevice& d) { *created = &d.createQueue(index, size); },
+        [this, callback, created](Napi::Env env) -> Napi::Value {
+          Napi::Object obj = addonData(env).queueCtor.New({});
+          QueueWrap* wrap = QueueWrap::Unwrap(obj);
+          wrap->init(device_, *created, callback->Value(), this);
+          queues_.emplace_back(Napi::Persistent(obj), wrap);
+          return obj;
+        });
   });
 }
 
@@ -222,7 +281,7 @@ Napi::Value DeviceWrap::AllocRegion(const Napi::CallbackInfo& info) {
     requireTag(env, info.This(), kTag, "Device");
     const auto size = static_cast<size_t>(integerArg(info, 0, "size", 1, uint64_t{1} << 40));
     const bool huge = boolArg(info, 1, "hugePages");
-    VirtioDevice& d = requireOpen(device_, "device");
+    VirtioDevice& d = requireIdle(device_, "device");
     auto region = std::make_shared<MemoryRegion>(size, huge);
     const uint32_t handle = d.addRegion(region);
     Napi::Object obj = addonData(env).regionCtor.New({});
@@ -254,8 +313,8 @@ Napi::Value DeviceWrap::ApplyDmaUpdates(const Napi::CallbackInfo& info) {
 Napi::Value DeviceWrap::Start(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Device");
-    requireOpen(device_, "device").start();
-    return info.Env().Undefined();
+    return step(
+        info.Env(), "start", [](VirtioDevice& d) { d.start(); }, [](Napi::Env env) { return env.Undefined(); });
   });
 }
 
@@ -273,13 +332,14 @@ void DeviceWrap::onRemoval(void* self) {
 
 void DeviceWrap::notifyConfig(const char* kind) {
   Napi::Env env = Env();
-  Napi::HandleScope scope(env);
-  napi_value arg = Napi::String::New(env, kind);
-  napi_value result;
-  if (napi_make_callback(env, nullptr, Value(), configCallback_.Value(), 1, &arg, &result) == napi_pending_exception) {
-    napi_value err;
-    napi_get_and_clear_last_exception(env, &err);
-    napi_fatal_exception(env, err);
+  try {
+    Napi::HandleScope scope(env);
+    napi_value arg = Napi::String::New(env, kind);
+    napi_value result;
+    if (napi_make_callback(env, nullptr, Value(), configCallback_.Value(), 1, &arg, &result) != napi_ok)
+      reportCallbackFailure(env);
+  } catch (const Napi::Error& e) {
+    reportCallbackFailure(env, e);
   }
 }
 
@@ -288,7 +348,7 @@ Napi::Value DeviceWrap::OnConfigChange(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     requireTag(env, info.This(), kTag, "Device");
     Napi::Function callback = functionArg(info, 0, "callback");
-    Transport& t = requireOpen(device_, "device").transport();
+    Transport& t = requireIdle(device_, "device").transport();
     configCallback_ = Napi::Persistent(callback);
     const int config = t.configChangeFd(), removal = t.removalFd();
     if (config >= 0 && !configPoll_) configPoll_ = FdPoll::start(env, config, onConfigChange, this);
@@ -297,11 +357,34 @@ Napi::Value DeviceWrap::OnConfigChange(const Napi::CallbackInfo& info) {
   });
 }
 
+// close(awaited, budgetMs): the queues whose chains are waited for (at most budgetMs, and at most
+// VirtioDevice::kQuiesceBudget) before the reset. Completions keep being delivered meanwhile; the
+// promise resolves once the device is reset, its memory unmapped and its queues stopped.
 Napi::Value DeviceWrap::Close(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
-    requireTag(info.Env(), info.This(), kTag, "Device");
-    teardown(true);
-    return info.Env().Undefined();
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Device");
+    if (closeStarted_) throwSys(EALREADY, "close", device_->path(), "close() was called already");
+    if (info.Length() < 1 || !info[0].IsArray()) throwTypeError(env, "awaited queues must be an array");
+    Napi::Array list = info[0].As<Napi::Array>();
+    std::vector<uint16_t> awaited;
+    for (uint32_t i = 0; i < list.Length(); i++) {
+      Napi::Value v = list.Get(i);
+      if (!v.IsNumber()) throwTypeError(env, "awaited queues must be queue indices");
+      awaited.push_back(static_cast<uint16_t>(v.As<Napi::Number>().Uint32Value()));
+    }
+    const auto budget = std::chrono::milliseconds(integerArg(info, 1, "budget", 0, 1u << 31));
+    VirtioDevice& d = requireIdle(device_, "close");
+    closeStarted_ = true;
+    stopWatches();
+    d.closeBegin(awaited);
+    std::shared_ptr<VirtioDevice> device = device_;
+    return DeviceTask::run(
+        env, "vdpa:close", Value(), [device, budget] { device->closeOnWorker(budget); },
+        [this](Napi::Env env, bool) -> Napi::Value {
+          finishClose(true, true);
+          return env.Undefined();
+        });
   });
 }
 
@@ -310,7 +393,7 @@ Napi::Value DeviceWrap::Vhost(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     requireTag(env, info.This(), kTag, "Device");
-    if (!requireOpen(device_, "device").transport().asVhost()) return env.Undefined();
+    if (!requireIdle(device_, "device").transport().asVhost()) return env.Undefined();
     Napi::Object obj = addonData(env).vhostCtor.New({});
     VhostWrap::Unwrap(obj)->init(device_);
     return obj;

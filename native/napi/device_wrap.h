@@ -4,6 +4,7 @@
 
 #include <napi.h>
 
+#include <functional>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -18,21 +19,33 @@ class QueueWrap;
 // The device, or an EBADF VdpaError (syscall `what`) once it is closed.
 VirtioDevice& requireOpen(const std::shared_ptr<VirtioDevice>& device, const char* what);
 
+// The device, or EBADF once closed, or EBUSY while a threadpool step runs on it.
+VirtioDevice& requireIdle(const std::shared_ptr<VirtioDevice>& device, const char* what);
+
 class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
  public:
   static Napi::Function define(Napi::Env env);
   static const napi_type_tag kTag;
+  // Constructed only by openDevice(), with the device opened on the threadpool.
   explicit DeviceWrap(const Napi::CallbackInfo& info);
   ~DeviceWrap() override;
+
+  // openDevice(path, options): opens the transport on the threadpool; resolves to a NativeDevice.
+  static Napi::Value OpenDevice(const Napi::CallbackInfo& info);
 
   // A queue finalized before its device (environment teardown finalizes in any order).
   void forgetQueue(QueueWrap* queue);
 
  private:
-  // The one teardown: stops the fd watches and the queues, then closes the device (reset, unmap,
-  // drop the transport). `detachRegions` also detaches the buffers of live regions; a finalizer
-  // passes false, as it must not touch other JS objects.
-  void teardown(bool detachRegions);
+  // Stops the config and removal watches (their fds go with the transport).
+  void stopWatches();
+  // The JS-thread end of a close, once the device is reset: hands over the completions the device
+  // wrote before its reset (`deliver`), stops the queues, frees rings and regions, and (`detach`)
+  // detaches the buffers of live regions. A finalizer passes false for both: it must not run JS.
+  void finishClose(bool deliver, bool detach);
+  // Runs `work` on the threadpool with the device marked busy; `done` makes the JS side.
+  Napi::Value step(Napi::Env env, const char* name, std::function<void(VirtioDevice&)> work,
+                   std::function<Napi::Value(Napi::Env)> done);
   static void onConfigChange(void* self);
   static void onRemoval(void* self);
   // Calls the JS config callback with `kind` ("config" or "removal").
@@ -55,6 +68,7 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value Vhost(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
+  bool closeStarted_ = false;
   // Closed with the device. The raw pointer stays valid while the strong reference holds the object.
   std::vector<std::pair<Napi::ObjectReference, QueueWrap*>> queues_;
   std::vector<Napi::ObjectReference> regions_;  // weak: detached with the device

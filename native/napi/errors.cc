@@ -35,4 +35,20 @@ void registerErrorClass(Napi::Env env, Napi::Object exports) {
 void throwTypeError(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
 void throwRangeError(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
 
+void reportCallbackFailure(napi_env env) noexcept {
+  bool pending = false;
+  if (napi_is_exception_pending(env, &pending) != napi_ok || !pending) return;
+  napi_value err = nullptr;
+  if (napi_get_and_clear_last_exception(env, &err) == napi_ok && err) napi_fatal_exception(env, err);
+}
+
+void reportCallbackFailure(napi_env env, const Napi::Error& e) noexcept {
+  try {
+    napi_value err = e.Value();
+    if (err) napi_fatal_exception(env, err);
+  } catch (...) {
+    // The error object itself is out of reach: the environment is going away.
+  }
+}
+
 }  // namespace vdpa

@@ -18,6 +18,13 @@ Napi::Error makeVdpaError(Napi::Env env, const SysError& e);
 // lets the TypeScript layer register VdpaError).
 void registerErrorClass(Napi::Env env, Napi::Object exports);
 
+// Native code called from libuv (completions, config changes) after a JS call failed: a pending
+// exception (the callback threw) is reported as uncaught, as for any event callback; with nothing
+// pending (the environment is being torn down: worker.terminate(), process.exit()) nothing is done.
+void reportCallbackFailure(napi_env env) noexcept;
+// The same for a failure caught as a Napi::Error.
+void reportCallbackFailure(napi_env env, const Napi::Error& e) noexcept;
+
 // Runs `body` and converts any C++ exception into a pending JavaScript exception, so nothing
 // unwinds across the N-API boundary.
 template <typename Body>

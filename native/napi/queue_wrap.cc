@@ -55,7 +55,7 @@ void QueueWrap::stop() {
 }
 
 VirtQueue& QueueWrap::requireQueue() {
-  VirtioDevice& device = requireOpen(device_, "queue");
+  VirtioDevice& device = requireIdle(device_, "queue");
   if (!queue_) throwSys(EBADF, "queue", device.path(), "the device is closed");
   return *queue_;
 }
@@ -63,9 +63,25 @@ VirtQueue& QueueWrap::requireQueue() {
 void QueueWrap::onCall(void* self) {
   auto* w = static_cast<QueueWrap*>(self);
   drainEventFd(w->queue_->callFd.get());
-  Napi::HandleScope scope(w->Env());
-  w->queue_->deliver(w->completions_.data(), w->completions_.capacity(),
-                     [w](size_t count, bool broken) { return w->handOver(count, broken); });
+  w->deliver();
+}
+
+void QueueWrap::deliverNow() {
+  if (queue_) deliver();
+}
+
+void QueueWrap::deliver() {
+  try {
+    Napi::HandleScope scope(Env());
+    VirtQueue* q = queue_;
+    std::shared_ptr<VirtioDevice> device = device_;  // the callback may close the device
+    q->deliver(completions_.data(), completions_.capacity(),
+               [this](size_t count, bool broken) { return handOver(count, broken); });
+    // A close on the threadpool waits for this count (the queue may be stopped by now, the ring not).
+    device->noteInFlight(*q);
+  } catch (...) {
+    // Only N-API calls failing in an environment being torn down get here; nobody is listening.
+  }
 }
 
 bool QueueWrap::handOver(size_t count, bool broken) {
@@ -76,14 +92,12 @@ bool QueueWrap::handOver(size_t count, bool broken) {
                           broken ? makeVdpaError(env, queue_->brokenError(device_->path())).Value() : env.Undefined()};
     napi_value result;
     if (napi_make_callback(env, static_cast<napi_async_context>(*async_), Value(), callback_.Value(), 2, args,
-                           &result) == napi_pending_exception) {
-      napi_value err;
-      napi_get_and_clear_last_exception(env, &err);
-      napi_fatal_exception(env, err);
+                           &result) != napi_ok) {
+      reportCallbackFailure(env);
       return false;
     }
   } catch (const Napi::Error& e) {
-    napi_fatal_exception(env, e.Value());
+    reportCallbackFailure(env, e);
     return false;
   }
   // The callback may have closed the device, and with it this queue.
@@ -109,6 +123,7 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
         batch_);
     const uint32_t accepted = addBatch(*q.ring, batch_);
     device_->publish(q);
+    device_->noteInFlight(q);
     return Napi::Number::New(env, accepted);
   });
 }

@@ -25,9 +25,14 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   void init(std::shared_ptr<VirtioDevice> device, VirtQueue* queue, Napi::Function callback, DeviceWrap* owner);
   // Stops completion delivery and forgets the device (it is closing).
   void stop();
+  // Hands the JS callback every completion the ring holds now (the device was just reset).
+  void deliverNow();
 
  private:
   static void onCall(void* self);
+  // Drains the ring into the JS callback. Never throws: it runs from libuv, maybe in an
+  // environment that is being torn down.
+  void deliver();
   // Calls the JS callback with `count` completions (and the broken-ring error); false once the
   // queue is gone (the callback closed the device) or the callback threw.
   bool handOver(size_t count, bool broken);

@@ -9,6 +9,17 @@
 
 namespace vdpa {
 
+namespace {
+
+// Argument 0 as the index of one of the device's queues.
+uint16_t queueIndexArg(const Napi::CallbackInfo& info, VhostVdpaTransport& t) {
+  const uint32_t index = u32Arg(info, 0, "index");
+  if (index >= t.maxQueues()) throwRangeError(info.Env(), "no such queue");
+  return static_cast<uint16_t>(index);
+}
+
+}  // namespace
+
 const napi_type_tag VhostWrap::kTag = {0x7664706176686f73ULL, 0x7400000000000005ULL};
 
 Napi::Function VhostWrap::define(Napi::Env env) {
@@ -30,7 +41,7 @@ VhostWrap::VhostWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VhostWra
 void VhostWrap::init(std::shared_ptr<VirtioDevice> device) { device_ = std::move(device); }
 
 // Reached anew on every call: the transport goes away when the device closes.
-VhostVdpaTransport& VhostWrap::vhost() { return *requireOpen(device_, "vhost").transport().asVhost(); }
+VhostVdpaTransport& VhostWrap::vhost() { return *requireIdle(device_, "vhost").transport().asVhost(); }
 
 Napi::Value VhostWrap::Info(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
@@ -67,20 +78,16 @@ Napi::Value VhostWrap::Resume(const Napi::CallbackInfo& info) {
 Napi::Value VhostWrap::VringBase(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Vhost");
-    const uint32_t index = u32Arg(info, 0, "index");
     VhostVdpaTransport& t = vhost();
-    if (index >= t.maxQueues()) throwRangeError(info.Env(), "no such queue");
-    return Napi::Number::New(info.Env(), t.getVringBase(static_cast<uint16_t>(index)));
+    return Napi::Number::New(info.Env(), t.getVringBase(queueIndexArg(info, t)));
   });
 }
 
 Napi::Value VhostWrap::VqGroup(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Vhost");
-    const uint32_t index = u32Arg(info, 0, "index");
     VhostVdpaTransport& t = vhost();
-    if (index >= t.maxQueues()) throwRangeError(info.Env(), "no such queue");
-    return Napi::Number::New(info.Env(), t.vqGroup(static_cast<uint16_t>(index)));
+    return Napi::Number::New(info.Env(), t.vqGroup(queueIndexArg(info, t)));
   });
 }
 

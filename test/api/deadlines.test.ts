@@ -85,12 +85,14 @@ describe('requestTimeout', () => {
   });
 
   test('a healthy busy device does not time out', T, async () => {
-    const blk = await openBlk('mock:blk', { requestTimeout: 50, numQueues: 2, queueSize: 16, mock: { numQueues: 2 } });
+    // The deadline is short next to the run, but far above what one read takes even on a loaded
+    // machine under the sanitizers: a tick that fired wrongly would fail the run, a slow read would not.
+    const blk = await openBlk('mock:blk', { requestTimeout: 400, numQueues: 2, queueSize: 16, mock: { numQueues: 2 } });
     try {
-      const until = Date.now() + 300;
+      const until = Date.now() + 1200;
       const buf = new Uint8Array(64 << 10);
       while (Date.now() < until) await Promise.all(Array.from({ length: 64 }, (_, i) => blk.read(i * buf.length, buf)));
-      await sleep(120); // idle longer than the deadline: nothing may fire
+      await sleep(600); // idle longer than the deadline: nothing may fire
       await blk.write(0, buf);
     } finally {
       await blk.close();

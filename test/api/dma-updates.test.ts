@@ -96,9 +96,9 @@ describe('DMA updates under I/O (strict mock, as VDUSE)', () => {
     ] as const) {
       const dev = await openDevice('mock:blk', { mock });
       try {
-        dev.negotiate(0n);
+        await dev.negotiate(0n);
         assert.equal(dev.allocInternal(4096).pending, false, 'before start: mapped at once');
-        dev.start();
+        await dev.start();
         assert.equal(dev.allocInternal(4096).pending, pendingAfterStart, `after start (${JSON.stringify(mock)})`);
       } finally {
         await dev.close();

@@ -37,14 +37,14 @@ describe('freeBuffer and queued requests', () => {
   test('a chain on a dead region fails alone; its batch-mates are submitted', T, async () => {
     const dev = await openDevice('mock:blk');
     try {
-      dev.negotiate(0n);
+      await dev.negotiate(0n);
       const results: [string, Error | undefined][] = [];
-      const q = dev.createQueue<string>(0, 8, {
+      const q = await dev.createQueue<string>(0, 8, {
         onChain: (ctx, _t, _len, err) => results.push([ctx, err]),
         maxSegments: 1,
         waiters: new TokenWaiters(),
       });
-      dev.start();
+      await dev.start();
       // The mock completes any chain (it only parses blk requests it can read): the point is the submit.
       const live = dev.allocInternal(4096);
       const doomed = dev.allocBuffer(4096);

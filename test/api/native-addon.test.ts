@@ -13,22 +13,22 @@ function gc(): void {
 
 describe('shipped addon', () => {
   test('exports only what lib/ uses (no test or benchmark hooks)', () => {
-    assert.deepEqual(Object.keys(native).sort(), ['Device', 'mockFaults', 'setErrorClass', 'vdpaDeviceInfo']);
+    assert.deepEqual(Object.keys(native).sort(), ['mockFaults', 'openDevice', 'setErrorClass', 'vdpaDeviceInfo']);
   });
 
   test('a queue delivers completions where JS reads them after its completions buffer was transferred', async () => {
-    const dev = new native.Device('mock:blk', { capacity: 1 << 20 });
+    const dev = await native.openDevice('mock:blk', { capacity: 1 << 20 });
     try {
-      dev.negotiate(0n);
+      await dev.negotiate(0n);
       const seen: [number, number][] = [];
       let done: () => void = () => {};
       const completed = new Promise<void>((resolve) => (done = resolve));
-      const q = dev.createQueue(0, 8, (count, broken) => {
+      const q = await dev.createQueue(0, 8, (count, broken) => {
         assert.equal(broken, undefined);
         for (let i = 0; i < count; i++) seen.push([q.completions[2 * i] as number, q.completions[2 * i + 1] as number]);
         done();
       });
-      dev.start();
+      await dev.start();
       const region = dev.allocRegion(4096, false);
       // virtio-blk read of sector 0: 16-byte header (type 0 = IN), 512 data bytes, 1 status byte.
       new Uint8Array(region.buffer).fill(0, 0, 16);
@@ -47,7 +47,7 @@ describe('shipped addon', () => {
       q.unref();
       assert.deepEqual(seen, [[9, 513]]);
     } finally {
-      dev.close();
+      await dev.close([0], 1000);
     }
   });
 });

@@ -47,15 +47,15 @@ describe('request splitting', () => {
   test('a chain longer than the ring can take: E2BIG with the device path and a hint', T, async () => {
     const dev: Device = await openDevice('mock:blk');
     try {
-      dev.negotiate(0n); // no indirect descriptors: a chain needs one ring slot per buffer
+      await dev.negotiate(0n); // no indirect descriptors: a chain needs one ring slot per buffer
       assert.equal(dev.features & Feature.RING_INDIRECT_DESC, 0n);
       const errors: Error[] = [];
-      const q = dev.createQueue<string>(0, 8, {
+      const q = await dev.createQueue<string>(0, 8, {
         onChain: (_ctx, _t, _len, err) => err && errors.push(err),
         maxSegments: 16,
         waiters: new TokenWaiters(),
       });
-      dev.start();
+      await dev.start();
       const mem = dev.allocInternal(4096);
       const segs = Array.from({ length: 9 }, (_, i) => ({
         region: mem.handle,

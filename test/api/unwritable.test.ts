@@ -23,7 +23,9 @@ function detach(buf: Uint8Array): void {
 
 describe('buffers that change while a request is in flight', () => {
   test('bounce reads: the broken one rejects, its neighbours complete, chunks come back', T, async () => {
-    const blk = await openBlk('mock:blk', { mock: { capacity: 1 << 20 } });
+    // blk holds its completions back 200 ms: other.close() (on the threadpool) detaches `foreign`
+    // before the read into it completes.
+    const blk = await openBlk('mock:blk', { mock: { capacity: 1 << 20, completionDelayMs: 200 } });
     const other = await openBlk('mock:blk', { mock: { capacity: 1 << 20 } });
     try {
       const data = new Rng().bytes(65536);
@@ -44,6 +46,7 @@ describe('buffers that change while a request is in flight', () => {
         ];
         // A DMA buffer of another device is plain memory to blk: bounced.
         const foreignRead = round === 0 ? blk.read(0, other.allocBuffer(8192)) : undefined;
+        foreignRead?.catch(() => {}); // awaited below, after it may have rejected
         // While the reads are with the device:
         detach(transferred);
         rab.resize(0);

@@ -305,7 +305,7 @@ function suite(target: BlkTarget): void {
       },
     );
 
-    test('close with I/O in flight: ECANCELED, then EBADF', { timeout: TEST_TIMEOUT }, async () => {
+    test('close with I/O in flight: completed or ECANCELED, then EBADF', { timeout: TEST_TIMEOUT }, async () => {
       const n = 128;
       const off = extents.take(n * 4096);
       const dma = blk.allocBuffer(n * 4096);
@@ -320,8 +320,9 @@ function suite(target: BlkTarget): void {
       for (let i = 0; i < 8; i++) await Promise.resolve();
       const closing = blk.close();
       const errors = await Promise.allSettled(reads);
+      // What the device completes while closing is delivered; only what it still holds at the reset
+      // is cancelled (test/api/close.test.ts pins both cases down with a slow and a stalled mock).
       for (const [i, r] of errors.entries()) {
-        assert.equal(r.status, 'rejected', `request ${i} should have been cancelled`);
         if (r.status === 'rejected') {
           assert.ok(r.reason instanceof VdpaError, `request ${i}: ${String(r.reason)}`);
           assert.equal(r.reason.code, 'ECANCELED', `request ${i}: ${r.reason.message}`);

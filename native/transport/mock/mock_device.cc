@@ -1,5 +1,6 @@
 #include "transport/mock/mock_device.h"
 
+#include <poll.h>
 #include <sys/epoll.h>
 
 #include "common/sys_error.h"
@@ -152,13 +153,16 @@ void MockDevice::deviceLoop() {
         if (queues_[q].ring && !queues_[q].dead) model_.drainDeferred(q, done);
     }
     first = false;
-    if (opts_.strictDmaUpdates && !done.empty()) {
-      // As a VDUSE daemon does: work on the chains with the lock released, and give up on the device
-      // when the mappings changed while they were in flight (the daemon's would be gone).
+    if (!done.empty() && (opts_.completionDelayMs > 0 || opts_.strictDmaUpdates)) {
+      // Held back without the map lock; a stop (reset) ends the wait and drops the batch.
+      // strictDmaUpdates: as a VDUSE daemon does, the device works on the chains meanwhile, and gives
+      // up on them when the mappings changed while they were in flight (the daemon's would be gone).
       lock.unlock();
-      sleepFor(std::chrono::milliseconds(2));
+      const uint32_t ms = std::max<uint32_t>(opts_.completionDelayMs, opts_.strictDmaUpdates ? 2 : 0);
+      pollfd stop{stopFd_.get(), POLLIN, 0};
+      if (retryEintr([&] { return ::poll(&stop, 1, static_cast<int>(ms)); }) != 0) return;
       lock.lock();
-      if (since != mapGeneration_.load()) {
+      if (opts_.strictDmaUpdates && since != mapGeneration_.load()) {
         giveUp();
         continue;
       }

@@ -23,8 +23,9 @@ struct MockOptions {
   bool readOnly = false;
   uint8_t mac[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
   uint16_t mtu = 1500;
-  std::string fault;        // "" or one of the fault names the transport knows
-  uint32_t faultAfter = 0;  // completions to let through before the fault hits
+  std::string fault;               // "" or one of the fault names the transport knows
+  uint32_t faultAfter = 0;         // completions to let through before the fault hits
+  uint32_t completionDelayMs = 0;  // how long each batch of completions is held back (tests)
   // Behave like a VDUSE device: chains take a moment, and a DMA mapping change while the device
   // works on chains breaks the device (NEEDS_RESET); the driver must quiesce around updates.
   bool strictDmaUpdates = false;

@@ -41,6 +41,7 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
   m.blockSize = integer<uint32_t>(bag, "blockSize", 512, 65536, m.blockSize);
   m.mtu = integer<uint16_t>(bag, "mtu", 68, 65535, m.mtu);
   m.faultAfter = integer<uint32_t>(bag, "faultAfter", 0, 4294967295.0, m.faultAfter);
+  m.completionDelayMs = integer<uint32_t>(bag, "completionDelayMs", 0, 60000, m.completionDelayMs);
   if (const OptionValue* v = find(bag, "readOnly", OptionValue::Kind::kBoolean, "a boolean")) m.readOnly = v->boolean;
   if (const OptionValue* v = find(bag, "fault", OptionValue::Kind::kString, "a string")) m.fault = v->string;
   if (const OptionValue* v = find(bag, "strictDmaUpdates", OptionValue::Kind::kBoolean, "a boolean"))

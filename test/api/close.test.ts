@@ -1,0 +1,171 @@
+// Open and close off the JS thread: what close() delivers and cancels, that it runs once, that the
+// event loop stays live meanwhile (a hang/liveness guard: a 10 ms interval must never lag 50 ms,
+// the issue's contract), and that workers and collected devices tear down safely.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { VdpaError, openBlk, openDevice, openNet } from '../../lib';
+import { describeExit, runChild } from '../helpers/child';
+import { TEST_TIMEOUT } from '../helpers/util';
+
+const T = { timeout: TEST_TIMEOUT + 5000 };
+const LAG_LIMIT_MS = 50;
+
+/** Runs `body` while a 10 ms interval measures how late the event loop lets it fire. */
+async function worstLag<R>(body: () => Promise<R>): Promise<{ lag: number; result: R }> {
+  let last = performance.now();
+  let lag = 0;
+  const timer = setInterval(() => {
+    const now = performance.now();
+    lag = Math.max(lag, now - last - 10);
+    last = now;
+  }, 10);
+  try {
+    const result = await body();
+    return { lag, result };
+  } finally {
+    clearInterval(timer);
+  }
+}
+
+function collect(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  assert.equal(typeof gc, 'function', 'run the tests with node --expose-gc');
+  (gc as () => void)();
+}
+
+describe('close() and open off the JS thread', () => {
+  test('completions that arrive while closing are successes', T, async () => {
+    // The mock holds each batch back 100 ms: the reads complete while close() waits for them.
+    const blk = await openBlk('mock:blk', { mock: { capacity: 1 << 20, completionDelayMs: 100 } });
+    const reads = Array.from({ length: 8 }, (_, i) => blk.read(i * 4096, new Uint8Array(4096)));
+    await new Promise((r) => setTimeout(r, 10)); // submitted, not yet completed
+    const { lag } = await worstLag(() => blk.close());
+    const settled = await Promise.allSettled(reads);
+    assert.deepEqual(
+      settled.map((r) => r.status),
+      reads.map(() => 'fulfilled'),
+      'every read the device completed while closing resolves',
+    );
+    assert.ok(lag < LAG_LIMIT_MS, `event loop lagged ${lag.toFixed(1)} ms while closing`);
+    await assert.rejects(blk.read(0, new Uint8Array(512)), (e: VdpaError) => e.code === 'EBADF');
+  });
+
+  test('a stalled device: close() keeps the loop live, what it holds rejects ECANCELED', T, async () => {
+    // Other test files share the CPU: a scheduling hiccup may cost one try, a close blocking the
+    // loop (about 1 s here) fails all three.
+    const lags: number[] = [];
+    for (let attempt = 0; attempt < 3 && !lags.some((l) => l < LAG_LIMIT_MS); attempt++) {
+      const blk = await openBlk('mock:blk', { requestTimeout: 0, mock: { capacity: 1 << 20, fault: 'stall' } });
+      const reads = Array.from({ length: 4 }, (_, i) => blk.read(i * 4096, new Uint8Array(4096)));
+      await new Promise((r) => setTimeout(r, 10));
+      const started = performance.now();
+      const { lag } = await worstLag(() => blk.close());
+      const took = performance.now() - started;
+      for (const r of await Promise.allSettled(reads)) {
+        assert.equal(r.status, 'rejected');
+        if (r.status === 'rejected') assert.equal((r.reason as VdpaError).code, 'ECANCELED');
+      }
+      assert.ok(took >= 900, `close() waited for the chains in flight (its 1 s budget), took ${took.toFixed(0)} ms`);
+      lags.push(lag);
+    }
+    assert.ok(
+      lags.some((l) => l < LAG_LIMIT_MS),
+      `event loop lagged ${lags.map((l) => l.toFixed(1)).join(', ')} ms while closing`,
+    );
+  });
+
+  test('requestTimeout shorter than 1 s bounds the wait of close()', T, async () => {
+    const blk = await openBlk('mock:blk', { requestTimeout: 200, mock: { capacity: 1 << 20, fault: 'stall' } });
+    const read = blk.read(0, new Uint8Array(4096));
+    await new Promise((r) => setTimeout(r, 10));
+    const started = performance.now();
+    await blk.close();
+    const took = performance.now() - started;
+    await assert.rejects(read, (e: VdpaError) => e.code === 'ECANCELED');
+    assert.ok(took < 900, `close() waited ${took.toFixed(0)} ms; requestTimeout is 200`);
+  });
+
+  test('closing a net device does not wait for its receive buffers', T, async () => {
+    const net = await openNet('mock:net');
+    const started = performance.now();
+    await net.close();
+    const took = performance.now() - started;
+    assert.ok(took < 500, `close() took ${took.toFixed(0)} ms (receive buffers are never returned by themselves)`);
+  });
+
+  test('close() twice returns the same promise', T, async () => {
+    const dev = await openDevice('mock:blk');
+    const first = dev.close();
+    assert.equal(dev.close(), first);
+    await first;
+    assert.equal(dev.close(), first);
+    assert.equal(dev.closed, true);
+  });
+
+  test('opening keeps the event loop live', T, async () => {
+    const { lag, result } = await worstLag(async () => {
+      const devices = [];
+      for (let i = 0; i < 10; i++) devices.push(await openBlk('mock:blk', { mock: { capacity: 1 << 20 } }));
+      for (const d of devices) await d.close();
+      return devices.length;
+    });
+    assert.equal(result, 10);
+    assert.ok(lag < LAG_LIMIT_MS, `event loop lagged ${lag.toFixed(1)} ms while opening`);
+  });
+
+  test('a device dropped while its close runs on the threadpool is collected safely', T, async () => {
+    let closes: Promise<void>[] = [];
+    await (async () => {
+      for (let i = 0; i < 4; i++) {
+        const blk = await openBlk('mock:blk', { requestTimeout: 300, mock: { capacity: 1 << 20, fault: 'stall' } });
+        void blk.read(0, new Uint8Array(4096)).catch(() => {});
+        await new Promise((r) => setTimeout(r, 5));
+        closes.push(blk.close());
+      }
+    })();
+    for (let i = 0; i < 5; i++) {
+      collect();
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await Promise.all(closes);
+    closes = [];
+    collect();
+  });
+
+  test('worker.terminate() with requests in flight: the process survives and exits 0', T, async () => {
+    const r = await runChild(
+      `const { Worker } = require('node:worker_threads');
+       const w = new Worker(\`
+         const { parentPort } = require('node:worker_threads');
+         const { openBlk } = require(\${JSON.stringify(LIB)});
+         openBlk('mock:blk', { mock: { capacity: 1 << 20, completionDelayMs: 5 } }).then((blk) => {
+           for (let i = 0; i < 32; i++) blk.read(0, new Uint8Array(4096)).catch(() => {});
+           parentPort.postMessage('busy');
+           setInterval(() => { for (let i = 0; i < 8; i++) blk.read(0, new Uint8Array(512)).catch(() => {}); }, 1);
+         });\`, { eval: true });
+       w.on('message', () => setTimeout(() => w.terminate(), 30));
+       w.on('exit', (code) => console.log('worker exit', code));`,
+      TEST_TIMEOUT,
+    );
+    assert.equal(r.code, 0, describeExit(r));
+    assert.match(r.stdout, /worker exit 1/, describeExit(r));
+    assert.doesNotMatch(r.stderr, /terminate called|Napi::Error/, describeExit(r));
+  });
+
+  test('process.exit() from a worker with requests in flight', T, async () => {
+    const r = await runChild(
+      `const { Worker } = require('node:worker_threads');
+       const w = new Worker(\`
+         const { openBlk } = require(\${JSON.stringify(LIB)});
+         openBlk('mock:blk', { mock: { capacity: 1 << 20, completionDelayMs: 5 } }).then((blk) => {
+           for (let i = 0; i < 32; i++) blk.read(0, new Uint8Array(4096)).catch(() => {});
+           setTimeout(() => process.exit(3), 20);
+         });\`, { eval: true });
+       w.on('exit', (code) => console.log('worker exit', code));`,
+      TEST_TIMEOUT,
+    );
+    assert.equal(r.code, 0, describeExit(r));
+    assert.match(r.stdout, /worker exit 3/, describeExit(r));
+    assert.doesNotMatch(r.stderr, /terminate called|Napi::Error/, describeExit(r));
+  });
+});
