@@ -143,7 +143,7 @@ export class BlkDevice {
     this.maxRequest = Math.max(SECTOR, Math.min(MAX_REQUEST_BYTES, segMax * this.sizeMax) & ~(SECTOR - 1));
     this.maxDiscardSectors = field(BlkConfig.maxDiscardSectors, BlkFeature.DISCARD, 0) || 0xffffffff;
     this.maxZeroesSectors = field(BlkConfig.maxWriteZeroesSectors, BlkFeature.WRITE_ZEROES, 0) || 0xffffffff;
-    this.bounce = new BouncePool(device, device.transport === 'vhost-vdpa' ? 1 : BOUNCE_REGIONS_MAX);
+    this.bounce = new BouncePool(device, BOUNCE_REGIONS_MAX);
     // Requests waiting for a bounce chunk see the failure (queue waiters are woken by the queues).
     device.onFailure(() => this.bounce.wakeAll());
   }

@@ -16,17 +16,19 @@ export class BouncePool {
   private readonly free: BounceChunk[] = [];
   private regions = 0;
   private chunks = 0;
+  /** A region whose mapping is deferred (vhost-vdpa: until the device is idle) is on its way. */
+  private growing = false;
   /** Callbacks waiting for a chunk, oldest first. */
   private readonly waiters = new Fifo<() => void>();
 
   /**
-   * One region is mapped at open, before any I/O. On vhost-vdpa the pool stays at that size: a
-   * mapping change while requests are in flight makes a VDUSE device re-map everything (its daemon
-   * drops the buffers of requests it is working on), so no IOTLB update may happen under I/O.
+   * One region is mapped at open, before any I/O; more as requests need them, up to `maxRegions`. On
+   * vhost-vdpa a new region's mapping waits until the device is idle (see Device.allocBuffer): its
+   * chunks join the pool once it is mapped.
    */
   constructor(
     private readonly device: Device,
-    private readonly maxRegions: number,
+    private maxRegions: number,
   ) {
     this.grow();
   }
@@ -37,7 +39,7 @@ export class BouncePool {
   }
 
   acquire(): BounceChunk | undefined {
-    if (this.free.length === 0 && this.regions < this.maxRegions) {
+    if (this.free.length === 0 && !this.growing && this.regions < this.maxRegions) {
       try {
         this.grow();
       } catch {
@@ -65,10 +67,25 @@ export class BouncePool {
   }
 
   private grow(): void {
-    const r = this.device.allocInternal(BOUNCE_REGION);
+    const r = this.device.allocInternal(BOUNCE_REGION, (err) => {
+      this.growing = false;
+      if (err) {
+        // Refused (out of pinnable memory, say): make do with what is mapped.
+        this.regions--;
+        this.maxRegions = this.regions;
+        return;
+      }
+      this.addChunks(r.handle, r.bytes);
+      while (this.free.length > 0 && this.waiters.length > 0) (this.waiters.shift() as () => void)();
+    });
     this.regions++;
+    if (r.pending) this.growing = true;
+    else this.addChunks(r.handle, r.bytes);
+  }
+
+  private addChunks(handle: number, bytes: Uint8Array): void {
     for (let off = 0; off < BOUNCE_REGION; off += BOUNCE_CHUNK) {
-      this.free.push({ region: r.handle, offset: off, bytes: r.bytes.subarray(off, off + BOUNCE_CHUNK) });
+      this.free.push({ region: handle, offset: off, bytes: bytes.subarray(off, off + BOUNCE_CHUNK) });
       this.chunks++;
     }
   }

@@ -2,6 +2,7 @@ import { constants as bufferConstants } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { DeviceType, Feature, Status } from './constants';
 import { DeadlineWheel } from './deadline';
+import { DmaUpdates, type MappedCallback } from './dma-updates';
 import { VdpaError, vdpaError, type ErrnoCode } from './errors';
 import { native, type NativeCompletionCallback, type NativeDevice, type NativeRegion } from './native';
 import { requestTimeoutOf, toNativeOptions, type OpenOptions } from './options';
@@ -34,6 +35,8 @@ export interface DmaRegion {
   readonly native: NativeRegion;
   /** Request pieces the device holds (or that wait to be submitted) using this buffer. */
   pins: number;
+  /** Why the device refused the (deferred) mapping of this buffer, if it did. */
+  mapError?: VdpaError;
 }
 
 /** Buffers freed by {@link Device.freeBuffer} on any device: passing one to a request is a TypeError. */
@@ -101,6 +104,8 @@ export class Device extends EventEmitter {
   private cancelledWith: VdpaError | undefined;
   private failedWith: VdpaError | undefined;
   private referenced = true;
+  /** Made at the first buffer allocated or freed after open. */
+  private dmaUpdates: DmaUpdates | undefined;
 
   /** @internal Use {@link openDevice}. */
   constructor(path: string, nativeDevice: NativeDevice, requestTimeout: number) {
@@ -164,23 +169,29 @@ export class Device extends EventEmitter {
    * buffer are zero-copy. It stays valid until {@link freeBuffer} or {@link close}; after that the
    * view is detached (length 0).
    *
-   * On vhost-vdpa, allocate (and free) buffers while no requests are in flight: each call is an
-   * IOTLB update, and a VDUSE device answers one by re-mapping everything, dropping the buffers of
-   * requests its daemon is working on.
+   * Safe at any time, also with requests in flight. On vhost-vdpa the registration (an IOTLB update)
+   * must not race I/O — a VDUSE daemon drops the mappings of the requests it is working on — so it
+   * happens after this call returns: new requests wait while the device finishes those it holds
+   * (at most {@link OpenOptions.requestTimeout}), the updates made meanwhile are applied in one
+   * batch off the JS thread, and the waiting requests go out. Should the device refuse the mapping,
+   * requests using the buffer reject with its error. Elsewhere the buffer is registered at once.
    */
   allocBuffer(size: number, options: AllocOptions = {}): Uint8Array {
     checkInteger(size, 'size', 1, MAX_BUFFER);
     checkObject(options, 'options');
     if (options.hugePages !== undefined) checkBoolean(options.hugePages, 'options.hugePages');
     const region = this.live('allocBuffer').allocRegion(size, options.hugePages === true);
-    this.regions.set(region.buffer, { native: region, pins: 0 });
+    const entry: DmaRegion = { native: region, pins: 0 };
+    this.regions.set(region.buffer, entry);
+    this.dma.changed(region.handle, region.pending, (err) => (entry.mapError = err));
     return new Uint8Array(region.buffer, 0, size);
   }
 
   /**
    * Unregisters and unmaps a buffer from {@link allocBuffer}; its views become detached. A buffer a
    * request holds is refused with a VdpaError `code: 'EBUSY'`: wait for the request to settle (an
-   * aborted or timed-out request holds it until the device returns it or {@link close}).
+   * aborted or timed-out request holds it until the device returns it or {@link close}). Safe with
+   * other requests in flight: on vhost-vdpa the unmap is deferred as {@link allocBuffer} describes.
    */
   freeBuffer(buffer: Uint8Array): void {
     const entry = buffer instanceof Uint8Array ? this.regions.get(buffer.buffer as ArrayBuffer) : undefined;
@@ -196,6 +207,7 @@ export class Device extends EventEmitter {
     this.regions.delete(entry.native.buffer);
     freedBuffers.add(entry.native.buffer);
     entry.native.free();
+    this.dma.changed(entry.native.handle, false);
   }
 
   /**
@@ -205,17 +217,28 @@ export class Device extends EventEmitter {
   dmaLocation(buffer: Uint8Array): { region: DmaRegion; offset: number } | undefined {
     const ab = buffer.buffer as ArrayBuffer;
     const region = this.regions.get(ab);
+    if (region?.mapError) throw region.mapError;
     if (region) return { region, offset: buffer.byteOffset };
     if (freedBuffers.has(ab)) throw new TypeError('buffer was freed with freeBuffer() and cannot be used');
     return undefined;
   }
 
-  /** @internal Allocates memory only the library uses (headers, bounce buffers). */
-  allocInternal(size: number): { handle: number; bytes: Uint8Array } {
+  /**
+   * @internal Allocates memory only the library uses (headers, bounce buffers). `pending`: its
+   * mapping is deferred (see {@link allocBuffer}); `onMapped` runs once it was applied or refused.
+   */
+  allocInternal(size: number, onMapped?: MappedCallback): { handle: number; bytes: Uint8Array; pending: boolean } {
     const region = this.live('allocBuffer').allocRegion(size, false);
     // Held for the device's lifetime: a collected region would be unmapped under the device.
     this.internalRegions.push(region);
-    return { handle: region.handle, bytes: new Uint8Array(region.buffer) };
+    if (region.pending) this.dma.changed(region.handle, true, onMapped);
+    return { handle: region.handle, bytes: new Uint8Array(region.buffer), pending: region.pending };
+  }
+
+  /** Where deferred DMA updates are coordinated with the queues. */
+  private get dma(): DmaUpdates {
+    this.dmaUpdates ??= new DmaUpdates(this.nativeDevice, this.queues);
+    return this.dmaUpdates;
   }
 
   /**
@@ -239,6 +262,9 @@ export class Device extends EventEmitter {
       maxSegments: options.maxSegments,
       waiters: options.waiters,
       deadline: options.timed === false ? undefined : this.deadline,
+      held: () => this.dmaUpdates?.holding === true,
+      drained: () => this.dmaUpdates?.drained(),
+      drainsForDma: options.timed !== false,
       wantRef: () => this.referenced && keepAlive(),
       describeSubmitError: (err) => this.describeSubmitError(err),
     });
@@ -353,6 +379,7 @@ export class Device extends EventEmitter {
 
   /** Fails every queue with `err`: all are marked first, so no waiter moves to one still open. */
   private failQueues(err: VdpaError, reset: boolean): void {
+    this.dmaUpdates?.stop(err);
     for (const q of this.queues) q.markFailed(err);
     for (const q of this.queues) {
       if (reset) q.reset(err);

@@ -18,6 +18,7 @@ export interface NativeOpenOptions {
   fault?: string;
   faultAfter?: number;
   completionDelayMs?: number;
+  strictDmaUpdates?: boolean;
 }
 
 export interface NativeDeviceInfo {
@@ -35,6 +36,8 @@ export interface NativeRegion {
   readonly handle: number;
   readonly size: number;
   readonly hugePages: boolean;
+  /** The mapping is queued: applied by the next {@link NativeDevice.applyDmaUpdates}. */
+  readonly pending: boolean;
   free(): void;
 }
 
@@ -82,6 +85,10 @@ export interface NativeDevice {
   /** Queue setup on the threadpool (the device refuses other calls with EBUSY meanwhile). */
   createQueue(index: number, size: number, onComplete: NativeCompletionCallback): Promise<NativeQueue>;
   allocRegion(size: number, hugePages: boolean): NativeRegion;
+  /** Whether region mappings or unmaps are queued (transports that quiesce around DMA updates). */
+  dmaPending(): boolean;
+  /** Applies the queued DMA updates on the threadpool; no chain may be on the device meanwhile. */
+  applyDmaUpdates(done: (failures: { handle: number; error: VdpaError }[]) => void): void;
   /** Enables the queues and sets DRIVER_OK, on the threadpool. */
   start(): Promise<void>;
   onConfigChange(callback: (kind: 'config' | 'removal') => void): void;

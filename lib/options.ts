@@ -40,6 +40,12 @@ export interface MockOptions {
    * arrives while the driver is busy (e.g. closing). Default 0.
    */
   completionDelayMs?: number;
+  /**
+   * Behave like a VDUSE device: each batch of chains takes about 2 ms, and a DMA mapping change while
+   * the device works on chains breaks it (DEVICE_NEEDS_RESET). The library then quiesces the device
+   * around every mapping change, as it does on vhost-vdpa. Default false.
+   */
+  strictDmaUpdates?: boolean;
 }
 
 /** Options for {@link openDevice}; device-specific openers add their own. */
@@ -77,6 +83,7 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'fault',
   'faultAfter',
   'completionDelayMs',
+  'strictDmaUpdates',
 ];
 
 /**
@@ -107,6 +114,7 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
   if (o.sizeMax !== undefined) n.sizeMax = checkInteger(o.sizeMax, 'mock.sizeMax', 512, 2 ** 31);
   if (o.blockSize !== undefined) n.blockSize = checkInteger(o.blockSize, 'mock.blockSize', 512, 65536);
   if (o.readOnly !== undefined) n.readOnly = checkBoolean(o.readOnly, 'mock.readOnly');
+  if (o.strictDmaUpdates !== undefined) n.strictDmaUpdates = checkBoolean(o.strictDmaUpdates, 'mock.strictDmaUpdates');
   if (o.mtu !== undefined) n.mtu = checkInteger(o.mtu, 'mock.mtu', 68, 65535);
   if (o.faultAfter !== undefined) n.faultAfter = checkInteger(o.faultAfter, 'mock.faultAfter', 0, 2 ** 32 - 1);
   if (o.completionDelayMs !== undefined)

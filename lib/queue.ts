@@ -66,6 +66,12 @@ export interface QueueHooks<C> {
   waiters: TokenWaiters;
   /** Deadlines for the chains of this queue; undefined = none (receive buffers wait for traffic). */
   deadline?: DeadlineWheel | undefined;
+  /** While true, queued chains stay off the device (a DMA update waits for the device to be idle). */
+  held?: () => boolean;
+  /** The device no longer holds any chain of this queue. */
+  drained?: () => void;
+  /** Whether a DMA update waits for this queue's chains (receive buffers wait for traffic: no). */
+  drainsForDma?: boolean;
 }
 
 const WORDS_PER_SEGMENT = 4;
@@ -102,6 +108,15 @@ export class QueueDriver<C> {
   /** Chains the device holds or that wait for the next submit. */
   get pending(): number {
     return this.inFlight;
+  }
+
+  /** Chains the device holds (submitted, not yet returned). */
+  get onDevice(): number {
+    return this.inFlight - this.batchChains;
+  }
+
+  get drainsForDma(): boolean {
+    return this.hooks.drainsForDma !== false;
   }
 
   /** The error this queue failed with, if it did. */
@@ -148,7 +163,7 @@ export class QueueDriver<C> {
   /** Submits every queued chain the ring has room for; the rest stay queued for the next completion. */
   flush(): void {
     this.flushScheduled = false;
-    if (this.batchChains === 0 || this.failure) return;
+    if (this.batchChains === 0 || this.failure || this.hooks.held?.() === true) return;
     let accepted: number;
     try {
       accepted = this.nativeQueue.submit(this.batch, this.batchChains);
@@ -167,6 +182,7 @@ export class QueueDriver<C> {
     for (let i = 0; i < count; i++) this.finish(c[2 * i] as number, c[2 * i + 1] as number, undefined);
     if (broken !== undefined) this.fail(broken);
     if (this.batchChains > 0) this.flush();
+    if (this.onDevice === 0) this.hooks.drained?.();
   }
 
   /**

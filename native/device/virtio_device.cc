@@ -63,11 +63,15 @@ uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
   if (closed_) throwSys(EBADF, "region", path_, "the device is closed");
   const uint64_t align = std::max<uint64_t>(transport_->iovaAlignment(), region->pageSize());
   const uint64_t iova = iova_.allocate(region->size(), align);
-  try {
-    transport_->mapDma(iova, region->data(), region->size());
-  } catch (...) {
-    iova_.release(iova, region->size());
-    throw;
+  const bool defer = deferDmaUpdates();
+  if (!defer) {
+    try {
+      std::lock_guard<std::mutex> lock(dmaLock_);
+      transport_->mapDma(iova, region->data(), region->size());
+    } catch (...) {
+      iova_.release(iova, region->size());
+      throw;
+    }
   }
   // Reuse a free handle slot so long-running programs do not grow the table.
   uint32_t handle = 0;
@@ -81,7 +85,8 @@ uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
     handle = static_cast<uint32_t>(regions_.size());
     regions_.emplace_back();
   }
-  regions_[handle] = Registered{std::move(region), iova};
+  if (defer) dmaJobs_.push_back(DmaJob{true, handle, iova, region, nullptr});
+  regions_[handle] = Registered{std::move(region), iova, defer ? MapState::kQueued : MapState::kMapped};
   return handle;
 }
 
@@ -106,8 +111,77 @@ void VirtioDevice::removeRegion(uint32_t handle) {
   }
   Registered r = std::move(regions_[handle]);
   regions_[handle] = Registered{};
-  iova_.release(r.iova, r.region->size());
-  if (!closed_) transport_->unmapDma(r.iova, r.region->size());
+  if (closed_) return iova_.release(r.iova, r.region->size());
+  if (!deferDmaUpdates()) {
+    iova_.release(r.iova, r.region->size());
+    std::lock_guard<std::mutex> lock(dmaLock_);
+    return transport_->unmapDma(r.iova, r.region->size());
+  }
+  // A mapping still queued, or refused, is simply dropped; otherwise the unmap queues behind it, and
+  // the IOVA stays reserved until the unmap took (finishDmaJobs).
+  if (r.state == MapState::kQueued)
+    dmaJobs_.erase(
+        std::find_if(dmaJobs_.begin(), dmaJobs_.end(), [&](const DmaJob& j) { return j.map && j.handle == handle; }));
+  if (r.state == MapState::kQueued || r.state == MapState::kFailed) return iova_.release(r.iova, r.region->size());
+  dmaJobs_.push_back(DmaJob{false, handle, r.iova, std::move(r.region), nullptr});
+}
+
+std::vector<VirtioDevice::DmaJob> VirtioDevice::takeDmaJobs() {
+  for (const DmaJob& j : dmaJobs_)
+    if (j.map) regions_[j.handle].state = MapState::kApplying;
+  return std::move(dmaJobs_);
+}
+
+void VirtioDevice::applyDmaJobs(std::vector<DmaJob>& jobs) {
+  std::lock_guard<std::mutex> lock(dmaLock_);
+  if (!transport_ || jobs.empty()) return;  // closed meanwhile
+  Transport& t = *transport_;
+  std::exception_ptr batchError;
+  try {
+    t.beginDmaBatch();
+  } catch (...) {
+    batchError = std::current_exception();
+  }
+  for (DmaJob& j : jobs) {
+    if (batchError) {
+      j.error = batchError;
+      continue;
+    }
+    try {
+      if (j.map)
+        t.mapDma(j.iova, j.region->data(), j.region->size());
+      else
+        t.unmapDma(j.iova, j.region->size());
+    } catch (...) {
+      j.error = std::current_exception();
+    }
+  }
+  try {
+    t.endDmaBatch();
+  } catch (...) {
+    // The updates were written; a refused BATCH_END leaves nothing to undo.
+  }
+}
+
+void VirtioDevice::finishDmaJobs(const std::vector<DmaJob>& jobs) {
+  for (const DmaJob& j : jobs) {
+    if (!j.map) {
+      // A refused unmap keeps its IOVA reserved: the range may still be live in the device.
+      if (!j.error || closed_) iova_.release(j.iova, j.region->size());
+      continue;
+    }
+    if (j.handle < regions_.size() && regions_[j.handle].region == j.region) {
+      regions_[j.handle].state = j.error ? MapState::kFailed : MapState::kMapped;
+      continue;
+    }
+    // Removed while its mapping was applied: an unmap is queued behind it, which has nothing to do
+    // when the mapping was refused.
+    if (!j.error) continue;
+    auto unmap =
+        std::find_if(dmaJobs_.begin(), dmaJobs_.end(), [&](const DmaJob& u) { return !u.map && u.region == j.region; });
+    if (unmap != dmaJobs_.end()) dmaJobs_.erase(unmap);
+    iova_.release(j.iova, j.region->size());
+  }
 }
 
 VirtQueue& VirtioDevice::createQueue(uint16_t index, uint16_t size) {
@@ -142,6 +216,7 @@ void VirtioDevice::start() {
   for (auto& q : queues_)
     if (q) transport_->enableQueue(q->index);
   transport_->setStatus(transport_->status() | kStatusDriverOk);
+  started_ = true;
 }
 
 bool VirtioDevice::awaitedIdle() const {
@@ -168,6 +243,7 @@ void VirtioDevice::closeOnWorker(std::chrono::milliseconds budget) {
     std::unique_lock<std::mutex> lock(idleLock_);
     idle_.wait_for(lock, std::min(budget, kQuiesceBudget), [this] { return awaitedIdle(); });
   }
+  std::lock_guard<std::mutex> dmaLock(dmaLock_);  // a DMA update on another thread finishes first
   // Reset first: after it the device no longer reads rings or writes buffers, so unmapping is safe.
   try {
     transport_->reset();
@@ -192,6 +268,7 @@ void VirtioDevice::closeEnd() {
   queues_.clear();
   regions_.resize(1);
   deferredRemovals_.clear();
+  dmaJobs_.clear();  // the transport, and every mapping with it, is gone
 }
 
 void VirtioDevice::close() {

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -77,17 +78,40 @@ class VirtioDevice {
   // which a 1.x driver behind an IOMMU must accept), FEATURES_OK and read it back.
   uint64_t negotiate(uint64_t wanted);
 
-  // Makes a region visible to the device; returns its handle (never 0).
+  // Makes a region visible to the device; returns its handle (never 0). On a transport whose DMA
+  // updates need quiescing, once the device runs, the mapping is only queued (mapped() is false
+  // until applyDmaJobs()/finishDmaJobs() ran); so is the unmap of removeRegion.
   uint32_t addRegion(std::shared_ptr<MemoryRegion> region);
   void removeRegion(uint32_t handle);
-  // (handle, offset, len) -> device address, or false when the range is not inside a live region.
+  bool mapped(uint32_t handle) const {
+    return handle != 0 && handle < regions_.size() && regions_[handle].region &&
+           regions_[handle].state == MapState::kMapped;
+  }
+  // (handle, offset, len) -> device address, or false when the range is not inside a live region
+  // the device can reach yet.
   bool translate(uint32_t handle, uint64_t offset, uint64_t len, uint64_t* iova) const {
-    if (handle == 0 || handle >= regions_.size() || !regions_[handle].region) return false;
+    if (!mapped(handle)) return false;
     const Registered& r = regions_[handle];
     if (len == 0 || !r.region->contains(offset, len)) return false;
     *iova = r.iova + offset;
     return true;
   }
+
+  // ---- deferred DMA updates: queued on the JS thread, applied on a worker thread while the caller
+  // keeps every chain off the device, finished on the JS thread.
+  struct DmaJob {
+    bool map = false;  // else unmap
+    uint32_t handle = 0;
+    uint64_t iova = 0;
+    std::shared_ptr<MemoryRegion> region;  // the pages stay allocated until the job ran
+    std::exception_ptr error;              // set by applyDmaJobs when the transport refused
+  };
+  bool dmaPending() const { return !dmaJobs_.empty(); }
+  std::vector<DmaJob> takeDmaJobs();
+  // Any thread: makes the transport calls (one IOTLB batch). Does nothing once the device is closed.
+  void applyDmaJobs(std::vector<DmaJob>& jobs);
+  // JS thread: regions whose mapping took become mapped; IOVAs of unmapped regions are free again.
+  void finishDmaJobs(const std::vector<DmaJob>& jobs);
 
   // Allocates ring memory and tells the device about queue `index`. Call after negotiate().
   VirtQueue& createQueue(uint16_t index, uint16_t size);
@@ -129,10 +153,13 @@ class VirtioDevice {
  private:
   bool awaitedIdle() const;
 
+  enum class MapState { kQueued, kApplying, kMapped, kFailed };
   struct Registered {
     std::shared_ptr<MemoryRegion> region;
     uint64_t iova = 0;
+    MapState state = MapState::kMapped;
   };
+  bool deferDmaUpdates() const { return started_ && transport_->dmaUpdatesNeedQuiesce(); }
 
   const std::string path_;
   std::unique_ptr<Transport> transport_;
@@ -140,6 +167,7 @@ class VirtioDevice {
   std::vector<Registered> regions_{1};  // handle 0 is never valid
   std::vector<std::unique_ptr<VirtQueue>> queues_;
   uint64_t features_ = 0;
+  bool started_ = false;
   bool closed_ = false;
   bool busy_ = false;
   std::vector<uint32_t> deferredRemovals_;
@@ -147,6 +175,10 @@ class VirtioDevice {
   bool closedOnWorker_ = false;
   std::mutex idleLock_;
   std::condition_variable idle_;
+  std::vector<DmaJob> dmaJobs_;  // queued, not yet taken
+  // Held by applyDmaJobs and closeOnWorker (two threadpool threads): the transport's mappings are
+  // touched by one thread at a time, and the transport is not dropped under a DMA update.
+  std::mutex dmaLock_;
 };
 
 }  // namespace vdpa

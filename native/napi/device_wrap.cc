@@ -76,6 +76,8 @@ Napi::Function DeviceWrap::define(Napi::Env env) {
                          InstanceMethod<&DeviceWrap::MaxQueueSize>("maxQueueSize"),
                          InstanceMethod<&DeviceWrap::CreateQueue>("createQueue"),
                          InstanceMethod<&DeviceWrap::AllocRegion>("allocRegion"),
+                         InstanceMethod<&DeviceWrap::DmaPending>("dmaPending"),
+                         InstanceMethod<&DeviceWrap::ApplyDmaUpdates>("applyDmaUpdates"),
                          InstanceMethod<&DeviceWrap::Start>("start"),
                          InstanceMethod<&DeviceWrap::OnConfigChange>("onConfigChange"),
                          InstanceMethod<&DeviceWrap::Close>("close"),
@@ -291,6 +293,20 @@ Napi::Value DeviceWrap::AllocRegion(const Napi::CallbackInfo& info) {
     regions_ = std::move(live);
     regions_.push_back(Napi::Weak(obj));
     return obj;
+  });
+}
+
+Napi::Value DeviceWrap::DmaPending(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    return dmaPending(info, device_);
+  });
+}
+
+Napi::Value DeviceWrap::ApplyDmaUpdates(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    return applyDmaUpdates(info, device_);
   });
 }
 

@@ -60,6 +60,8 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value MaxQueueSize(const Napi::CallbackInfo& info);
   Napi::Value CreateQueue(const Napi::CallbackInfo& info);
   Napi::Value AllocRegion(const Napi::CallbackInfo& info);
+  Napi::Value DmaPending(const Napi::CallbackInfo& info);
+  Napi::Value ApplyDmaUpdates(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value OnConfigChange(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);

@@ -1,11 +1,67 @@
 #include "napi/region_wrap.h"
 
+#include <exception>
 #include <utility>
 
 #include "napi/args.h"
+#include "napi/device_wrap.h"
 #include "napi/errors.h"
 
 namespace vdpa {
+
+namespace {
+
+class DmaUpdateWorker final : public Napi::AsyncWorker {
+ public:
+  DmaUpdateWorker(Napi::Function callback, std::shared_ptr<VirtioDevice> device)
+      : Napi::AsyncWorker(callback, "vdpa:dmaUpdate"), device_(std::move(device)), jobs_(device_->takeDmaJobs()) {}
+
+  // The IOTLB writes: a VDUSE device waits for its daemon's answer.
+  void Execute() override { device_->applyDmaJobs(jobs_); }
+
+  void OnOK() override {
+    Napi::Env env = Env();
+    device_->finishDmaJobs(jobs_);
+    Napi::Array failures = Napi::Array::New(env);
+    for (const auto& j : jobs_) {
+      if (!j.map || !j.error) continue;
+      Napi::Object f = Napi::Object::New(env);
+      f.Set("handle", Napi::Number::New(env, j.handle));
+      f.Set("error", toJsError(env, j.error));
+      failures.Set(failures.Length(), f);
+    }
+    Callback().Call({failures});
+  }
+
+ private:
+  static Napi::Value toJsError(Napi::Env env, const std::exception_ptr& error) {
+    try {
+      std::rethrow_exception(error);
+    } catch (const SysError& e) {
+      return makeVdpaError(env, e).Value();
+    } catch (const std::exception& e) {
+      return Napi::Error::New(env, e.what()).Value();
+    } catch (...) {
+      return Napi::Error::New(env, "DMA mapping failed").Value();
+    }
+  }
+
+  std::shared_ptr<VirtioDevice> device_;
+  std::vector<VirtioDevice::DmaJob> jobs_;
+};
+
+}  // namespace
+
+Napi::Value dmaPending(const Napi::CallbackInfo& info, const std::shared_ptr<VirtioDevice>& device) {
+  return Napi::Boolean::New(info.Env(), device && !device->closed() && device->dmaPending());
+}
+
+Napi::Value applyDmaUpdates(const Napi::CallbackInfo& info, const std::shared_ptr<VirtioDevice>& device) {
+  Napi::Function callback = functionArg(info, 0, "callback");
+  requireOpen(device, "allocBuffer");
+  (new DmaUpdateWorker(callback, device))->Queue();
+  return info.Env().Undefined();
+}
 
 const napi_type_tag RegionWrap::kTag = {0x7664706172656769ULL, 0x6f6e000000000003ULL};
 
@@ -42,6 +98,7 @@ void RegionWrap::init(std::shared_ptr<VirtioDevice> device, std::shared_ptr<Memo
   self.Set("handle", Napi::Number::New(env, handle));
   self.Set("size", Napi::Number::New(env, static_cast<double>(region_->size())));
   self.Set("hugePages", Napi::Boolean::New(env, region_->hugePages()));
+  self.Set("pending", Napi::Boolean::New(env, !device_->mapped(handle)));
 }
 
 void RegionWrap::free(Napi::Env env) {

@@ -4,11 +4,19 @@
 #include <napi.h>
 
 #include <memory>
+#include <vector>
 
 #include "device/virtio_device.h"
 #include "memory/memory_region.h"
 
 namespace vdpa {
+
+// Whether the device has region mappings or unmaps queued (see VirtioDevice::addRegion).
+Napi::Value dmaPending(const Napi::CallbackInfo& info, const std::shared_ptr<VirtioDevice>& device);
+// applyDmaUpdates(callback): applies the queued updates on the threadpool (the caller keeps every
+// chain off the device meanwhile), then calls callback(failures), failures = [{ handle, error }] for
+// the mappings the device refused.
+Napi::Value applyDmaUpdates(const Napi::CallbackInfo& info, const std::shared_ptr<VirtioDevice>& device);
 
 class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
  public:

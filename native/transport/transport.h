@@ -60,6 +60,13 @@ class Transport {
   virtual uint64_t iovaAlignment() = 0;
   virtual void mapDma(uint64_t iova, void* host, uint64_t len) = 0;
   virtual void unmapDma(uint64_t iova, uint64_t len) = 0;
+  // True when a mapping change while the device works on chains breaks those chains (a VDUSE daemon
+  // drops the mappings it uses), and the change may block: then, once the device runs, the core
+  // applies mapping changes off the JS thread while no chain is in flight (see VirtioDevice).
+  virtual bool dmaUpdatesNeedQuiesce() const { return false; }
+  // Bracket a run of mapDma/unmapDma calls the device may apply as one (IOTLB batching).
+  virtual void beginDmaBatch() {}
+  virtual void endDmaBatch() {}
 
   // Tells the device where queue `a.index` lives and which eventfd to signal on completion.
   virtual void setupQueue(const QueueAddresses& a, int callFd) = 0;

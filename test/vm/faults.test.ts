@@ -1,12 +1,13 @@
 // Faults against a real vhost-vdpa device (VDUSE + qemu-storage-daemon) in the VM: the daemon
-// SIGKILLed with I/O in flight, close() with I/O in flight, a non-root open, the vhost-vdpa control
+// SIGKILLed with I/O in flight (requests time out, close() does not block the event loop), close()
+// with I/O in flight, a non-root open, the vhost-vdpa control
 // surface (SUSPEND/RESUME on VDUSE, which lacks them, fail cleanly).
 // Devices are not removed here: `vdpa dev del` blocks while this process holds the fd, so
 // scripts/vm/guest-tests.sh removes every vdpa device once the test process has exited.
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import path from 'node:path';
-import { describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { BackendFeature, openBlk } from '../../lib';
 import { IN_VM, ROOT, SKIP_REASON, daemonPid, image, startBlk, within } from './vm-env';
 
@@ -97,56 +98,105 @@ if (!IN_VM) {
       }
     });
 
-    it('qemu-storage-daemon SIGKILLed with I/O in flight: requests fail, nothing hangs, the process exits', async () => {
-      const dev = startBlk('fkill', image('faults-kill.img'), 1, 64);
-      const child = spawn(process.execPath, [path.join(__dirname, 'fault-child.js'), dev, '10000'], {
-        stdio: ['pipe', 'pipe', 'pipe'],
+    describe('qemu-storage-daemon SIGKILLed with I/O in flight (requestTimeout 3000)', () => {
+      const REQUEST_TIMEOUT = 3000;
+      interface KillResult {
+        code: number | null;
+        exitMs: number;
+        r: {
+          inFlightAtKill: number;
+          settledAlone: boolean;
+          pendingBeforeClose: number;
+          closeMs: number;
+          closeError?: string;
+          timeoutEvents: number;
+          maxLag: Record<'warmup' | 'io' | 'after-kill' | 'close', number>;
+          lagAt: Record<'warmup' | 'io' | 'after-kill' | 'close', number>;
+          errors: { code?: string; message: string; afterMs: number; phase: string }[];
+        };
+      }
+      let dev = '';
+      let result: KillResult | undefined;
+      let setupError: Error | undefined;
+
+      before(async () => {
+        dev = startBlk('fkill', image('faults-kill.img'), 1, 64);
+        const child = spawn(process.execPath, [path.join(__dirname, 'fault-child.js'), dev, String(REQUEST_TIMEOUT)], {
+          stdio: ['pipe', 'pipe', 'pipe'],
+        });
+        let stdout = '';
+        let stderr = '';
+        child.stderr.on('data', (d) => (stderr += d));
+        const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+        const hardTimeout = setTimeout(() => child.kill('SIGKILL'), 150_000);
+        try {
+          await within(
+            new Promise<void>((resolve, reject) => {
+              child.stdout.on('data', (d) => {
+                stdout += d;
+                if (stdout.includes('READY\n')) resolve();
+              });
+              child.on('exit', () => reject(new Error(`child exited before READY: ${stdout} ${stderr}`)));
+            }),
+            60_000,
+            'child READY',
+          );
+          process.kill(daemonPid('fkill'), 'SIGKILL');
+          child.stdin.write('KILLED\n');
+          const t0 = Date.now();
+          const code = await exited;
+          const exitMs = Date.now() - t0;
+          const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
+          if (!line) throw new Error(`child gave no result (exit ${code}, ${exitMs} ms):\n${stdout}\n${stderr}`);
+          result = { code, exitMs, r: JSON.parse(line.slice(7)) };
+          const r = result.r;
+          const codes = [...new Set(r.errors.map((e) => e.code))];
+          console.log(
+            `# after SIGKILL: ${r.inFlightAtKill} in flight; settled without close: ${r.settledAlone}; ` +
+              `latest rejection ${Math.max(...r.errors.map((e) => e.afterMs))} ms after the kill; ` +
+              `close() took ${r.closeMs} ms; max event-loop lag ${JSON.stringify(r.maxLag)} ms ` +
+              `(at ${JSON.stringify(r.lagAt)} ms after the kill); ` +
+              `child exited ${code} ${exitMs} ms after the kill`,
+          );
+          console.log(`# error codes: ${codes.join(', ')}; first: ${r.errors[0]?.message}; stderr: ${stderr.trim()}`);
+        } catch (e) {
+          setupError = e as Error;
+        } finally {
+          clearTimeout(hardTimeout);
+          if (child.exitCode === null) child.kill('SIGKILL');
+        }
       });
-      let stdout = '';
-      let stderr = '';
-      child.stderr.on('data', (d) => (stderr += d));
-      const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-      const hardTimeout = setTimeout(() => child.kill('SIGKILL'), 150_000);
-      try {
-        await within(
-          new Promise<void>((resolve, reject) => {
-            child.stdout.on('data', (d) => {
-              stdout += d;
-              if (stdout.includes('READY\n')) resolve();
-            });
-            child.on('exit', () => reject(new Error(`child exited before READY: ${stdout} ${stderr}`)));
-          }),
-          60_000,
-          'child READY',
-        );
-        process.kill(daemonPid('fkill'), 'SIGKILL');
-        child.stdin.write('KILLED\n');
-        const t0 = Date.now();
-        const code = await exited;
-        const ms = Date.now() - t0;
-        clearTimeout(hardTimeout);
-        const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
-        assert.ok(line, `child gave no result (exit ${code}, ${ms} ms):\n${stdout}\n${stderr}`);
-        const r = JSON.parse(line.slice(7));
-        console.log(
-          `# after SIGKILL: ${r.inFlightAtKill} in flight; settled without close: ${r.settledAlone}; ` +
-            `pending at close: ${r.pendingBeforeClose}; close() took ${r.closeMs} ms; child exited ${code} after ${ms} ms`,
-        );
-        const codes = [...new Set(r.errors.map((e: { code?: string }) => e.code))];
-        console.log(`# error codes: ${codes.join(', ')}; first: ${r.errors[0]?.message}`);
-        assert.equal(code, 0, `child exit ${code}: ${stderr}`);
-        assert.equal(r.closeError, undefined, `close() threw: ${r.closeError}`);
-        // every request in flight at the kill either completed or failed with a coded VdpaError
-        assert.ok(r.inFlightAtKill > 0);
+
+      function outcome(): KillResult {
+        if (setupError) throw setupError;
+        assert.ok(result, 'no result from the child');
+        return result;
+      }
+
+      it('requests in flight reject with ETIMEDOUT within requestTimeout + 1 s, naming the device', () => {
+        const { r } = outcome();
+        assert.ok(r.inFlightAtKill > 0, 'nothing was in flight at the kill');
+        assert.ok(r.settledAlone, 'requests in flight did not settle before close()');
+        assert.equal(r.pendingBeforeClose, 0);
+        assert.ok(r.errors.length > 0, 'no request failed after the kill');
+        assert.ok(r.timeoutEvents === 1, `'timeout' emitted ${r.timeoutEvents} times`);
         for (const e of r.errors) {
-          assert.ok(e.code, `error without a code: ${e.message}`);
+          assert.equal(e.code, 'ETIMEDOUT', e.message);
+          assert.equal(e.phase, 'after-kill', `rejected during ${e.phase}: ${e.message}`);
+          assert.ok(e.afterMs <= REQUEST_TIMEOUT + 1000, `rejected ${e.afterMs} ms after the kill: ${e.message}`);
           assert.ok(e.message.includes(dev), `error does not name the device: ${e.message}`);
         }
-        assert.ok(ms < 120_000, `the child took ${ms} ms to end`);
-      } finally {
-        clearTimeout(hardTimeout);
-        if (child.exitCode === null) child.kill('SIGKILL');
-      }
+      });
+
+      it('close() resolves, the event loop never lags 50 ms, and the process exits by itself', () => {
+        const { r, code, exitMs } = outcome();
+        assert.equal(r.closeError, undefined, `close() threw: ${r.closeError}`);
+        assert.equal(code, 0, 'child exit code');
+        for (const [phase, lag] of Object.entries(r.maxLag))
+          if (phase !== 'warmup')
+            assert.ok(lag < 50, `event loop lagged ${lag} ms during ${phase} (close() took ${r.closeMs} ms)`);
+        assert.ok(exitMs < 120_000, `the child took ${exitMs} ms to end`);
+      });
     });
   });
 }

@@ -2,6 +2,8 @@
 // (VDUSE + qemu-storage-daemon on an image in the results share), read back and compared here;
 // then a manifest + the data itself go to $VDPA_VM_RESULTS so the host can check the image file
 // byte for byte after the guest exits (scripts/vm/oracle-check.py), owing nothing to the library.
+// A second round writes 32 bounce-buffered extents at once while DMA buffers are allocated and
+// freed in a loop: each of those is an IOTLB update, which must not break the writes in flight.
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -14,12 +16,15 @@ const MiB = 1 << 20;
 const CHUNK = 2 * MiB; // the image is cut into chunks; each extent lives inside one, so none overlap
 const EXTENTS = 20;
 const IN_FLIGHT = 4; // DMA buffers + bounce regions stay well under the default 8 MiB RLIMIT_MEMLOCK
+const BOUNCE_WRITES = 32; // the alloc/free round: 64 KiB writes from ordinary memory, all at once
+const BOUNCE_LEN = 64 * 1024;
+const SLOT = 128 * 1024; // each of those extents lives in its own 128 KiB slot of a chunk
 
 interface Extent {
   offset: number;
   length: number;
   dataOffset: number;
-  kind: 'dma' | 'plain' | 'plain-subarray';
+  kind: 'dma' | 'plain' | 'plain-subarray' | 'bounce-under-alloc';
   sha256: string;
 }
 
@@ -67,6 +72,18 @@ if (!IN_VM) {
         extents.push({ offset, length, dataOffset, kind, sha256: '' });
         dataOffset += length;
       }
+      // The alloc/free round: the chunks after the never-written one, several slots each.
+      const spare = chunks.slice(EXTENTS + 1);
+      const bounceExtents: Extent[] = [];
+      for (let i = 0; i < BOUNCE_WRITES; i++) {
+        const chunk = spare[i % spare.length] as number;
+        const slot = Math.floor(i / spare.length);
+        assert.ok((slot + 1) * SLOT <= CHUNK, 'the image is too small for the alloc/free round');
+        const offset = chunk * CHUNK + slot * SLOT + 4096 * (rnd() % ((SLOT - BOUNCE_LEN) / 4096 + 1));
+        bounceExtents.push({ offset, length: BOUNCE_LEN, dataOffset, kind: 'bounce-under-alloc', sha256: '' });
+        dataOffset += BOUNCE_LEN;
+      }
+      extents.push(...bounceExtents);
       const data = new Uint8Array(dataOffset);
       fillRandom(rnd, data);
       for (const e of extents)
@@ -75,9 +92,8 @@ if (!IN_VM) {
           .digest('hex');
 
       const b = blk;
-      // DMA buffers are allocated before any I/O: on vhost-vdpa an IOTLB update while requests are in
-      // flight makes a VDUSE daemon drop the mappings of the requests it is working on.
       const dmaBuffers = new Map(extents.filter((e) => e.kind === 'dma').map((e) => [e, b.allocBuffer(e.length)]));
+      const firstRound = extents.filter((e) => e.kind !== 'bounce-under-alloc');
       const bufferFor = (e: Extent): Uint8Array => {
         if (e.kind === 'dma') return dmaBuffers.get(e) as Uint8Array;
         if (e.kind === 'plain') return new Uint8Array(e.length);
@@ -86,7 +102,7 @@ if (!IN_VM) {
 
       // Write, several in flight.
       await within(
-        pool(extents, IN_FLIGHT, async (e) => {
+        pool(firstRound, IN_FLIGHT, async (e) => {
           const buf = bufferFor(e);
           buf.set(data.subarray(e.dataOffset, e.dataOffset + e.length));
           await b.write(e.offset, buf);
@@ -98,7 +114,7 @@ if (!IN_VM) {
 
       // Read back, several in flight, and compare; plus a never-written range must read as zeroes.
       await within(
-        pool(extents, IN_FLIGHT, async (e) => {
+        pool(firstRound, IN_FLIGHT, async (e) => {
           const buf = bufferFor(e);
           buf.fill(0xa5);
           await b.read(e.offset, buf);
@@ -111,6 +127,41 @@ if (!IN_VM) {
         120_000,
         'reads',
       );
+      // The alloc/free round: 32 bounce-buffered writes in flight while DMA buffers come and go (the
+      // first round's are freed among them). Each allocation or free is an IOTLB update.
+      const toFree = [...dmaBuffers.values()];
+      let settled = false;
+      const writes = Promise.all(
+        bounceExtents.map((e) => b.write(e.offset, data.slice(e.dataOffset, e.dataOffset + e.length))),
+      ).finally(() => (settled = true));
+      const held: Uint8Array[] = [];
+      let updatesUnderIo = 0;
+      const churn = (async () => {
+        await new Promise((r) => setImmediate(r)); // the writes are with the device now
+        for (let n = 0; !settled || n < 8; n++) {
+          const fresh = b.allocBuffer(4096 * (1 + (n % 4)));
+          fresh.fill(n & 0xff);
+          held.push(fresh);
+          const old = toFree.pop() ?? (held.length > 3 ? held.shift() : undefined);
+          if (old) b.device.freeBuffer(old);
+          if (!settled) updatesUnderIo++;
+          await new Promise((r) => setTimeout(r, 1));
+        }
+      })();
+      await within(Promise.all([writes, churn]), 120_000, 'bounce writes under alloc/free');
+      for (const h of held) b.device.freeBuffer(h);
+      console.log(`# oracle: ${updatesUnderIo} allocBuffer/freeBuffer rounds while the 32 writes were in flight`);
+      assert.ok(updatesUnderIo > 0, 'the writes settled before any allocBuffer/freeBuffer: nothing was tested');
+      assert.ok(b.bounceStats.chunks >= BOUNCE_WRITES, `the bounce pool did not grow: ${b.bounceStats.chunks} chunks`);
+      await within(b.flush(), 30_000, 'flush');
+      const back = new Uint8Array(BOUNCE_LEN);
+      for (const e of bounceExtents) {
+        back.fill(0xa5);
+        await within(b.read(e.offset, back), 30_000, 'read back');
+        const at = back.findIndex((v, k) => v !== data[e.dataOffset + k]);
+        assert.equal(at, -1, `bounce extent @${e.offset} differs at byte ${at}`);
+      }
+
       const unused = (chunks[EXTENTS] as number) * CHUNK;
       const zero = b.allocBuffer(64 * 1024).fill(0x5a);
       await b.read(unused, zero);

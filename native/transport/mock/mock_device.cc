@@ -42,12 +42,14 @@ void MockDevice::mapDma(uint64_t iova, void* host, uint64_t len) {
   std::unique_lock<std::shared_mutex> lock(mapLock_);
   if (mappings_.overlaps(iova, len)) throwSys(EEXIST, "map_dma", path_, "IOVA range overlaps an existing mapping");
   mappings_.add(iova, host, len);
+  mapGeneration_++;
 }
 
 void MockDevice::unmapDma(uint64_t iova, uint64_t len) {
   std::unique_lock<std::shared_mutex> lock(mapLock_);
   if (!mappings_.contains(iova, len)) throwSys(EINVAL, "unmap_dma", path_, "no such mapping");
   mappings_.remove(iova);
+  mapGeneration_++;
 }
 
 uint8_t* MockDevice::translate(uint64_t iova, uint64_t len) {
@@ -70,6 +72,10 @@ void MockDevice::enableQueue(uint16_t index) {
 }
 
 void MockDevice::kick(uint16_t index) {
+  if (opts_.strictDmaUpdates && !kickPending_.load()) {
+    kickGeneration_.store(mapGeneration_.load());
+    kickPending_.store(true);
+  }
   if (index < queues_.size() && queues_[index].kickFd) signalEventFd(queues_[index].kickFd.get());
 }
 
@@ -134,6 +140,8 @@ void MockDevice::deviceLoop() {
     const int n = first ? 0 : retryEintr([&] { return ::epoll_wait(epollFd_.get(), events, 64, -1); });
     if (n < 0) return;
     std::shared_lock<std::shared_mutex> lock(mapLock_);
+    // strictDmaUpdates: the chains serviced now were in flight since the kick that announced them.
+    const uint64_t since = kickPending_.exchange(false) ? kickGeneration_.load() : mapGeneration_.load();
     done.clear();
     for (int i = 0; i < n; i++) {
       if (events[i].data.u32 == kStopToken) return;
@@ -145,12 +153,19 @@ void MockDevice::deviceLoop() {
         if (queues_[q].ring && !queues_[q].dead) model_.drainDeferred(q, done);
     }
     first = false;
-    if (!done.empty() && opts_.completionDelayMs > 0) {
+    if (!done.empty() && (opts_.completionDelayMs > 0 || opts_.strictDmaUpdates)) {
       // Held back without the map lock; a stop (reset) ends the wait and drops the batch.
+      // strictDmaUpdates: as a VDUSE daemon does, the device works on the chains meanwhile, and gives
+      // up on them when the mappings changed while they were in flight (the daemon's would be gone).
       lock.unlock();
+      const uint32_t ms = std::max<uint32_t>(opts_.completionDelayMs, opts_.strictDmaUpdates ? 2 : 0);
       pollfd stop{stopFd_.get(), POLLIN, 0};
-      if (retryEintr([&] { return ::poll(&stop, 1, static_cast<int>(opts_.completionDelayMs)); }) != 0) return;
+      if (retryEintr([&] { return ::poll(&stop, 1, static_cast<int>(ms)); }) != 0) return;
       lock.lock();
+      if (opts_.strictDmaUpdates && since != mapGeneration_.load()) {
+        giveUp();
+        continue;
+      }
     }
     complete(done);
   }

@@ -4,6 +4,7 @@
 // net) do the work, writes used entries and signals the call eventfds; faults bend that on purpose.
 #pragma once
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -81,6 +82,11 @@ class MockDevice final : private GuestMemory {
   uint32_t completed_ = 0;  // for faultAfter; device thread only
   std::shared_mutex mapLock_;
   DmaMappings mappings_;
+  // strictDmaUpdates: bumped by every mapping change, and its value at the first kick the device has
+  // not yet picked up (chains are in flight from that kick on).
+  std::atomic<uint64_t> mapGeneration_{0};
+  std::atomic<uint64_t> kickGeneration_{0};
+  std::atomic<bool> kickPending_{false};
   DeviceChain chain_;  // reused per chain, device thread only
 };
 

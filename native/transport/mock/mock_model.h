@@ -26,6 +26,9 @@ struct MockOptions {
   std::string fault;               // "" or one of the fault names the transport knows
   uint32_t faultAfter = 0;         // completions to let through before the fault hits
   uint32_t completionDelayMs = 0;  // how long each batch of completions is held back (tests)
+  // Behave like a VDUSE device: chains take a moment, and a DMA mapping change while the device
+  // works on chains breaks the device (NEEDS_RESET); the driver must quiesce around updates.
+  bool strictDmaUpdates = false;
 };
 
 // Byte-level access to a chain's scattered buffers, so models never assume how a driver split them.

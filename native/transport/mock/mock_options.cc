@@ -44,6 +44,8 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
   m.completionDelayMs = integer<uint32_t>(bag, "completionDelayMs", 0, 60000, m.completionDelayMs);
   if (const OptionValue* v = find(bag, "readOnly", OptionValue::Kind::kBoolean, "a boolean")) m.readOnly = v->boolean;
   if (const OptionValue* v = find(bag, "fault", OptionValue::Kind::kString, "a string")) m.fault = v->string;
+  if (const OptionValue* v = find(bag, "strictDmaUpdates", OptionValue::Kind::kBoolean, "a boolean"))
+    m.strictDmaUpdates = v->boolean;
   if (const OptionValue* v = find(bag, "mac", OptionValue::Kind::kBytes, "6 bytes")) {
     if (v->bytes.size() != 6) throwRangeArg("option mac must be 6 bytes");
     std::memcpy(m.mac, v->bytes.data(), 6);

@@ -42,6 +42,7 @@ class MockTransport final : public Transport {
   uint64_t iovaAlignment() override { return 4096; }
   void mapDma(uint64_t iova, void* host, uint64_t len) override { device_->mapDma(iova, host, len); }
   void unmapDma(uint64_t iova, uint64_t len) override { device_->unmapDma(iova, len); }
+  bool dmaUpdatesNeedQuiesce() const override { return opts_.strictDmaUpdates; }
   void setupQueue(const QueueAddresses& a, int callFd) override;
   void enableQueue(uint16_t index) override { device_->enableQueue(index); }
   void notify(uint16_t index) override { device_->kick(index); }

@@ -286,4 +286,8 @@ int VhostIoctls::writeIotlb(uint8_t type, uint64_t iova, uint64_t size, uint64_t
   return r == static_cast<ssize_t>(sizeof m) ? 0 : EIO;
 }
 
+int VhostIoctls::beginIotlbBatch() { return writeIotlb(VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0); }
+
+int VhostIoctls::endIotlbBatch() { return writeIotlb(VHOST_IOTLB_BATCH_END, 0, 0, 0); }
+
 }  // namespace vdpa

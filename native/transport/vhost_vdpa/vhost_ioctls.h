@@ -85,6 +85,9 @@ class VhostIoctls {
 
   // ---- memory: one struct vhost_msg_v2 written to the fd (ASID 0, read-write). 0 or the errno.
   int writeIotlb(uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr);
+  // The updates written between these two reach the device as one (VHOST_BACKEND_F_IOTLB_BATCH).
+  int beginIotlbBatch();
+  int endIotlbBatch();
 
  private:
   int quiet(unsigned long request, void* arg);

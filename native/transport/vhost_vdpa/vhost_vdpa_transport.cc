@@ -196,6 +196,20 @@ void VhostVdpaTransport::unmapDma(uint64_t iova, uint64_t len) {
   mappings_.remove(iova);
 }
 
+void VhostVdpaTransport::beginDmaBatch() {
+  if (inBatch_ || !hasBackendFeature(VHOST_BACKEND_F_IOTLB_BATCH)) return;
+  const int err = io_.beginIotlbBatch();
+  if (err) throwSys(err, "write(VHOST_IOTLB_BATCH_BEGIN)", path(), io_.defaultHint(err));
+  inBatch_ = true;
+}
+
+void VhostVdpaTransport::endDmaBatch() {
+  if (!inBatch_) return;
+  inBatch_ = false;
+  const int err = io_.endIotlbBatch();
+  if (err) throwSys(err, "write(VHOST_IOTLB_BATCH_END)", path(), io_.defaultHint(err));
+}
+
 void VhostVdpaTransport::invalidateAll() noexcept {
   // Note: the kernel frees an address space when its last mapping goes, after which an INVALIDATE
   // fails; so only ranges known to be live are invalidated.

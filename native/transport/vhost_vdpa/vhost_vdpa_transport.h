@@ -56,6 +56,11 @@ class VhostVdpaTransport final : public Transport {
   uint64_t iovaAlignment() override { return pageSize_; }
   void mapDma(uint64_t iova, void* host, uint64_t len) override;
   void unmapDma(uint64_t iova, uint64_t len) override;
+  // Every IOTLB update goes to the parent driver; VDUSE forwards it to its daemon and waits.
+  bool dmaUpdatesNeedQuiesce() const override { return true; }
+  // IOTLB_BATCH_BEGIN/END when VHOST_BACKEND_F_IOTLB_BATCH was negotiated; nothing otherwise.
+  void beginDmaBatch() override;
+  void endDmaBatch() override;
 
   void setupQueue(const QueueAddresses& a, int callFd) override;
   void enableQueue(uint16_t index) override;
@@ -113,6 +118,7 @@ class VhostVdpaTransport final : public Transport {
   std::vector<DoorbellPage> doorbells_;  // per queue; probed once, kept for the fd's lifetime
   std::vector<bool> doorbellProbed_;
   DmaMappings mappings_;
+  bool inBatch_ = false;
 };
 
 }  // namespace vdpa
