@@ -57,8 +57,9 @@ export type QueueOptions<C> = Pick<QueueHooks<C>, 'onChain' | 'onOrphan' | 'maxS
  * Emits `'configChange'` when the device signals a configuration change, `'needsReset'` (with
  * the VdpaError its requests failed with) when it sets DEVICE_NEEDS_RESET, `'timeout'` (code
  * `'ETIMEDOUT'`) when a request outlived {@link OpenOptions.requestTimeout} and the device was
- * failed, and `'removed'` (code `'ENODEV'`) when the host takes a VFIO function back: its requests
- * fail and the device is closed.
+ * failed, and `'removed'` (code `'ENODEV'`) when the host takes a VFIO function back: the device
+ * is closed as by {@link Device.close} (what it returns meanwhile completes, what it still holds
+ * then fails), and every later call fails with `'ENODEV'`.
  */
 export class Device extends EventEmitter {
   /** The spec it was opened with: `'mock:blk'`, `'/dev/vhost-vdpa-0'`, `'vfio:0000:00:03.0'`. */
@@ -103,6 +104,8 @@ export class Device extends EventEmitter {
   private readonly awaitedQueues: number[] = [];
   private cancelledWith: VdpaError | undefined;
   private failedWith: VdpaError | undefined;
+  /** Set when the host took the device back: later calls fail with ENODEV, not EBADF. */
+  private removedWith: VdpaError | undefined;
   private referenced = true;
   /** Made at the first buffer allocated or freed after open. */
   private dmaUpdates: DmaUpdates | undefined;
@@ -352,7 +355,9 @@ export class Device extends EventEmitter {
 
   /** A new EBADF whose stack starts at the caller of `above` (the library's own frames left out). */
   private closedError(syscall: string, above: (syscall: string) => unknown): VdpaError {
-    const err = vdpaError('EBADF', syscall, this.path, 'the device is closed');
+    const err = this.removedWith
+      ? vdpaError('ENODEV', syscall, this.path, REMOVED_REASON, REMOVED_HINT)
+      : vdpaError('EBADF', syscall, this.path, 'the device is closed');
     Error.captureStackTrace(err, above);
     return err;
   }
@@ -437,13 +442,8 @@ export class Device extends EventEmitter {
 
   private removed(): void {
     if (this.isClosed) return;
-    const err = vdpaError(
-      'ENODEV',
-      'vfio release request',
-      this.path,
-      'the host is taking the device back (unbound from vfio-pci)',
-      'requests in flight were failed and the device closed so the unbind can finish',
-    );
+    const err = vdpaError('ENODEV', 'vfio release request', this.path, REMOVED_REASON, REMOVED_HINT);
+    this.removedWith = err;
     // Closing releases the VFIO device fd, which is what the kernel is waiting for.
     this.closing = this.shutDown(err);
     this.closing.catch(noop); // a close() caller sees a failure; the removal itself has nobody to tell
@@ -512,6 +512,10 @@ export async function openDevice(path: string, options: OpenOptions = {}): Promi
   // The transport opens on the threadpool (a VFIO reset, vhost-vdpa ioctls).
   return new Device(path, await native.openDevice(path, nativeOptions), requestTimeout);
 }
+
+const REMOVED_REASON = 'the host is taking the device back (unbound from vfio-pci)';
+const REMOVED_HINT =
+  'the device was closed so the unbind can finish: what it returned meanwhile completed, the rest failed';
 
 /**
  * @internal Opens `path` for a driver of virtio device type `type` (`what` names it in the error)

