@@ -19,8 +19,8 @@ const HDR = NET_HEADER_SIZE;
 const ETH_HEADER = 14;
 const RX_QUEUE = 0;
 const TX_QUEUE = 1;
-/** Received frames kept for a slow reader before new ones are dropped. */
-const RX_BACKLOG_MAX = 65536;
+/** Bytes of received frames kept for a slow reader; frames arriving past it are dropped (counted). */
+const RX_BACKLOG_BYTES = 64 * 2 ** 20;
 
 /** A frame on its way out: the call it belongs to (a send, or one of a sendBatch). */
 interface TxFrame {
@@ -52,7 +52,10 @@ export class NetDevice {
   readonly queueSize: number;
   /** The underlying device (features, config space, `'timeout'` events). */
   readonly device: Device;
-  /** Frames dropped because nobody read them fast enough. */
+  /**
+   * Frames dropped because nobody read them fast enough: once unread frames hold 64 MiB, each new
+   * one is dropped (the oldest are kept, in order).
+   */
   droppedFrames = 0;
 
   // Set by bringUp(), before anyone else sees the device.
@@ -63,6 +66,7 @@ export class NetDevice {
   private readonly txBufs: { handle: number; bytes: Uint8Array };
   private readonly slotBytes: number;
   private readonly received = new Fifo<Uint8Array>();
+  private receivedBytes = 0;
   private readonly readers = new Fifo<Reader>();
   private waitingReaders = 0;
   private failure: Error | undefined;
@@ -151,7 +155,10 @@ export class NetDevice {
     if (signal?.aborted) return Promise.reject(abortError(signal));
     return new Promise<Uint8Array>((resolve, reject) => {
       const frame = this.received.shift();
-      if (frame) return resolve(frame);
+      if (frame) {
+        this.receivedBytes -= frame.length;
+        return resolve(frame);
+      }
       if (this.failure) return reject(this.failure);
       const reader: Reader = { resolve, reject, done: false, signal, onAbort: undefined };
       if (signal) {
@@ -270,8 +277,10 @@ export class NetDevice {
       const frame = this.rxBufs.bytes.slice(at + HDR, at + len);
       const reader = this.nextReader();
       if (reader) this.settleReader(reader, undefined, frame);
-      else if (this.received.length < RX_BACKLOG_MAX) this.received.push(frame);
-      else this.droppedFrames++;
+      else if (this.receivedBytes + frame.length <= RX_BACKLOG_BYTES) {
+        this.received.push(frame);
+        this.receivedBytes += frame.length;
+      } else this.droppedFrames++;
     }
     // The slot is free again (the token was released before this callback): post it back.
     if (this.rx.failed || this.device.closed) return;

@@ -7,7 +7,11 @@ import { checkBoolean, checkInteger, checkObject } from './validate';
  * checked before the device is made: TypeError for a wrong type, RangeError for a value out of range.
  */
 export interface MockOptions {
-  /** mock:blk: disk size in bytes, a multiple of 512 up to 2^50. Default 64 MiB. */
+  /**
+   * mock:blk: disk size in bytes, a multiple of 512 up to 2^50. Default 64 MiB. The disk is sparse:
+   * only written data costs memory (discard and writeZeroes give it back), so it may be larger than
+   * RAM; a size this process cannot map is refused with `'ENOMEM'`.
+   */
   capacity?: number;
   /**
    * mock:blk: request queues the device offers (1 to 64; VIRTIO_BLK_F_MQ when above 1). Default 1.

@@ -60,7 +60,8 @@ class DriverQueue {
   // Moves up to `max` completed chains to `out`. A device that breaks the ring rules marks the queue
   // broken: nothing past the violation is trusted, and the caller fails what is still in flight.
   virtual size_t drain(Completion* out, size_t max) = 0;
-  // Asks for an interrupt on the next completion; true when completions arrived meanwhile.
+  // Asks for an interrupt on the next completion; true when drain() has work again: completions that
+  // arrived meanwhile, or a ring write it will reject (the device may not interrupt for those).
   virtual bool enableInterrupts() = 0;
   virtual bool broken() const = 0;
   virtual const std::string& brokenReason() const = 0;

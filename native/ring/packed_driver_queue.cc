@@ -127,9 +127,12 @@ uint32_t PackedDriverQueue::publishedOutstanding() const {
   return (lapPosition(num_, publishedPos_, publishedWrap_) + laps - lapPosition(num_, lastUsed_, usedWrap_)) % laps;
 }
 
-bool PackedDriverQueue::usedAt(uint16_t pos, bool wrap) const {
-  const uint16_t flags = loadAcquire(&desc_[pos].flags);
-  return ((flags & kPackedDescFAvail) != 0) == wrap && ((flags & kPackedDescFUsed) != 0) == wrap;
+bool PackedDriverQueue::deviceWroteNextSlot() const {
+  const uint16_t flags = loadAcquire(&desc_[lastUsed_].flags);
+  const bool avail = (flags & kPackedDescFAvail) != 0, used = (flags & kPackedDescFUsed) != 0;
+  if (avail == usedWrap_ && used == usedWrap_) return true;  // a used descriptor of this lap
+  // Anything but our own available descriptor where one is outstanding fits no lap.
+  return publishedOutstanding() > 0 && !(avail == usedWrap_ && used != usedWrap_);
 }
 
 size_t PackedDriverQueue::drain(Completion* out, size_t max) {
@@ -194,9 +197,10 @@ bool PackedDriverQueue::enableInterrupts() {
   storeEvent(driverEvent_, eventIdx_ ? packEvent(kPackedEventDesc,
                                                  static_cast<uint16_t>(lastUsed_ | (usedWrap_ ? kPackedEventWrap : 0)))
                                      : packEvent(kPackedEventEnable, 0));
-  // The device may have completed more between our last read and the store above.
+  // The device may have written more between our last read and the store above. Flags that fit no
+  // lap count too: the device saw no reason to interrupt for them, so only drain() would notice.
   fullFence();
-  return !broken_ && usedAt(lastUsed_, usedWrap_);
+  return !broken_ && deviceWroteNextSlot();
 }
 
 std::vector<uint32_t> PackedDriverQueue::abandonInFlight() {

@@ -120,7 +120,8 @@ class PackedDriverQueue final : public DriverQueue {
   uint16_t flagsFor(bool wrap) const { return wrap ? kPackedDescFAvail : kPackedDescFUsed; }
   // Descriptors made available and not yet returned, from lastUsed to the last publish.
   uint32_t publishedOutstanding() const;
-  bool usedAt(uint16_t pos, bool wrap) const;
+  // Whether drain() has work at lastUsed_: a used descriptor, or flags it will reject.
+  bool deviceWroteNextSlot() const;
 
   const uint16_t num_;
   const bool eventIdx_;

@@ -1,6 +1,7 @@
 #include "transport/mock/mock_blk.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -26,8 +27,12 @@ MockBlk::MockBlk(const MockOptions& opts) : opts_(opts) {
   if (opts.numQueues == 0) throwSys(EINVAL, "open", "mock:blk", "numQueues must be at least 1");
   size_ = opts.capacity;
   void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (p == MAP_FAILED) throwErrno("mmap", "mock:blk", "capacity too large for this machine");
+  if (p == MAP_FAILED)
+    throwErrno("mmap", "mock:blk",
+               "capacity needs more address space than this process can map (the disk is sparse: only written data "
+               "costs memory)");
   disk_ = static_cast<uint8_t*>(p);
+  pageSize_ = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
 }
 
 MockBlk::~MockBlk() { ::munmap(disk_, size_); }
@@ -118,10 +123,24 @@ uint8_t MockBlk::zeroRanges(const DeviceChain& chain, uint64_t dataOut) {
     const uint64_t sector = seg.sector;
     const uint32_t count = seg.num_sectors;
     if (count > kMaxDiscardSectors || sector > size_ / 512 || count > size_ / 512 - sector) return kStatusIoErr;
-    // A RAM disk has nothing to gain from a discard: both read back as zeroes.
-    std::memset(disk_ + sector * 512, 0, uint64_t{count} * 512);
+    // Discard and write-zeroes both read back as zeroes here.
+    zero(sector * 512, uint64_t{count} * 512);
   }
   return kStatusOk;
+}
+
+void MockBlk::zero(uint64_t offset, uint64_t len) {
+  // Whole pages go back to the kernel (they read as zeroes again and cost nothing); only the
+  // partial pages at either end are written.
+  const uint64_t page = pageSize_;
+  const uint64_t first = (offset + page - 1) / page * page;
+  const uint64_t last = (offset + len) / page * page;
+  if (first >= last || ::madvise(disk_ + first, last - first, MADV_DONTNEED) != 0) {
+    std::memset(disk_ + offset, 0, len);
+    return;
+  }
+  std::memset(disk_ + offset, 0, first - offset);
+  std::memset(disk_ + last, 0, offset + len - last);
 }
 
 }  // namespace vdpa

@@ -25,10 +25,15 @@ class MockBlk final : public MockModel {
   uint8_t execute(uint32_t type, uint64_t sector, const DeviceChain& chain, uint64_t dataIn, uint64_t dataOut,
                   uint32_t* written);
   uint8_t zeroRanges(const DeviceChain& chain, uint64_t dataOut);
+  void zero(uint64_t offset, uint64_t len);
 
   const MockOptions opts_;
-  uint8_t* disk_ = nullptr;  // private anonymous mapping: pages appear as they are written
+  // Sparse: a private anonymous mapping without swap reservation. Pages appear as they are written
+  // and go back to the kernel when discarded or zeroed, so a disk larger than RAM works as long as
+  // what is written fits (more than that and the kernel's OOM killer decides).
+  uint8_t* disk_ = nullptr;
   uint64_t size_ = 0;
+  uint64_t pageSize_ = 4096;
 };
 
 }  // namespace vdpa

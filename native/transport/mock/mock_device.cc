@@ -147,11 +147,7 @@ void MockDevice::deviceLoop() {
       if (events[i].data.u32 == kStopToken) return;
       drainEventFd(queues_[events[i].data.u32].kickFd.get());
     }
-    if (first || n > 0) {
-      for (uint16_t q = 0; q < queues_.size(); q++) serviceQueue(q, done);
-      for (uint16_t q = 0; q < queues_.size(); q++)
-        if (queues_[q].ring && !queues_[q].dead) model_.drainDeferred(q, done);
-    }
+    if (first || n > 0) serviceAll(done);
     first = false;
     if (!done.empty() && (opts_.completionDelayMs > 0 || opts_.strictDmaUpdates)) {
       // Held back without the map lock; a stop (reset) ends the wait and drops the batch.
@@ -171,29 +167,43 @@ void MockDevice::deviceLoop() {
   }
 }
 
-void MockDevice::serviceQueue(uint16_t index, std::vector<UsedEntry>& done) {
+void MockDevice::serviceAll(std::vector<UsedEntry>& done) {
+  for (;;) {
+    bool held = false;
+    for (uint16_t q = 0; q < queues_.size(); q++) held |= serviceQueue(q, done);
+    const size_t before = done.size();
+    for (uint16_t q = 0; q < queues_.size(); q++)
+      if (queues_[q].ring && !queues_[q].dead) model_.drainDeferred(q, done);
+    // The driver will not kick a held queue again: once the model made room, go on with it here.
+    if (!held || done.size() == before) return;
+  }
+}
+
+bool MockDevice::serviceQueue(uint16_t index, std::vector<UsedEntry>& done) {
   QueueState& q = queues_[index];
-  if (!q.ring || q.dead) return;
+  if (!q.ring || q.dead) return false;
   for (;;) {
     q.ring->disableNotifications();
     for (;;) {
       // A stalled device stops taking chains once `faultAfter` have been let through.
-      if (fault_ == Fault::kStall && completed_ + done.size() >= opts_.faultAfter) return;
+      if (fault_ == Fault::kStall && completed_ + done.size() >= opts_.faultAfter) return false;
+      // Backpressure: the chains stay in the ring, notifications off, until serviceAll comes back.
+      if (!model_.accepts(index)) return true;
       const auto r = q.ring->pop(chain_);
       if (r == DeviceQueue::Pop::kEmpty) break;
       if (r == DeviceQueue::Pop::kMalformed) {
         // A real device would do the same: stop and ask the driver for a reset.
         giveUp();
-        return;
+        return false;
       }
       if (fault_ == Fault::kResetInFlight && completed_ + done.size() >= opts_.faultAfter) {
         giveUp();
-        return;
+        return false;
       }
       uint32_t len = 0;
       if (model_.handle(index, chain_, &len)) done.push_back(UsedEntry{index, chain_.head, len});
     }
-    if (!q.ring->enableNotifications()) return;
+    if (!q.ring->enableNotifications()) return false;
   }
 }
 

@@ -65,7 +65,10 @@ class MockDevice final : private GuestMemory {
   uint8_t* translate(uint64_t iova, uint64_t len) override;
   void stopThread();
   void deviceLoop();
-  void serviceQueue(uint16_t index, std::vector<UsedEntry>& done);
+  // Services every queue, and again while the model makes room for a queue it held back.
+  void serviceAll(std::vector<UsedEntry>& done);
+  // Takes the queue's available chains; true when it stopped because the model held it back.
+  bool serviceQueue(uint16_t index, std::vector<UsedEntry>& done);
   void complete(std::vector<UsedEntry>& done);
   void giveUp();
 

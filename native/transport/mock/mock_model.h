@@ -54,6 +54,12 @@ class MockModel {
   // Handles one chain from queue `q`. Returns true when the chain is finished now (`usedLen` set);
   // false when the model keeps it to finish later through drainDeferred().
   virtual bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) = 0;
+  // Whether the model takes another chain from `q` now. While false the device leaves the queue's
+  // chains in the ring (backpressure) until drainDeferred() made room.
+  virtual bool accepts(uint16_t q) const {
+    (void)q;
+    return true;
+  }
   // Finishes chains kept earlier, now that `q` may have new buffers. Appends to `done`.
   virtual void drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
     (void)q;

@@ -21,20 +21,22 @@ std::vector<uint8_t> MockNet::config() const {
 
 bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
   *usedLen = 0;
-  if (q == 0) {
+  if (q == kRxQueue) {
     rxBuffers_.push_back(chain);
     return false;  // finished in drainDeferred once a frame is there
   }
-  if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > 65535u) return true;  // drop
+  // A frame longer than the link carries is invalid (the driver must not send it): the device
+  // consumes it without passing it on, as a NIC does.
+  if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > maxFrame_) return true;
   std::vector<uint8_t> frame(chain.readableBytes - kNetHdrLen);
   copyFromBuffers(chain.readable, kNetHdrLen, frame.data(), frame.size());
-  if (backlog_.size() == kBacklogMax) backlog_.pop_front();
+  backlogBytes_ += frame.size();
   backlog_.push_back(std::move(frame));
   return true;
 }
 
 void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
-  if (q != 0) return;
+  if (q != kRxQueue) return;
   while (!backlog_.empty() && !rxBuffers_.empty()) {
     const DeviceChain& rx = rxBuffers_.front();
     const std::vector<uint8_t>& frame = backlog_.front();
@@ -47,7 +49,8 @@ void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
       len = static_cast<uint32_t>(kNetHdrLen + frame.size());
     }
     // A frame too big for the buffer is dropped; the buffer comes back empty.
-    done.push_back(UsedEntry{0, rx.head, len});
+    done.push_back(UsedEntry{kRxQueue, rx.head, len});
+    backlogBytes_ -= frame.size();
     backlog_.pop_front();
     rxBuffers_.pop_front();
   }
