@@ -112,7 +112,7 @@ const path = require('node:path');
     assert.throws(() => require(deep), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' }, `require('${deep}')`);
     await assert.rejects(import(deep), { code: 'ERR_PACKAGE_PATH_NOT_EXPORTED' }, `import('${deep}')`);
   }
-  const blk = await cjs.openBlk('mock:blk', { capacity: 1 << 20 });
+  const blk = await cjs.openBlk('mock:blk', { mock: { capacity: 1 << 20 } });
   try {
     const out = new Uint8Array(8192).map((_, i) => (i * 7 + 3) & 0xff);
     const back = new Uint8Array(8192);
@@ -130,7 +130,7 @@ EOF
 # The same installed project on bullseye's glibc 2.31 and libstdc++ (the build root, the host's node).
 bash "$repo/scripts/prebuild/root.sh" run "$app" "$tmp" node -e '
   const vdpa = require("/src/node_modules/vdpa");
-  vdpa.openBlk("mock:blk", { capacity: 1 << 20 }).then(async (blk) => {
+  vdpa.openBlk("mock:blk", { mock: { capacity: 1 << 20 } }).then(async (blk) => {
     const out = new Uint8Array(4096).fill(0x5a), back = new Uint8Array(4096);
     await blk.write(0, out);
     await blk.read(0, back);
