@@ -128,8 +128,9 @@ export class Device extends EventEmitter {
     const nativeVhost = this.nativeDevice.vhost();
     this.vhost = nativeVhost ? new VhostControl(() => (this.live('vhost'), nativeVhost)) : undefined;
     // Its timer runs only while requests are in flight, and stops at close().
-    if (this.requestTimeout > 0) this.deadline = new DeadlineWheel(this.requestTimeout, () => this.timedOut());
-    this.relays = { device: this, queues: [] };
+    // The wheel's interval outlives the last request by up to a tick: it must not pin the device.
+    if (this.requestTimeout > 0) this.deadline = new DeadlineWheel(this.requestTimeout, expiryRelay(new WeakRef(this)));
+    this.relays = { device: new WeakRef(this), queues: [] };
     this.nativeDevice.onConfigChange(configRelay(this.relays));
   }
 
@@ -256,7 +257,7 @@ export class Device extends EventEmitter {
   /** @internal Sets up virtqueue `index` with `size` entries (its ioctls on the threadpool). */
   async createQueue<C>(index: number, size: number, options: QueueOptions<C>): Promise<QueueDriver<C>> {
     // The native queue needs its callback before the driver that handles it exists.
-    const relay: QueueRelay = { driver: undefined };
+    const relay: QueueRelay = { strong: undefined, weak: undefined };
     const nq = await this.runStep(this.live('createQueue').createQueue(index, size, completionRelay(relay)));
     const keepAlive = options.keepAlive ?? (() => true);
     const driver = new QueueDriver<C>(nq, {
@@ -269,9 +270,12 @@ export class Device extends EventEmitter {
       drained: () => this.dmaUpdates?.drained(),
       drainsForDma: options.timed !== false,
       wantRef: () => this.referenced && keepAlive(),
+      // Chains the device must return pin the driver (and so this device) through the relay that
+      // native code calls; receive buffers and an idle queue do not (see QueueRelay).
+      busy: (busy) => (relay.strong = busy && keepAlive() ? relay.weak?.deref() : undefined),
       describeSubmitError: (err) => this.describeSubmitError(err),
     });
-    relay.driver = driver as QueueDriver<unknown>;
+    relay.weak = new WeakRef(driver as QueueDriver<unknown>);
     this.relays.queues.push(relay);
     this.queues.push(driver as QueueDriver<unknown>);
     if (options.timed !== false) this.awaitedQueues.push(index);
@@ -410,11 +414,12 @@ export class Device extends EventEmitter {
     } finally {
       this.failQueues(inFlightError, true);
       this.relays.device = undefined;
-      for (const r of this.relays.queues) r.driver = undefined;
+      for (const r of this.relays.queues) r.strong = r.weak = undefined;
     }
   }
 
-  private timedOut(): void {
+  /** @internal The deadline wheel's expiry: a request outlived requestTimeout. */
+  deadlineExpired(): void {
     if (this.isClosed || this.failedWith) return;
     const err = vdpaError(
       'ETIMEDOUT',
@@ -472,23 +477,35 @@ export class Device extends EventEmitter {
   }
 }
 
+/**
+ * What a native completion callback reaches its queue driver through. Native code holds its
+ * callbacks in persistent references, which are GC roots: a strong link from there would keep every
+ * device alive that was never closed. So the relay holds the driver weakly, and strongly only
+ * while the device holds chains whose requests someone awaits; an idle device nobody references
+ * is then collected, and its finalizer resets it and stops its threads.
+ */
 interface QueueRelay {
-  driver: QueueDriver<unknown> | undefined;
+  strong: QueueDriver<unknown> | undefined;
+  weak: WeakRef<QueueDriver<unknown>> | undefined;
 }
 
 interface DeviceRelays {
-  device: Device | undefined;
+  device: WeakRef<Device> | undefined;
   queues: QueueRelay[];
 }
 
 // The callbacks native code holds are made out here, where they can close over nothing but their
 // relay (a closure made inside a method shares that method's context, `this` included).
 function completionRelay(relay: QueueRelay): NativeCompletionCallback {
-  return (count, broken) => relay.driver?.complete(count, broken);
+  return (count, broken) => (relay.strong ?? relay.weak?.deref())?.complete(count, broken);
+}
+
+function expiryRelay(device: WeakRef<Device>): () => void {
+  return () => device.deref()?.deadlineExpired();
 }
 
 function configRelay(relays: DeviceRelays): (kind: 'config' | 'removal') => void {
-  return (kind) => relays.device?.configEvent(kind);
+  return (kind) => relays.device?.deref()?.configEvent(kind);
 }
 
 /**

@@ -59,6 +59,8 @@ export interface QueueHooks<C> {
   onOrphan?: OrphanCallback<C>;
   /** Whether chains in flight should keep the event loop alive now (receive buffers don't). */
   wantRef: () => boolean;
+  /** Told, whenever that is re-evaluated, whether the device holds chains of this queue. */
+  busy?: (busy: boolean) => void;
   /** Adds what native code cannot know (the device path, a hint) to a refused submission. */
   describeSubmitError: (err: Error) => Error;
   /** Most segments one chain has, to size the batch buffer. */
@@ -218,7 +220,9 @@ export class QueueDriver<C> {
 
   /** Re-evaluates whether this queue keeps the event loop alive. */
   updateRef(): void {
-    const want = this.inFlight > 0 && !this.failure && this.hooks.wantRef();
+    const busy = this.inFlight > 0 && !this.failure;
+    this.hooks.busy?.(busy);
+    const want = busy && this.hooks.wantRef();
     if (want === this.referenced) return;
     this.referenced = want;
     if (want) this.nativeQueue.ref();
