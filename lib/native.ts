@@ -3,23 +3,13 @@
 import path from 'node:path';
 import nodeGypBuild from 'node-gyp-build';
 import { VdpaError } from './errors';
+import type { MockOptions } from './options';
 
-/** Options the native layer understands when opening a device (mock devices use most of them). */
-export interface NativeOpenOptions {
-  capacity?: number;
-  numQueues?: number;
-  maxQueueSize?: number;
-  segMax?: number;
-  sizeMax?: number;
-  blockSize?: number;
-  readOnly?: boolean;
-  mac?: Uint8Array;
-  mtu?: number;
-  fault?: string;
-  faultAfter?: number;
-  completionDelayMs?: number;
-  strictDmaUpdates?: boolean;
-}
+/**
+ * Options the native layer understands when opening a device: exactly the mock's settings (the
+ * other transports take none), passed flat; transport/mock/mock_options.cc checks them again.
+ */
+export type NativeOpenOptions = MockOptions;
 
 export interface NativeDeviceInfo {
   transport: string;
