@@ -13,18 +13,11 @@ import {
   type Field,
 } from './config';
 import { BlkFeature, DeviceType, Feature } from './constants';
-import {
-  checkQueueSizeOption,
-  COMMON_FEATURES,
-  openForDriver,
-  type AllocOptions,
-  type Device,
-  type DmaRegion,
-} from './device';
+import { COMMON_FEATURES, openForDriver, type AllocOptions, type Device, type DmaRegion } from './device';
 import { vdpaError } from './errors';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type ChainSegment, type QueueDriver } from './queue';
-import { checkBlockRange, checkInteger, checkObject } from './validate';
+import { checkBlockRange, checkInteger } from './validate';
 
 /** Options for {@link openBlk}. */
 export interface BlkOptions extends OpenOptions {
@@ -474,15 +467,17 @@ function blkOpName(type: number): string {
  * await blk.write(0, buf);
  */
 export async function openBlk(path: string, options: BlkOptions = {}): Promise<BlkDevice> {
-  if (typeof path !== 'string') throw new TypeError('device path must be a string');
-  checkObject(options, 'options');
-  // What can be refused without the device is refused before anything is opened.
-  checkQueueSizeOption(options.queueSize, options.packed === true);
-  if (options.numQueues !== undefined) checkInteger(options.numQueues, 'numQueues', 1, 256);
-  return openForDriver(path, options, DeviceType.blk, 'a block device', async (device) => {
-    const blk = new BlkDevice(device, options, await device.negotiate(blkFeatures(options)));
-    await blk.bringUp();
-    return blk;
+  return openForDriver(path, options, {
+    type: DeviceType.blk,
+    what: 'a block device',
+    check: (o) => {
+      if (o.numQueues !== undefined) checkInteger(o.numQueues, 'numQueues', 1, 256);
+    },
+    bringUp: async (device) => {
+      const blk = new BlkDevice(device, options, await device.negotiate(blkFeatures(options)));
+      await blk.bringUp();
+      return blk;
+    },
   });
 }
 

@@ -534,22 +534,35 @@ const REMOVED_REASON = 'the host is taking the device back (unbound from vfio-pc
 const REMOVED_HINT =
   'the device was closed so the unbind can finish: what it returned meanwhile completed, the rest failed';
 
+/** @internal What {@link openForDriver} needs to know about a driver. */
+export interface DriverOpener<O, D> {
+  /** Virtio device type the driver handles, and its name for the error (`'a block device'`). */
+  type: number;
+  what: string;
+  /** Checks of the driver's own options that need no device (run before anything is opened). */
+  check?: (options: O) => void;
+  /** Negotiates and starts the device. */
+  bringUp: (device: Device) => Promise<D>;
+}
+
 /**
- * @internal Opens `path` for a driver of virtio device type `type` (`what` names it in the error)
- * and lets `bringUp` negotiate and start it; the device is closed again if any of that fails.
+ * @internal Opens `path` for a driver: the argument checks that need no device first, then the
+ * device, its type, and the driver's bring-up; the device is closed again if any of that fails.
  */
-export async function openForDriver<D>(
+export async function openForDriver<O extends OpenOptions & { queueSize?: number; packed?: boolean }, D>(
   path: string,
-  options: OpenOptions,
-  type: number,
-  what: string,
-  bringUp: (device: Device) => Promise<D>,
+  options: O,
+  driver: DriverOpener<O, D>,
 ): Promise<D> {
+  if (typeof path !== 'string') throw new TypeError('device path must be a string');
+  checkObject(options, 'options');
+  checkQueueSizeOption(options.queueSize, options.packed === true);
+  driver.check?.(options);
   const device = await openDevice(path, options);
   try {
-    if (device.deviceId !== type)
-      throw vdpaError('ENODEV', 'open', device.path, `not ${what} (virtio device id ${device.deviceId})`);
-    return await bringUp(device);
+    if (device.deviceId !== driver.type)
+      throw vdpaError('ENODEV', 'open', device.path, `not ${driver.what} (virtio device id ${device.deviceId})`);
+    return await driver.bringUp(device);
   } catch (e) {
     await device.close();
     throw e;
@@ -557,10 +570,10 @@ export async function openForDriver<D>(
 }
 
 /**
- * @internal The checks of a queueSize option that need no device (the openers make them before
- * opening one): an integer up to 32768, a power of two for split rings.
+ * The checks of a queueSize option that need no device (openForDriver makes them before opening
+ * one): an integer up to 32768, a power of two for split rings.
  */
-export function checkQueueSizeOption(size: number | undefined, packed: boolean): void {
+function checkQueueSizeOption(size: number | undefined, packed: boolean): void {
   if (size === undefined) return;
   checkInteger(size, 'queueSize', 1, 32768);
   if (!packed && (size & (size - 1)) !== 0) throw new RangeError('queueSize must be a power of two');

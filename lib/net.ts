@@ -1,7 +1,7 @@
 import { Call, abortError, requestSignal, runCall, type RequestOptions } from './call';
 import { ConfigView, NET_CONFIG_SIZE, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetConfig } from './config';
 import { DeviceType, Feature, NetFeature } from './constants';
-import { checkQueueSizeOption, COMMON_FEATURES, openForDriver, type Device } from './device';
+import { COMMON_FEATURES, openForDriver, type Device } from './device';
 import { VdpaError } from './errors';
 import { Fifo } from './fifo';
 import type { OpenOptions } from './options';
@@ -324,13 +324,14 @@ export class NetDevice {
  * for await (const f of net.frames()) console.log(f.length);
  */
 export async function openNet(path: string, options: NetOptions = {}): Promise<NetDevice> {
-  if (typeof path !== 'string') throw new TypeError('device path must be a string');
-  // What can be refused without the device is refused before anything is opened.
-  checkQueueSizeOption(options.queueSize, options.packed === true);
-  return openForDriver(path, options, DeviceType.net, 'a network device', async (device) => {
-    const net = new NetDevice(device, options, await device.negotiate(netFeatures(options)));
-    await net.bringUp();
-    return net;
+  return openForDriver(path, options, {
+    type: DeviceType.net,
+    what: 'a network device',
+    bringUp: async (device) => {
+      const net = new NetDevice(device, options, await device.negotiate(netFeatures(options)));
+      await net.bringUp();
+      return net;
+    },
   });
 }
 

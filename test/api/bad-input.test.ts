@@ -229,3 +229,13 @@ describe('bad input', () => {
     );
   });
 });
+
+test('openBlk and openNet refuse an options value that is not an object, before opening anything', async () => {
+  for (const open of [openBlk, openNet])
+    for (const bad of [null, 5, 'x'])
+      await assert.rejects(
+        open('mock:blk', bad as unknown as object),
+        (e: Error) => e instanceof TypeError && /options/.test(e.message),
+        `${open.name}(${String(bad)})`,
+      );
+});
