@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { VdpaError, openBlk, openDevice, openNet } from '../../lib';
 import { describeExit, runChild } from '../helpers/child';
-import { TEST_TIMEOUT } from '../helpers/util';
+import { TEST_TIMEOUT, collectGarbage } from '../helpers/util';
 
 const T = { timeout: TEST_TIMEOUT + 5000 };
 const LAG_LIMIT_MS = 50;
@@ -25,12 +25,6 @@ async function worstLag<R>(body: () => Promise<R>): Promise<{ lag: number; resul
   } finally {
     clearInterval(timer);
   }
-}
-
-function collect(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  assert.equal(typeof gc, 'function', 'run the tests with node --expose-gc');
-  (gc as () => void)();
 }
 
 describe('close() and open off the JS thread', () => {
@@ -124,12 +118,12 @@ describe('close() and open off the JS thread', () => {
       }
     })();
     for (let i = 0; i < 5; i++) {
-      collect();
+      collectGarbage();
       await new Promise((r) => setTimeout(r, 20));
     }
     await Promise.all(closes);
     closes = [];
-    collect();
+    collectGarbage();
   });
 
   test('worker.terminate() with requests in flight: the process survives and exits 0', T, async () => {

@@ -4,15 +4,9 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import { describe, test } from 'node:test';
 import { openBlk, openDevice, openNet } from '../../lib';
-import { TEST_TIMEOUT, tick } from '../helpers/util';
+import { TEST_TIMEOUT, tick, collectGarbage } from '../helpers/util';
 
 const T = { timeout: TEST_TIMEOUT };
-
-function collect(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  assert.equal(typeof gc, 'function', 'run the tests with node --expose-gc');
-  (gc as () => void)();
-}
 
 describe('closed devices are collectable', () => {
   test('blk, net and bare devices, after I/O, a timeout and an abort', T, async () => {
@@ -41,7 +35,7 @@ describe('closed devices are collectable', () => {
     // WeakRef targets live to the end of the job that made them: collect over a few turns.
     for (let i = 0; i < 5; i++) {
       await tick();
-      collect();
+      collectGarbage();
     }
     const alive = refs.filter(([, r]) => r.deref() !== undefined).map(([name]) => name);
     assert.deepEqual(alive, [], `still reachable after close(): ${alive.join(', ')}`);
@@ -68,7 +62,7 @@ describe('devices never closed', () => {
     assert.ok(threads() >= before + 4, 'each mock device runs a thread');
     for (let i = 0; i < 10 && refs.some((r) => r.deref() !== undefined); i++) {
       await tick();
-      collect();
+      collectGarbage();
     }
     assert.equal(refs.filter((r) => r.deref() !== undefined).length, 0, 'devices still reachable');
     // The finalizers run the device's teardown: the mock threads are joined.
@@ -89,7 +83,7 @@ describe('devices never closed', () => {
     await (async () => {
       for (let i = 0; i < 5; i++) {
         await tick();
-        collect();
+        collectGarbage();
       }
     })();
     assert.ok(device.deref() !== undefined, 'collected with requests in flight');

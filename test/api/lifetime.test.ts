@@ -5,16 +5,20 @@ import { describe, test } from 'node:test';
 import { Worker } from 'node:worker_threads';
 import { VdpaError, openBlk } from '../../lib';
 import { describeExit, runChild } from '../helpers/child';
-import { LIB_PATH, Rng, TEST_TIMEOUT, assertBytes, assertFilled, rejectsWithCode, tick, track } from '../helpers/util';
+import {
+  LIB_PATH,
+  Rng,
+  TEST_TIMEOUT,
+  assertBytes,
+  assertFilled,
+  rejectsWithCode,
+  tick,
+  track,
+  collectGarbage,
+} from '../helpers/util';
 
 const T = { timeout: TEST_TIMEOUT + 5000 };
 const CHILD_LIMIT = TEST_TIMEOUT;
-
-function collect(): void {
-  const gc = (globalThis as { gc?: () => void }).gc;
-  assert.equal(typeof gc, 'function', 'run the tests with node --expose-gc');
-  (gc as () => void)();
-}
 
 /** The byte pattern the disk holds at `offset` (a function of the offset, so checks need no copy). */
 function pattern(offset: number, length: number): Uint8Array {
@@ -39,12 +43,12 @@ describe('lifetime', () => {
           weak.push({ ref: new WeakRef(buf), offset: i * size });
         }
       })();
-      collect();
+      collectGarbage();
       // Churn: other DMA buffers that could take the place of a region freed too early.
       const churn = Array.from({ length: 32 }, () => blk.allocBuffer(size).fill(0x5a));
-      collect();
+      collectGarbage();
       await Promise.all(done);
-      collect();
+      collectGarbage();
       for (const [i, c] of churn.entries()) assertFilled(c, 0x5a, `churn buffer ${i}`);
       let alive = 0;
       for (const w of weak) {
@@ -77,7 +81,7 @@ describe('lifetime', () => {
     // WeakRef targets are kept for the rest of the turn: collect after the turn ends.
     for (let i = 0; i < 3; i++) {
       await tick();
-      collect();
+      collectGarbage();
     }
     const lost = weak.filter((w) => w.deref() === undefined).length;
     assert.equal(lost, 0, `${lost} buffers were collected while the device held them`);

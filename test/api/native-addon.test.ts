@@ -4,12 +4,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { native } from '../../lib/native';
-
-function gc(): void {
-  const collect = (globalThis as { gc?: () => void }).gc;
-  assert.equal(typeof collect, 'function', 'run the tests with node --expose-gc');
-  (collect as () => void)();
-}
+import { collectGarbage } from '../helpers/util';
 
 describe('shipped addon', () => {
   test('exports only what lib/ uses (no test or benchmark hooks)', () => {
@@ -39,7 +34,7 @@ describe('shipped addon', () => {
       const old = q.completions;
       structuredClone(old.buffer, { transfer: [old.buffer] });
       await tick();
-      gc();
+      collectGarbage();
       await tick();
       q.ref();
       assert.equal(q.submit(batch, 1), 1);

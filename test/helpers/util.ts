@@ -154,3 +154,10 @@ export function track<T>(p: Promise<T>): { state: () => 'pending' | 'resolved' |
  * bound: generous, and VDPA_TEST_TIMEOUT_MS raises it for slow machines (TCG guests).
  */
 export const TEST_TIMEOUT = Number(process.env.VDPA_TEST_TIMEOUT_MS) || 10_000;
+
+/** Runs a full garbage collection (the test runner passes --expose-gc). */
+export function collectGarbage(): void {
+  const gc = (globalThis as { gc?: () => void }).gc;
+  assert.equal(typeof gc, 'function', 'run the tests with node --expose-gc');
+  (gc as () => void)();
+}

@@ -5,12 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { setImmediate as tick } from 'node:timers/promises';
 import { type RingLoopback, testingAddon } from '../helpers/testing-addon';
-
-function gc(): void {
-  const collect = (globalThis as { gc?: () => void }).gc;
-  assert.equal(typeof collect, 'function', 'run the tests with node --expose-gc');
-  (collect as () => void)();
-}
+import { collectGarbage } from '../helpers/util';
 
 /** Collects until `ref` is gone, then lets deferred native finalizers run. */
 async function collectUntilGone(ref: WeakRef<object>): Promise<void> {
@@ -18,13 +13,13 @@ async function collectUntilGone(ref: WeakRef<object>): Promise<void> {
   let gone = false;
   for (let i = 0; i < 50 && !gone; i++) {
     await tick();
-    gc();
+    collectGarbage();
     await tick();
     gone = ref.deref() === undefined;
   }
   assert.ok(gone, 'the loopback was not collected');
   for (let i = 0; i < 5; i++) {
-    gc();
+    collectGarbage();
     await tick();
   }
 }
@@ -67,7 +62,7 @@ describe('testing addon memory', () => {
       const old = lb.completions;
       structuredClone(old.buffer, { transfer: [old.buffer] });
       await tick();
-      gc();
+      collectGarbage();
       await tick();
       assert.equal(lb.drain(), 1);
       assert.deepEqual([lb.completions[0], lb.completions[1]], [3, 100]);
