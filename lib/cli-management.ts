@@ -165,7 +165,7 @@ export const managementCommands: Command[] = [
       'show     lists vdpa devices and virtio PCI functions, or one by name',
       'config   the device configuration the kernel reports (VDPA_CMD_DEV_CONFIG_GET)',
       "stats    a queue's vendor statistics (VDPA_CMD_DEV_VSTATS_GET)",
-      'add, del and config need root (CAP_NET_ADMIN).',
+      'add and del need root (CAP_NET_ADMIN): without it the kernel answers EPERM.',
     ],
     positionals: { min: 0, max: 16 },
     run: dev,
