@@ -93,12 +93,14 @@ export async function main(argv: string[], out: (text: string) => void): Promise
   // The command is the first word; only global options may come before it.
   const { tokens } = parseArgs({ args: argv, options: parseOptions(GLOBAL_OPTIONS), strict: false, tokens: true });
   const first = tokens.find((t) => t.kind === 'positional');
-  const before = parseArgs({
-    args: first ? argv.slice(0, first.index) : argv,
-    options: parseOptions(GLOBAL_OPTIONS),
-    strict: true,
-    allowPositionals: false,
-  }).values;
+  const before = asUsage(undefined, () =>
+    parseArgs({
+      args: first ? argv.slice(0, first.index) : argv,
+      options: parseOptions(GLOBAL_OPTIONS),
+      strict: true,
+      allowPositionals: false,
+    }),
+  ).values;
   if (before.version) return (out(version()), EXIT_OK);
   if (!first) {
     if (before.help) return (out(mainHelp()), EXIT_OK);
@@ -139,7 +141,7 @@ export async function main(argv: string[], out: (text: string) => void): Promise
  * What `fn` throws, with util.parseArgs' errors and the library's RangeErrors (a value it refused,
  * such as a MAC or a device name: the CLI passes them on as given) as usage errors of `command`.
  */
-function asUsage<T>(command: string, fn: () => T): T {
+function asUsage<T>(command: string | undefined, fn: () => T): T {
   const wrap = (err: unknown): never => {
     const code = (err as { code?: unknown } | null)?.code;
     if (err instanceof RangeError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')))
@@ -157,12 +159,9 @@ function asUsage<T>(command: string, fn: () => T): T {
 
 /** Prints what went wrong and gives the exit status: 2 for usage mistakes, 1 for everything else. */
 function report(err: unknown): number {
-  const code = (err as { code?: unknown } | null)?.code;
-  const usage = err instanceof UsageError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'));
   process.stderr.write(`${BIN}: ${err instanceof Error ? err.message : String(err)}\n`);
-  if (!usage) return EXIT_FAILURE;
-  const command = err instanceof UsageError ? err.command : undefined;
-  process.stderr.write(`Try '${BIN} ${command ? `${command} --help` : '--help'}'.\n`);
+  if (!(err instanceof UsageError)) return EXIT_FAILURE;
+  process.stderr.write(`Try '${BIN} ${err.command ? `${err.command} --help` : '--help'}'.\n`);
   return EXIT_USAGE;
 }
 
