@@ -4,9 +4,11 @@ import { DeviceType, Feature, Status } from './constants';
 import { DeadlineWheel } from './deadline';
 import { DmaUpdates, type MappedCallback } from './dma-updates';
 import { VdpaError, vdpaError, type ErrnoCode } from './errors';
+import { deviceAttributes } from './management';
 import { native, type NativeCompletionCallback, type NativeDevice, type NativeRegion } from './native';
 import { requestTimeoutOf, toNativeOptions, type OpenOptions } from './options';
 import { QueueDriver, type QueueHooks } from './queue';
+import { vdpaNameOfVhostNode } from './sysfs-devices';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 import { VhostControl } from './vhost';
 
@@ -110,8 +112,8 @@ export class Device extends EventEmitter {
   /** Made at the first buffer allocated or freed after open. */
   private dmaUpdates: DmaUpdates | undefined;
 
-  /** @internal Use {@link openDevice}. */
-  constructor(path: string, nativeDevice: NativeDevice, requestTimeout: number) {
+  /** @internal Use {@link openDevice}. `vendorId` replaces what the transport reports (vhost-vdpa: 0). */
+  constructor(path: string, nativeDevice: NativeDevice, requestTimeout: number, vendorId?: number) {
     super();
     this.requestTimeout = requestTimeout;
     this.nativeDevice = nativeDevice;
@@ -119,7 +121,7 @@ export class Device extends EventEmitter {
     this.path = path;
     this.transport = info.transport;
     this.deviceId = info.deviceId;
-    this.vendorId = info.vendorId;
+    this.vendorId = vendorId ?? info.vendorId;
     this.deviceFeatures = info.deviceFeatures;
     this.maxQueues = info.maxQueues;
     this.configSize = info.configSize;
@@ -526,8 +528,24 @@ export async function openDevice(path: string, options: OpenOptions = {}): Promi
     );
   const nativeOptions = toNativeOptions(path, options);
   const requestTimeout = requestTimeoutOf(options);
-  // The transport opens on the threadpool (a VFIO reset, vhost-vdpa ioctls).
-  return new Device(path, await native.openDevice(path, nativeOptions), requestTimeout);
+  // The transport opens on the threadpool (a VFIO reset, vhost-vdpa ioctls); meanwhile the vendor id of a
+  // vhost-vdpa device, which its char device cannot tell, is asked of the vdpa netlink family.
+  const [nativeDevice, vendorId] = await Promise.all([
+    native.openDevice(path, nativeOptions),
+    path.startsWith('/dev/') ? vhostVendorId(path) : undefined,
+  ]);
+  return new Device(path, nativeDevice, requestTimeout, vendorId);
+}
+
+/** `vdpa dev show`'s vendor id of the device behind a vhost-vdpa node; 0 when it cannot be told. */
+async function vhostVendorId(path: string): Promise<number> {
+  const name = await vdpaNameOfVhostNode(path);
+  if (name === undefined) return 0;
+  try {
+    return (await deviceAttributes(name)).vendorId ?? 0;
+  } catch {
+    return 0; // no vdpa netlink family (module not loaded): the id stays unknown, as the transport says
+  }
 }
 
 const REMOVED_REASON = 'the host is taking the device back (unbound from vfio-pci)';
