@@ -1,6 +1,7 @@
 // Node streams over the drivers: block-aligned Readable/Writable over BlkDevice.read/write, and an
 // object-mode Duplex of frames over NetDevice.send/receive. Each keeps a bounded number of requests
 // in flight (never more than the device's queues hold) and aborts them when it is destroyed.
+import { setMaxListeners } from 'node:events';
 import { Duplex, Readable, Writable } from 'node:stream';
 import type { BlkDevice } from './blk';
 import { VdpaError, vdpaError } from './errors';
@@ -80,7 +81,7 @@ function blkSettings(
   blk: BlkDevice,
   options: BlkReadStreamOptions | BlkWriteStreamOptions | undefined,
 ): BlkStreamSettings {
-  const o = options ?? {};
+  const o = options === undefined ? {} : options;
   checkObject(o, 'options');
   const start = o.start === undefined ? 0 : checkInteger(o.start, 'options.start', 0, blk.capacity);
   checkAligned(blk, start, 'options.start');
@@ -149,6 +150,8 @@ export class BlkReadStream extends Readable {
     this.next = s.start;
     this.chunk = s.chunk;
     this.depth = s.depth;
+    // Each request in flight listens on it (plus a flush): not a leak.
+    setMaxListeners(s.depth + 1, this.aborter.signal);
   }
 
   override _read(): void {
@@ -240,6 +243,7 @@ export class BlkWriteStream extends Writable {
     this.next = s.start;
     this.chunk = s.chunk;
     this.depth = s.depth;
+    setMaxListeners(s.depth + 1, this.aborter.signal);
     this.flushAtEnd = flush;
     this.staged = Buffer.allocUnsafe(s.chunk);
   }
@@ -380,7 +384,7 @@ export class NetFrameStream extends Duplex {
 
   /** @internal Use {@link NetDevice.createFrameStream}. */
   constructor(net: NetDevice, options?: NetFrameStreamOptions) {
-    const o = options ?? {};
+    const o = options === undefined ? {} : options;
     checkObject(o, 'options');
     const highWaterMark =
       o.highWaterMark === undefined ? 16 : checkInteger(o.highWaterMark, 'options.highWaterMark', 1, 2 ** 20);
@@ -390,6 +394,7 @@ export class NetFrameStream extends Duplex {
     super({ objectMode: true, highWaterMark, allowHalfOpen: true, signal: o.signal });
     this.net = net;
     this.depth = depth;
+    setMaxListeners(depth + 1, this.aborter.signal); // the sends in flight and the receive
   }
 
   override _write(frame: Uint8Array, _encoding: BufferEncoding, callback: (error?: Error | null) => void): void {
