@@ -41,7 +41,6 @@
         "native/transport/mock/mock_net.cc",
         "native/transport/vhost_vdpa/vhost_vdpa_transport.cc",
         "native/transport/vhost_vdpa/vhost_ioctls.cc",
-        "native/transport/vhost_vdpa/vdpa_netlink.cc",
         "native/transport/vfio/vfio_iommu.cc",
         "native/transport/vfio/vfio_pci_device.cc",
         "native/transport/vfio/vfio_transport.cc",

@@ -1,3 +1,5 @@
+import { EventEmitter } from 'node:events';
+import { inspect, type InspectOptionsStylized } from 'node:util';
 import { BOUNCE_CHUNK, BouncePool, type BounceChunk } from './bounce';
 import { Call, requestSignal, runCall, type RequestOptions } from './call';
 import {
@@ -13,10 +15,20 @@ import {
   type Field,
 } from './config';
 import { BlkFeature, DeviceType, Feature } from './constants';
-import { COMMON_FEATURES, openForDriver, type AllocOptions, type Device, type DmaRegion } from './device';
+import {
+  COMMON_FEATURES,
+  forwardDeviceEvents,
+  inspectLine,
+  openForDriver,
+  type AllocOptions,
+  type Device,
+  type DeviceEvents,
+  type DmaRegion,
+} from './device';
 import { vdpaError } from './errors';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type ChainSegment, type QueueDriver } from './queue';
+import { BlkReadStream, BlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './streams';
 import { checkBlockRange, checkInteger } from './validate';
 
 /** Options for {@link openBlk}. */
@@ -84,11 +96,12 @@ interface BlkQueue {
 }
 
 /**
- * A virtio-blk device driven from Node: promise-per-request I/O, a batch path, zero-copy DMA buffers.
- * Offsets and lengths are bytes and must be multiples of 512. Every request takes a final
- * {@link RequestOptions} with an AbortSignal.
+ * A virtio-blk device driven from Node: promise-per-request I/O, a batch path, zero-copy DMA buffers,
+ * and Node streams ({@link createReadStream}, {@link createWriteStream}). Offsets and lengths are
+ * bytes and must be multiples of 512. Every request takes a final {@link RequestOptions} with an
+ * AbortSignal. Emits the {@link DeviceEvents} of its {@link device}; `await using` closes it.
  */
-export class BlkDevice {
+export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDisposable {
   /** Size in bytes. */
   readonly capacity: number;
   /** Logical block size the device reports (512 when it reports none). */
@@ -114,7 +127,9 @@ export class BlkDevice {
 
   /** @internal Use {@link openBlk}; `f` is what the device accepted of {@link blkFeatures}. */
   constructor(device: Device, options: BlkOptions, f: bigint) {
+    super();
     this.device = device;
+    forwardDeviceEvents(device, this);
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, BLK_CONFIG_SIZE)));
     // A field counts when its feature was negotiated and the device's config space holds it.
     const field = (fd: Field, feature: bigint, def: number): number => (f & feature && cfg.has(fd) ? cfg.get(fd) : def);
@@ -167,13 +182,21 @@ export class BlkDevice {
     return this.device.allocBuffer(size, options);
   }
 
-  /** Reads `buffer.length` bytes at `offset` into `buffer`. */
-  read(offset: number, buffer: Uint8Array, options?: RequestOptions): Promise<void> {
+  /**
+   * Frees a buffer from {@link allocBuffer} (see {@link Device.freeBuffer}): its views become
+   * detached; one a request still holds is refused with code `'EBUSY'`.
+   */
+  freeBuffer(buffer: Uint8Array): void {
+    this.device.freeBuffer(buffer);
+  }
+
+  /** Reads `buffer.length` bytes at `offset` into `buffer`; resolves to `buffer`. */
+  read<T extends Uint8Array>(offset: number, buffer: T, options?: RequestOptions): Promise<T> {
     return this.request(options, (c) => {
       this.checkData(offset, buffer, false);
       this.device.check('read');
       this.issueData(c, T_IN, offset, buffer);
-    });
+    }).then(() => buffer);
   }
 
   /** Writes `buffer` at `offset`. */
@@ -247,9 +270,48 @@ export class BlkDevice {
     return this;
   }
 
+  /**
+   * A Readable of the bytes from `start` to `end` (exclusive), read `highWaterMark` bytes per
+   * request with at most `depth` requests in flight; see {@link BlkReadStreamOptions}.
+   */
+  createReadStream(options?: BlkReadStreamOptions): BlkReadStream {
+    return new BlkReadStream(this, options);
+  }
+
+  /**
+   * A Writable that writes what is piped into it from `start` on, in block-aligned requests of
+   * `highWaterMark` bytes with at most `depth` in flight; see {@link BlkWriteStreamOptions}.
+   */
+  createWriteStream(options?: BlkWriteStreamOptions): BlkWriteStream {
+    return new BlkWriteStream(this, options);
+  }
+
   /** Resets the device; requests in flight reject with code `'ECANCELED'`. */
   close(): Promise<void> {
     return this.device.close();
+  }
+
+  /** Closes the device as {@link close} does: `await using blk = await openBlk(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** One line for `console.log` and `util.inspect`: identity, geometry and state. */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+    return inspectLine(
+      'BlkDevice',
+      {
+        path: this.device.path,
+        transport: this.device.transport,
+        capacity: this.capacity,
+        blockSize: this.blockSize,
+        numQueues: this.numQueues,
+        queueSize: this.queueSize,
+        readOnly: this.readOnly,
+        state: this.device.state,
+      },
+      options,
+    );
   }
 
   /** @internal Bounce chunks in the pool and how many are free (for tests). */

@@ -53,14 +53,23 @@ export const NetFeature = {
   MQ: 1n << 22n,
 } as const;
 
-/** Names of the feature bits set in `features`, for logs and CLIs. */
+/**
+ * Names of the feature bits set in `features`, lowest bit first, for logs and CLIs. A bit this
+ * library has no name for (or one specific to another device type, or any device-specific bit
+ * when `deviceType` is not given) is named by its number: `'bit41'`. Nothing set is left out.
+ */
 export function featureNames(features: bigint, deviceType?: number): string[] {
+  if (typeof features !== 'bigint') throw new TypeError('features must be a bigint');
+  if (features < 0n) throw new RangeError('features must not be negative');
+  const known = new Map<bigint, string>();
   const tables: Record<string, bigint>[] = [Feature];
   if (deviceType === DeviceType.blk) tables.push(BlkFeature);
   if (deviceType === DeviceType.net) tables.push(NetFeature);
+  for (const table of tables) for (const [name, mask] of Object.entries(table)) known.set(mask, name);
   const names: string[] = [];
-  for (const table of tables) {
-    for (const [name, mask] of Object.entries(table)) if (features & mask) names.push(name);
+  for (let bit = 0n; features >> bit !== 0n; bit++) {
+    const mask = 1n << bit;
+    if (features & mask) names.push(known.get(mask) ?? `bit${bit}`);
   }
   return names;
 }

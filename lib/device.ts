@@ -1,12 +1,15 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { EventEmitter } from 'node:events';
-import { DeviceType, Feature, Status } from './constants';
+import { inspect, type InspectOptionsStylized } from 'node:util';
+import { DeviceType, Feature, Status, type DeviceTypeName } from './constants';
 import { DeadlineWheel } from './deadline';
 import { DmaUpdates, type MappedCallback } from './dma-updates';
 import { VdpaError, vdpaError, type ErrnoCode } from './errors';
+import { deviceAttributes } from './management';
 import { native, type NativeCompletionCallback, type NativeDevice, type NativeRegion } from './native';
 import { requestTimeoutOf, toNativeOptions, type OpenOptions } from './options';
 import { QueueDriver, type QueueHooks } from './queue';
+import { vdpaNameOfVhostNode } from './sysfs-devices';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 import { VhostControl } from './vhost';
 
@@ -50,6 +53,33 @@ export type QueueOptions<C> = Pick<QueueHooks<C>, 'onChain' | 'onOrphan' | 'maxS
   timed?: boolean;
 };
 
+/** The transport a device is reached through. */
+export type TransportName = 'mock' | 'vhost-vdpa' | 'vfio';
+
+const TRANSPORTS: readonly TransportName[] = ['mock', 'vhost-vdpa', 'vfio'];
+
+/** What {@link Device.deviceType} can be: a type this library knows, or the ID of one it doesn't. */
+export type DeviceTypeLabel = DeviceTypeName | `unknown(${number})`;
+
+/**
+ * The events of a {@link Device} and their arguments (BlkDevice and NetDevice emit them too). Each
+ * error is a VdpaError: `'needsReset'` code `'EIO'`, `'timeout'` code `'ETIMEDOUT'`, `'removed'`
+ * code `'ENODEV'`.
+ */
+export interface DeviceEvents {
+  /** The device signalled a configuration change (read the config space again). */
+  configChange: [];
+  /** The device set DEVICE_NEEDS_RESET; its requests failed with this error. */
+  needsReset: [error: VdpaError];
+  /** A request outlived {@link OpenOptions.requestTimeout}; the device was failed with this error. */
+  timeout: [error: VdpaError];
+  /** The host took the VFIO function back; the device is being closed. */
+  removed: [error: VdpaError];
+}
+
+/** Where a device stands: usable, failed (timeout, needs reset; close it), or closed. */
+export type DeviceState = 'open' | 'failed' | 'closed';
+
 /**
  * An open virtio device, before or after a driver has brought it up. {@link openBlk} and
  * {@link openNet} build on it; {@link openDevice} returns one for inspection and low-level use.
@@ -61,15 +91,15 @@ export type QueueOptions<C> = Pick<QueueHooks<C>, 'onChain' | 'onOrphan' | 'maxS
  * is closed as by {@link Device.close} (what it returns meanwhile completes, what it still holds
  * then fails), and every later call fails with `'ENODEV'`.
  */
-export class Device extends EventEmitter {
+export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposable {
   /** The spec it was opened with: `'mock:blk'`, `'/dev/vhost-vdpa-0'`, `'vfio:0000:00:03.0'`. */
   readonly path: string;
   /** `'mock'`, `'vhost-vdpa'` or `'vfio'`. */
-  readonly transport: string;
+  readonly transport: TransportName;
   /** Virtio device ID (see {@link DeviceType}). */
   readonly deviceId: number;
   /** `'net'`, `'blk'`, or `'unknown(N)'`. */
-  readonly deviceType: string;
+  readonly deviceType: DeviceTypeLabel;
   readonly vendorId: number;
   /** Feature bits the device offers. */
   readonly deviceFeatures: bigint;
@@ -110,20 +140,22 @@ export class Device extends EventEmitter {
   /** Made at the first buffer allocated or freed after open. */
   private dmaUpdates: DmaUpdates | undefined;
 
-  /** @internal Use {@link openDevice}. */
-  constructor(path: string, nativeDevice: NativeDevice, requestTimeout: number) {
+  /** @internal Use {@link openDevice}. `vendorId` replaces what the transport reports (vhost-vdpa: 0). */
+  constructor(path: string, nativeDevice: NativeDevice, requestTimeout: number, vendorId?: number) {
     super();
     this.requestTimeout = requestTimeout;
     this.nativeDevice = nativeDevice;
     const info = this.nativeDevice.info();
     this.path = path;
-    this.transport = info.transport;
+    if (!(TRANSPORTS as readonly string[]).includes(info.transport))
+      throw new TypeError(`the addon reported an unknown transport '${info.transport}'`);
+    this.transport = info.transport as TransportName;
     this.deviceId = info.deviceId;
-    this.vendorId = info.vendorId;
+    this.vendorId = vendorId ?? info.vendorId;
     this.deviceFeatures = info.deviceFeatures;
     this.maxQueues = info.maxQueues;
     this.configSize = info.configSize;
-    const name = Object.entries(DeviceType).find(([, id]) => id === info.deviceId)?.[0];
+    const name = (Object.keys(DeviceType) as DeviceTypeName[]).find((n) => DeviceType[n] === info.deviceId);
     this.deviceType = name ?? `unknown(${info.deviceId})`;
     const nativeVhost = this.nativeDevice.vhost();
     this.vhost = nativeVhost ? new VhostControl(() => (this.live('vhost'), nativeVhost)) : undefined;
@@ -137,6 +169,12 @@ export class Device extends EventEmitter {
   /** True once {@link close} was called or the host took the device back. */
   get closed(): boolean {
     return this.isClosed;
+  }
+
+  /** `'open'`, `'failed'` (a request timed out or the device needs a reset: close it) or `'closed'`. */
+  get state(): DeviceState {
+    if (this.isClosed) return 'closed';
+    return this.failedWith ? 'failed' : 'open';
   }
 
   /** The largest size queue `index` accepts (VHOST_VDPA_GET_VRING_NUM, queue_size, ...). */
@@ -342,6 +380,27 @@ export class Device extends EventEmitter {
     return this.closing;
   }
 
+  /** Closes the device as {@link close} does: `await using dev = await openDevice(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** One line for `console.log` and `util.inspect`: identity and state, none of the internals. */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+    return inspectLine(
+      'Device',
+      {
+        path: this.path,
+        transport: this.transport,
+        deviceType: this.deviceType,
+        features: this.features,
+        maxQueues: this.maxQueues,
+        state: this.state,
+      },
+      options,
+    );
+  }
+
   /**
    * @internal The native device, or a fresh EBADF (with the caller's stack, `syscall` naming the
    * call) once the device is closed.
@@ -477,6 +536,33 @@ export class Device extends EventEmitter {
   }
 }
 
+/** @internal Re-emits the device's events on the driver object around it (BlkDevice, NetDevice). */
+export function forwardDeviceEvents(device: Device, target: EventEmitter<DeviceEvents>): void {
+  device.on('configChange', () => target.emit('configChange'));
+  device.on('needsReset', (err) => target.emit('needsReset', err));
+  device.on('timeout', (err) => target.emit('timeout', err));
+  device.on('removed', (err) => target.emit('removed', err));
+}
+
+/**
+ * @internal `Name { key: value, ... }` on one line whatever its length, values styled (and
+ * coloured) as util.inspect would; bigints in hex (they are feature masks).
+ */
+export function inspectLine(
+  name: string,
+  fields: Record<string, string | number | bigint | boolean>,
+  options: InspectOptionsStylized,
+): string {
+  const parts = Object.entries(fields).map(([key, value]) => {
+    const shown =
+      typeof value === 'bigint'
+        ? options.stylize(`0x${value.toString(16)}n`, 'bigint')
+        : inspect(value, { colors: options.colors, breakLength: Infinity });
+    return `${key}: ${shown}`;
+  });
+  return `${name} { ${parts.join(', ')} }`;
+}
+
 /**
  * What a native completion callback reaches its queue driver through. Native code holds its
  * callbacks in persistent references, which are GC roots: a strong link from there would keep every
@@ -526,8 +612,24 @@ export async function openDevice(path: string, options: OpenOptions = {}): Promi
     );
   const nativeOptions = toNativeOptions(path, options);
   const requestTimeout = requestTimeoutOf(options);
-  // The transport opens on the threadpool (a VFIO reset, vhost-vdpa ioctls).
-  return new Device(path, await native.openDevice(path, nativeOptions), requestTimeout);
+  // The transport opens on the threadpool (a VFIO reset, vhost-vdpa ioctls); meanwhile the vendor id of a
+  // vhost-vdpa device, which its char device cannot tell, is asked of the vdpa netlink family.
+  const [nativeDevice, vendorId] = await Promise.all([
+    native.openDevice(path, nativeOptions),
+    path.startsWith('/dev/') ? vhostVendorId(path) : undefined,
+  ]);
+  return new Device(path, nativeDevice, requestTimeout, vendorId);
+}
+
+/** `vdpa dev show`'s vendor id of the device behind a vhost-vdpa node; 0 when it cannot be told. */
+async function vhostVendorId(path: string): Promise<number> {
+  const name = await vdpaNameOfVhostNode(path);
+  if (name === undefined) return 0;
+  try {
+    return (await deviceAttributes(name)).vendorId ?? 0;
+  } catch {
+    return 0; // no vdpa netlink family (module not loaded): the id stays unknown, as the transport says
+  }
 }
 
 const REMOVED_REASON = 'the host is taking the device back (unbound from vfio-pci)';

@@ -8,10 +8,26 @@
 export { VdpaError, AbortError, type VdpaErrorInfo } from './errors';
 export type { RequestOptions } from './call';
 export { DeviceType, type DeviceTypeName, Status, Feature, BlkFeature, NetFeature, featureNames } from './constants';
-export { Device, openDevice, type AllocOptions } from './device';
+export {
+  Device,
+  openDevice,
+  type AllocOptions,
+  type DeviceEvents,
+  type DeviceState,
+  type DeviceTypeLabel,
+  type TransportName,
+} from './device';
 export { mockFaults, type OpenOptions, type MockOptions } from './options';
 export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
 export { NetDevice, openNet, type NetOptions } from './net';
+export {
+  BlkReadStream,
+  BlkWriteStream,
+  NetFrameStream,
+  type BlkReadStreamOptions,
+  type BlkWriteStreamOptions,
+  type NetFrameStreamOptions,
+} from './streams';
 export { VhostControl, BackendFeature, type VhostInfo } from './vhost';
 export { listDevices, type DeviceEntry } from './discovery';
 export {

@@ -1,11 +1,21 @@
+import { EventEmitter } from 'node:events';
+import { inspect, type InspectOptionsStylized } from 'node:util';
 import { Call, abortError, requestSignal, runCall, type RequestOptions } from './call';
 import { ConfigView, NET_CONFIG_SIZE, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetConfig } from './config';
 import { DeviceType, Feature, NetFeature } from './constants';
-import { COMMON_FEATURES, openForDriver, type Device } from './device';
+import {
+  COMMON_FEATURES,
+  forwardDeviceEvents,
+  inspectLine,
+  openForDriver,
+  type Device,
+  type DeviceEvents,
+} from './device';
 import { VdpaError } from './errors';
 import { Fifo } from './fifo';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
+import { NetFrameStream, type NetFrameStreamOptions } from './streams';
 
 /** Options for {@link openNet}. */
 export interface NetOptions extends OpenOptions {
@@ -39,13 +49,16 @@ interface Reader {
 }
 
 /**
- * A virtio-net device: send frames, receive them as an async iterator. Frames are whole Ethernet
- * frames without FCS (14-byte header + payload, at most MTU + 14 bytes). Every request takes a
- * final {@link RequestOptions} with an AbortSignal.
+ * A virtio-net device: send frames, receive them as an async iterator or through an object-mode
+ * Duplex ({@link createFrameStream}). Frames are whole Ethernet frames without FCS (14-byte header
+ * + payload, at most MTU + 14 bytes). Every request takes a final {@link RequestOptions} with an
+ * AbortSignal. Emits the {@link DeviceEvents} of its {@link device}; `await using` closes it.
  */
-export class NetDevice {
-  /** MAC address from config space (all zeroes when the device has none). */
+export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDisposable {
+  /** MAC address from config space (all zeroes when the device has none), as 6 bytes. */
   readonly mac: Uint8Array;
+  /** The same MAC address as text: lowercase hex, colon-separated (`'52:54:00:12:34:56'`). */
+  readonly macAddress: string;
   /** Largest payload; frames may be up to `mtu + 14` bytes. */
   readonly mtu: number;
   /** Entries per queue. */
@@ -73,9 +86,12 @@ export class NetDevice {
 
   /** @internal Use {@link openNet}; `f` is what the device accepted of {@link netFeatures}. */
   constructor(device: Device, options: NetOptions, f: bigint) {
+    super();
     this.device = device;
+    forwardDeviceEvents(device, this);
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
     this.mac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
+    this.macAddress = Array.from(this.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
     this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     const queueSize = device.queueSizeFor(options.queueSize, [RX_QUEUE, TX_QUEUE]);
     this.queueSize = queueSize;
@@ -202,9 +218,39 @@ export class NetDevice {
     return this;
   }
 
+  /**
+   * An object-mode Duplex of frames: each frame written is sent, each frame received is read. See
+   * {@link NetFrameStreamOptions} for backpressure and end/destroy semantics.
+   */
+  createFrameStream(options?: NetFrameStreamOptions): NetFrameStream {
+    return new NetFrameStream(this, options);
+  }
+
   /** Resets the device; pending sends and receives end with code `'ECANCELED'`. */
   close(): Promise<void> {
     return this.device.close(); // waiting readers fail through the device's failure listener
+  }
+
+  /** Closes the device as {@link close} does: `await using net = await openNet(...)`. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.close();
+  }
+
+  /** One line for `console.log` and `util.inspect`: identity, MAC, MTU and state. */
+  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+    return inspectLine(
+      'NetDevice',
+      {
+        path: this.device.path,
+        transport: this.device.transport,
+        mac: this.macAddress,
+        mtu: this.mtu,
+        queueSize: this.queueSize,
+        droppedFrames: this.droppedFrames,
+        state: this.device.state,
+      },
+      options,
+    );
   }
 
   private request(options: RequestOptions | undefined, start: (c: Call) => void): Promise<void> {

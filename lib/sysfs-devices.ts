@@ -67,3 +67,21 @@ export async function previousBinding(pciAddress: string): Promise<PreviousBindi
     return undefined;
   }
 }
+
+/**
+ * The vdpa bus device behind a `/dev/vhost-vdpa-N` node (`'vdpa0'`), through the node's device number
+ * (`/sys/dev/char/MAJ:MIN/device`), so a renamed or linked node still resolves; undefined when it
+ * cannot be told.
+ */
+export async function vdpaNameOfVhostNode(devPath: string, sysfs = '/sys'): Promise<string | undefined> {
+  try {
+    const { rdev } = await fs.promises.stat(devPath, { bigint: true });
+    // glibc's gnu_dev_major / gnu_dev_minor split of a 64-bit dev_t
+    const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+    const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+    const link = await fs.promises.readlink(path.join(sysfs, 'dev', 'char', `${major}:${minor}`, 'device'));
+    return path.basename(link);
+  } catch {
+    return undefined;
+  }
+}

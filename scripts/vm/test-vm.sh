@@ -10,7 +10,8 @@
 # wrote (scripts/vm/oracle-check.py: the vhost-vdpa image and both VFIO blk images).
 # The guest gets two virtio-blk-pci functions (vfio-split.img; vfio-packed.img with packed=on; their
 # serials name the image) and a --net-pair, for the VFIO part of guest-tests.sh; a third (mgmt-pci.img,
-# serial mgmt-pci) is test/vm/management.test.ts's, which moves it between virtio-pci and vfio-pci. Exits non-zero on any failure, including: the guest never ran,
+# serial mgmt-pci) is test/vm/management.test.ts's, which moves it between virtio-pci and vfio-pci; and two
+# functions of one multifunction slot (serials grp-a, grp-b: one IOMMU group) are its non-viable group. Exits non-zero on any failure, including: the guest never ran,
 # zero tests ran, a test was skipped inside the guest.
 #
 # Environment: VDPA_VM_SHAPES (see guest-tests.sh; default "1:64 4:256"), VDPA_VM_TEST_RESULTS=DIR (results dir; default a
@@ -69,12 +70,13 @@ export VDPA_VM_SHAPES=${VDPA_VM_SHAPES:-1:64 4:256}
 for shape in $VDPA_VM_SHAPES; do
   rm -f "$RES/conf-${shape%%:*}x${shape##*:}.img"; truncate -s 64M "$RES/conf-${shape%%:*}x${shape##*:}.img"
 done
-for img in oracle faults vfio-split vfio-packed mgmt-pci; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
+for img in oracle faults vfio-split vfio-packed mgmt-pci grp-a grp-b; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
 
 echo "test-vm: booting the guest (results in $RES)" >&2
 "$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" \
   --blk-pci "$RES/vfio-split.img,serial=vfio-split" --blk-pci "$RES/vfio-packed.img,packed,serial=vfio-packed" \
   --blk-pci "$RES/mgmt-pci.img,serial=mgmt-pci" \
+  --blk-pci "$RES/grp-a.img,serial=grp-a,addr=0x10.0,multifunction=on" --blk-pci "$RES/grp-b.img,serial=grp-b,addr=0x10.1" \
   --net-pair -- bash scripts/vm/guest-tests.sh
 guest_rc=$?
 

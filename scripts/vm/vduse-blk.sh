@@ -2,14 +2,15 @@
 # Inside the vdpa-vm guest (VDPA_IN_VM=1): create / remove a VDUSE virtio-blk device backed by a file.
 #
 #   vduse-blk.sh start [-q NUM_QUEUES] [-s QUEUE_SIZE] [--virtio] NAME IMG
-#       Starts qemu-storage-daemon exporting IMG as VDUSE device NAME, adds the vDPA device and makes
-#       sure it is bound to vhost_vdpa; prints its char device (/dev/vhost-vdpa-N).
+#       Starts qemu-storage-daemon exporting IMG as VDUSE device NAME, adds the vDPA device and binds
+#       it to vhost_vdpa with the library's CLI (dist/lib/cli.js: dev add, bind); prints its char device
+#       (/dev/vhost-vdpa-N).
 #       With --virtio it is bound to virtio_vdpa instead (the guest kernel's own virtio-blk driver)
 #       and the block device (/dev/vdX) is printed.
-#       Defaults: 1 queue, queue size 256. Each step (the VDUSE node, the vdpa device, its char or block
-#       device) is waited for, up to VDPA_VM_DEVICE_WAIT seconds (default 30), then fails naming it.
+#       Defaults: 1 queue, queue size 256. The VDUSE node is waited for up to VDPA_VM_DEVICE_WAIT seconds
+#       (default 30); the library bounds its own waits for the vdpa device's char or block device.
 #   vduse-blk.sh stop NAME
-#       Removes the vDPA device and stops its daemon (flushes IMG).
+#       Removes the vDPA device (the CLI's dev del) and stops its daemon (flushes IMG).
 set -euo pipefail
 
 STATE=/run/vduse-blk   # guest tmpfs
@@ -38,23 +39,20 @@ vduse_node_ready() {
   return 1
 }
 
-bound_driver() {  # prints the vdpa bus driver NAME is bound to, or nothing
-  local l=/sys/bus/vdpa/devices/$1/driver
-  [[ -L $l ]] && basename "$(readlink "$l")" || true
-}
+# The library's own CLI (the management API: vdpa netlink and sysfs), not iproute2's `vdpa`.
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+vdpa_cli() { node "$ROOT/dist/lib/cli.js" "$@"; }
 
-# Bind vdpa device $1 to driver $2 (vhost_vdpa | virtio_vdpa). A new vdpa device binds to the first
-# registered driver that matches; the guest's init loads vhost_vdpa before virtio_vdpa, so the
-# default is vhost_vdpa, but driver_override makes it explicit either way.
+# bind_to NAME DRIVER FIELD : binds vdpa device NAME to DRIVER (vhost_vdpa | virtio_vdpa) and prints
+# FIELD of the entry bindDriver resolves with (`path`: /dev/vhost-vdpa-N, `blockDevice`: /dev/vdX), which
+# exists by then: the library waits, bounded, for the kernel to make it.
 bind_to() {
-  local dev=$1 want=$2 cur
-  [[ -d /sys/bus/vdpa/drivers/$want ]] || modprobe "$want" 2>/dev/null || die "driver $want not loaded"
-  echo "$want" >"/sys/bus/vdpa/devices/$dev/driver_override"
-  cur=$(bound_driver "$dev")
-  [[ $cur == "$want" ]] && return 0
-  [[ -n $cur ]] && echo "$dev" >"/sys/bus/vdpa/drivers/$cur/unbind"
-  echo "$dev" >/sys/bus/vdpa/drivers_probe
-  [[ $(bound_driver "$dev") == "$want" ]] || die "could not bind $dev to $want (bound: $(bound_driver "$dev"))"
+  local entry
+  entry=$(vdpa_cli bind "$1" "$2" --json) || return 1
+  printf '%s' "$entry" | node -e '
+    const v = JSON.parse(require("fs").readFileSync(0, "utf8"))[process.argv[1]];
+    if (typeof v !== "string") { console.error(`bind: the entry has no ${process.argv[1]}`); process.exit(1); }
+    console.log(v);' "$3"
 }
 
 # fail_start NAME MESSAGE : undo a half-done start, then fail with MESSAGE
@@ -87,34 +85,21 @@ start() {
     || die "qemu-storage-daemon failed"
   wait_for vduse_node_ready "$name" \
     || fail_start "$name" "/dev/vduse/$name did not appear within ${DEVICE_WAIT}s of starting qemu-storage-daemon (pid $(daemon_pid "$name"))"
-  vdpa dev add name "$name" mgmtdev vduse || fail_start "$name" "vdpa dev add $name failed"
-  wait_for test -d "/sys/bus/vdpa/devices/$name" \
-    || fail_start "$name" "vdpa device $name did not appear in /sys/bus/vdpa/devices within ${DEVICE_WAIT}s of vdpa dev add"
-
+  vdpa_cli dev add "$name" mgmtdev vduse >/dev/null || fail_start "$name" "dev add $name failed"
+  local node
   if ((virtio)); then
-    bind_to "$name" virtio_vdpa
-    local b
-    wait_for eval 'b=$(ls -d /sys/bus/vdpa/devices/'"$name"'/virtio*/block/* 2>/dev/null | head -n1); [[ -n $b ]]' \
-      || fail_start "$name" "no block device for $name in sysfs within ${DEVICE_WAIT}s of binding it to virtio_vdpa"
-    b=/dev/${b##*/}
-    wait_for test -b "$b" || fail_start "$name" "$b did not appear within ${DEVICE_WAIT}s"
-    echo "$b"
+    node=$(bind_to "$name" virtio_vdpa blockDevice) || fail_start "$name" "binding $name to virtio_vdpa failed"
   else
-    bind_to "$name" vhost_vdpa
-    local v
-    wait_for eval 'v=$(ls -d /sys/bus/vdpa/devices/'"$name"'/vhost-vdpa-* 2>/dev/null | head -n1); [[ -n $v ]]' \
-      || fail_start "$name" "no vhost-vdpa-N for $name in sysfs within ${DEVICE_WAIT}s of binding it to vhost_vdpa"
-    v=/dev/${v##*/}
-    wait_for test -c "$v" || fail_start "$name" "$v did not appear within ${DEVICE_WAIT}s"
-    echo "$v"
+    node=$(bind_to "$name" vhost_vdpa path) || fail_start "$name" "binding $name to vhost_vdpa failed"
   fi
+  echo "$node"
 }
 
 stop() {
   [[ $# -eq 1 ]] || die "usage: vduse-blk.sh stop NAME"
   local name=$1 pid
   if [[ -e /sys/bus/vdpa/devices/$name ]]; then
-    vdpa dev del "$name" || echo "vduse-blk: warning: vdpa dev del $name failed" >&2
+    vdpa_cli dev del "$name" || echo "vduse-blk: warning: dev del $name failed" >&2
   fi
   if [[ -f $STATE/$name.pid ]]; then
     pid=$(cat "$STATE/$name.pid")

@@ -50,7 +50,7 @@ describe('mock faults', () => {
         const bystander = blk.allocBuffer(8192).fill(0x3c);
         const plainWhole = new Uint8Array(3 * 4096).fill(0xc3);
         const dma = blk.allocBuffer(8 * 4096).fill(0x11);
-        const reqs: Promise<void>[] = [];
+        const reqs: Promise<unknown>[] = [];
         for (let i = 0; i < 8; i++) reqs.push(blk.read(0, dma.subarray(i * 4096, (i + 1) * 4096)));
         reqs.push(blk.read(0, plainWhole.subarray(4096, 8192)));
         reqs.push(blk.write(16384, rng.bytes(4096)));

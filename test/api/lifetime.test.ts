@@ -35,7 +35,7 @@ describe('lifetime', () => {
       const n = 192;
       await blk.write(0, pattern(0, n * size));
       const weak: { ref: WeakRef<Uint8Array>; offset: number }[] = [];
-      const done: Promise<void>[] = [];
+      const done: Promise<unknown>[] = [];
       (() => {
         for (let i = 0; i < n; i++) {
           const buf = i % 2 ? blk.allocBuffer(size) : new Uint8Array(size);
@@ -68,7 +68,7 @@ describe('lifetime', () => {
     t.after(() => blk.close());
     const weak: WeakRef<Uint8Array>[] = [];
     const states: ReturnType<typeof track>[] = [];
-    const done: Promise<void>[] = [];
+    const done: Promise<unknown>[] = [];
     (() => {
       for (let i = 0; i < 32; i++) {
         const buf = i % 2 ? blk.allocBuffer(4096) : new Uint8Array(4096);

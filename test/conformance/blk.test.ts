@@ -309,7 +309,7 @@ function suite(target: BlkTarget): void {
       const n = 128;
       const off = extents.take(n * 4096);
       const dma = blk.allocBuffer(n * 4096);
-      const reads: Promise<void>[] = [];
+      const reads: Promise<unknown>[] = [];
       for (let i = 0; i < n; i++) {
         const buf = i % 2 ? dma.subarray(i * 4096, (i + 1) * 4096) : new Uint8Array(4096);
         reads.push(blk.read(off + i * 4096, buf));

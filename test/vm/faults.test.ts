@@ -5,11 +5,11 @@
 // Devices are not removed here: `vdpa dev del` blocks while this process holds the fd, so
 // scripts/vm/guest-tests.sh removes every vdpa device once the test process has exited.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { before, describe, it } from 'node:test';
 import { BackendFeature, openBlk } from '../../lib';
-import { IN_VM, ROOT, SKIP_REASON, daemonPid, image, startBlk, within } from './vm-env';
+import { IN_VM, ROOT, SKIP_REASON, daemonPid, image, runFaultChild, startBlk, within } from './vm-env';
 
 if (!IN_VM) {
   it('vm faults', { skip: SKIP_REASON }, () => {});
@@ -121,34 +121,16 @@ if (!IN_VM) {
 
       before(async () => {
         dev = startBlk('fkill', image('faults-kill.img'), 1, 64);
-        const child = spawn(process.execPath, [path.join(__dirname, 'fault-child.js'), dev, String(REQUEST_TIMEOUT)], {
-          stdio: ['pipe', 'pipe', 'pipe'],
-        });
-        let stdout = '';
-        let stderr = '';
-        child.stderr.on('data', (d) => (stderr += d));
-        const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-        const hardTimeout = setTimeout(() => child.kill('SIGKILL'), 150_000);
         try {
-          await within(
-            new Promise<void>((resolve, reject) => {
-              child.stdout.on('data', (d) => {
-                stdout += d;
-                if (stdout.includes('READY\n')) resolve();
-              });
-              child.on('exit', () => reject(new Error(`child exited before READY: ${stdout} ${stderr}`)));
-            }),
-            60_000,
-            'child READY',
+          const run = await runFaultChild<KillResult['r']>(
+            'fault-child.js',
+            [dev, String(REQUEST_TIMEOUT)],
+            'KILLED',
+            () => process.kill(daemonPid('fkill'), 'SIGKILL'),
+            { hardTimeoutMs: 150_000, exitTimeoutMs: 120_000 },
           );
-          process.kill(daemonPid('fkill'), 'SIGKILL');
-          child.stdin.write('KILLED\n');
-          const t0 = Date.now();
-          const code = await exited;
-          const exitMs = Date.now() - t0;
-          const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
-          if (!line) throw new Error(`child gave no result (exit ${code}, ${exitMs} ms):\n${stdout}\n${stderr}`);
-          result = { code, exitMs, r: JSON.parse(line.slice(7)) };
+          const { code, exitMs, stderr } = run;
+          result = { code, exitMs, r: run.r };
           const r = result.r;
           const codes = [...new Set(r.errors.map((e) => e.code))];
           console.log(
@@ -161,9 +143,6 @@ if (!IN_VM) {
           console.log(`# error codes: ${codes.join(', ')}; first: ${r.errors[0]?.message}; stderr: ${stderr.trim()}`);
         } catch (e) {
           setupError = e as Error;
-        } finally {
-          clearTimeout(hardTimeout);
-          if (child.exitCode === null) child.kill('SIGKILL');
         }
       });
 

@@ -236,22 +236,50 @@ if (!IN_VM) {
     });
   });
 
-  describe('vm management: a virtio-blk-pci function moved between virtio-pci and vfio-pci', () => {
-    // scripts/vm/test-vm.sh gives the guest a function with this serial for this test alone.
-    const SERIAL = 'mgmt-pci';
-    function findFunction(): string {
-      for (const bdf of fs.readdirSync('/sys/bus/pci/devices')) {
-        const dir = `/sys/bus/pci/devices/${bdf}`;
-        for (const v of fs.readdirSync(dir).filter((e) => /^virtio\d+$/.test(e))) {
-          for (const disk of fs.existsSync(`${dir}/${v}/block`) ? fs.readdirSync(`${dir}/${v}/block`) : []) {
-            if (fs.readFileSync(`${dir}/${v}/block/${disk}/serial`, 'utf8').trim() === SERIAL) return bdf;
-          }
+  /** The virtio-blk-pci function (on virtio-pci) whose disk has `serial` (set by scripts/vm/test-vm.sh). */
+  function functionWithSerial(serial: string): string {
+    for (const bdf of fs.readdirSync('/sys/bus/pci/devices')) {
+      const dir = `/sys/bus/pci/devices/${bdf}`;
+      for (const v of fs.readdirSync(dir).filter((e) => /^virtio\d+$/.test(e))) {
+        for (const disk of fs.existsSync(`${dir}/${v}/block`) ? fs.readdirSync(`${dir}/${v}/block`) : []) {
+          if (fs.readFileSync(`${dir}/${v}/block/${disk}/serial`, 'utf8').trim() === serial) return bdf;
         }
       }
-      throw new Error(
-        `no virtio-blk-pci function with serial ${SERIAL} on virtio-pci (boot with scripts/vm/test-vm.sh)`,
-      );
     }
+    throw new Error(`no virtio-blk-pci function with serial ${serial} on virtio-pci (boot with scripts/vm/test-vm.sh)`);
+  }
+
+  describe('vm management: vfio-pci refused for a function whose IOMMU group is not viable', () => {
+    // test-vm.sh makes these two functions of one multifunction slot: without ACS the kernel puts
+    // both in one IOMMU group, and VFIO hands out a group only when every member is on vfio-pci
+    // (or on no driver).
+    it('each of the two is refused, naming the other and its driver, and stays where it was', async () => {
+      const a = functionWithSerial('grp-a');
+      const b = functionWithSerial('grp-b');
+      const group = (bdf: string): string => path.basename(fs.readlinkSync(`/sys/bus/pci/devices/${bdf}/iommu_group`));
+      assert.equal(group(a), group(b), `${a} and ${b} should share an IOMMU group`);
+      for (const [bdf, other] of [
+        [a, b],
+        [b, a],
+      ]) {
+        await assert.rejects(bindDriver(bdf, 'vfio-pci'), (e: Err) => {
+          assert.equal(e.code, 'EBUSY');
+          assert.match(e.message, new RegExp(`IOMMU group ${group(bdf)} is not viable`));
+          assert.ok(e.message.includes(`${other} (virtio-pci)`), e.message);
+          return true;
+        });
+        const entry = await getDevice(bdf);
+        assert.equal(entry?.driver, 'virtio-pci', `${bdf} was moved`);
+        assert.match(entry?.blockDevice ?? '', /^\/dev\/vd[a-z]+$/);
+        assert.equal(entry?.previousDriver, undefined, 'nothing recorded for a refused bind');
+        assert.equal(fs.readFileSync(`/sys/bus/pci/devices/${bdf}/driver_override`, 'utf8').trim(), '(null)');
+      }
+    });
+  });
+
+  describe('vm management: a virtio-blk-pci function moved between virtio-pci and vfio-pci', () => {
+    // scripts/vm/test-vm.sh gives the guest a function with this serial for this test alone.
+    const findFunction = (): string => functionWithSerial('mgmt-pci');
     const tmp = fs.mkdtempSync('/tmp/mgmt-pci-');
     const pattern = (seed: number): Uint8Array => {
       const b = new Uint8Array(CHUNK);

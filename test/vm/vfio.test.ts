@@ -14,7 +14,7 @@ import path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { Feature, openBlk, openNet, type BlkDevice, type NetDevice } from '../../lib';
 import { bindKernel, bindVfio, driverOf, resetFunction, vfioFunctions, type VfioFunctions } from './vfio-env';
-import { IN_VM, SKIP_REASON, fillRandom, prng, resultsDir, within } from './vm-env';
+import { IN_VM, SKIP_REASON, fillRandom, prng, resultsDir, runFaultChild, within, type FaultChildRun } from './vm-env';
 
 const MiB = 1 << 20;
 const CHUNK = 2 * MiB;
@@ -141,47 +141,11 @@ interface ChildResult {
  * Runs vfio-fault-child.js on SPEC; once it is READY calls `fault()` (which may return a promise
  * that settles later), tells the child, and waits for it to exit by itself.
  */
-async function faultInChild(
-  spec: string,
-  options: object,
-  fault: () => void,
-): Promise<{ r: ChildResult; code: number | null; exitMs: number; stdout: string; stderr: string }> {
-  const child = spawn(
-    process.execPath,
-    [path.join(__dirname, 'vfio-fault-child.js'), spec, JSON.stringify(options), '5000'],
-    {
-      stdio: ['pipe', 'pipe', 'pipe'],
-    },
-  );
-  let stdout = '';
-  let stderr = '';
-  child.stderr.on('data', (d) => (stderr += d));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  const hardTimeout = setTimeout(() => child.kill('SIGKILL'), 120_000);
-  try {
-    await within(
-      new Promise<void>((resolve, reject) => {
-        child.stdout.on('data', (d) => {
-          stdout += d;
-          if (stdout.includes('READY\n')) resolve();
-        });
-        child.on('exit', () => reject(new Error(`child exited before READY: ${stdout} ${stderr}`)));
-      }),
-      60_000,
-      'child READY',
-    );
-    fault();
-    child.stdin.write('FAULT\n');
-    const t0 = Date.now();
-    const code = await within(exited, 90_000, 'child exit after the fault');
-    const exitMs = Date.now() - t0;
-    const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
-    assert.ok(line, `child gave no result (exit ${code}):\n${stdout}\n${stderr}`);
-    return { r: JSON.parse(line.slice(7)) as ChildResult, code, exitMs, stdout, stderr };
-  } finally {
-    clearTimeout(hardTimeout);
-    if (child.exitCode === null) child.kill('SIGKILL');
-  }
+async function faultInChild(spec: string, options: object, fault: () => void): Promise<FaultChildRun<ChildResult>> {
+  return runFaultChild<ChildResult>('vfio-fault-child.js', [spec, JSON.stringify(options), '5000'], 'FAULT', fault, {
+    hardTimeoutMs: 120_000,
+    exitTimeoutMs: 90_000,
+  });
 }
 
 function checkChild(spec: string, o: Awaited<ReturnType<typeof faultInChild>>, what: string): void {

@@ -1,6 +1,6 @@
 // Shared helpers for the tests under test/vm: they need the QEMU guest of scripts/vm (VDPA_IN_VM=1),
 // where scripts/vm/vduse-blk.sh turns an image file into /dev/vhost-vdpa-N.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
@@ -77,4 +77,59 @@ export function within<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
     timer = setTimeout(() => reject(new Error(`${what}: no answer within ${ms} ms`)), ms);
   });
   return Promise.race([p, t]).finally(() => clearTimeout(timer));
+}
+
+/** What a fault child reported: its RESULT line's JSON, how and when it exited, and what it printed. */
+export interface FaultChildRun<R> {
+  r: R;
+  code: number | null;
+  /** From the fault (the line sent) to the child's exit. */
+  exitMs: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs the compiled child `script` (beside this file) with `args`. The child prints READY when its
+ * I/O is running; then `fault()` is called, `message` is written to the child's stdin, and the child
+ * exits by itself with a `RESULT <json>` line. Bounded throughout: the child is killed after
+ * `hardTimeoutMs`, READY is awaited 60 s, the exit `exitTimeoutMs`.
+ */
+export async function runFaultChild<R>(
+  script: string,
+  args: string[],
+  message: string,
+  fault: () => void,
+  { hardTimeoutMs, exitTimeoutMs }: { hardTimeoutMs: number; exitTimeoutMs: number },
+): Promise<FaultChildRun<R>> {
+  const child = spawn(process.execPath, [path.join(__dirname, script), ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stderr.on('data', (d) => (stderr += d));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const hardTimeout = setTimeout(() => child.kill('SIGKILL'), hardTimeoutMs);
+  try {
+    await within(
+      new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d) => {
+          stdout += d;
+          if (stdout.includes('READY\n')) resolve();
+        });
+        child.on('exit', () => reject(new Error(`child exited before READY: ${stdout} ${stderr}`)));
+      }),
+      60_000,
+      'child READY',
+    );
+    fault();
+    child.stdin.write(`${message}\n`);
+    const t0 = Date.now();
+    const code = await within(exited, exitTimeoutMs, `${script}: exit after the fault`);
+    const exitMs = Date.now() - t0;
+    const line = stdout.split('\n').find((l) => l.startsWith('RESULT '));
+    if (!line) throw new Error(`child gave no result (exit ${code}, ${exitMs} ms):\n${stdout}\n${stderr}`);
+    return { r: JSON.parse(line.slice(7)) as R, code, exitMs, stdout, stderr };
+  } finally {
+    clearTimeout(hardTimeout);
+    if (child.exitCode === null) child.kill('SIGKILL');
+  }
 }

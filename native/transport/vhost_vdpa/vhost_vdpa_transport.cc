@@ -8,7 +8,6 @@
 #include "common/sys_error.h"
 #include "common/syscall.h"
 #include "ring/virtio_ring.h"
-#include "transport/vhost_vdpa/vdpa_netlink.h"
 #include "transport/vhost_vdpa/vhost_vdpa_uapi.h"
 
 namespace vdpa {
@@ -84,16 +83,6 @@ VhostVdpaTransport::Queue& VhostVdpaTransport::queueChecked(uint16_t index, cons
 }
 
 // ---------------------------------------------------------------- features, status, config
-
-uint32_t VhostVdpaTransport::vendorId() {
-  if (!vendorIdKnown_) {
-    vendorIdKnown_ = true;
-    std::string name;
-    VdpaDeviceAttrs attrs;
-    if (vdpaDeviceName(path(), &name) && vdpaDeviceAttrs(name, &attrs)) vendorId_ = attrs.vendorId;
-  }
-  return vendorId_;
-}
 
 void VhostVdpaTransport::setDriverFeatures(uint64_t features) {
   io_.setFeatures(features, deviceFeatures_);

@@ -34,8 +34,8 @@ class VhostVdpaTransport final : public Transport {
   const std::string& path() const override { return io_.path(); }
 
   uint32_t deviceId() override { return deviceId_; }
-  // Not part of the vhost uAPI: read once over the vdpa generic-netlink family; 0 when unknown.
-  uint32_t vendorId() override;
+  // Not part of the vhost uAPI: 0 here; lib/device.ts asks the vdpa generic-netlink family instead.
+  uint32_t vendorId() override { return 0; }
   uint64_t deviceFeatures() override { return deviceFeatures_; }
   void setDriverFeatures(uint64_t features) override;
   uint8_t status() override;
@@ -112,8 +112,6 @@ class VhostVdpaTransport final : public Transport {
   uint32_t configSize_ = 0;
   uint16_t maxQueues_ = 0;
   uint16_t maxQueueSize_ = 0;
-  bool vendorIdKnown_ = false;
-  uint32_t vendorId_ = 0;
   std::vector<Queue> queues_;
   std::vector<DoorbellPage> doorbells_;  // per queue; probed once, kept for the fd's lifetime
   std::vector<bool> doorbellProbed_;
