@@ -71,7 +71,7 @@ export interface OpenOptions {
   requestTimeout?: number;
 }
 
-/** Fault names a mock device accepts in {@link OpenOptions.fault}. */
+/** Fault names a mock device accepts in {@link MockOptions.fault}. */
 export const mockFaults: readonly string[] = Object.freeze([...native.mockFaults]);
 
 const MOCK_KEYS: readonly (keyof MockOptions)[] = [

@@ -4,8 +4,9 @@
 #   the build root), every file its source maps name, and no @internal declaration;
 # - installed into a new project with no compiler, make or python3 on PATH, no addon is compiled, the
 #   prebuild is what loads, require('vdpa') and import('vdpa') give the same exports, deep imports fail,
-#   the CLI prints its usage, and mock:blk does a write/read round trip; without the prebuilds the same
-#   install fails with a message naming what to install; the installed project works on bullseye's glibc;
+#   the CLI (vdpa-node) prints its usage and reports on mock:blk, and mock:blk does a write/read round
+#   trip; without the prebuilds the same install fails with a message naming what to install; the
+#   installed project works on bullseye's glibc;
 # - a TypeScript project with only vdpa installed type-checks its declarations (skipLibCheck: false),
 #   as CommonJS and as an ES module.
 # Runs as root (as CI does): the build root makes the prebuilds and its objdump checks them.
@@ -139,13 +140,14 @@ bash "$repo/scripts/prebuild/root.sh" run "$app" "$tmp" node -e '
     console.log("check-package: ok: mock:blk round trip on glibc " + process.report.getReport().header.glibcVersionRuntime);
   });' || fail "the installed package does not work in the bullseye root"
 
-set +e
-usage=$(PATH=$bin node_modules/.bin/vdpa --help 2>&1)
-status=$?
-set -e
-[[ $status == 0 || $status == 2 ]] || fail "vdpa --help exited $status: $usage"
-grep -qi usage <<<"$usage" || fail "vdpa --help printed no usage: $usage"
-ok "node_modules/.bin/vdpa --help exits $status with its usage"
+# The CLI as installed: `vdpa-node`, not `vdpa` (iproute2's /usr/sbin/vdpa keeps its name).
+[[ ! -e node_modules/.bin/vdpa ]] || fail "the package installs a bin named vdpa (it would shadow iproute2's vdpa)"
+usage=$(PATH=$bin node_modules/.bin/vdpa-node --help) || fail "vdpa-node --help exited $?"
+grep -q '^usage: vdpa-node' <<<"$usage" || fail "vdpa-node --help printed no usage: $usage"
+info=$(PATH=$bin node_modules/.bin/vdpa-node info mock:blk --json) || fail "vdpa-node info mock:blk --json failed"
+PATH=$bin node -e 'if (JSON.parse(process.argv[1]).deviceType !== "blk") process.exit(1)' "$info" \
+  || fail "vdpa-node info mock:blk --json printed: $info"
+ok "node_modules/.bin/vdpa-node: --help exits 0 with its usage on stdout; info mock:blk --json parses"
 
 # With no prebuild that fits and no compiler, the install fails saying what to install.
 mkdir -p "$tmp/bare" "$tmp/app-bare"
