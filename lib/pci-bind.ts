@@ -38,7 +38,7 @@ async function assertGroupViable(sysfs: string, address: string): Promise<void> 
       'bind',
       dir,
       `${address} has no IOMMU group`,
-      'boot with the IOMMU on (intel_iommu=on / amd_iommu=on)',
+      'enable VT-d / AMD-Vi in the firmware; on Intel also boot with intel_iommu=on',
     );
   let members: string[];
   try {

@@ -53,9 +53,9 @@ int checkBinding(const std::string& bdf, const std::string& owner) {
   if (!haveGroup)
     throwSys(ENODEV, "open", owner,
              "no IOMMU covers " + bdf +
-                 " (it has no iommu_group): enable VT-d/AMD-Vi in the firmware and boot "
-                 "with intel_iommu=on (or amd_iommu=on); in a QEMU guest add -device intel-iommu (q35, "
-                 "kernel-irqchip=split)");
+                 " (it has no iommu_group): enable VT-d/AMD-Vi in the firmware; on Intel boot with "
+                 "intel_iommu=on (AMD's is on once the firmware enables it); in a QEMU guest add "
+                 "-device intel-iommu (q35, kernel-irqchip=split)");
   if (!haveDriver || driver != "vfio-pci")
     throwSys(ENODEV, "open", owner,
              bdf + (haveDriver ? " is bound to " + driver : std::string(" is not bound to any driver")) +
