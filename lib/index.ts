@@ -17,7 +17,7 @@ export {
   type DeviceTypeLabel,
   type TransportName,
 } from './device';
-export { mockFaults, type OpenOptions, type MockOptions } from './options';
+export { mockFaults, mockNetFaults, type OpenOptions, type MockOptions } from './options';
 export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
 export { NetDevice, openNet, type NetOptions } from './net';
 export {
