@@ -19,7 +19,15 @@ export {
 } from './device';
 export { mockFaults, mockNetFaults, type OpenOptions, type MockOptions } from './options';
 export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
-export { NetDevice, openNet, type NetOptions } from './net';
+export {
+  NetDevice,
+  openNet,
+  type MacTable,
+  type NetEvents,
+  type NetOptions,
+  type QueuePairStats,
+  type SendOptions,
+} from './net';
 export {
   BlkReadStream,
   BlkWriteStream,

@@ -124,6 +124,17 @@ interface QueuePair {
   rxBufs: { handle: number; bytes: Uint8Array };
   txBufs: { handle: number; bytes: Uint8Array };
   partial: PartialFrame | undefined;
+  stats: QueuePairStats;
+}
+
+/** Counters of one queue pair since open ({@link NetDevice.stats}). */
+export interface QueuePairStats {
+  /** Frames (and their bytes) received on this pair's receive queue. */
+  rxFrames: number;
+  rxBytes: number;
+  /** Frames (and their bytes) the device took from this pair's transmit queue. */
+  txFrames: number;
+  txBytes: number;
 }
 
 interface Reader {
@@ -260,6 +271,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         rxBufs: d.allocInternal(this.queueSize * this.rxBufferSize),
         txBufs: d.allocInternal(this.queueSize * this.txSlot),
         partial: undefined,
+        stats: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0 },
       };
       pair.rx = await d.createQueue<number>(2 * p, this.queueSize, {
         onChain: (_c, token, len, err) => this.receivedChain(pair, token, len, err),
@@ -272,7 +284,13 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         timed: false,
       });
       pair.tx = await d.createQueue<TxFrame>(2 * p + 1, this.queueSize, {
-        onChain: (t, _token, _len, err) => t.call.pieceDone(err),
+        onChain: (t, _token, _len, err) => {
+          if (!err) {
+            pair.stats.txFrames++;
+            pair.stats.txBytes += t.length;
+          }
+          t.call.pieceDone(err);
+        },
         onOrphan: (t, err) => t.call.failNow(err),
         maxSegments: 1,
         waiters: txWaiters,
@@ -306,6 +324,11 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   /** The same MAC address as text: lowercase hex, colon-separated (`'52:54:00:12:34:56'`). */
   get macAddress(): string {
     return macText(this.currentMac);
+  }
+
+  /** Per queue pair: frames and bytes received and sent (a copy). Frames dropped are {@link droppedFrames}. */
+  stats(): QueuePairStats[] {
+    return this.pairs.map((p) => ({ ...p.stats }));
   }
 
   /** Link status from config (true when the device does not report one); see the `'link'` event. */
@@ -619,7 +642,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const at = token * this.rxBufferSize;
     const bytes = pair.rxBufs.bytes;
     if (!this.mergeable) {
-      if (len > HDR) this.deliver(bytes.slice(at + HDR, at + len));
+      if (len > HDR) this.deliver(pair, bytes.slice(at + HDR, at + len));
     } else if (!this.merge(pair, bytes, at, len)) return;
     // The slot is free again (the token was released before this callback): post it back.
     if (pair.rx.failed || this.device.closed) return;
@@ -642,7 +665,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         );
       const data = bytes.slice(at + HDR, at + len);
       if (want === 1) {
-        if (data.length > 0) this.deliver(data);
+        if (data.length > 0) this.deliver(pair, data);
         return true;
       }
       pair.partial = { parts: [data], bytes: data.length, want, got: 1 };
@@ -659,7 +682,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       frame.set(part, o);
       o += part.length;
     }
-    this.deliver(frame);
+    this.deliver(pair, frame);
     return true;
   }
 
@@ -686,7 +709,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return false;
   }
 
-  private deliver(frame: Uint8Array): void {
+  private deliver(pair: QueuePair, frame: Uint8Array): void {
+    pair.stats.rxFrames++;
+    pair.stats.rxBytes += frame.length;
     const reader = this.nextReader();
     if (reader) this.settleReader(reader, undefined, frame);
     else if (this.receivedBytes + frame.length <= RX_BACKLOG_BYTES) {

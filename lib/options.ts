@@ -126,7 +126,8 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
  */
 export function toNativeOptions(path: string, options: OpenOptions): NativeOpenOptions {
   for (const key of [...MOCK_KEYS, 'deviceQueues']) {
-    if (key !== 'numQueues' && key in options)
+    // numQueues (blk) and queuePairs (net) are driver options too: how many of the device's to use.
+    if (key !== 'numQueues' && key !== 'queuePairs' && key in options)
       throw new TypeError(`options.${key} is a mock device setting: pass it inside options.mock`);
   }
   const o = options.mock;
