@@ -8,6 +8,8 @@
 #                                 the raw file IMG; key=val pairs go to -device (e.g. num-queues=4).
 #                                 Repeatable.
 #   --net-pair                    add two virtio-net-pci NICs wired together on one QEMU hub
+#   --net-props KEY=VAL[,...]     extra -device properties for both NICs of --net-pair (e.g.
+#                                 host_mtu=9000, packed=on, mrg_rxbuf=off, ctrl_vq=off)
 #   --timeout SECONDS             kill the guest after this long (default 900)
 #   --mem SIZE / --smp N          guest memory (default 4G) / vCPUs (default 2)
 #   --9p-cache MODE               9p cache mode for the host root: loose (default), mmap, none
@@ -35,7 +37,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 die() { echo "vdpa-vm: ERROR: $*" >&2; exit 1; }
 
 append_extra="" timeout_s=900 mem=4G smp=2 verbose=0 keep=0 results_dir=""
-devs=() extra_env=() init_env=() nblk=0
+devs=() extra_env=() init_env=() nblk=0 net_pair=0 net_props=""
 boot_timeout_s=${VDPA_VM_BOOT_TIMEOUT:-300} panic_first_boot=${VDPA_VM_PANIC_FIRST_BOOT:-0}
 [[ $boot_timeout_s =~ ^[1-9][0-9]*$ ]] || die "VDPA_VM_BOOT_TIMEOUT must be a whole number of seconds, got '$boot_timeout_s'"
 [[ $panic_first_boot == [01] ]] || die "VDPA_VM_PANIC_FIRST_BOOT must be 0 or 1, got '$panic_first_boot'"
@@ -53,13 +55,10 @@ while (($#)); do
       devs+=(-drive "file=$(realpath "$img"),if=none,format=raw,id=blk$nblk,cache=writeback,aio=threads"
         -device "virtio-blk-pci,drive=blk$nblk,disable-legacy=on,iommu_platform=on$props")
       nblk=$((nblk + 1)); shift 2 ;;
-    --net-pair)
-      # romfile= : no option ROM, so QEMU doesn't need ipxe-qemu's efi-virtio.rom
-      for i in 0 1; do
-        devs+=(-netdev "hubport,id=hp$i,hubid=0"
-          -device "virtio-net-pci,netdev=hp$i,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:5$i")
-      done
-      shift ;;
+    --net-pair) net_pair=1; shift ;;
+    --net-props)
+      [[ $# -ge 2 && $2 =~ ^[a-z_]+=[A-Za-z0-9_]+(,[a-z_]+=[A-Za-z0-9_]+)*$ ]] || die "--net-props needs KEY=VAL[,KEY=VAL...]"
+      net_props+=",$2"; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
     --append) append_extra+=" $2"; shift 2 ;;
@@ -70,11 +69,19 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --results) results_dir=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
     *) die "unknown option $1 (the command goes after --)" ;;
   esac
 done
 (($#)) || die "usage: run.sh [options] -- <command...>"
+[[ -z $net_props || $net_pair == 1 ]] || die "--net-props applies to the NICs of --net-pair"
+if ((net_pair)); then
+  # romfile= : no option ROM, so QEMU doesn't need ipxe-qemu's efi-virtio.rom
+  for i in 0 1; do
+    devs+=(-netdev "hubport,id=hp$i,hubid=0"
+      -device "virtio-net-pci,netdev=hp$i,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:5$i$net_props")
+  done
+fi
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm"
 # The results dir must NOT be under /tmp, /run or /dev/shm: those are tmpfs in the guest, so the
