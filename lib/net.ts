@@ -301,7 +301,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       // Without MQ the control queue follows the first pair; with it, the last pair the device has.
       const maxPairs = d.features & NetFeature.MQ ? this.maxQueuePairs() : 1;
       const index = 2 * maxPairs;
-      const size = d.queueSizeFor(Math.min(CTRL_QUEUE_SIZE, d.maxQueueSize(index)), [index]);
+      // Commands are few and small: 64 entries, or the largest size the device takes below that.
+      let size = Math.min(CTRL_QUEUE_SIZE, d.maxQueueSize(index));
+      if (!(d.features & Feature.RING_PACKED)) size = 2 ** Math.floor(Math.log2(size));
       this.ctrlBufs = d.allocInternal(size * CTRL_SLOT);
       this.ctrl = await d.createQueue<CtrlCommand>(index, size, {
         onChain: (c, _token, len, err) => this.controlDone(c, len, err),
