@@ -52,13 +52,59 @@ export interface NetOptions extends OpenOptions {
    * and the control queue). Default 1.
    */
   queuePairs?: number;
+  /**
+   * Let the device fill in checksums of frames sent with {@link SendOptions.checksum}
+   * (VIRTIO_NET_F_CSUM, negotiated only when asked for). Default false.
+   */
+  txChecksum?: boolean;
+  /**
+   * Accept received frames whose checksum is left to the driver or already checked by the device
+   * (VIRTIO_NET_F_GUEST_CSUM, negotiated only when asked for); {@link NetDevice.packets} tells which.
+   * Default false.
+   */
+  rxChecksum?: boolean;
 }
 
 /** Options of {@link NetDevice.send} and {@link NetDevice.sendBatch}. */
 export interface SendOptions extends RequestOptions {
   /** The queue pair to send on (0 to queuePairs - 1); default: the pairs in turn, frame by frame. */
   queue?: number;
+  /**
+   * The device computes the Internet checksum from byte `start` to the end of the frame and stores
+   * it at `start + offset` (e.g. a TCP checksum: start = the TCP header, offset 16; put the
+   * pseudo-header sum there first). Needs {@link NetOptions.txChecksum} (else `'EOPNOTSUPP'`); for
+   * sendBatch it applies to every frame.
+   */
+  checksum?: { start: number; offset: number };
 }
+
+/** What the device said about a received frame ({@link NetDevice.packets}). */
+export interface PacketMeta {
+  /**
+   * The checksum is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM): the ones-complement sum from
+   * `checksumStart` to the end still has to be stored at `checksumStart + checksumOffset`.
+   */
+  checksumNeeded: boolean;
+  /** The device checked the frame's checksums (VIRTIO_NET_HDR_F_DATA_VALID). */
+  checksumValid: boolean;
+  checksumStart: number;
+  checksumOffset: number;
+}
+
+/** A received frame and what the device said about it. */
+export interface Packet {
+  frame: Uint8Array;
+  meta: PacketMeta;
+}
+
+const PLAIN: PacketMeta = Object.freeze({
+  checksumNeeded: false,
+  checksumValid: false,
+  checksumStart: 0,
+  checksumOffset: 0,
+});
+const HDR_NEEDS_CSUM = 1;
+const HDR_DATA_VALID = 2;
 
 /** The MAC filter table of {@link NetDevice.setMacTable}: addresses received besides the device's own. */
 export interface MacTable {
@@ -98,6 +144,7 @@ interface TxFrame {
   call: Call;
   frame: Uint8Array;
   length: number;
+  checksum: { start: number; offset: number } | undefined;
 }
 
 /** A control command on its way: the call, the command's name for errors, its slot. */
@@ -114,6 +161,7 @@ interface PartialFrame {
   /** num_buffers from its header, and the buffers seen so far. */
   want: number;
   got: number;
+  meta: PacketMeta;
 }
 
 /** One receive/transmit queue pair. */
@@ -138,7 +186,7 @@ export interface QueuePairStats {
 }
 
 interface Reader {
-  resolve: (f: Uint8Array) => void;
+  resolve: (f: Uint8Array, meta: PacketMeta) => void;
   reject: (e: Error) => void;
   /** Settled already (aborted): skipped when a frame arrives. */
   done: boolean;
@@ -210,6 +258,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   private lastLink: boolean;
   private nextPair = 0;
   private readonly received = new Fifo<Uint8Array>();
+  /** Alongside `received` when VIRTIO_NET_F_GUEST_CSUM was negotiated (else every frame is PLAIN). */
+  private readonly receivedMeta = new Fifo<PacketMeta>();
+  private readonly rxMeta: boolean;
   private receivedBytes = 0;
   private readonly readers = new Fifo<Reader>();
   private waitingReaders = 0;
@@ -225,6 +276,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     this.mergeable = (f & NetFeature.MRG_RXBUF) !== 0n;
     this.hasControl = (f & NetFeature.CTRL_VQ) !== 0n;
+    this.rxMeta = (f & NetFeature.GUEST_CSUM) !== 0n;
     const maxPairs =
       f & NetFeature.MQ && cfg.has(NetConfig.maxVirtqueuePairs) ? cfg.get(NetConfig.maxVirtqueuePairs) : 1;
     const pairs = options.queuePairs ?? 1;
@@ -342,8 +394,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   send(frame: Uint8Array, options?: SendOptions): Promise<void> {
     return this.request(options, (c, queue) => {
       this.checkFrame(frame);
+      const checksum = this.checksumOption(options, frame.length);
       this.device.check('send');
-      this.transmit(c, frame, queue);
+      this.transmit(c, frame, queue, checksum);
     });
   }
 
@@ -352,10 +405,12 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return this.request(options, (c, queue) => {
       if (!Array.isArray(frames)) throw new TypeError('frames must be an array');
       for (const f of frames) this.checkFrame(f);
+      let checksum: TxFrame['checksum'];
+      for (const f of frames) checksum = this.checksumOption(options, f.length);
       this.device.check('sendBatch');
       for (const f of frames) {
         if (c.failing) break;
-        this.transmit(c, f, queue);
+        this.transmit(c, f, queue, checksum);
       }
     });
   }
@@ -365,6 +420,31 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
    * it failed, `'ECANCELED'` when it is closed while waiting, `'EBADF'` when called on a closed device.
    */
   receive(options?: RequestOptions): Promise<Uint8Array> {
+    return this.take(options, (frame) => frame);
+  }
+
+  /**
+   * Like {@link receive}, with what the device said about the frame (checksum state, with
+   * {@link NetOptions.rxChecksum}; without it every frame is plain).
+   */
+  receivePacket(options?: RequestOptions): Promise<Packet> {
+    return this.take(options, (frame, meta) => ({ frame, meta }));
+  }
+
+  /** Received frames with their {@link PacketMeta}, as {@link frames} yields frames. */
+  async *packets(options?: RequestOptions): AsyncGenerator<Packet, void, undefined> {
+    for (;;) {
+      try {
+        yield await this.receivePacket(options);
+      } catch (e) {
+        const code = (e as VdpaError).code;
+        if (e instanceof VdpaError && (code === 'ECANCELED' || code === 'EBADF')) return;
+        throw e;
+      }
+    }
+  }
+
+  private take<T>(options: RequestOptions | undefined, wrap: (frame: Uint8Array, meta: PacketMeta) => T): Promise<T> {
     let signal: AbortSignal | undefined;
     try {
       signal = requestSignal(options);
@@ -373,14 +453,20 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       return Promise.reject(e as Error);
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const frame = this.received.shift();
       if (frame) {
         this.receivedBytes -= frame.length;
-        return resolve(frame);
+        return resolve(wrap(frame, this.rxMeta ? (this.receivedMeta.shift() as PacketMeta) : PLAIN));
       }
       if (this.failure) return reject(this.failure);
-      const reader: Reader = { resolve, reject, done: false, signal, onAbort: undefined };
+      const reader: Reader = {
+        resolve: (f, m) => resolve(wrap(f, m)),
+        reject,
+        done: false,
+        signal,
+        onAbort: undefined,
+      };
       if (signal) {
         reader.onAbort = () => this.settleReader(reader, abortError(signal));
         signal.addEventListener('abort', reader.onAbort, { once: true });
@@ -589,14 +675,34 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       throw new RangeError(`frame must be ${ETH_HEADER} to ${this.mtu + ETH_HEADER} bytes, got ${frame.length}`);
   }
 
-  private transmit(c: Call, frame: Uint8Array, queue: number | undefined): void {
+  /** The checksum request of `options`, checked against a frame of `length` bytes. */
+  private checksumOption(options: SendOptions | undefined, length: number): TxFrame['checksum'] {
+    const cs = options?.checksum;
+    if (cs === undefined) return undefined;
+    checkObject(cs, 'options.checksum');
+    const start = checkInteger(cs.start, 'options.checksum.start', 0, 0xffff);
+    const offset = checkInteger(cs.offset, 'options.checksum.offset', 0, 0xffff);
+    if (start + offset + 2 > length)
+      throw new RangeError(`options.checksum (start ${start}, offset ${offset}) is outside a ${length}-byte frame`);
+    if (!(this.device.features & NetFeature.CSUM))
+      throw vdpaError(
+        'EOPNOTSUPP',
+        'send',
+        this.device.path,
+        'checksum offload was not negotiated (VIRTIO_NET_F_CSUM)',
+        'open with { txChecksum: true } on a device that offers it',
+      );
+    return { start, offset };
+  }
+
+  private transmit(c: Call, frame: Uint8Array, queue: number | undefined, checksum: TxFrame['checksum']): void {
     c.addPiece();
     let p = queue;
     if (p === undefined) {
       p = this.nextPair;
       this.nextPair = (p + 1) % this.queuePairs;
     }
-    this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length });
+    this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length, checksum });
   }
 
   /**
@@ -628,6 +734,13 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const at = token * this.txSlot;
     const bytes = pair.txBufs.bytes;
     bytes.fill(0, at, at + HDR);
+    if (t.checksum) {
+      bytes[at] = HDR_NEEDS_CSUM;
+      bytes[at + 6] = t.checksum.start & 0xff;
+      bytes[at + 7] = t.checksum.start >> 8;
+      bytes[at + 8] = t.checksum.offset & 0xff;
+      bytes[at + 9] = t.checksum.offset >> 8;
+    }
     bytes.set(t.frame, at + HDR);
     pair.tx.enqueue(token, [{ region: pair.txBufs.handle, offset: at, length: HDR + t.length, writable: false }], t);
     return true;
@@ -644,7 +757,11 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const at = token * this.rxBufferSize;
     const bytes = pair.rxBufs.bytes;
     if (!this.mergeable) {
-      if (len > HDR) this.deliver(pair, bytes.slice(at + HDR, at + len));
+      if (len > HDR) {
+        const meta = this.rxMeta ? this.metaOf(pair, bytes, at, len - HDR) : PLAIN;
+        if (!meta) return;
+        this.deliver(pair, bytes.slice(at + HDR, at + len), meta);
+      }
     } else if (!this.merge(pair, bytes, at, len)) return;
     // The slot is free again (the token was released before this callback): post it back.
     if (pair.rx.failed || this.device.closed) return;
@@ -666,11 +783,13 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
           `num_buffers ${want} in a received frame, more than the ${pair.rx.size} buffers posted`,
         );
       const data = bytes.slice(at + HDR, at + len);
+      // The header is in this buffer only: its checksum fields are read now, checked once the frame is whole.
+      const meta = this.rxMeta ? headerMeta(bytes, at) : PLAIN;
       if (want === 1) {
-        if (data.length > 0) this.deliver(pair, data);
+        if (data.length > 0) return this.deliverChecked(pair, data, meta);
         return true;
       }
-      pair.partial = { parts: [data], bytes: data.length, want, got: 1 };
+      pair.partial = { parts: [data], bytes: data.length, want, got: 1, meta };
       return true;
     }
     if (len === 0) return this.violation(pair, `buffer ${p.got + 1} of ${p.want} of a received frame is empty`);
@@ -684,8 +803,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       frame.set(part, o);
       o += part.length;
     }
-    this.deliver(pair, frame);
-    return true;
+    return this.deliverChecked(pair, frame, p.meta);
   }
 
   /** After a batch of receive completions: a frame must not be left waiting on an empty ring. */
@@ -711,13 +829,35 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return false;
   }
 
-  private deliver(pair: QueuePair, frame: Uint8Array): void {
+  /** The header's checksum fields of a frame of `length` bytes; undefined once they broke the queue. */
+  private metaOf(pair: QueuePair, bytes: Uint8Array, at: number, length: number): PacketMeta | undefined {
+    const meta = headerMeta(bytes, at);
+    return this.checkMeta(pair, meta, length) ? meta : undefined;
+  }
+
+  private checkMeta(pair: QueuePair, meta: PacketMeta, length: number): boolean {
+    if (meta.checksumNeeded && meta.checksumStart + meta.checksumOffset + 2 > length)
+      return this.violation(
+        pair,
+        `a received frame's checksum at ${meta.checksumStart} + ${meta.checksumOffset} is outside its ${length} bytes`,
+      );
+    return true;
+  }
+
+  private deliverChecked(pair: QueuePair, frame: Uint8Array, meta: PacketMeta): boolean {
+    if (meta !== PLAIN && !this.checkMeta(pair, meta, frame.length)) return false;
+    this.deliver(pair, frame, meta);
+    return true;
+  }
+
+  private deliver(pair: QueuePair, frame: Uint8Array, meta: PacketMeta): void {
     pair.stats.rxFrames++;
     pair.stats.rxBytes += frame.length;
     const reader = this.nextReader();
-    if (reader) this.settleReader(reader, undefined, frame);
+    if (reader) this.settleReader(reader, undefined, frame, meta);
     else if (this.receivedBytes + frame.length <= RX_BACKLOG_BYTES) {
       this.received.push(frame);
+      if (this.rxMeta) this.receivedMeta.push(meta);
       this.receivedBytes += frame.length;
     } else this.droppedFrames++;
   }
@@ -817,13 +957,13 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return undefined;
   }
 
-  private settleReader(r: Reader, err: Error | undefined, frame?: Uint8Array): void {
+  private settleReader(r: Reader, err: Error | undefined, frame?: Uint8Array, meta: PacketMeta = PLAIN): void {
     if (r.done) return;
     r.done = true;
     this.waitingReaders--;
     if (r.onAbort) r.signal?.removeEventListener('abort', r.onAbort);
     if (err) r.reject(err);
-    else r.resolve(frame as Uint8Array);
+    else r.resolve(frame as Uint8Array, meta);
     if (this.waitingReaders === 0) this.updateRef();
   }
 
@@ -837,6 +977,18 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     // A reader waiting for a frame is like a socket reading: it keeps the loop alive unless unref'd.
     for (const p of this.pairs) p.rx.updateRef();
   }
+}
+
+/** The checksum fields of the virtio-net header at `at`. */
+function headerMeta(bytes: Uint8Array, at: number): PacketMeta {
+  const flags = bytes[at] as number;
+  if (!(flags & (HDR_NEEDS_CSUM | HDR_DATA_VALID))) return PLAIN;
+  return {
+    checksumNeeded: (flags & HDR_NEEDS_CSUM) !== 0,
+    checksumValid: (flags & HDR_DATA_VALID) !== 0,
+    checksumStart: (bytes[at + 6] as number) | ((bytes[at + 7] as number) << 8),
+    checksumOffset: (bytes[at + 8] as number) | ((bytes[at + 9] as number) << 8),
+  };
 }
 
 function le16(n: number): Uint8Array {
@@ -893,6 +1045,8 @@ export async function openNet(path: string, options: NetOptions = {}): Promise<N
 
 function checkNetOptions(options: NetOptions): void {
   if (options.mergeable !== undefined) checkBoolean(options.mergeable, 'mergeable');
+  if (options.txChecksum !== undefined) checkBoolean(options.txChecksum, 'txChecksum');
+  if (options.rxChecksum !== undefined) checkBoolean(options.rxChecksum, 'rxChecksum');
   if (options.control !== undefined) checkBoolean(options.control, 'control');
   if (options.rxBufferSize !== undefined) checkInteger(options.rxBufferSize, 'rxBufferSize', 64, 65536);
   if (options.queuePairs !== undefined) {
@@ -908,5 +1062,7 @@ function netFeatures(options: NetOptions): bigint {
   if (options.packed) f |= Feature.RING_PACKED;
   if (options.mergeable !== false) f |= NetFeature.MRG_RXBUF;
   if (options.control !== false) f |= CONTROL_FEATURES;
+  if (options.txChecksum === true) f |= NetFeature.CSUM;
+  if (options.rxChecksum === true) f |= NetFeature.GUEST_CSUM;
   return f;
 }

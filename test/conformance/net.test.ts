@@ -356,6 +356,54 @@ function suite(target: NetTarget): void {
       },
     );
 
+    test(
+      'checksum offload: negotiated only when asked for; the checksum arrives filled in or marked partial',
+      { timeout: TEST_TIMEOUT },
+      async (t) => {
+        const asked = target.options.txChecksum === true;
+        const offered = (net.device.deviceFeatures & NetFeature.CSUM) !== 0n;
+        assert.equal((net.device.features & NetFeature.CSUM) !== 0n, asked && offered, 'CSUM negotiated');
+        assert.equal(
+          (peer.device.features & NetFeature.GUEST_CSUM) !== 0n,
+          target.options.rxChecksum === true && (peer.device.deviceFeatures & NetFeature.GUEST_CSUM) !== 0n,
+          'GUEST_CSUM negotiated',
+        );
+        const start = 34;
+        const offset = 6;
+        const n = seq++;
+        const f = frame(300, n);
+        if (!(net.device.features & NetFeature.CSUM)) {
+          t.diagnostic(`CSUM ${offered ? 'offered, not asked for' : 'not offered'}`);
+          await rejectsWithCode(net.send(f, { checksum: { start, offset } }), 'EOPNOTSUPP', 'send with a checksum');
+          return;
+        }
+        const copy = f.slice();
+        await net.send(f, { checksum: { start, offset } });
+        let got: { frame: Uint8Array; checksumNeeded: boolean } | undefined;
+        while (!got) {
+          const p = await peer.receivePacket();
+          const v = new DataView(p.frame.buffer, p.frame.byteOffset);
+          if (p.frame.length >= 22 && v.getUint16(12) === ETHERTYPE && v.getUint32(18) === n)
+            got = { frame: p.frame, checksumNeeded: p.meta.checksumNeeded };
+        }
+        if (got.checksumNeeded) {
+          assertBytes(got.frame, copy, 'a partial checksum arrives as sent');
+          return;
+        }
+        let sum = 0;
+        for (let i = start; i < copy.length; i += 2) {
+          const hi = i === start + offset ? 0 : (copy[i] as number);
+          const lo = i + 1 === start + offset + 1 || i + 1 >= copy.length ? 0 : (copy[i + 1] as number);
+          sum += (hi << 8) | lo;
+        }
+        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+        const c = ~sum & 0xffff;
+        copy[start + offset] = c >> 8;
+        copy[start + offset + 1] = c & 0xff;
+        assertBytes(got.frame, copy, 'the device filled in the checksum');
+      },
+    );
+
     test('frames() yields received frames and ends after close', { timeout: TEST_TIMEOUT }, async (t) => {
       const count = 8;
       const sent = new Map<number, Uint8Array>();

@@ -8,6 +8,7 @@
 //                                           (default: the same device, i.e. a loopback)
 //   VDPA_TEST_NET_RX_BUFFER=N               net: bytes per mergeable receive buffer
 //   VDPA_TEST_NET_MERGEABLE=0               net: do not use mergeable receive buffers
+//   VDPA_TEST_NET_OFFLOADS=1                net: ask for checksum offload both ways
 //   VDPA_TEST_DISCARD_ZEROES=0|1            whether discarded blocks must read back as zeroes
 //                                           (default: yes on mock devices, no on real ones)
 import type { BlkOptions, NetOptions } from '../../lib';
@@ -86,6 +87,7 @@ export function netTargets(): NetTarget[] {
     const rxBufferSize = envInt('VDPA_TEST_NET_RX_BUFFER');
     if (rxBufferSize !== undefined) options.rxBufferSize = rxBufferSize;
     if (envBool('VDPA_TEST_NET_MERGEABLE') === false) options.mergeable = false;
+    if (envBool('VDPA_TEST_NET_OFFLOADS')) options.txChecksum = options.rxChecksum = true;
     const target: NetTarget = { name: real, spec: real, options };
     const peer = process.env.VDPA_TEST_NET_PEER;
     if (peer) target.peer = { spec: peer, options: { ...options } };
@@ -95,6 +97,8 @@ export function netTargets(): NetTarget[] {
     { name: 'q64', options: { queueSize: 64 } },
     { name: 'q256', options: { queueSize: 256 } },
     { name: 'q64 packed', options: { queueSize: 64, packed: true } },
+    { name: 'q64 checksum offload', options: { queueSize: 64, txChecksum: true } },
+    { name: 'q64 checksum offload both ways', options: { queueSize: 64, txChecksum: true, rxChecksum: true } },
     // The older shape: whole-frame receive buffers, no control queue.
     { name: 'q64 whole-frame buffers, no control queue', options: { queueSize: 64, mergeable: false, control: false } },
     // Jumbo frames over small mergeable buffers, on the packed ring too.

@@ -19,6 +19,20 @@ constexpr uint8_t kCommandLinkDown = 0, kCommandLinkUp = 1, kCommandAnnounce = 2
 
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+constexpr uint8_t kHdrNeedsCsum = 1;
+
+// The Internet checksum (RFC 1071) of bytes[from..], stored at `at` (which counts as zero).
+void fillChecksum(std::vector<uint8_t>& bytes, size_t from, size_t at) {
+  bytes[at] = bytes[at + 1] = 0;
+  uint32_t sum = 0;
+  for (size_t i = from; i < bytes.size(); i += 2)
+    sum += static_cast<uint32_t>(bytes[i] << 8 | (i + 1 < bytes.size() ? bytes[i + 1] : 0));
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  const uint16_t c = static_cast<uint16_t>(~sum);
+  bytes[at] = static_cast<uint8_t>(c >> 8);
+  bytes[at + 1] = static_cast<uint8_t>(c);
+}
+
 uint32_t le32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }
@@ -26,7 +40,7 @@ uint32_t le32(const uint8_t* p) {
 
 const std::vector<std::string>& MockNet::faultNames() {
   static const std::vector<std::string> names{"mrg-zero-buffers", "mrg-extra-buffers", "mrg-huge-buffers",
-                                              "mrg-short-head", "mrg-empty-buffer"};
+                                              "mrg-short-head",   "mrg-empty-buffer",  "csum-outside"};
   return names;
 }
 
@@ -44,9 +58,9 @@ MockNet::MockNet(const MockOptions& opts, std::function<void()> configChanged)
 }
 
 uint64_t MockNet::features() const {
-  uint64_t f = bit(kNetFMtu) | bit(kNetFMac) | bit(kNetFStatus) | bit(kNetFMrgRxbuf) | bit(kNetFCtrlVq) |
-               bit(kNetFCtrlRx) | bit(kNetFCtrlVlan) | bit(kNetFCtrlRxExtra) | bit(kNetFGuestAnnounce) |
-               bit(kNetFCtrlMacAddr);
+  uint64_t f = bit(kNetFCsum) | bit(kNetFGuestCsum) | bit(kNetFMtu) | bit(kNetFMac) | bit(kNetFStatus) |
+               bit(kNetFMrgRxbuf) | bit(kNetFCtrlVq) | bit(kNetFCtrlRx) | bit(kNetFCtrlVlan) | bit(kNetFCtrlRxExtra) |
+               bit(kNetFGuestAnnounce) | bit(kNetFCtrlMacAddr);
   if (opts_.net.queuePairs > 1) f |= bit(kNetFMq);
   return f;
 }
@@ -115,21 +129,36 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
   // A frame longer than the link carries is invalid (the driver must not send it): the device
   // consumes it without passing it on, as a NIC does.
   if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > maxFrame_) return true;
-  std::vector<uint8_t> frame(chain.readableBytes - kNetHdrLen);
-  copyFromBuffers(chain.readable, kNetHdrLen, frame.data(), frame.size());
+  VirtioNetHdr hdr{};
+  copyFromBuffers(chain.readable, 0, &hdr, kNetHdrLen);
+  Frame frame;
+  frame.bytes.resize(chain.readableBytes - kNetHdrLen);
+  copyFromBuffers(chain.readable, kNetHdrLen, frame.bytes.data(), frame.bytes.size());
+  if (has(kNetFCsum) && (hdr.flags & kHdrNeedsCsum)) {
+    // A checksum outside the frame is the driver's mistake: the frame goes nowhere.
+    if (uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size()) return true;
+    if (has(kNetFGuestCsum)) {
+      // The receiver takes partial checksums too: it stays partial on the way, as between VMs.
+      frame.csumStart = hdr.csum_start;
+      frame.csumOffset = hdr.csum_offset;
+    } else {
+      fillChecksum(frame.bytes, hdr.csum_start, hdr.csum_start + hdr.csum_offset);
+    }
+  }
   transmitted(q / 2, std::move(frame));
   return true;
 }
 
-void MockNet::transmitted(uint16_t txPair, std::vector<uint8_t> frame) {
-  if (opts_.net.commandFrames && frame.size() > kEthHeader && be16(&frame[12]) == kCommandEthertype && command(frame))
+void MockNet::transmitted(uint16_t txPair, Frame frame) {
+  const std::vector<uint8_t>& bytes = frame.bytes;
+  if (opts_.net.commandFrames && bytes.size() > kEthHeader && be16(&bytes[12]) == kCommandEthertype && command(bytes))
     return;
   {
     std::lock_guard<std::mutex> lock(configLock_);
     if (!(status_ & kNetStatusLinkUp)) return;  // no carrier: nothing goes out
   }
-  if (frame.size() < kEthHeader || !passesFilter(frame)) return;
-  backlogBytes_ += frame.size();
+  if (bytes.size() < kEthHeader || !passesFilter(bytes)) return;
+  backlogBytes_ += bytes.size();
   rx_[txPair % activePairs_].backlog.push_back(std::move(frame));
 }
 
@@ -261,7 +290,8 @@ void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
 // Places the oldest frame of `rx` in its buffers, or sets `waiting` when a mergeable frame needs more
 // buffers than the driver has posted yet.
 void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting) {
-  const std::vector<uint8_t>& frame = rx.backlog.front();
+  const Frame& wire = rx.backlog.front();
+  const std::vector<uint8_t>& frame = wire.bytes;
   const uint64_t need = kNetHdrLen + frame.size();
   size_t used = 1;
   if (has(kNetFMrgRxbuf)) {
@@ -281,6 +311,16 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
         fault_ != Fault::kNone && framesReceived_ >= opts_.faultAfter && (fault_ != Fault::kEmptyBuffer || used > 1);
     VirtioNetHdr hdr{};
     hdr.num_buffers = static_cast<uint16_t>(used);
+    if (wire.csumStart >= 0) {
+      hdr.flags = kHdrNeedsCsum;
+      hdr.csum_start = static_cast<uint16_t>(wire.csumStart);
+      hdr.csum_offset = wire.csumOffset;
+    }
+    if (lie && fault_ == Fault::kCsumOutside && has(kNetFGuestCsum)) {
+      hdr.flags = kHdrNeedsCsum;
+      hdr.csum_start = static_cast<uint16_t>(frame.size() - 1);
+      hdr.csum_offset = 0;
+    }
     if (lie && fault_ == Fault::kZeroBuffers) hdr.num_buffers = 0;
     if (lie && fault_ == Fault::kExtraBuffers) hdr.num_buffers = static_cast<uint16_t>(used + 1);
     if (lie && fault_ == Fault::kHugeBuffers) hdr.num_buffers = 0xffff;

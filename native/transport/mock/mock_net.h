@@ -16,13 +16,13 @@
 
 namespace vdpa {
 
-constexpr unsigned kNetFMtu = 3, kNetFMac = 5, kNetFMrgRxbuf = 15, kNetFStatus = 16, kNetFCtrlVq = 17, kNetFCtrlRx = 18,
-                   kNetFCtrlVlan = 19, kNetFCtrlRxExtra = 20, kNetFGuestAnnounce = 21, kNetFMq = 22,
-                   kNetFCtrlMacAddr = 23;
+constexpr unsigned kNetFCsum = 0, kNetFGuestCsum = 1, kNetFMtu = 3, kNetFMac = 5, kNetFMrgRxbuf = 15, kNetFStatus = 16,
+                   kNetFCtrlVq = 17, kNetFCtrlRx = 18, kNetFCtrlVlan = 19, kNetFCtrlRxExtra = 20,
+                   kNetFGuestAnnounce = 21, kNetFMq = 22, kNetFCtrlMacAddr = 23;
 
 class MockNet final : public MockModel {
  public:
-  enum class Fault { kNone, kZeroBuffers, kExtraBuffers, kHugeBuffers, kShortHead, kEmptyBuffer };
+  enum class Fault { kNone, kZeroBuffers, kExtraBuffers, kHugeBuffers, kShortHead, kEmptyBuffer, kCsumOutside };
   // Names accepted in MockNetOptions::fault, in Fault order (after kNone).
   static const std::vector<std::string>& faultNames();
   // EtherType of command frames (MockNetOptions::commandFrames): IEEE 802 local experimental 2.
@@ -50,8 +50,14 @@ class MockNet final : public MockModel {
   // receive side holds the sender back, as a flow-controlled link does.
   static constexpr size_t kBacklogBytes = size_t{1} << 20;
 
+  // A frame on the wire, and where its checksum is still to be filled in (csumStart = -1: nowhere).
+  struct Frame {
+    std::vector<uint8_t> bytes;
+    int32_t csumStart = -1;
+    uint16_t csumOffset = 0;
+  };
   struct RxQueue {
-    std::deque<std::vector<uint8_t>> backlog;
+    std::deque<Frame> backlog;
     std::deque<DeviceChain> buffers;  // receive chains waiting for a frame
   };
   // The receive filter (VIRTIO_NET_CTRL_RX, _MAC, _VLAN). After reset the device is promiscuous,
@@ -64,7 +70,7 @@ class MockNet final : public MockModel {
 
   Role role(uint16_t q) const;
   void deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting);
-  void transmitted(uint16_t txPair, std::vector<uint8_t> frame);
+  void transmitted(uint16_t txPair, Frame frame);
   bool command(const std::vector<uint8_t>& frame);
   bool passesFilter(const std::vector<uint8_t>& frame) const;
   uint8_t control(const DeviceChain& chain);
