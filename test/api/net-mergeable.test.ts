@@ -111,8 +111,8 @@ describe('mergeable receive buffers (mock:net)', () => {
     'mrg-short-head': /first buffer holds 10 bytes, less than its header/,
     'mrg-empty-buffer': /buffer 2 of 2 of a received frame is empty/,
   };
-  test('every mock net fault has a test here', () =>
-    assert.deepEqual(Object.keys(lies).sort(), [...mockNetFaults].sort()));
+  test('every mergeable-buffer fault of mock:net has a test here (csum-outside: net-offloads)', () =>
+    assert.deepEqual(Object.keys(lies).sort(), mockNetFaults.filter((f) => f !== 'csum-outside').sort()));
   for (const [netFault, reason] of Object.entries(lies)) {
     test(
       `a lying device (${netFault}) breaks the receive queue with EPROTO; sending still works`,

@@ -4,7 +4,7 @@
 // device whose checksum fields point outside the frame breaks the receive queue (EPROTO).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { NetFeature, openNet, type NetDevice, type NetOptions } from '../../lib';
+import { NetFeature, mockNetFaults, openNet, type NetDevice, type NetOptions } from '../../lib';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWithCode } from '../helpers/util';
 
 async function withNet(opts: NetOptions, fn: (net: NetDevice) => Promise<void>): Promise<void> {
@@ -136,6 +136,7 @@ describe('checksum offload (mock:net)', () => {
     { timeout: TEST_TIMEOUT },
     () =>
       withNet({ rxChecksum: true, mock: { netFault: 'csum-outside' } }, async (net) => {
+        assert.ok(mockNetFaults.includes('csum-outside'));
         const waiting = rejectsWithCode(net.receivePacket(), 'EPROTO', 'csum-outside');
         await net.send(rng.bytes(100));
         const err = await waiting;
