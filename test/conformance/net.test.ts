@@ -3,6 +3,8 @@
 // real wire (VDPA_TEST_NET_PEER). Our frames carry a local experimental EtherType and a tag, so a
 // real peer's unrelated traffic (ARP, IPv6 ND) is told apart; on the mock nothing else may arrive.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { renameSync, writeFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test as nodeTest, type TestContext } from 'node:test';
 import { Feature, NetFeature, featureNames, openNet, type NetDevice } from '../../lib';
 import { netTargets, type NetTarget } from '../helpers/devices';
@@ -403,6 +405,46 @@ function suite(target: NetTarget): void {
         assertBytes(got.frame, copy, 'the device filled in the checksum');
       },
     );
+
+    // The link is changed by the mock's command frames, or on a real wire by the harness
+    // (scripts/vm/run.sh --net-link-control: NIC i, MAC 52:54:00:12:34:5i, is on hub port hpi).
+    const linkRequests = process.env.VDPA_TEST_NET_LINK_REQUEST;
+    const mockLink = target.options.mock?.commandFrames === true;
+    if (mockLink || linkRequests)
+      test(
+        "link: the config interrupt becomes a 'link' event and linkUp follows",
+        { timeout: TEST_TIMEOUT },
+        async () => {
+          assert.ok(peer.device.features & NetFeature.STATUS, 'VIRTIO_NET_F_STATUS negotiated');
+          const port = `hp${((peer.device.readConfig(0, 6)[5] as number) - 0x50).toString()}`;
+          const setLink = async (up: boolean): Promise<void> => {
+            if (mockLink) {
+              const f = new Uint8Array(60);
+              f.set(peer.mac, 0);
+              f.set(peer.mac, 6);
+              new DataView(f.buffer).setUint16(12, 0x88b6); // mock:net command frame
+              f[14] = up ? 1 : 0;
+              await peer.send(f);
+            } else {
+              writeFileSync(`${linkRequests as string}.tmp`, `${port} ${up ? 'on' : 'off'}`);
+              renameSync(`${linkRequests as string}.tmp`, linkRequests as string);
+            }
+          };
+          assert.equal(peer.linkUp, true);
+          try {
+            const down = once(peer, 'link');
+            await setLink(false);
+            assert.deepEqual(await down, [false]);
+            assert.equal(peer.linkUp, false);
+          } finally {
+            const up = once(peer, 'link');
+            await setLink(true);
+            assert.deepEqual(await up, [true]);
+          }
+          assert.equal(peer.linkUp, true);
+          assert.deepEqual(await passes(addressed(peer.mac)), [true], 'traffic flows again');
+        },
+      );
 
     test('frames() yields received frames and ends after close', { timeout: TEST_TIMEOUT }, async (t) => {
       const count = 8;

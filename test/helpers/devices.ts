@@ -9,6 +9,8 @@
 //   VDPA_TEST_NET_RX_BUFFER=N               net: bytes per mergeable receive buffer
 //   VDPA_TEST_NET_MERGEABLE=0               net: do not use mergeable receive buffers
 //   VDPA_TEST_NET_OFFLOADS=1                net: ask for checksum offload both ways
+//   VDPA_TEST_NET_LINK_REQUEST=FILE         net: where to ask the harness for link changes
+//                                           (set by scripts/vm/run.sh --net-link-control)
 //   VDPA_TEST_DISCARD_ZEROES=0|1            whether discarded blocks must read back as zeroes
 //                                           (default: yes on mock devices, no on real ones)
 import type { BlkOptions, NetOptions } from '../../lib';
@@ -108,5 +110,10 @@ export function netTargets(): NetTarget[] {
       options: { queueSize: 64, packed: true, rxBufferSize: 512, mock: { mtu: 9000 } },
     },
   ];
-  return shapes.map(({ name, options }) => ({ name: `mock:net ${name}`, spec: 'mock:net', options }));
+  // Command frames let the suite change the mock's link state.
+  return shapes.map(({ name, options }) => ({
+    name: `mock:net ${name}`,
+    spec: 'mock:net',
+    options: { ...options, mock: { ...options.mock, commandFrames: true } },
+  }));
 }
