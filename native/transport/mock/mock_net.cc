@@ -16,10 +16,13 @@ constexpr uint8_t kCtrlOk = 0, kCtrlErr = 1;
 const char* const kClassNames[] = {"rx", "mac", "vlan", "announce", "mq"};
 // What a command frame's first payload byte asks for.
 constexpr uint8_t kCommandLinkDown = 0, kCommandLinkUp = 1, kCommandAnnounce = 2;
+constexpr uint8_t kHdrNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
 
 uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
 uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
-constexpr uint8_t kHdrNeedsCsum = 1;
+uint32_t le32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
 
 // The Internet checksum (RFC 1071) of bytes[from..], stored at `at` (which counts as zero).
 void fillChecksum(std::vector<uint8_t>& bytes, size_t from, size_t at) {
@@ -31,10 +34,6 @@ void fillChecksum(std::vector<uint8_t>& bytes, size_t from, size_t at) {
   const uint16_t c = static_cast<uint16_t>(~sum);
   bytes[at] = static_cast<uint8_t>(c >> 8);
   bytes[at + 1] = static_cast<uint8_t>(c);
-}
-
-uint32_t le32(const uint8_t* p) {
-  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
 }
 }  // namespace
 
