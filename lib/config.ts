@@ -67,6 +67,8 @@ export const NET_CONFIG_SIZE = 17;
 
 /** VIRTIO_NET_S_LINK_UP in the status field. */
 export const NET_STATUS_LINK_UP = 1;
+/** VIRTIO_NET_S_ANNOUNCE in the status field: the device asks the driver to announce itself. */
+export const NET_STATUS_ANNOUNCE = 2;
 
 /** struct virtio_net_hdr_v1: the header in front of every frame (VERSION_1 without MRG_RXBUF). */
 export const NET_HEADER_SIZE = 12;

@@ -50,7 +50,12 @@ export const NetFeature = {
   MRG_RXBUF: 1n << 15n,
   STATUS: 1n << 16n,
   CTRL_VQ: 1n << 17n,
+  CTRL_RX: 1n << 18n,
+  CTRL_VLAN: 1n << 19n,
+  CTRL_RX_EXTRA: 1n << 20n,
+  GUEST_ANNOUNCE: 1n << 21n,
   MQ: 1n << 22n,
+  CTRL_MAC_ADDR: 1n << 23n,
 } as const;
 
 /**

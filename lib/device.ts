@@ -46,7 +46,7 @@ export interface DmaRegion {
 const freedBuffers = new WeakSet<ArrayBuffer>();
 
 /** Queue settings a driver passes to {@link Device.createQueue}. */
-export type QueueOptions<C> = Pick<QueueHooks<C>, 'onChain' | 'onOrphan' | 'maxSegments' | 'waiters'> & {
+export type QueueOptions<C> = Pick<QueueHooks<C>, 'onChain' | 'onOrphan' | 'onBatch' | 'maxSegments' | 'waiters'> & {
   /** Whether chains in flight should keep the process alive (receive buffers don't). Default yes. */
   keepAlive?: () => boolean;
   /** Whether the chains have a deadline (receive buffers wait for traffic: no). Default yes. */
@@ -301,6 +301,7 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
     const driver = new QueueDriver<C>(nq, {
       onChain: options.onChain,
       onOrphan: options.onOrphan,
+      onBatch: options.onBatch,
       maxSegments: options.maxSegments,
       waiters: options.waiters,
       deadline: options.timed === false ? undefined : this.deadline,

@@ -17,9 +17,17 @@ export {
   type DeviceTypeLabel,
   type TransportName,
 } from './device';
-export { mockFaults, type OpenOptions, type MockOptions } from './options';
+export { mockFaults, mockNetFaults, type OpenOptions, type MockOptions } from './options';
 export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
-export { NetDevice, openNet, type NetOptions } from './net';
+export {
+  NetDevice,
+  openNet,
+  type MacTable,
+  type NetEvents,
+  type NetOptions,
+  type QueuePairStats,
+  type SendOptions,
+} from './net';
 export {
   BlkReadStream,
   BlkWriteStream,

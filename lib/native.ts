@@ -96,6 +96,7 @@ export interface NativeAddon extends ErrorClassSink {
   /** Opens the transport on the threadpool. */
   openDevice(path: string, options: NativeOpenOptions): Promise<NativeDevice>;
   mockFaults: string[];
+  mockNetFaults: string[];
   /** Sends one netlink request on the threadpool; resolves with the raw messages of its answer. */
   netlinkTransact(request: Uint8Array, timeoutMs: number): Promise<Uint8Array[]>;
 }

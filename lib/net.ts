@@ -1,7 +1,14 @@
 import { EventEmitter } from 'node:events';
 import { inspect, type InspectOptionsStylized } from 'node:util';
 import { Call, abortError, requestSignal, runCall, type RequestOptions } from './call';
-import { ConfigView, NET_CONFIG_SIZE, NET_HEADER_SIZE, NET_STATUS_LINK_UP, NetConfig } from './config';
+import {
+  ConfigView,
+  NET_CONFIG_SIZE,
+  NET_HEADER_SIZE,
+  NET_STATUS_ANNOUNCE,
+  NET_STATUS_LINK_UP,
+  NetConfig,
+} from './config';
 import { DeviceType, Feature, NetFeature } from './constants';
 import {
   COMMON_FEATURES,
@@ -11,11 +18,12 @@ import {
   type Device,
   type DeviceEvents,
 } from './device';
-import { VdpaError } from './errors';
+import { VdpaError, vdpaError } from './errors';
 import { Fifo } from './fifo';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
 import { NetFrameStream, type NetFrameStreamOptions } from './streams';
+import { checkBoolean, checkInteger, checkObject } from './validate';
 
 /** Options for {@link openNet}. */
 export interface NetOptions extends OpenOptions {
@@ -23,12 +31,111 @@ export interface NetOptions extends OpenOptions {
   queueSize?: number;
   /** Use the packed ring when the device offers it; default false. */
   packed?: boolean;
+  /**
+   * Use mergeable receive buffers (VIRTIO_NET_F_MRG_RXBUF) when the device offers them; default
+   * true. Receive buffers are then {@link rxBufferSize} bytes and a frame may span several.
+   */
+  mergeable?: boolean;
+  /**
+   * Bytes per receive buffer with mergeable buffers (64 to 65536; default 2048, or more when the
+   * queue would not hold one largest frame). Without them each buffer holds a whole frame (MTU + 30
+   * bytes). A size with which the queue cannot hold one largest frame is a RangeError.
+   */
+  rxBufferSize?: number;
+  /**
+   * Use the control queue (VIRTIO_NET_F_CTRL_VQ and the control features) when the device offers
+   * it; default true. Without it the control methods reject with `'EOPNOTSUPP'`.
+   */
+  control?: boolean;
+  /**
+   * Queue pairs to use (1 up to the device's max_virtqueue_pairs; above 1 needs VIRTIO_NET_F_MQ
+   * and the control queue). Default 1.
+   */
+  queuePairs?: number;
+  /**
+   * Let the device fill in checksums of frames sent with {@link SendOptions.checksum}
+   * (VIRTIO_NET_F_CSUM, negotiated only when asked for). Default false.
+   */
+  txChecksum?: boolean;
+  /**
+   * Accept received frames whose checksum is left to the driver or already checked by the device
+   * (VIRTIO_NET_F_GUEST_CSUM, negotiated only when asked for); {@link NetDevice.packets} tells which.
+   * Default false.
+   */
+  rxChecksum?: boolean;
+}
+
+/** Options of {@link NetDevice.send} and {@link NetDevice.sendBatch}. */
+export interface SendOptions extends RequestOptions {
+  /** The queue pair to send on (0 to queuePairs - 1); default: the pairs in turn, frame by frame. */
+  queue?: number;
+  /**
+   * The device computes the Internet checksum from byte `start` to the end of the frame and stores
+   * it at `start + offset` (e.g. a TCP checksum: start = the TCP header, offset 16; put the
+   * pseudo-header sum there first). Needs {@link NetOptions.txChecksum} (else `'EOPNOTSUPP'`); for
+   * sendBatch it applies to every frame.
+   */
+  checksum?: { start: number; offset: number };
+}
+
+/** What the device said about a received frame ({@link NetDevice.packets}). */
+export interface PacketMeta {
+  /**
+   * The checksum is partial (VIRTIO_NET_HDR_F_NEEDS_CSUM): the ones-complement sum from
+   * `checksumStart` to the end still has to be stored at `checksumStart + checksumOffset`.
+   */
+  checksumNeeded: boolean;
+  /** The device checked the frame's checksums (VIRTIO_NET_HDR_F_DATA_VALID). */
+  checksumValid: boolean;
+  checksumStart: number;
+  checksumOffset: number;
+}
+
+/** A received frame and what the device said about it. */
+export interface Packet {
+  frame: Uint8Array;
+  meta: PacketMeta;
+}
+
+const PLAIN: PacketMeta = Object.freeze({
+  checksumNeeded: false,
+  checksumValid: false,
+  checksumStart: 0,
+  checksumOffset: 0,
+});
+const HDR_NEEDS_CSUM = 1;
+const HDR_DATA_VALID = 2;
+
+/** The MAC filter table of {@link NetDevice.setMacTable}: addresses received besides the device's own. */
+export interface MacTable {
+  /** Unicast addresses, as 6 bytes or `'52:54:00:12:34:56'` text. */
+  unicast?: readonly (Uint8Array | string)[];
+  /** Multicast addresses (low bit of the first byte set). */
+  multicast?: readonly (Uint8Array | string)[];
+}
+
+/**
+ * The events of a {@link NetDevice}: its {@link DeviceEvents}, plus `'link'` when the link status
+ * in config space changed (`up` is the new {@link NetDevice.linkUp}), and `'announce'` when the
+ * device asks the driver to announce itself (VIRTIO_NET_S_ANNOUNCE, e.g. after a migration): send
+ * your gratuitous ARP / unsolicited neighbour advertisements, then call
+ * {@link NetDevice.acknowledgeAnnounce}.
+ */
+export interface NetEvents extends DeviceEvents {
+  link: [up: boolean];
+  announce: [];
 }
 
 const HDR = NET_HEADER_SIZE;
 const ETH_HEADER = 14;
-const RX_QUEUE = 0;
-const TX_QUEUE = 1;
+const VLAN_TAG = 4;
+const DEFAULT_RX_BUFFER = 2048;
+/** Bytes per control command: class, command, data (a MAC table of 2 x 128 addresses), ack. */
+const CTRL_SLOT = 2048;
+const CTRL_ACK = CTRL_SLOT - 1;
+const MAX_TABLE = 128;
+const CTRL_QUEUE_SIZE = 64;
+const MAC_TEXT = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** Bytes of received frames kept for a slow reader; frames arriving past it are dropped (counted). */
 const RX_BACKLOG_BYTES = 64 * 2 ** 20;
 
@@ -37,10 +144,49 @@ interface TxFrame {
   call: Call;
   frame: Uint8Array;
   length: number;
+  checksum: { start: number; offset: number } | undefined;
+}
+
+/** A control command on its way: the call, the command's name for errors, its slot. */
+interface CtrlCommand {
+  call: Call;
+  name: string;
+  at: number;
+}
+
+/** A frame spread over several mergeable buffers, as far as it arrived. */
+interface PartialFrame {
+  parts: Uint8Array[];
+  bytes: number;
+  /** num_buffers from its header, and the buffers seen so far. */
+  want: number;
+  got: number;
+  meta: PacketMeta;
+}
+
+/** One receive/transmit queue pair. */
+interface QueuePair {
+  rx: QueueDriver<number>;
+  tx: QueueDriver<TxFrame>;
+  txWaiters: TokenWaiters;
+  rxBufs: { handle: number; bytes: Uint8Array };
+  txBufs: { handle: number; bytes: Uint8Array };
+  partial: PartialFrame | undefined;
+  stats: QueuePairStats;
+}
+
+/** Counters of one queue pair since open ({@link NetDevice.stats}). */
+export interface QueuePairStats {
+  /** Frames (and their bytes) received on this pair's receive queue. */
+  rxFrames: number;
+  rxBytes: number;
+  /** Frames (and their bytes) the device took from this pair's transmit queue. */
+  txFrames: number;
+  txBytes: number;
 }
 
 interface Reader {
-  resolve: (f: Uint8Array) => void;
+  resolve: (f: Uint8Array, meta: PacketMeta) => void;
   reject: (e: Error) => void;
   /** Settled already (aborted): skipped when a frame arrives. */
   done: boolean;
@@ -48,21 +194,52 @@ interface Reader {
   onAbort: (() => void) | undefined;
 }
 
+/** Control classes and commands (virtio 1.x section 5.1.6.5) and the feature each needs. */
+const Ctrl = {
+  RX_PROMISC: { cls: 0, cmd: 0, name: 'VIRTIO_NET_CTRL_RX_PROMISC', feature: NetFeature.CTRL_RX },
+  RX_ALLMULTI: { cls: 0, cmd: 1, name: 'VIRTIO_NET_CTRL_RX_ALLMULTI', feature: NetFeature.CTRL_RX },
+  MAC_TABLE_SET: { cls: 1, cmd: 0, name: 'VIRTIO_NET_CTRL_MAC_TABLE_SET', feature: NetFeature.CTRL_RX },
+  MAC_ADDR_SET: { cls: 1, cmd: 1, name: 'VIRTIO_NET_CTRL_MAC_ADDR_SET', feature: NetFeature.CTRL_MAC_ADDR },
+  VLAN_ADD: { cls: 2, cmd: 0, name: 'VIRTIO_NET_CTRL_VLAN_ADD', feature: NetFeature.CTRL_VLAN },
+  VLAN_DEL: { cls: 2, cmd: 1, name: 'VIRTIO_NET_CTRL_VLAN_DEL', feature: NetFeature.CTRL_VLAN },
+  ANNOUNCE_ACK: { cls: 3, cmd: 0, name: 'VIRTIO_NET_CTRL_ANNOUNCE_ACK', feature: NetFeature.GUEST_ANNOUNCE },
+  MQ_VQ_PAIRS_SET: { cls: 4, cmd: 0, name: 'VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET', feature: NetFeature.MQ },
+} as const;
+type CtrlName = keyof typeof Ctrl;
+
+/** The features the control queue brings, asked for only with it. */
+const CONTROL_FEATURES =
+  NetFeature.CTRL_VQ |
+  NetFeature.CTRL_RX |
+  NetFeature.CTRL_VLAN |
+  NetFeature.GUEST_ANNOUNCE |
+  NetFeature.CTRL_MAC_ADDR |
+  NetFeature.MQ;
+
 /**
  * A virtio-net device: send frames, receive them as an async iterator or through an object-mode
  * Duplex ({@link createFrameStream}). Frames are whole Ethernet frames without FCS (14-byte header
- * + payload, at most MTU + 14 bytes). Every request takes a final {@link RequestOptions} with an
- * AbortSignal. Emits the {@link DeviceEvents} of its {@link device}; `await using` closes it.
+ * + payload, at most MTU + 14 bytes to send; received frames may carry a VLAN tag more). With
+ * mergeable receive buffers (the default when offered) a frame arrives in buffers of
+ * {@link NetOptions.rxBufferSize} bytes, so large MTUs cost no MTU-sized buffers; a device whose
+ * `num_buffers` or lengths do not add up breaks the receive queue (`'EPROTO'`). With the control
+ * queue, the receive filters, MAC address, VLAN filter, announce acknowledgement and queue pairs
+ * are set through it. Every request takes a final {@link RequestOptions} with an AbortSignal.
+ * Emits the {@link NetEvents}; `await using` closes it.
  */
-export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDisposable {
-  /** MAC address from config space (all zeroes when the device has none), as 6 bytes. */
-  readonly mac: Uint8Array;
-  /** The same MAC address as text: lowercase hex, colon-separated (`'52:54:00:12:34:56'`). */
-  readonly macAddress: string;
+export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposable {
   /** Largest payload; frames may be up to `mtu + 14` bytes. */
   readonly mtu: number;
   /** Entries per queue. */
   readonly queueSize: number;
+  /** Queue pairs in use (see {@link NetOptions.queuePairs}). */
+  readonly queuePairs: number;
+  /** Bytes per receive buffer: {@link NetOptions.rxBufferSize} with mergeable buffers, else a whole frame. */
+  readonly rxBufferSize: number;
+  /** True when mergeable receive buffers (VIRTIO_NET_F_MRG_RXBUF) were negotiated. */
+  readonly mergeable: boolean;
+  /** True when the control queue (VIRTIO_NET_F_CTRL_VQ) was negotiated. */
+  readonly hasControl: boolean;
   /** The underlying device (features, config space, `'timeout'` events). */
   readonly device: Device;
   /**
@@ -72,13 +249,18 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   droppedFrames = 0;
 
   // Set by bringUp(), before anyone else sees the device.
-  private rx!: QueueDriver<number>;
-  private tx!: QueueDriver<TxFrame>;
-  private readonly txWaiters = new TokenWaiters();
-  private readonly rxBufs: { handle: number; bytes: Uint8Array };
-  private readonly txBufs: { handle: number; bytes: Uint8Array };
-  private readonly slotBytes: number;
+  private readonly pairs: QueuePair[] = [];
+  private ctrl: QueueDriver<CtrlCommand> | undefined;
+  private readonly ctrlWaiters = new TokenWaiters();
+  private ctrlBufs: { handle: number; bytes: Uint8Array } | undefined;
+  private readonly txSlot: number;
+  private currentMac: Uint8Array;
+  private lastLink: boolean;
+  private nextPair = 0;
   private readonly received = new Fifo<Uint8Array>();
+  /** Alongside `received` when VIRTIO_NET_F_GUEST_CSUM was negotiated (else every frame is PLAIN). */
+  private readonly receivedMeta = new Fifo<PacketMeta>();
+  private readonly rxMeta: boolean;
   private receivedBytes = 0;
   private readonly readers = new Fifo<Reader>();
   private waitingReaders = 0;
@@ -88,79 +270,181 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   constructor(device: Device, options: NetOptions, f: bigint) {
     super();
     this.device = device;
-    forwardDeviceEvents(device, this);
+    forwardDeviceEvents(device, this as unknown as EventEmitter<DeviceEvents>);
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
-    this.mac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
-    this.macAddress = Array.from(this.mac, (b) => b.toString(16).padStart(2, '0')).join(':');
+    this.currentMac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
     this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
-    const queueSize = device.queueSizeFor(options.queueSize, [RX_QUEUE, TX_QUEUE]);
+    this.mergeable = (f & NetFeature.MRG_RXBUF) !== 0n;
+    this.hasControl = (f & NetFeature.CTRL_VQ) !== 0n;
+    this.rxMeta = (f & NetFeature.GUEST_CSUM) !== 0n;
+    const maxPairs =
+      f & NetFeature.MQ && cfg.has(NetConfig.maxVirtqueuePairs) ? cfg.get(NetConfig.maxVirtqueuePairs) : 1;
+    const pairs = options.queuePairs ?? 1;
+    if (pairs > maxPairs)
+      throw vdpaError(
+        'EOPNOTSUPP',
+        'open',
+        device.path,
+        `${pairs} queue pairs asked for; the device offers ${maxPairs}`,
+        maxPairs === 1 ? 'the device did not offer VIRTIO_NET_F_MQ with the control queue' : undefined,
+      );
+    this.queuePairs = pairs;
+    const dataQueues = Array.from({ length: 2 * pairs }, (_, i) => i);
+    const queueSize = device.queueSizeFor(options.queueSize, dataQueues);
     this.queueSize = queueSize;
     // Without MRG_RXBUF every receive buffer must hold a whole frame (and room for a VLAN tag).
-    this.slotBytes = Math.ceil((HDR + ETH_HEADER + 4 + this.mtu) / 64) * 64;
-    this.rxBufs = device.allocInternal(queueSize * this.slotBytes);
-    this.txBufs = device.allocInternal(queueSize * this.slotBytes);
+    this.txSlot = Math.ceil((HDR + ETH_HEADER + VLAN_TAG + this.mtu) / 64) * 64;
+    // The queue must hold one largest frame: the default buffer grows for a large MTU on a small queue.
+    const largest = HDR + ETH_HEADER + VLAN_TAG + this.mtu;
+    this.rxBufferSize = !this.mergeable
+      ? this.txSlot
+      : (options.rxBufferSize ?? Math.max(DEFAULT_RX_BUFFER, Math.ceil(largest / queueSize / 64) * 64));
+    if (this.mergeable && this.rxBufferSize * queueSize < largest)
+      throw new RangeError(
+        `rxBufferSize ${this.rxBufferSize} x queueSize ${queueSize} cannot hold one ${this.mtu}-byte MTU frame`,
+      );
+    this.lastLink = this.readLink();
+    device.on('configChange', () => this.configChanged());
     device.onFailure(() => {
       const err = device.pendingFailure;
       if (err) this.failReaders(err);
     });
   }
 
-  /** @internal Sets up both queues, posts the receive buffers, sets DRIVER_OK (steps on the threadpool). */
+  /** @internal Sets up the queues, posts the receive buffers, sets DRIVER_OK (steps on the threadpool). */
   async bringUp(): Promise<void> {
-    this.rx = await this.device.createQueue<number>(RX_QUEUE, this.queueSize, {
-      onChain: (_c, token, len, err) => this.receivedChain(token, len, err),
-      onOrphan: (_c, err) => this.failReaders(err),
-      maxSegments: 1,
-      waiters: new TokenWaiters(),
-      keepAlive: () => this.waitingReaders > 0,
-      // Receive buffers wait for traffic: no deadline, and close() does not wait for them.
-      timed: false,
-    });
-    this.tx = await this.device.createQueue<TxFrame>(TX_QUEUE, this.queueSize, {
-      onChain: (t, _token, _len, err) => t.call.pieceDone(err),
-      onOrphan: (t, err) => t.call.failNow(err),
-      maxSegments: 1,
-      waiters: this.txWaiters,
-    });
-    await this.device.start();
-    for (let t = this.rx.tryAcquire(); t >= 0; t = this.rx.tryAcquire()) this.postRx(t);
+    const d = this.device;
+    for (let p = 0; p < this.queuePairs; p++) {
+      const txWaiters = new TokenWaiters();
+      const pair: QueuePair = {
+        rx: undefined as unknown as QueueDriver<number>,
+        tx: undefined as unknown as QueueDriver<TxFrame>,
+        txWaiters,
+        rxBufs: d.allocInternal(this.queueSize * this.rxBufferSize),
+        txBufs: d.allocInternal(this.queueSize * this.txSlot),
+        partial: undefined,
+        stats: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0 },
+      };
+      pair.rx = await d.createQueue<number>(2 * p, this.queueSize, {
+        onChain: (_c, token, len, err) => this.receivedChain(pair, token, len, err),
+        onOrphan: (_c, err) => this.failReaders(err),
+        onBatch: (ringEmpty) => this.receivedBatch(pair, ringEmpty),
+        maxSegments: 1,
+        waiters: new TokenWaiters(),
+        keepAlive: () => this.waitingReaders > 0,
+        // Receive buffers wait for traffic: no deadline, and close() does not wait for them.
+        timed: false,
+      });
+      pair.tx = await d.createQueue<TxFrame>(2 * p + 1, this.queueSize, {
+        onChain: (t, _token, _len, err) => {
+          if (!err) {
+            pair.stats.txFrames++;
+            pair.stats.txBytes += t.length;
+          }
+          t.call.pieceDone(err);
+        },
+        onOrphan: (t, err) => t.call.failNow(err),
+        maxSegments: 1,
+        waiters: txWaiters,
+      });
+      this.pairs.push(pair);
+    }
+    if (this.hasControl) {
+      // Without MQ the control queue follows the first pair; with it, the last pair the device has.
+      const maxPairs = d.features & NetFeature.MQ ? this.maxQueuePairs() : 1;
+      const index = 2 * maxPairs;
+      // Commands are few and small: 64 entries, or the largest size the device takes below that.
+      let size = Math.min(CTRL_QUEUE_SIZE, d.maxQueueSize(index));
+      if (!(d.features & Feature.RING_PACKED)) size = 2 ** Math.floor(Math.log2(size));
+      this.ctrlBufs = d.allocInternal(size * CTRL_SLOT);
+      this.ctrl = await d.createQueue<CtrlCommand>(index, size, {
+        onChain: (c, _token, len, err) => this.controlDone(c, len, err),
+        onOrphan: (c, err) => c.call.failNow(err),
+        maxSegments: 2,
+        waiters: this.ctrlWaiters,
+      });
+    }
+    await d.start();
+    for (const pair of this.pairs)
+      for (let t = pair.rx.tryAcquire(); t >= 0; t = pair.rx.tryAcquire()) this.postRx(pair, t);
+    if (this.queuePairs > 1) await this.control('MQ_VQ_PAIRS_SET', le16(this.queuePairs), undefined);
   }
 
-  /** Link status from config (true when the device does not report one). */
+  /** The MAC address (config space, or the last {@link setMac}; all zeroes when the device has none), as 6 bytes (a copy). */
+  get mac(): Uint8Array {
+    return this.currentMac.slice();
+  }
+
+  /** The same MAC address as text: lowercase hex, colon-separated (`'52:54:00:12:34:56'`). */
+  get macAddress(): string {
+    return macText(this.currentMac);
+  }
+
+  /** Per queue pair: frames and bytes received and sent (a copy). Frames dropped are {@link droppedFrames}. */
+  stats(): QueuePairStats[] {
+    return this.pairs.map((p) => ({ ...p.stats }));
+  }
+
+  /** Link status from config (true when the device does not report one); see the `'link'` event. */
   get linkUp(): boolean {
-    if (!(this.device.features & NetFeature.STATUS)) return true;
-    const { offset, bytes } = NetConfig.status;
-    const cfg = new ConfigView(this.device.readConfig(0, offset + bytes));
-    return (cfg.get(NetConfig.status) & NET_STATUS_LINK_UP) !== 0;
+    return this.readLink();
   }
 
   /** Sends one frame; resolves when the device has taken it. */
-  send(frame: Uint8Array, options?: RequestOptions): Promise<void> {
-    return this.request(options, (c) => {
+  send(frame: Uint8Array, options?: SendOptions): Promise<void> {
+    return this.request(options, (c, queue) => {
       this.checkFrame(frame);
+      const checksum = this.checksumOption(options, frame.length);
       this.device.check('send');
-      this.transmit(c, frame);
+      this.transmit(c, frame, queue, checksum);
     });
   }
 
   /** Sends many frames with one Promise (no Promise per frame). */
-  sendBatch(frames: readonly Uint8Array[], options?: RequestOptions): Promise<void> {
-    return this.request(options, (c) => {
+  sendBatch(frames: readonly Uint8Array[], options?: SendOptions): Promise<void> {
+    return this.request(options, (c, queue) => {
       if (!Array.isArray(frames)) throw new TypeError('frames must be an array');
       for (const f of frames) this.checkFrame(f);
+      let checksum: TxFrame['checksum'];
+      for (const f of frames) checksum = this.checksumOption(options, f.length);
       this.device.check('sendBatch');
       for (const f of frames) {
         if (c.failing) break;
-        this.transmit(c, f);
+        this.transmit(c, f, queue, checksum);
       }
     });
   }
 
   /**
-   * The next received frame (a copy). Rejects with the device's error once it failed, `'ECANCELED'`
-   * when it is closed while waiting, `'EBADF'` when called on a closed device.
+   * The next received frame (a copy), from any queue pair. Rejects with the device's error once
+   * it failed, `'ECANCELED'` when it is closed while waiting, `'EBADF'` when called on a closed device.
    */
   receive(options?: RequestOptions): Promise<Uint8Array> {
+    return this.take(options, (frame) => frame);
+  }
+
+  /**
+   * Like {@link receive}, with what the device said about the frame (checksum state, with
+   * {@link NetOptions.rxChecksum}; without it every frame is plain).
+   */
+  receivePacket(options?: RequestOptions): Promise<Packet> {
+    return this.take(options, (frame, meta) => ({ frame, meta }));
+  }
+
+  /** Received frames with their {@link PacketMeta}, as {@link frames} yields frames. */
+  async *packets(options?: RequestOptions): AsyncGenerator<Packet, void, undefined> {
+    for (;;) {
+      try {
+        yield await this.receivePacket(options);
+      } catch (e) {
+        const code = (e as VdpaError).code;
+        if (e instanceof VdpaError && (code === 'ECANCELED' || code === 'EBADF')) return;
+        throw e;
+      }
+    }
+  }
+
+  private take<T>(options: RequestOptions | undefined, wrap: (frame: Uint8Array, meta: PacketMeta) => T): Promise<T> {
     let signal: AbortSignal | undefined;
     try {
       signal = requestSignal(options);
@@ -169,14 +453,20 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
       return Promise.reject(e as Error);
     }
     if (signal?.aborted) return Promise.reject(abortError(signal));
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       const frame = this.received.shift();
       if (frame) {
         this.receivedBytes -= frame.length;
-        return resolve(frame);
+        return resolve(wrap(frame, this.rxMeta ? (this.receivedMeta.shift() as PacketMeta) : PLAIN));
       }
       if (this.failure) return reject(this.failure);
-      const reader: Reader = { resolve, reject, done: false, signal, onAbort: undefined };
+      const reader: Reader = {
+        resolve: (f, m) => resolve(wrap(f, m)),
+        reject,
+        done: false,
+        signal,
+        onAbort: undefined,
+      };
       if (signal) {
         reader.onAbort = () => this.settleReader(reader, abortError(signal));
         signal.addEventListener('abort', reader.onAbort, { once: true });
@@ -202,6 +492,87 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
         throw e;
       }
     }
+  }
+
+  /**
+   * Receive every frame, whatever its destination (VIRTIO_NET_CTRL_RX_PROMISC). Needs
+   * VIRTIO_NET_F_CTRL_RX (else `'EOPNOTSUPP'`); a refusal rejects with `'EIO'` naming the command.
+   */
+  setPromiscuous(on: boolean, options?: RequestOptions): Promise<void> {
+    return this.switchCommand('RX_PROMISC', on, 'on', options);
+  }
+
+  /** Receive every multicast frame (VIRTIO_NET_CTRL_RX_ALLMULTI); as {@link setPromiscuous}. */
+  setAllMulticast(on: boolean, options?: RequestOptions): Promise<void> {
+    return this.switchCommand('RX_ALLMULTI', on, 'on', options);
+  }
+
+  /**
+   * Sets the MAC address the device receives for (VIRTIO_NET_CTRL_MAC_ADDR_SET; the device shows
+   * it in config space too). {@link mac} follows once the device accepted it. Needs
+   * VIRTIO_NET_F_CTRL_MAC_ADDR.
+   */
+  setMac(mac: Uint8Array | string, options?: RequestOptions): Promise<void> {
+    let bytes: Uint8Array;
+    try {
+      bytes = macBytes(mac, 'mac');
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.control('MAC_ADDR_SET', bytes, options).then(() => {
+      this.currentMac = bytes;
+    });
+  }
+
+  /**
+   * Replaces the MAC filter table (VIRTIO_NET_CTRL_MAC_TABLE_SET): with promiscuous mode off, the
+   * device receives for its own address, broadcast, and these (at most 128 of each kind). Needs
+   * VIRTIO_NET_F_CTRL_RX.
+   */
+  setMacTable(table: MacTable, options?: RequestOptions): Promise<void> {
+    let data: Uint8Array;
+    try {
+      checkObject(table, 'table');
+      const unicast = macList(table.unicast, 'table.unicast');
+      const multicast = macList(table.multicast, 'table.multicast');
+      for (const m of unicast)
+        if ((m[0] as number) & 1) throw new RangeError('table.unicast holds a multicast address');
+      for (const m of multicast)
+        if (!((m[0] as number) & 1)) throw new RangeError('table.multicast holds a unicast address');
+      data = new Uint8Array(8 + 6 * (unicast.length + multicast.length));
+      const v = new DataView(data.buffer);
+      let at = 0;
+      for (const list of [unicast, multicast]) {
+        v.setUint32(at, list.length, true);
+        at += 4;
+        for (const m of list) {
+          data.set(m, at);
+          at += 6;
+        }
+      }
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.control('MAC_TABLE_SET', data, options);
+  }
+
+  /** Receive frames tagged with VLAN `vid` (0 to 4095; VIRTIO_NET_CTRL_VLAN_ADD). Needs VIRTIO_NET_F_CTRL_VLAN. */
+  addVlan(vid: number, options?: RequestOptions): Promise<void> {
+    return this.vlanCommand('VLAN_ADD', vid, options);
+  }
+
+  /** Stop receiving frames tagged with VLAN `vid` (VIRTIO_NET_CTRL_VLAN_DEL). */
+  removeVlan(vid: number, options?: RequestOptions): Promise<void> {
+    return this.vlanCommand('VLAN_DEL', vid, options);
+  }
+
+  /**
+   * Tells the device the announce it asked for (the `'announce'` event) is done
+   * (VIRTIO_NET_CTRL_ANNOUNCE_ACK). A device may refuse it (`'EIO'`) when it asked for none.
+   * Needs VIRTIO_NET_F_GUEST_ANNOUNCE.
+   */
+  acknowledgeAnnounce(options?: RequestOptions): Promise<void> {
+    return this.control('ANNOUNCE_ACK', new Uint8Array(0), options);
   }
 
   /** See {@link Device.ref}: waiting receivers and sends in flight keep the process alive. */
@@ -253,14 +624,49 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     );
   }
 
-  private request(options: RequestOptions | undefined, start: (c: Call) => void): Promise<void> {
+  private maxQueuePairs(): number {
+    const { offset, bytes } = NetConfig.maxVirtqueuePairs;
+    return new ConfigView(this.device.readConfig(0, offset + bytes)).get(NetConfig.maxVirtqueuePairs);
+  }
+
+  private readLink(): boolean {
+    const status = this.readStatus();
+    return status === undefined || (status & NET_STATUS_LINK_UP) !== 0;
+  }
+
+  /** The config status field, or undefined without VIRTIO_NET_F_STATUS. */
+  private readStatus(): number | undefined {
+    if (!(this.device.features & NetFeature.STATUS)) return undefined;
+    const { offset, bytes } = NetConfig.status;
+    return new ConfigView(this.device.readConfig(0, offset + bytes)).get(NetConfig.status);
+  }
+
+  /** A configuration interrupt: the link may have changed, or the device asks for an announce. */
+  private configChanged(): void {
+    if (this.device.closed) return;
+    const status = this.readStatus();
+    if (status === undefined) return;
+    const up = (status & NET_STATUS_LINK_UP) !== 0;
+    if (up !== this.lastLink) {
+      this.lastLink = up;
+      this.emit('link', up);
+    }
+    if (status & NET_STATUS_ANNOUNCE && this.device.features & NetFeature.GUEST_ANNOUNCE) this.emit('announce');
+  }
+
+  private request(
+    options: SendOptions | undefined,
+    start: (c: Call, queue: number | undefined) => void,
+  ): Promise<void> {
     let signal: AbortSignal | undefined;
+    let queue: number | undefined;
     try {
       signal = requestSignal(options);
+      if (options?.queue !== undefined) queue = checkInteger(options.queue, 'options.queue', 0, this.queuePairs - 1);
     } catch (e) {
       return Promise.reject(e as Error);
     }
-    return runCall(signal, start);
+    return runCall(signal, (c) => start(c, queue));
   }
 
   private checkFrame(frame: Uint8Array): void {
@@ -269,26 +675,51 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
       throw new RangeError(`frame must be ${ETH_HEADER} to ${this.mtu + ETH_HEADER} bytes, got ${frame.length}`);
   }
 
-  private transmit(c: Call, frame: Uint8Array): void {
+  /** The checksum request of `options`, checked against a frame of `length` bytes. */
+  private checksumOption(options: SendOptions | undefined, length: number): TxFrame['checksum'] {
+    const cs = options?.checksum;
+    if (cs === undefined) return undefined;
+    checkObject(cs, 'options.checksum');
+    const start = checkInteger(cs.start, 'options.checksum.start', 0, 0xffff);
+    const offset = checkInteger(cs.offset, 'options.checksum.offset', 0, 0xffff);
+    if (start + offset + 2 > length)
+      throw new RangeError(`options.checksum (start ${start}, offset ${offset}) is outside a ${length}-byte frame`);
+    if (!(this.device.features & NetFeature.CSUM))
+      throw vdpaError(
+        'EOPNOTSUPP',
+        'send',
+        this.device.path,
+        'checksum offload was not negotiated (VIRTIO_NET_F_CSUM)',
+        'open with { txChecksum: true } on a device that offers it',
+      );
+    return { start, offset };
+  }
+
+  private transmit(c: Call, frame: Uint8Array, queue: number | undefined, checksum: TxFrame['checksum']): void {
     c.addPiece();
-    this.place({ call: c, frame, length: frame.length });
+    let p = queue;
+    if (p === undefined) {
+      p = this.nextPair;
+      this.nextPair = (p + 1) % this.queuePairs;
+    }
+    this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length, checksum });
   }
 
   /**
    * Copies the frame into a free transmit slot, or waits (FIFO) for one. Returns false when it gave
    * a free slot back unused (the frame changed since it was checked), so a waiter loop moves on.
    */
-  private place(t: TxFrame): boolean {
+  private place(pair: QueuePair, t: TxFrame): boolean {
     let token: number;
     try {
-      token = this.tx.tryAcquire();
+      token = pair.tx.tryAcquire();
     } catch (e) {
       t.call.pieceDone(e as Error);
       return true;
     }
     if (token < 0) {
-      this.txWaiters.push(() => {
-        if (!t.call.settled) return this.place(t);
+      pair.txWaiters.push(() => {
+        if (!t.call.settled) return this.place(pair, t);
         t.call.pieceDone(undefined);
         return false;
       });
@@ -296,42 +727,229 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     }
     // A frame still queued may have changed since it was checked (its buffer transferred or shrunk).
     if (t.frame.length !== t.length) {
-      this.tx.release(token);
+      pair.tx.release(token);
       t.call.pieceDone(new TypeError('the frame was detached or shrunk before it was sent'));
       return false;
     }
-    const at = token * this.slotBytes;
-    const bytes = this.txBufs.bytes;
+    const at = token * this.txSlot;
+    const bytes = pair.txBufs.bytes;
     bytes.fill(0, at, at + HDR);
+    if (t.checksum) {
+      bytes[at] = HDR_NEEDS_CSUM;
+      bytes[at + 6] = t.checksum.start & 0xff;
+      bytes[at + 7] = t.checksum.start >> 8;
+      bytes[at + 8] = t.checksum.offset & 0xff;
+      bytes[at + 9] = t.checksum.offset >> 8;
+    }
     bytes.set(t.frame, at + HDR);
-    this.tx.enqueue(token, [{ region: this.txBufs.handle, offset: at, length: HDR + t.length, writable: false }], t);
+    pair.tx.enqueue(token, [{ region: pair.txBufs.handle, offset: at, length: HDR + t.length, writable: false }], t);
     return true;
   }
 
-  private postRx(token: number): void {
-    this.rx.enqueue(
-      token,
-      [{ region: this.rxBufs.handle, offset: token * this.slotBytes, length: this.slotBytes, writable: true }],
-      token,
-    );
+  private postRx(pair: QueuePair, token: number): void {
+    const length = this.rxBufferSize;
+    pair.rx.enqueue(token, [{ region: pair.rxBufs.handle, offset: token * length, length, writable: true }], token);
   }
 
-  private receivedChain(token: number, len: number, err: Error | undefined): void {
+  private receivedChain(pair: QueuePair, token: number, len: number, err: Error | undefined): void {
     if (err) return this.failReaders(err);
-    if (len > HDR) {
-      const at = token * this.slotBytes;
-      const frame = this.rxBufs.bytes.slice(at + HDR, at + len);
-      const reader = this.nextReader();
-      if (reader) this.settleReader(reader, undefined, frame);
-      else if (this.receivedBytes + frame.length <= RX_BACKLOG_BYTES) {
-        this.received.push(frame);
-        this.receivedBytes += frame.length;
-      } else this.droppedFrames++;
-    }
+    // The native ring checked len against the buffer; here only the frame's own rules are left.
+    const at = token * this.rxBufferSize;
+    const bytes = pair.rxBufs.bytes;
+    if (!this.mergeable) {
+      if (len > HDR) {
+        const meta = this.rxMeta ? this.metaOf(pair, bytes, at, len - HDR) : PLAIN;
+        if (!meta) return;
+        this.deliver(pair, bytes.slice(at + HDR, at + len), meta);
+      }
+    } else if (!this.merge(pair, bytes, at, len)) return;
     // The slot is free again (the token was released before this callback): post it back.
-    if (this.rx.failed || this.device.closed) return;
-    const t = this.rx.tryAcquire();
-    if (t >= 0) this.postRx(t);
+    if (pair.rx.failed || this.device.closed) return;
+    const t = pair.rx.tryAcquire();
+    if (t >= 0) this.postRx(pair, t);
+  }
+
+  /** One mergeable buffer of `len` bytes at `at`; false once it broke the queue. */
+  private merge(pair: QueuePair, bytes: Uint8Array, at: number, len: number): boolean {
+    const p = pair.partial;
+    if (p === undefined) {
+      if (len < HDR)
+        return this.violation(pair, `a received frame's first buffer holds ${len} bytes, less than its header`);
+      const want = (bytes[at + 10] as number) | ((bytes[at + 11] as number) << 8);
+      if (want === 0) return this.violation(pair, 'num_buffers 0 in a received frame');
+      if (want > pair.rx.size)
+        return this.violation(
+          pair,
+          `num_buffers ${want} in a received frame, more than the ${pair.rx.size} buffers posted`,
+        );
+      const data = bytes.slice(at + HDR, at + len);
+      // The header is in this buffer only: its checksum fields are read now, checked once the frame is whole.
+      const meta = this.rxMeta ? headerMeta(bytes, at) : PLAIN;
+      if (want === 1) {
+        if (data.length > 0) return this.deliverChecked(pair, data, meta);
+        return true;
+      }
+      pair.partial = { parts: [data], bytes: data.length, want, got: 1, meta };
+      return true;
+    }
+    if (len === 0) return this.violation(pair, `buffer ${p.got + 1} of ${p.want} of a received frame is empty`);
+    p.parts.push(bytes.slice(at, at + len));
+    p.bytes += len;
+    if (++p.got < p.want) return true;
+    pair.partial = undefined;
+    const frame = new Uint8Array(p.bytes);
+    let o = 0;
+    for (const part of p.parts) {
+      frame.set(part, o);
+      o += part.length;
+    }
+    return this.deliverChecked(pair, frame, p.meta);
+  }
+
+  /** After a batch of receive completions: a frame must not be left waiting on an empty ring. */
+  private receivedBatch(pair: QueuePair, ringEmpty: boolean): void {
+    const p = pair.partial;
+    if (!ringEmpty || p === undefined || pair.rx.failed) return;
+    this.violation(pair, `num_buffers ${p.want} in a received frame, but the device used ${p.got} buffers for it`);
+  }
+
+  /** The device broke the mergeable-buffer rules: the receive queue is broken (EPROTO). */
+  private violation(pair: QueuePair, detail: string): false {
+    pair.partial = undefined;
+    const syscall = `virtqueue ${this.pairs.indexOf(pair) * 2}`;
+    const err = vdpaError(
+      'EPROTO',
+      syscall,
+      this.device.path,
+      `device broke the virtio rules: ${detail}`,
+      'the device or its driver is faulty; close and reopen it',
+    );
+    pair.rx.fail(err);
+    this.failReaders(err);
+    return false;
+  }
+
+  /** The header's checksum fields of a frame of `length` bytes; undefined once they broke the queue. */
+  private metaOf(pair: QueuePair, bytes: Uint8Array, at: number, length: number): PacketMeta | undefined {
+    const meta = headerMeta(bytes, at);
+    return this.checkMeta(pair, meta, length) ? meta : undefined;
+  }
+
+  private checkMeta(pair: QueuePair, meta: PacketMeta, length: number): boolean {
+    if (meta.checksumNeeded && meta.checksumStart + meta.checksumOffset + 2 > length)
+      return this.violation(
+        pair,
+        `a received frame's checksum at ${meta.checksumStart} + ${meta.checksumOffset} is outside its ${length} bytes`,
+      );
+    return true;
+  }
+
+  private deliverChecked(pair: QueuePair, frame: Uint8Array, meta: PacketMeta): boolean {
+    if (meta !== PLAIN && !this.checkMeta(pair, meta, frame.length)) return false;
+    this.deliver(pair, frame, meta);
+    return true;
+  }
+
+  private deliver(pair: QueuePair, frame: Uint8Array, meta: PacketMeta): void {
+    pair.stats.rxFrames++;
+    pair.stats.rxBytes += frame.length;
+    const reader = this.nextReader();
+    if (reader) this.settleReader(reader, undefined, frame, meta);
+    else if (this.receivedBytes + frame.length <= RX_BACKLOG_BYTES) {
+      this.received.push(frame);
+      if (this.rxMeta) this.receivedMeta.push(meta);
+      this.receivedBytes += frame.length;
+    } else this.droppedFrames++;
+  }
+
+  private switchCommand(name: CtrlName, on: boolean, what: string, options: RequestOptions | undefined): Promise<void> {
+    try {
+      checkBoolean(on, what);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.control(name, Uint8Array.of(on ? 1 : 0), options);
+  }
+
+  private vlanCommand(name: CtrlName, vid: number, options: RequestOptions | undefined): Promise<void> {
+    try {
+      checkInteger(vid, 'vid', 0, 4095);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.control(name, le16(vid), options);
+  }
+
+  /**
+   * Sends one control command. EOPNOTSUPP before anything is sent when the device did not
+   * negotiate what it needs; EIO when the device answers VIRTIO_NET_ERR.
+   */
+  private control(name: CtrlName, data: Uint8Array, options: RequestOptions | undefined): Promise<void> {
+    const c = Ctrl[name];
+    return this.request(options, (call) => {
+      this.device.check(c.name);
+      const ctrl = this.ctrl;
+      if (!ctrl || !(this.device.features & c.feature))
+        throw vdpaError(
+          'EOPNOTSUPP',
+          c.name,
+          this.device.path,
+          `the device did not negotiate ${ctrl ? featureName(c.feature) : 'VIRTIO_NET_F_CTRL_VQ'}`,
+        );
+      call.addPiece();
+      this.placeControl(ctrl, call, c.cls, c.cmd, c.name, data);
+    });
+  }
+
+  private placeControl(
+    ctrl: QueueDriver<CtrlCommand>,
+    call: Call,
+    cls: number,
+    cmd: number,
+    name: string,
+    data: Uint8Array,
+  ): boolean {
+    let token: number;
+    try {
+      token = ctrl.tryAcquire();
+    } catch (e) {
+      call.pieceDone(e as Error);
+      return true;
+    }
+    if (token < 0) {
+      this.ctrlWaiters.push(() => {
+        if (!call.settled) return this.placeControl(ctrl, call, cls, cmd, name, data);
+        call.pieceDone(undefined);
+        return false;
+      });
+      return true;
+    }
+    const bufs = this.ctrlBufs as { handle: number; bytes: Uint8Array };
+    const at = token * CTRL_SLOT;
+    bufs.bytes[at] = cls;
+    bufs.bytes[at + 1] = cmd;
+    bufs.bytes.set(data, at + 2);
+    bufs.bytes[at + CTRL_ACK] = 0xff;
+    ctrl.enqueue(
+      token,
+      [
+        { region: bufs.handle, offset: at, length: 2 + data.length, writable: false },
+        { region: bufs.handle, offset: at + CTRL_ACK, length: 1, writable: true },
+      ],
+      { call, name, at },
+    );
+    return true;
+  }
+
+  private controlDone(c: CtrlCommand, len: number, err: Error | undefined): void {
+    if (err) return c.call.pieceDone(err);
+    const ack = (this.ctrlBufs as { bytes: Uint8Array }).bytes[c.at + CTRL_ACK];
+    if (len >= 1 && ack === 0) return c.call.pieceDone(undefined);
+    const detail =
+      len < 1
+        ? `the device returned ${c.name} without an acknowledgement`
+        : `the device refused ${c.name} (${ack === 1 ? 'VIRTIO_NET_ERR' : `acknowledgement ${ack}`})`;
+    c.call.pieceDone(vdpaError('EIO', c.name, this.device.path, detail));
   }
 
   private nextReader(): Reader | undefined {
@@ -339,13 +957,13 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     return undefined;
   }
 
-  private settleReader(r: Reader, err: Error | undefined, frame?: Uint8Array): void {
+  private settleReader(r: Reader, err: Error | undefined, frame?: Uint8Array, meta: PacketMeta = PLAIN): void {
     if (r.done) return;
     r.done = true;
     this.waitingReaders--;
     if (r.onAbort) r.signal?.removeEventListener('abort', r.onAbort);
     if (err) r.reject(err);
-    else r.resolve(frame as Uint8Array);
+    else r.resolve(frame as Uint8Array, meta);
     if (this.waitingReaders === 0) this.updateRef();
   }
 
@@ -357,8 +975,51 @@ export class NetDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
 
   private updateRef(): void {
     // A reader waiting for a frame is like a socket reading: it keeps the loop alive unless unref'd.
-    this.rx.updateRef();
+    for (const p of this.pairs) p.rx.updateRef();
   }
+}
+
+/** The checksum fields of the virtio-net header at `at`. */
+function headerMeta(bytes: Uint8Array, at: number): PacketMeta {
+  const flags = bytes[at] as number;
+  if (!(flags & (HDR_NEEDS_CSUM | HDR_DATA_VALID))) return PLAIN;
+  return {
+    checksumNeeded: (flags & HDR_NEEDS_CSUM) !== 0,
+    checksumValid: (flags & HDR_DATA_VALID) !== 0,
+    checksumStart: (bytes[at + 6] as number) | ((bytes[at + 7] as number) << 8),
+    checksumOffset: (bytes[at + 8] as number) | ((bytes[at + 9] as number) << 8),
+  };
+}
+
+function le16(n: number): Uint8Array {
+  return Uint8Array.of(n & 0xff, n >> 8);
+}
+
+function macText(mac: Uint8Array): string {
+  return Array.from(mac, (b) => b.toString(16).padStart(2, '0')).join(':');
+}
+
+/** A MAC address argument as 6 bytes (a copy): Uint8Array of 6, or `'aa:bb:cc:dd:ee:ff'`. */
+function macBytes(mac: unknown, what: string): Uint8Array {
+  if (typeof mac === 'string') {
+    if (!MAC_TEXT.test(mac)) throw new RangeError(`${what} must be 6 hex bytes separated by colons, got '${mac}'`);
+    return Uint8Array.from(mac.split(':'), (h) => parseInt(h, 16));
+  }
+  if (!(mac instanceof Uint8Array)) throw new TypeError(`${what} must be a Uint8Array or a string`);
+  if (mac.length !== 6) throw new RangeError(`${what} must be 6 bytes, got ${mac.length}`);
+  return mac.slice();
+}
+
+function macList(list: unknown, what: string): Uint8Array[] {
+  if (list === undefined) return [];
+  if (!Array.isArray(list)) throw new TypeError(`${what} must be an array`);
+  if (list.length > MAX_TABLE) throw new RangeError(`${what} holds ${list.length} addresses; at most ${MAX_TABLE}`);
+  return list.map((m, i) => macBytes(m, `${what}[${i}]`));
+}
+
+function featureName(mask: bigint): string {
+  const entry = Object.entries(NetFeature).find(([, m]) => m === mask);
+  return `VIRTIO_NET_F_${entry ? entry[0] : mask.toString(2).length - 1}`;
 }
 
 /**
@@ -373,6 +1034,7 @@ export async function openNet(path: string, options: NetOptions = {}): Promise<N
   return openForDriver(path, options, {
     type: DeviceType.net,
     what: 'a network device',
+    check: checkNetOptions,
     bringUp: async (device) => {
       const net = new NetDevice(device, options, await device.negotiate(netFeatures(options)));
       await net.bringUp();
@@ -381,9 +1043,26 @@ export async function openNet(path: string, options: NetOptions = {}): Promise<N
   });
 }
 
+function checkNetOptions(options: NetOptions): void {
+  if (options.mergeable !== undefined) checkBoolean(options.mergeable, 'mergeable');
+  if (options.txChecksum !== undefined) checkBoolean(options.txChecksum, 'txChecksum');
+  if (options.rxChecksum !== undefined) checkBoolean(options.rxChecksum, 'rxChecksum');
+  if (options.control !== undefined) checkBoolean(options.control, 'control');
+  if (options.rxBufferSize !== undefined) checkInteger(options.rxBufferSize, 'rxBufferSize', 64, 65536);
+  if (options.queuePairs !== undefined) {
+    checkInteger(options.queuePairs, 'queuePairs', 1, 32768);
+    if (options.queuePairs > 1 && options.control === false)
+      throw new TypeError('queuePairs above 1 needs the control queue (control: false was given)');
+  }
+}
+
 /** The features the network driver asks for. */
 function netFeatures(options: NetOptions): bigint {
-  return (
-    COMMON_FEATURES | NetFeature.MAC | NetFeature.STATUS | NetFeature.MTU | (options.packed ? Feature.RING_PACKED : 0n)
-  );
+  let f = COMMON_FEATURES | NetFeature.MAC | NetFeature.STATUS | NetFeature.MTU;
+  if (options.packed) f |= Feature.RING_PACKED;
+  if (options.mergeable !== false) f |= NetFeature.MRG_RXBUF;
+  if (options.control !== false) f |= CONTROL_FEATURES;
+  if (options.txChecksum === true) f |= NetFeature.CSUM;
+  if (options.rxChecksum === true) f |= NetFeature.GUEST_CSUM;
+  return f;
 }

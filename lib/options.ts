@@ -50,6 +50,27 @@ export interface MockOptions {
    * around every mapping change, as it does on vhost-vdpa. Default false.
    */
   strictDmaUpdates?: boolean;
+  /**
+   * mock:net: queue pairs the device offers, max_virtqueue_pairs (1 to 256; VIRTIO_NET_F_MQ when
+   * above 1). Default 1.
+   */
+  queuePairs?: number;
+  /**
+   * mock:net: lie in mergeable receive buffers, one of {@link mockNetFaults}, once `faultAfter`
+   * frames were received right: `'mrg-zero-buffers'` (num_buffers 0), `'mrg-extra-buffers'`
+   * (num_buffers one more than the buffers used), `'mrg-huge-buffers'` (num_buffers 65535),
+   * `'mrg-short-head'` (the first buffer shorter than the header), `'mrg-empty-buffer'` (the last
+   * buffer of a frame spread over several is empty).
+   */
+  netFault?: string;
+  /**
+   * mock:net: frames of EtherType 0x88b6 whose first payload byte is 0, 1 or 2 are commands to the
+   * device instead of traffic: link down, link up, ask the driver to announce itself (each a
+   * configuration interrupt). A timer-free trigger for link-state tests. Default false.
+   */
+  commandFrames?: boolean;
+  /** mock:net: a control class the device refuses (VIRTIO_NET_ERR): rx, mac, vlan, announce, mq or all. */
+  refuseControl?: 'rx' | 'mac' | 'vlan' | 'announce' | 'mq' | 'all';
 }
 
 /** Options for {@link openDevice}; device-specific openers add their own. */
@@ -74,6 +95,11 @@ export interface OpenOptions {
 /** Fault names a mock device accepts in {@link MockOptions.fault}. */
 export const mockFaults: readonly string[] = Object.freeze([...native.mockFaults]);
 
+/** Fault names mock:net accepts in {@link MockOptions.netFault}. */
+export const mockNetFaults: readonly string[] = Object.freeze([...native.mockNetFaults]);
+
+const REFUSABLE_CONTROL = ['rx', 'mac', 'vlan', 'announce', 'mq', 'all'];
+
 const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'capacity',
   'numQueues',
@@ -88,6 +114,10 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'faultAfter',
   'completionDelayMs',
   'strictDmaUpdates',
+  'queuePairs',
+  'netFault',
+  'commandFrames',
+  'refuseControl',
 ];
 
 /**
@@ -96,7 +126,8 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
  */
 export function toNativeOptions(path: string, options: OpenOptions): NativeOpenOptions {
   for (const key of [...MOCK_KEYS, 'deviceQueues']) {
-    if (key !== 'numQueues' && key in options)
+    // numQueues (blk) and queuePairs (net) are driver options too: how many of the device's to use.
+    if (key !== 'numQueues' && key !== 'queuePairs' && key in options)
       throw new TypeError(`options.${key} is a mock device setting: pass it inside options.mock`);
   }
   const o = options.mock;
@@ -132,6 +163,20 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
     if (typeof o.fault !== 'string') throw new TypeError('mock.fault must be a string');
     if (!mockFaults.includes(o.fault)) throw new RangeError(`mock.fault must be one of ${mockFaults.join(', ')}`);
     n.fault = o.fault;
+  }
+  if (o.queuePairs !== undefined) n.queuePairs = checkInteger(o.queuePairs, 'mock.queuePairs', 1, 256);
+  if (o.commandFrames !== undefined) n.commandFrames = checkBoolean(o.commandFrames, 'mock.commandFrames');
+  if (o.netFault !== undefined) {
+    if (typeof o.netFault !== 'string') throw new TypeError('mock.netFault must be a string');
+    if (!mockNetFaults.includes(o.netFault))
+      throw new RangeError(`mock.netFault must be one of ${mockNetFaults.join(', ')}`);
+    n.netFault = o.netFault;
+  }
+  if (o.refuseControl !== undefined) {
+    if (typeof o.refuseControl !== 'string') throw new TypeError('mock.refuseControl must be a string');
+    if (!REFUSABLE_CONTROL.includes(o.refuseControl))
+      throw new RangeError(`mock.refuseControl must be one of ${REFUSABLE_CONTROL.join(', ')}`);
+    n.refuseControl = o.refuseControl;
   }
   return n;
 }

@@ -74,6 +74,11 @@ export interface QueueHooks<C> {
   drained?: () => void;
   /** Whether a DMA update waits for this queue's chains (receive buffers wait for traffic: no). */
   drainsForDma?: boolean;
+  /**
+   * After each batch of completions (their {@link onChain} calls): `ringEmpty` when the batch ended
+   * because the used ring was empty, not because the batch was full.
+   */
+  onBatch?: (ringEmpty: boolean) => void;
 }
 
 const WORDS_PER_SEGMENT = 4;
@@ -182,6 +187,8 @@ export class QueueDriver<C> {
   complete(count: number, broken: VdpaError | undefined): void {
     const c = this.nativeQueue.completions;
     for (let i = 0; i < count; i++) this.finish(c[2 * i] as number, c[2 * i + 1] as number, undefined);
+    // Native code hands a full batch over before it drains on; a shorter one found the ring empty.
+    if (broken === undefined) this.hooks.onBatch?.(count < this.size);
     if (broken !== undefined) this.fail(broken);
     if (this.batchChains > 0) this.flush();
     if (this.onDevice === 0) this.hooks.drained?.();

@@ -9,6 +9,7 @@
 #include "napi/queue_wrap.h"
 #include "napi/region_wrap.h"
 #include "napi/vhost_wrap.h"
+#include "transport/mock/mock_net.h"
 #include "transport/mock/mock_transport.h"
 
 namespace vdpa {
@@ -27,6 +28,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   uint32_t i = 0;
   for (const auto& n : MockTransport::faultNames()) faults.Set(i++, n);
   exports.Set("mockFaults", faults);
+  Napi::Array netFaults = Napi::Array::New(env);
+  i = 0;
+  for (const auto& n : MockNet::faultNames()) netFaults.Set(i++, n);
+  exports.Set("mockNetFaults", netFaults);
   registerManagement(env, exports);
   return exports;
 }

@@ -8,6 +8,12 @@
 #                                 the raw file IMG; key=val pairs go to -device (e.g. num-queues=4).
 #                                 Repeatable.
 #   --net-pair                    add two virtio-net-pci NICs wired together on one QEMU hub
+#   --net-props KEY=VAL[,...]     extra -device properties for both NICs of --net-pair (e.g.
+#                                 host_mtu=9000, packed=on, mrg_rxbuf=off, ctrl_vq=off)
+#   --net-link-control            let the command change the link of the --net-pair NICs: NIC i (MAC
+#                                 52:54:00:12:34:5i) is on hub port hpi; the command writes "hpi off" or
+#                                 "hpi on" to the file VDPA_TEST_NET_LINK_REQUEST names, and the host
+#                                 runs QEMU's set_link on it (through a monitor socket in the results dir)
 #   --timeout SECONDS             kill the guest after this long (default 900)
 #   --mem SIZE / --smp N          guest memory (default 4G) / vCPUs (default 2)
 #   --9p-cache MODE               9p cache mode for the host root: loose (default), mmap, none
@@ -35,7 +41,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 die() { echo "vdpa-vm: ERROR: $*" >&2; exit 1; }
 
 append_extra="" timeout_s=900 mem=4G smp=2 verbose=0 keep=0 results_dir=""
-devs=() extra_env=() init_env=() nblk=0
+devs=() extra_env=() init_env=() nblk=0 net_pair=0 net_props="" net_link=0
 boot_timeout_s=${VDPA_VM_BOOT_TIMEOUT:-300} panic_first_boot=${VDPA_VM_PANIC_FIRST_BOOT:-0}
 [[ $boot_timeout_s =~ ^[1-9][0-9]*$ ]] || die "VDPA_VM_BOOT_TIMEOUT must be a whole number of seconds, got '$boot_timeout_s'"
 [[ $panic_first_boot == [01] ]] || die "VDPA_VM_PANIC_FIRST_BOOT must be 0 or 1, got '$panic_first_boot'"
@@ -53,13 +59,11 @@ while (($#)); do
       devs+=(-drive "file=$(realpath "$img"),if=none,format=raw,id=blk$nblk,cache=writeback,aio=threads"
         -device "virtio-blk-pci,drive=blk$nblk,disable-legacy=on,iommu_platform=on$props")
       nblk=$((nblk + 1)); shift 2 ;;
-    --net-pair)
-      # romfile= : no option ROM, so QEMU doesn't need ipxe-qemu's efi-virtio.rom
-      for i in 0 1; do
-        devs+=(-netdev "hubport,id=hp$i,hubid=0"
-          -device "virtio-net-pci,netdev=hp$i,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:5$i")
-      done
-      shift ;;
+    --net-pair) net_pair=1; shift ;;
+    --net-link-control) net_link=1; shift ;;
+    --net-props)
+      [[ $# -ge 2 && $2 =~ ^[a-z_]+=[A-Za-z0-9_]+(,[a-z_]+=[A-Za-z0-9_]+)*$ ]] || die "--net-props needs KEY=VAL[,KEY=VAL...]"
+      net_props+=",$2"; shift 2 ;;
     --timeout) timeout_s=$2; shift 2 ;;
     --mem) mem=$2; shift 2 ;;
     --append) append_extra+=" $2"; shift 2 ;;
@@ -70,11 +74,20 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --results) results_dir=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,31p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) die "unknown option $1 (the command goes after --)" ;;
   esac
 done
 (($#)) || die "usage: run.sh [options] -- <command...>"
+[[ -z $net_props || $net_pair == 1 ]] || die "--net-props applies to the NICs of --net-pair"
+[[ $net_link == 0 || $net_pair == 1 ]] || die "--net-link-control applies to the NICs of --net-pair"
+if ((net_pair)); then
+  # romfile= : no option ROM, so QEMU doesn't need ipxe-qemu's efi-virtio.rom
+  for i in 0 1; do
+    devs+=(-netdev "hubport,id=hp$i,hubid=0"
+      -device "virtio-net-pci,netdev=hp$i,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:5$i$net_props")
+  done
+fi
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm"
 # The results dir must NOT be under /tmp, /run or /dev/shm: those are tmpfs in the guest, so the
@@ -92,6 +105,11 @@ else
   RES=$(mktemp -d "$CACHE/runs/run.XXXXXX")
 fi
 echo "$RES" >"$RES/hostpath"
+if ((net_link)); then
+  rm -f "$RES/link-request" "$RES/monitor.sock"
+  extra_env+=("VDPA_TEST_NET_LINK_REQUEST=$RES/link-request")
+  devs+=(-monitor "unix:$RES/monitor.sock,server=on,wait=off")
+fi
 # The kernel and initramfs this run boots (a private copy: another checkout may run setup meanwhile).
 "$HERE/setup.sh" "$RES/vm.env"
 # shellcheck disable=SC1091
@@ -126,6 +144,24 @@ qemu=(qemu-system-x86_64
   -virtfs local,path=/,mount_tag=host,security_model=none,readonly=on,multidevs=remap
   -virtfs "local,path=$RES,mount_tag=results,security_model=none,multidevs=remap"
   "${devs[@]}")
+
+# link_watcher QEMU_PID : while QEMU runs, carries out the command's link requests (--net-link-control).
+link_watcher() {
+  local req
+  while kill -0 "$1" 2>/dev/null; do
+    if [[ -f $RES/link-request ]]; then
+      req=$(cat "$RES/link-request"); rm -f "$RES/link-request"
+      if [[ $req =~ ^hp[01]\ (on|off)$ ]]; then
+        python3 -c 'import socket, sys, time
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(("set_link " + sys.argv[2] + "\n").encode()); time.sleep(0.3)' \
+          "$RES/monitor.sock" "$req" || echo "vdpa-vm: set_link $req failed" >&2
+      else
+        echo "vdpa-vm: ignoring link request '$req'" >&2
+      fi
+    fi
+    sleep 0.2
+  done
+}
 
 # ---- boot
 # QEMU 7.2's multi-threaded TCG now and then trips the guest kernel's int3-based code patching in early
@@ -163,6 +199,7 @@ boot() {
   t_start=$(now)
   timeout -k 10 "$timeout_s" "${qemu[@]}" </dev/null >"$LOG" 2>&1 &
   qpid=$!
+  if ((net_link)); then link_watcher "$qpid" & fi
   if ((verbose)); then
     tail -n +1 -f --pid="$qpid" "$LOG" >&2 &
     streamer=$!

@@ -3,14 +3,19 @@
 // real wire (VDPA_TEST_NET_PEER). Our frames carry a local experimental EtherType and a tag, so a
 // real peer's unrelated traffic (ARP, IPv6 ND) is told apart; on the mock nothing else may arrive.
 import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { renameSync, writeFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test as nodeTest, type TestContext } from 'node:test';
-import { Feature, NetFeature, openNet, type NetDevice } from '../../lib';
+import { Feature, NetFeature, featureNames, openNet, type NetDevice } from '../../lib';
 import { netTargets, type NetTarget } from '../helpers/devices';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWithCode } from '../helpers/util';
 
 const ETHERTYPE = 0x88b5; // IEEE 802 local experimental
 const ETH_HEADER = 14;
 const TAG = 0x76647061; // 'vdpa'
+const STRANGER = Uint8Array.of(0x02, 0x00, 0x00, 0x00, 0x00, 0x99);
+const GROUP = Uint8Array.of(0x01, 0x00, 0x5e, 0x00, 0x00, 0x01);
+const BROADCAST = new Uint8Array(6).fill(0xff);
 
 function suite(target: NetTarget): void {
   describe(target.name, () => {
@@ -69,11 +74,51 @@ function suite(target: NetTarget): void {
         const f = await peer.receive();
         assert.ok(f instanceof Uint8Array);
         const v = new DataView(f.buffer, f.byteOffset, f.byteLength);
-        if (f.length >= 22 && v.getUint16(12) === ETHERTYPE && v.getUint32(14) === TAG)
-          return { frame: f, n: v.getUint32(18) };
+        // Our frames, and our frames behind an 802.1Q tag.
+        const at = f.length >= 16 && v.getUint16(12) === 0x8100 ? 16 : 12;
+        if (f.length >= at + 10 && v.getUint16(at) === ETHERTYPE && v.getUint32(at + 2) === TAG)
+          return { frame: f, n: v.getUint32(at + 6) };
         strangers++;
         if (net.device.transport === 'mock') assert.fail(`unexpected ${f.length}-byte frame on a mock loopback`);
       }
+    }
+
+    /** A 64-byte frame of ours to `dst` (behind a VLAN tag when `vlan` is given). */
+    function addressed(dst: Uint8Array, vlan?: number): { f: Uint8Array; n: number } {
+      const n = seq++;
+      const f = rng.bytes(64);
+      const v = new DataView(f.buffer);
+      f.set(dst, 0);
+      f.set(net.mac, 6);
+      let at = 12;
+      if (vlan !== undefined) {
+        v.setUint16(12, 0x8100);
+        v.setUint16(14, vlan);
+        at = 16;
+      }
+      v.setUint16(at, ETHERTYPE);
+      v.setUint32(at + 2, TAG);
+      v.setUint32(at + 6, n);
+      return { f, n };
+    }
+
+    /**
+     * Which of these frames the peer's receive filter lets through: they are sent in order, then a
+     * marker to the peer's own address; a frame that passed arrives before the marker (a wire and
+     * the mock keep the order of one sender), so no timing is involved.
+     */
+    async function passes(...frames: { f: Uint8Array; n: number }[]): Promise<boolean[]> {
+      const marker = addressed(peer.mac);
+      await net.sendBatch([...frames.map((x) => x.f), marker.f]);
+      const arrived = new Set<number>();
+      for (let got = await receiveOurs(); got.n !== marker.n; got = await receiveOurs()) arrived.add(got.n);
+      return frames.map((x) => arrived.has(x.n));
+    }
+
+    /** `p` must reject with EOPNOTSUPP naming `command` (the device did not negotiate it). */
+    async function notNegotiated(p: Promise<unknown>, command: string): Promise<void> {
+      const err = await rejectsWithCode(p, 'EOPNOTSUPP', command);
+      assert.equal(err.syscall, command);
     }
 
     test('identity: a virtio 1.x network device', { timeout: TEST_TIMEOUT }, (t) => {
@@ -186,6 +231,226 @@ function suite(target: NetTarget): void {
       const got = await receiveOurs();
       assert.equal(got.n, n, 'no frame of a refused batch was sent');
     });
+
+    test(
+      'receive buffers: mergeable when offered and asked for; frames across buffer edges come back',
+      { timeout: TEST_TIMEOUT },
+      async (t) => {
+        const offered = (peer.device.deviceFeatures & NetFeature.MRG_RXBUF) !== 0n;
+        assert.equal(peer.mergeable, offered && target.options.mergeable !== false, 'MRG_RXBUF negotiated');
+        assert.equal(peer.mergeable, (peer.device.features & NetFeature.MRG_RXBUF) !== 0n);
+        t.diagnostic(`peer: mergeable ${peer.mergeable}, ${peer.rxBufferSize}-byte receive buffers, mtu ${peer.mtu}`);
+        const max = Math.min(net.mtu, peer.mtu) + ETH_HEADER;
+        const b = peer.rxBufferSize;
+        const sizes = [1, 2, 3, 5]
+          .flatMap((k) => [k * b - 13, k * b - 12, k * b - 11])
+          .concat([60, max])
+          .filter((size, i, all) => size >= 60 && size <= max && all.indexOf(size) === i);
+        for (const size of sizes) {
+          const n = seq++;
+          const f = frame(size, n);
+          const copy = f.slice();
+          await net.send(f);
+          const got = await receiveOurs();
+          assert.equal(got.n, n, `frame ${n} of ${size} bytes arrives next`);
+          assertBytes(got.frame, copy, `${size}-byte frame`);
+        }
+      },
+    );
+
+    test('control queue: negotiated when offered and asked for', { timeout: TEST_TIMEOUT }, (t) => {
+      for (const d of [net, peer]) {
+        const offered = (d.device.deviceFeatures & NetFeature.CTRL_VQ) !== 0n;
+        assert.equal(d.hasControl, offered && target.options.control !== false);
+      }
+      t.diagnostic(`negotiated: ${featureNames(peer.device.features, 1).join(' ')}`);
+    });
+
+    test(
+      'receive filter: promiscuous, all-multicast and the MAC table decide what arrives',
+      { timeout: TEST_TIMEOUT },
+      async () => {
+        if (!(peer.device.features & NetFeature.CTRL_RX)) {
+          await notNegotiated(peer.setPromiscuous(false), 'VIRTIO_NET_CTRL_RX_PROMISC');
+          await notNegotiated(peer.setMacTable({}), 'VIRTIO_NET_CTRL_MAC_TABLE_SET');
+          return;
+        }
+        try {
+          await peer.setPromiscuous(true);
+          assert.deepEqual(await passes(addressed(STRANGER), addressed(GROUP)), [true, true], 'promiscuous');
+          await peer.setPromiscuous(false);
+          assert.deepEqual(
+            await passes(addressed(STRANGER), addressed(GROUP), addressed(BROADCAST)),
+            [false, false, true],
+            'not promiscuous: only own and broadcast',
+          );
+          await peer.setAllMulticast(true);
+          assert.deepEqual(await passes(addressed(STRANGER), addressed(GROUP)), [false, true], 'all-multicast');
+          await peer.setAllMulticast(false);
+          await peer.setMacTable({ unicast: [STRANGER], multicast: [GROUP] });
+          assert.deepEqual(await passes(addressed(STRANGER), addressed(GROUP)), [true, true], 'MAC table');
+          await peer.setMacTable({});
+          assert.deepEqual(await passes(addressed(STRANGER), addressed(GROUP)), [false, false], 'empty MAC table');
+        } finally {
+          await peer.setPromiscuous(true);
+        }
+      },
+    );
+
+    test('setMac: config space, mac and the receive filter follow', { timeout: TEST_TIMEOUT }, async () => {
+      if (!(peer.device.features & NetFeature.CTRL_MAC_ADDR)) {
+        await notNegotiated(peer.setMac(STRANGER), 'VIRTIO_NET_CTRL_MAC_ADDR_SET');
+        return;
+      }
+      const own = peer.mac;
+      try {
+        await peer.setMac(STRANGER);
+        assertBytes(peer.mac, STRANGER, 'mac');
+        if (peer.device.features & NetFeature.MAC) assertBytes(peer.device.readConfig(0, 6), STRANGER, 'config mac');
+        if (peer.device.features & NetFeature.CTRL_RX) {
+          await peer.setPromiscuous(false);
+          assert.deepEqual(await passes(addressed(own)), [false], 'the old address no longer passes');
+        }
+      } finally {
+        await peer.setMac(own);
+        if (peer.device.features & NetFeature.CTRL_RX) await peer.setPromiscuous(true);
+      }
+      assertBytes(peer.mac, own, 'mac restored');
+    });
+
+    test(
+      'VLAN filter: tagged frames pass once their VLAN is added, until it is removed',
+      { timeout: TEST_TIMEOUT },
+      async () => {
+        if (!(peer.device.features & NetFeature.CTRL_VLAN)) {
+          await notNegotiated(peer.addVlan(5), 'VIRTIO_NET_CTRL_VLAN_ADD');
+          return;
+        }
+        assert.ok(peer.device.features & NetFeature.CTRL_RX, 'VLAN filtering comes with the RX filter');
+        try {
+          await peer.setPromiscuous(false);
+          assert.deepEqual(await passes(addressed(peer.mac, 5), addressed(peer.mac, 6)), [false, false]);
+          await peer.addVlan(5);
+          assert.deepEqual(await passes(addressed(peer.mac, 5), addressed(peer.mac, 6)), [true, false]);
+          await peer.removeVlan(5);
+          assert.deepEqual(await passes(addressed(peer.mac, 5)), [false]);
+        } finally {
+          await peer.setPromiscuous(true);
+        }
+      },
+    );
+
+    test(
+      'announce: an acknowledgement with none pending is refused with EIO naming it',
+      { timeout: TEST_TIMEOUT },
+      async () => {
+        if (!(peer.device.features & NetFeature.GUEST_ANNOUNCE)) {
+          await notNegotiated(peer.acknowledgeAnnounce(), 'VIRTIO_NET_CTRL_ANNOUNCE_ACK');
+          return;
+        }
+        const status = peer.device.readConfig(6, 1)[0] as number;
+        if (status & 2) await peer.acknowledgeAnnounce(); // one pending since open: acknowledged now
+        const err = await rejectsWithCode(peer.acknowledgeAnnounce(), 'EIO', 'ack with none pending');
+        assert.equal(err.syscall, 'VIRTIO_NET_CTRL_ANNOUNCE_ACK');
+        assert.match(err.message, /VIRTIO_NET_ERR/);
+        // The refusal changed nothing: traffic goes on.
+        assert.deepEqual(await passes(addressed(peer.mac)), [true]);
+      },
+    );
+
+    test(
+      'checksum offload: negotiated only when asked for; the checksum arrives filled in or marked partial',
+      { timeout: TEST_TIMEOUT },
+      async (t) => {
+        const asked = target.options.txChecksum === true;
+        const offered = (net.device.deviceFeatures & NetFeature.CSUM) !== 0n;
+        assert.equal((net.device.features & NetFeature.CSUM) !== 0n, asked && offered, 'CSUM negotiated');
+        assert.equal(
+          (peer.device.features & NetFeature.GUEST_CSUM) !== 0n,
+          target.options.rxChecksum === true && (peer.device.deviceFeatures & NetFeature.GUEST_CSUM) !== 0n,
+          'GUEST_CSUM negotiated',
+        );
+        const start = 34;
+        const offset = 6;
+        const n = seq++;
+        const f = frame(300, n);
+        if (!(net.device.features & NetFeature.CSUM)) {
+          t.diagnostic(`CSUM ${offered ? 'offered, not asked for' : 'not offered'}`);
+          await rejectsWithCode(net.send(f, { checksum: { start, offset } }), 'EOPNOTSUPP', 'send with a checksum');
+          return;
+        }
+        const copy = f.slice();
+        await net.send(f, { checksum: { start, offset } });
+        let got: { frame: Uint8Array; checksumNeeded: boolean } | undefined;
+        while (!got) {
+          const p = await peer.receivePacket();
+          const v = new DataView(p.frame.buffer, p.frame.byteOffset);
+          if (p.frame.length >= 22 && v.getUint16(12) === ETHERTYPE && v.getUint32(18) === n)
+            got = { frame: p.frame, checksumNeeded: p.meta.checksumNeeded };
+        }
+        if (got.checksumNeeded) {
+          assertBytes(got.frame, copy, 'a partial checksum arrives as sent');
+          return;
+        }
+        let sum = 0;
+        for (let i = start; i < copy.length; i += 2) {
+          const hi = i === start + offset ? 0 : (copy[i] as number);
+          const lo = i + 1 === start + offset + 1 || i + 1 >= copy.length ? 0 : (copy[i + 1] as number);
+          sum += (hi << 8) | lo;
+        }
+        while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+        const c = ~sum & 0xffff;
+        copy[start + offset] = c >> 8;
+        copy[start + offset + 1] = c & 0xff;
+        assertBytes(got.frame, copy, 'the device filled in the checksum');
+      },
+    );
+
+    // The link is changed by the mock's command frames, or on a real wire by the harness
+    // (scripts/vm/run.sh --net-link-control: NIC i, MAC 52:54:00:12:34:5i, is on hub port hpi).
+    const linkRequests = process.env.VDPA_TEST_NET_LINK_REQUEST;
+    const mockLink = target.options.mock?.commandFrames === true;
+    if (mockLink || linkRequests)
+      test(
+        "link: the config interrupt becomes a 'link' event and linkUp follows",
+        { timeout: TEST_TIMEOUT },
+        async () => {
+          assert.ok(peer.device.features & NetFeature.STATUS, 'VIRTIO_NET_F_STATUS negotiated');
+          const port = `hp${((peer.device.readConfig(0, 6)[5] as number) - 0x50).toString()}`;
+          const setLink = async (up: boolean): Promise<void> => {
+            if (mockLink) {
+              const f = new Uint8Array(60);
+              f.set(peer.mac, 0);
+              f.set(peer.mac, 6);
+              new DataView(f.buffer).setUint16(12, 0x88b6); // mock:net command frame
+              f[14] = up ? 1 : 0;
+              await peer.send(f);
+            } else {
+              writeFileSync(`${linkRequests as string}.tmp`, `${port} ${up ? 'on' : 'off'}`);
+              renameSync(`${linkRequests as string}.tmp`, linkRequests as string);
+            }
+          };
+          assert.equal(peer.linkUp, true);
+          // An event listener keeps no process alive (as in Node); the harness answers in its own time.
+          const alive = setInterval(() => undefined, 1000);
+          try {
+            const down = once(peer, 'link');
+            await setLink(false);
+            assert.deepEqual(await down, [false]);
+            assert.equal(peer.linkUp, false);
+          } finally {
+            const up = once(peer, 'link');
+            await setLink(true);
+            try {
+              assert.deepEqual(await up, [true]);
+            } finally {
+              clearInterval(alive);
+            }
+          }
+          assert.equal(peer.linkUp, true);
+          assert.deepEqual(await passes(addressed(peer.mac)), [true], 'traffic flows again');
+        },
+      );
 
     test('frames() yields received frames and ends after close', { timeout: TEST_TIMEOUT }, async (t) => {
       const count = 8;

@@ -6,6 +6,11 @@
 //   VDPA_TEST_NET_DEVICE=/dev/vhost-vdpa-1  net suite target (replaces the mock shapes)
 //   VDPA_TEST_NET_PEER=/dev/vhost-vdpa-2    where frames sent by the net target come out
 //                                           (default: the same device, i.e. a loopback)
+//   VDPA_TEST_NET_RX_BUFFER=N               net: bytes per mergeable receive buffer
+//   VDPA_TEST_NET_MERGEABLE=0               net: do not use mergeable receive buffers
+//   VDPA_TEST_NET_OFFLOADS=1                net: ask for checksum offload both ways
+//   VDPA_TEST_NET_LINK_REQUEST=FILE         net: where to ask the harness for link changes
+//                                           (set by scripts/vm/run.sh --net-link-control)
 //   VDPA_TEST_DISCARD_ZEROES=0|1            whether discarded blocks must read back as zeroes
 //                                           (default: yes on mock devices, no on real ones)
 import type { BlkOptions, NetOptions } from '../../lib';
@@ -81,14 +86,34 @@ export function netTargets(): NetTarget[] {
     const queueSize = envInt('VDPA_TEST_QUEUE_SIZE');
     if (queueSize !== undefined) options.queueSize = queueSize;
     if (envBool('VDPA_TEST_PACKED')) options.packed = true;
+    const rxBufferSize = envInt('VDPA_TEST_NET_RX_BUFFER');
+    if (rxBufferSize !== undefined) options.rxBufferSize = rxBufferSize;
+    if (envBool('VDPA_TEST_NET_MERGEABLE') === false) options.mergeable = false;
+    if (envBool('VDPA_TEST_NET_OFFLOADS')) options.txChecksum = options.rxChecksum = true;
     const target: NetTarget = { name: real, spec: real, options };
     const peer = process.env.VDPA_TEST_NET_PEER;
     if (peer) target.peer = { spec: peer, options: { ...options } };
     return [target];
   }
-  return [{ queueSize: 64 }, { queueSize: 256 }, { queueSize: 64, packed: true }].map((options) => ({
-    name: `mock:net q${options.queueSize}${options.packed ? ' packed' : ''}`,
+  const shapes: { name: string; options: NetOptions }[] = [
+    { name: 'q64', options: { queueSize: 64 } },
+    { name: 'q256', options: { queueSize: 256 } },
+    { name: 'q64 packed', options: { queueSize: 64, packed: true } },
+    { name: 'q64 checksum offload', options: { queueSize: 64, txChecksum: true } },
+    { name: 'q64 checksum offload both ways', options: { queueSize: 64, txChecksum: true, rxChecksum: true } },
+    // The older shape: whole-frame receive buffers, no control queue.
+    { name: 'q64 whole-frame buffers, no control queue', options: { queueSize: 64, mergeable: false, control: false } },
+    // Jumbo frames over small mergeable buffers, on the packed ring too.
+    { name: 'q128 mtu 9000 rxBufferSize 1024', options: { queueSize: 128, rxBufferSize: 1024, mock: { mtu: 9000 } } },
+    {
+      name: 'q64 packed mtu 9000 rxBufferSize 512',
+      options: { queueSize: 64, packed: true, rxBufferSize: 512, mock: { mtu: 9000 } },
+    },
+  ];
+  // Command frames let the suite change the mock's link state.
+  return shapes.map(({ name, options }) => ({
+    name: `mock:net ${name}`,
     spec: 'mock:net',
-    options,
+    options: { ...options, mock: { ...options.mock, commandFrames: true } },
   }));
 }

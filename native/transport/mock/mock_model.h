@@ -9,6 +9,7 @@
 
 #include "ring/device_queue.h"
 #include "ring/virtio_ring.h"
+#include "transport/mock/mock_net_options.h"
 
 namespace vdpa {
 
@@ -29,6 +30,7 @@ struct MockOptions {
   // Behave like a VDUSE device: chains take a moment, and a DMA mapping change while the device
   // works on chains breaks the device (NEEDS_RESET); the driver must quiesce around updates.
   bool strictDmaUpdates = false;
+  MockNetOptions net;  // mock:net only
 };
 
 // Byte-level access to a chain's scattered buffers, so models never assume how a driver split them.
@@ -51,6 +53,8 @@ class MockModel {
   virtual uint16_t numQueues() const = 0;
   virtual std::vector<uint8_t> config() const = 0;
   virtual void writeConfig(uint32_t, const void*, uint32_t) {}
+  // DRIVER_OK with the negotiated `features` (before the first chain arrives).
+  virtual void start(uint64_t features) { (void)features; }
   // Handles one chain from queue `q`. Returns true when the chain is finished now (`usedLen` set);
   // false when the model keeps it to finish later through drainDeferred().
   virtual bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) = 0;

@@ -1,59 +1,349 @@
 #include "transport/mock/mock_net.h"
 
+#include <algorithm>
+
 namespace vdpa {
 
 namespace {
 constexpr uint32_t kNetHdrLen = sizeof(VirtioNetHdr);
 // The mock reports no speed, duplex or RSS: its config space ends before those fields.
 constexpr size_t kConfigSize = offsetof(VirtioNetConfig, speed);
+constexpr uint16_t kNetStatusAnnounce = 2;
+constexpr uint16_t kEthertypeVlan = 0x8100;
+// Control classes and commands (§5.1.6.5).
+constexpr uint8_t kCtrlRx = 0, kCtrlMac = 1, kCtrlVlan = 2, kCtrlAnnounce = 3, kCtrlMq = 4;
+constexpr uint8_t kCtrlOk = 0, kCtrlErr = 1;
+const char* const kClassNames[] = {"rx", "mac", "vlan", "announce", "mq"};
+// What a command frame's first payload byte asks for.
+constexpr uint8_t kCommandLinkDown = 0, kCommandLinkUp = 1, kCommandAnnounce = 2;
+constexpr uint8_t kHdrNeedsCsum = 1;  // VIRTIO_NET_HDR_F_NEEDS_CSUM
+
+uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1]); }
+uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
+uint32_t le32(const uint8_t* p) {
+  return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// The Internet checksum (RFC 1071) of bytes[from..], stored at `at` (which counts as zero).
+void fillChecksum(std::vector<uint8_t>& bytes, size_t from, size_t at) {
+  bytes[at] = bytes[at + 1] = 0;
+  uint32_t sum = 0;
+  for (size_t i = from; i < bytes.size(); i += 2)
+    sum += static_cast<uint32_t>(bytes[i] << 8 | (i + 1 < bytes.size() ? bytes[i + 1] : 0));
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  const uint16_t c = static_cast<uint16_t>(~sum);
+  bytes[at] = static_cast<uint8_t>(c >> 8);
+  bytes[at + 1] = static_cast<uint8_t>(c);
+}
 }  // namespace
+
+const std::vector<std::string>& MockNet::faultNames() {
+  static const std::vector<std::string> names{"mrg-zero-buffers", "mrg-extra-buffers", "mrg-huge-buffers",
+                                              "mrg-short-head",   "mrg-empty-buffer",  "csum-outside"};
+  return names;
+}
+
+MockNet::MockNet(const MockOptions& opts, std::function<void()> configChanged)
+    : opts_(opts), configChanged_(std::move(configChanged)), maxFrame_(opts.mtu + kEthHeader + kVlanTag) {
+  // Names were checked by parseMockOptions.
+  const auto& names = faultNames();
+  for (size_t i = 0; i < names.size(); i++)
+    if (names[i] == opts.net.fault) fault_ = static_cast<Fault>(i + 1);
+  if (opts.net.refuseControl == "all") refused_ = -2;
+  for (int i = 0; i < 5; i++)
+    if (opts.net.refuseControl == kClassNames[i]) refused_ = i;
+  std::memcpy(mac_, opts.mac, sizeof mac_);
+  rx_.resize(opts.net.queuePairs);
+}
+
+uint64_t MockNet::features() const {
+  uint64_t f = bit(kNetFCsum) | bit(kNetFGuestCsum) | bit(kNetFMtu) | bit(kNetFMac) | bit(kNetFStatus) |
+               bit(kNetFMrgRxbuf) | bit(kNetFCtrlVq) | bit(kNetFCtrlRx) | bit(kNetFCtrlVlan) | bit(kNetFCtrlRxExtra) |
+               bit(kNetFGuestAnnounce) | bit(kNetFCtrlMacAddr);
+  if (opts_.net.queuePairs > 1) f |= bit(kNetFMq);
+  return f;
+}
 
 std::vector<uint8_t> MockNet::config() const {
   VirtioNetConfig c{};
-  std::memcpy(c.mac, opts_.mac, sizeof c.mac);
-  c.status = kNetStatusLinkUp;
-  c.max_virtqueue_pairs = 1;
+  {
+    std::lock_guard<std::mutex> lock(configLock_);
+    std::memcpy(c.mac, mac_, sizeof c.mac);
+    c.status = status_;
+  }
+  c.max_virtqueue_pairs = opts_.net.queuePairs;
   c.mtu = opts_.mtu;
   std::vector<uint8_t> bytes(kConfigSize);
   std::memcpy(bytes.data(), &c, kConfigSize);
   return bytes;
 }
 
+void MockNet::start(uint64_t features) {
+  negotiated_ = features;
+  // Without VLAN filtering every VLAN passes; with it, none until the driver adds them (as QEMU).
+  if (has(kNetFCtrlVlan))
+    filter_.vlans.reset();
+  else
+    filter_.vlans.set();
+}
+
+void MockNet::reset() {
+  for (RxQueue& r : rx_) r = RxQueue{};
+  backlogBytes_ = 0;
+  negotiated_ = 0;
+  activePairs_ = 1;
+  framesReceived_ = 0;
+  filter_ = Filter{};
+  std::lock_guard<std::mutex> lock(configLock_);
+  std::memcpy(mac_, opts_.mac, sizeof mac_);
+  status_ = kNetStatusLinkUp;
+}
+
+MockNet::Role MockNet::role(uint16_t q) const {
+  const uint16_t pairs = has(kNetFMq) ? opts_.net.queuePairs : 1;
+  if (has(kNetFCtrlVq) && q == 2 * pairs) return Role::kCtrl;
+  if (q >= 2 * pairs) return Role::kNone;
+  return q % 2 == 0 ? Role::kRx : Role::kTx;
+}
+
 bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
   *usedLen = 0;
-  if (q == kRxQueue) {
-    rxBuffers_.push_back(chain);
-    return false;  // finished in drainDeferred once a frame is there
+  switch (role(q)) {
+    case Role::kRx:
+      rx_[q / 2].buffers.push_back(chain);
+      return false;  // finished in drainDeferred once a frame is there
+    case Role::kCtrl:
+      if (chain.readableBytes < 2 || chain.writableBytes < 1) return true;  // no room for an answer
+      {
+        const uint8_t ack = control(chain);
+        copyToBuffers(chain.writable, 0, &ack, 1);
+      }
+      *usedLen = 1;
+      return true;
+    case Role::kNone:
+      return true;
+    case Role::kTx:
+      break;
   }
   // A frame longer than the link carries is invalid (the driver must not send it): the device
   // consumes it without passing it on, as a NIC does.
   if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > maxFrame_) return true;
-  std::vector<uint8_t> frame(chain.readableBytes - kNetHdrLen);
-  copyFromBuffers(chain.readable, kNetHdrLen, frame.data(), frame.size());
-  backlogBytes_ += frame.size();
-  backlog_.push_back(std::move(frame));
+  VirtioNetHdr hdr{};
+  copyFromBuffers(chain.readable, 0, &hdr, kNetHdrLen);
+  Frame frame;
+  frame.bytes.resize(chain.readableBytes - kNetHdrLen);
+  copyFromBuffers(chain.readable, kNetHdrLen, frame.bytes.data(), frame.bytes.size());
+  if (has(kNetFCsum) && (hdr.flags & kHdrNeedsCsum)) {
+    // A checksum outside the frame is the driver's mistake: the frame goes nowhere.
+    if (uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size()) return true;
+    if (has(kNetFGuestCsum)) {
+      // The receiver takes partial checksums too: it stays partial on the way, as between VMs.
+      frame.csumStart = hdr.csum_start;
+      frame.csumOffset = hdr.csum_offset;
+    } else {
+      fillChecksum(frame.bytes, hdr.csum_start, hdr.csum_start + hdr.csum_offset);
+    }
+  }
+  transmitted(q / 2, std::move(frame));
   return true;
 }
 
-void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
-  if (q != kRxQueue) return;
-  while (!backlog_.empty() && !rxBuffers_.empty()) {
-    const DeviceChain& rx = rxBuffers_.front();
-    const std::vector<uint8_t>& frame = backlog_.front();
-    uint32_t len = 0;
-    if (rx.writableBytes >= kNetHdrLen + frame.size()) {
-      VirtioNetHdr hdr{};
-      hdr.num_buffers = 1;
-      copyToBuffers(rx.writable, 0, &hdr, kNetHdrLen);
-      copyToBuffers(rx.writable, kNetHdrLen, frame.data(), frame.size());
-      len = static_cast<uint32_t>(kNetHdrLen + frame.size());
-    }
-    // A frame too big for the buffer is dropped; the buffer comes back empty.
-    done.push_back(UsedEntry{kRxQueue, rx.head, len});
-    backlogBytes_ -= frame.size();
-    backlog_.pop_front();
-    rxBuffers_.pop_front();
+void MockNet::transmitted(uint16_t txPair, Frame frame) {
+  const std::vector<uint8_t>& bytes = frame.bytes;
+  if (opts_.net.commandFrames && bytes.size() > kEthHeader && be16(&bytes[12]) == kCommandEthertype && command(bytes))
+    return;
+  {
+    std::lock_guard<std::mutex> lock(configLock_);
+    if (!(status_ & kNetStatusLinkUp)) return;  // no carrier: nothing goes out
   }
+  if (bytes.size() < kEthHeader || !passesFilter(bytes)) return;
+  backlogBytes_ += bytes.size();
+  rx_[txPair % activePairs_].backlog.push_back(std::move(frame));
+}
+
+bool MockNet::command(const std::vector<uint8_t>& frame) {
+  switch (frame[kEthHeader]) {
+    case kCommandLinkDown:
+      setStatus(0, kNetStatusLinkUp);
+      return true;
+    case kCommandLinkUp:
+      setStatus(kNetStatusLinkUp, 0);
+      return true;
+    case kCommandAnnounce:
+      if (has(kNetFGuestAnnounce)) setStatus(kNetStatusAnnounce, 0);
+      return true;
+    default:
+      return false;  // not a command: ordinary traffic
+  }
+}
+
+void MockNet::setStatus(uint16_t set, uint16_t clear) {
+  {
+    std::lock_guard<std::mutex> lock(configLock_);
+    const uint16_t next = static_cast<uint16_t>((status_ | set) & ~clear);
+    if (next == status_) return;
+    status_ = next;
+  }
+  configChanged_();
+}
+
+bool MockNet::passesFilter(const std::vector<uint8_t>& frame) const {
+  if (!has(kNetFCtrlRx) || filter_.promisc) return true;
+  if (be16(&frame[12]) == kEthertypeVlan && frame.size() >= kEthHeader + 2 &&
+      !filter_.vlans.test(be16(&frame[kEthHeader]) & 0xfff))
+    return false;
+  const uint8_t* dst = frame.data();
+  const auto listed = [dst](const std::vector<std::array<uint8_t, 6>>& table) {
+    return std::any_of(table.begin(), table.end(), [dst](const auto& m) { return std::memcmp(m.data(), dst, 6) == 0; });
+  };
+  if (std::all_of(dst, dst + 6, [](uint8_t b) { return b == 0xff; })) return !filter_.nobcast;
+  if (dst[0] & 1) return !filter_.nomulti && (filter_.allmulti || listed(filter_.multicast));
+  if (filter_.nouni) return false;
+  if (filter_.alluni || listed(filter_.unicast)) return true;
+  std::lock_guard<std::mutex> lock(configLock_);
+  return std::memcmp(dst, mac_, 6) == 0;
+}
+
+uint8_t MockNet::control(const DeviceChain& chain) {
+  uint8_t head[2];
+  copyFromBuffers(chain.readable, 0, head, 2);
+  std::vector<uint8_t> data(chain.readableBytes - 2);
+  copyFromBuffers(chain.readable, 2, data.data(), data.size());
+  const uint8_t cls = head[0], cmd = head[1];
+  if (refused_ == -2 || refused_ == cls) return kCtrlErr;
+  switch (cls) {
+    case kCtrlRx:
+      return has(kNetFCtrlRx) ? controlRx(cmd, data) : kCtrlErr;
+    case kCtrlMac:
+      return controlMac(cmd, data);
+    case kCtrlVlan: {
+      if (!has(kNetFCtrlVlan) || data.size() != 2 || cmd > 1) return kCtrlErr;
+      const uint16_t vid = le16(data.data());
+      if (vid >= filter_.vlans.size()) return kCtrlErr;
+      filter_.vlans.set(vid, cmd == 0);
+      return kCtrlOk;
+    }
+    case kCtrlAnnounce: {
+      // As QEMU: an acknowledgement with no announce pending is refused.
+      std::lock_guard<std::mutex> lock(configLock_);
+      if (!has(kNetFGuestAnnounce) || cmd != 0 || !data.empty() || !(status_ & kNetStatusAnnounce)) return kCtrlErr;
+      status_ = static_cast<uint16_t>(status_ & ~kNetStatusAnnounce);
+      return kCtrlOk;
+    }
+    case kCtrlMq: {
+      if (!has(kNetFMq) || cmd != 0 || data.size() != 2) return kCtrlErr;
+      const uint16_t pairs = le16(data.data());
+      if (pairs < 1 || pairs > opts_.net.queuePairs) return kCtrlErr;
+      activePairs_ = pairs;
+      return kCtrlOk;
+    }
+    default:
+      return kCtrlErr;
+  }
+}
+
+uint8_t MockNet::controlRx(uint8_t cmd, const std::vector<uint8_t>& data) {
+  if (data.size() != 1 || cmd > 5 || (cmd > 1 && !has(kNetFCtrlRxExtra))) return kCtrlErr;
+  bool* const flags[] = {&filter_.promisc, &filter_.allmulti, &filter_.alluni,
+                         &filter_.nomulti, &filter_.nouni,    &filter_.nobcast};
+  *flags[cmd] = data[0] != 0;
+  return kCtrlOk;
+}
+
+uint8_t MockNet::controlMac(uint8_t cmd, const std::vector<uint8_t>& data) {
+  if (cmd == 1) {  // VIRTIO_NET_CTRL_MAC_ADDR_SET
+    if (!has(kNetFCtrlMacAddr) || data.size() != 6) return kCtrlErr;
+    std::lock_guard<std::mutex> lock(configLock_);
+    std::memcpy(mac_, data.data(), 6);
+    return kCtrlOk;
+  }
+  // VIRTIO_NET_CTRL_MAC_TABLE_SET: two tables, each a le32 count and that many addresses, and
+  // nothing after them.
+  if (cmd != 0 || !has(kNetFCtrlRx)) return kCtrlErr;
+  std::vector<std::array<uint8_t, 6>> tables[2];
+  size_t at = 0;
+  for (auto& table : tables) {
+    if (data.size() - at < 4) return kCtrlErr;
+    const uint32_t n = le32(&data[at]);
+    at += 4;
+    if (n > (data.size() - at) / 6) return kCtrlErr;
+    for (uint32_t i = 0; i < n; i++, at += 6) {
+      std::array<uint8_t, 6> m;
+      std::memcpy(m.data(), &data[at], 6);
+      table.push_back(m);
+    }
+  }
+  if (at != data.size()) return kCtrlErr;
+  filter_.unicast = std::move(tables[0]);
+  filter_.multicast = std::move(tables[1]);
+  return kCtrlOk;
+}
+
+void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
+  if (role(q) != Role::kRx) return;
+  RxQueue& rx = rx_[q / 2];
+  bool waiting = false;
+  while (!rx.backlog.empty() && !rx.buffers.empty() && !waiting) deliverOne(rx, q, done, &waiting);
+}
+
+// Places the oldest frame of `rx` in its buffers, or sets `waiting` when a mergeable frame needs more
+// buffers than the driver has posted yet.
+void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting) {
+  const Frame& wire = rx.backlog.front();
+  const std::vector<uint8_t>& frame = wire.bytes;
+  const uint64_t need = kNetHdrLen + frame.size();
+  size_t used = 1;
+  if (has(kNetFMrgRxbuf)) {
+    uint64_t room = 0;
+    used = 0;
+    while (used < rx.buffers.size() && room < need) room += rx.buffers[used++].writableBytes;
+    if (room < need) {
+      *waiting = true;
+      return;
+    }
+  }
+  if (!has(kNetFMrgRxbuf) && rx.buffers.front().writableBytes < need) {
+    // A frame too big for the buffer is dropped; the buffer comes back empty.
+    done.push_back(UsedEntry{q, rx.buffers.front().head, 0});
+  } else {
+    const bool lie =
+        fault_ != Fault::kNone && framesReceived_ >= opts_.faultAfter && (fault_ != Fault::kEmptyBuffer || used > 1);
+    VirtioNetHdr hdr{};
+    hdr.num_buffers = static_cast<uint16_t>(used);
+    if (wire.csumStart >= 0) {
+      hdr.flags = kHdrNeedsCsum;
+      hdr.csum_start = static_cast<uint16_t>(wire.csumStart);
+      hdr.csum_offset = wire.csumOffset;
+    }
+    if (lie && fault_ == Fault::kCsumOutside && has(kNetFGuestCsum)) {
+      hdr.flags = kHdrNeedsCsum;
+      hdr.csum_start = static_cast<uint16_t>(frame.size() - 1);
+      hdr.csum_offset = 0;
+    }
+    if (lie && fault_ == Fault::kZeroBuffers) hdr.num_buffers = 0;
+    if (lie && fault_ == Fault::kExtraBuffers) hdr.num_buffers = static_cast<uint16_t>(used + 1);
+    if (lie && fault_ == Fault::kHugeBuffers) hdr.num_buffers = 0xffff;
+    const uint8_t* src = reinterpret_cast<const uint8_t*>(&hdr);
+    uint64_t left = need;
+    for (size_t i = 0; i < used; i++) {
+      const DeviceChain& b = rx.buffers[i];
+      const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(b.writableBytes, left));
+      // The header first, then the frame, across the buffers in order.
+      const uint64_t at = need - left;
+      const uint32_t h = at < kNetHdrLen ? std::min<uint32_t>(n, static_cast<uint32_t>(kNetHdrLen - at)) : 0;
+      if (h > 0) copyToBuffers(b.writable, 0, src + at, h);
+      if (n > h) copyToBuffers(b.writable, h, frame.data() + (at + h - kNetHdrLen), n - h);
+      left -= n;
+      uint32_t len = n;
+      if (lie && fault_ == Fault::kShortHead && i == 0) len = kNetHdrLen - 2;
+      if (lie && fault_ == Fault::kEmptyBuffer && i == used - 1) len = 0;
+      done.push_back(UsedEntry{q, b.head, len});
+    }
+    framesReceived_++;
+  }
+  backlogBytes_ -= frame.size();
+  rx.backlog.pop_front();
+  for (size_t i = 0; i < used; i++) rx.buffers.pop_front();
 }
 
 }  // namespace vdpa

@@ -1,47 +1,101 @@
-// mock:net — a loopback NIC: every frame sent on the transmit queue comes back on the receive queue.
+// mock:net — a loopback NIC: every frame sent on a transmit queue comes back on a receive queue. It
+// plays the device side of mergeable receive buffers, the control queue (receive filters, MAC,
+// VLAN filter, announce, queue pairs) and link-state changes, and can lie on purpose (faults).
 #pragma once
 
+#include <array>
+#include <bitset>
 #include <deque>
+#include <functional>
+#include <mutex>
+#include <string>
+#include <vector>
 
 #include "ring/virtio_config.h"
 #include "transport/mock/mock_model.h"
 
 namespace vdpa {
 
-constexpr unsigned kNetFMtu = 3, kNetFMac = 5, kNetFStatus = 16;
+constexpr unsigned kNetFCsum = 0, kNetFGuestCsum = 1, kNetFMtu = 3, kNetFMac = 5, kNetFMrgRxbuf = 15, kNetFStatus = 16,
+                   kNetFCtrlVq = 17, kNetFCtrlRx = 18, kNetFCtrlVlan = 19, kNetFCtrlRxExtra = 20,
+                   kNetFGuestAnnounce = 21, kNetFMq = 22, kNetFCtrlMacAddr = 23;
 
 class MockNet final : public MockModel {
  public:
-  explicit MockNet(const MockOptions& opts) : opts_(opts), maxFrame_(opts.mtu + kEthHeader + kVlanTag) {}
+  enum class Fault { kNone, kZeroBuffers, kExtraBuffers, kHugeBuffers, kShortHead, kEmptyBuffer, kCsumOutside };
+  // Names accepted in MockNetOptions::fault, in Fault order (after kNone).
+  static const std::vector<std::string>& faultNames();
+  // EtherType of command frames (MockNetOptions::commandFrames): IEEE 802 local experimental 2.
+  static constexpr uint16_t kCommandEthertype = 0x88b6;
+
+  // `configChanged` raises the configuration interrupt (called on the device thread). Throws
+  // EINVAL for an unknown fault or refuseControl name.
+  MockNet(const MockOptions& opts, std::function<void()> configChanged);
 
   uint32_t deviceId() const override { return deviceTypeId(VirtioDeviceType::kNet); }
-  uint64_t features() const override { return bit(kNetFMtu) | bit(kNetFMac) | bit(kNetFStatus); }
-  uint16_t numQueues() const override { return 2; }  // kRxQueue, kTxQueue
+  uint64_t features() const override;
+  uint16_t numQueues() const override { return static_cast<uint16_t>(2 * opts_.net.queuePairs + 1); }
   std::vector<uint8_t> config() const override;
+  void start(uint64_t features) override;
   bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) override;
-  bool accepts(uint16_t q) const override { return q != kTxQueue || backlogBytes_ < kBacklogBytes; }
+  bool accepts(uint16_t q) const override { return role(q) != Role::kTx || backlogBytes_ < kBacklogBytes; }
   void drainDeferred(uint16_t q, std::vector<UsedEntry>& done) override;
-  void reset() override {
-    backlog_.clear();
-    backlogBytes_ = 0;
-    rxBuffers_.clear();
-  }
+  void reset() override;
 
  private:
-  static constexpr uint16_t kRxQueue = 0, kTxQueue = 1;
+  enum class Role { kRx, kTx, kCtrl, kNone };
   static constexpr uint32_t kEthHeader = 14, kVlanTag = 4;
   // Frames sent but not yet received, bounded in bytes. Nothing is dropped: past the bound the
   // device takes no more transmit chains until receive buffers drain the backlog, so a full
   // receive side holds the sender back, as a flow-controlled link does.
   static constexpr size_t kBacklogBytes = size_t{1} << 20;
 
+  // A frame on the wire, and where its checksum is still to be filled in (csumStart = -1: nowhere).
+  struct Frame {
+    std::vector<uint8_t> bytes;
+    int32_t csumStart = -1;
+    uint16_t csumOffset = 0;
+  };
+  struct RxQueue {
+    std::deque<Frame> backlog;
+    std::deque<DeviceChain> buffers;  // receive chains waiting for a frame
+  };
+  // The receive filter (VIRTIO_NET_CTRL_RX, _MAC, _VLAN). After reset the device is promiscuous,
+  // as QEMU's is, until the driver says otherwise.
+  struct Filter {
+    bool promisc = true, allmulti = false, alluni = false, nomulti = false, nouni = false, nobcast = false;
+    std::vector<std::array<uint8_t, 6>> unicast, multicast;
+    std::bitset<4096> vlans;
+  };
+
+  Role role(uint16_t q) const;
+  void deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting);
+  void transmitted(uint16_t txPair, Frame frame);
+  bool command(const std::vector<uint8_t>& frame);
+  bool passesFilter(const std::vector<uint8_t>& frame) const;
+  uint8_t control(const DeviceChain& chain);
+  uint8_t controlRx(uint8_t cmd, const std::vector<uint8_t>& data);
+  uint8_t controlMac(uint8_t cmd, const std::vector<uint8_t>& data);
+  void setStatus(uint16_t set, uint16_t clear);
+  bool has(unsigned feature) const { return (negotiated_ & bit(feature)) != 0; }
+
   const MockOptions opts_;
+  const std::function<void()> configChanged_;
+  Fault fault_ = Fault::kNone;
+  int refused_ = -1;  // control class refused (VIRTIO_NET_CTRL_*), -2 = every class
   // Longest frame the link carries: the MTU plus the Ethernet header (the virtio-net packet size
   // rule), plus a VLAN tag, which receive buffers have room for.
   const uint32_t maxFrame_;
-  std::deque<std::vector<uint8_t>> backlog_;
+  uint64_t negotiated_ = 0;
+  uint16_t activePairs_ = 1;
+  std::vector<RxQueue> rx_;  // per queue pair
   size_t backlogBytes_ = 0;
-  std::deque<DeviceChain> rxBuffers_;  // receive chains waiting for a frame
+  uint32_t framesReceived_ = 0;  // for faultAfter
+  Filter filter_;
+  // Config space the driver reads from its own thread while the device thread changes it.
+  mutable std::mutex configLock_;
+  uint8_t mac_[6];
+  uint16_t status_ = kNetStatusLinkUp;
 };
 
 }  // namespace vdpa

@@ -1,9 +1,12 @@
 #include "transport/mock/mock_options.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <iterator>
 
 #include "common/arg_error.h"
+#include "transport/mock/mock_net.h"
 
 namespace vdpa {
 namespace {
@@ -49,6 +52,21 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
   if (const OptionValue* v = find(bag, "mac", OptionValue::Kind::kBytes, "6 bytes")) {
     if (v->bytes.size() != 6) throwRangeArg("option mac must be 6 bytes");
     std::memcpy(m.mac, v->bytes.data(), 6);
+  }
+  m.net.queuePairs = integer<uint16_t>(bag, "queuePairs", 1, 256, m.net.queuePairs);
+  if (const OptionValue* v = find(bag, "commandFrames", OptionValue::Kind::kBoolean, "a boolean"))
+    m.net.commandFrames = v->boolean;
+  if (const OptionValue* v = find(bag, "netFault", OptionValue::Kind::kString, "a string")) {
+    const auto& names = MockNet::faultNames();
+    if (std::find(names.begin(), names.end(), v->string) == names.end())
+      throwRangeArg("option netFault must be a mock:net fault name");
+    m.net.fault = v->string;
+  }
+  if (const OptionValue* v = find(bag, "refuseControl", OptionValue::Kind::kString, "a string")) {
+    static const char* const classes[] = {"rx", "mac", "vlan", "announce", "mq", "all"};
+    if (std::find(std::begin(classes), std::end(classes), v->string) == std::end(classes))
+      throwRangeArg("option refuseControl must be rx, mac, vlan, announce, mq or all");
+    m.net.refuseControl = v->string;
   }
   return m;
 }

@@ -14,7 +14,7 @@ MockTransport::MockTransport(std::string path, const MockOptions& opts) : path_(
   if (opts.model == "blk")
     model_ = std::make_unique<MockBlk>(opts);
   else if (opts.model == "net")
-    model_ = std::make_unique<MockNet>(opts);
+    model_ = std::make_unique<MockNet>(opts, [this] { signalEventFd(configFd_.get()); });
   else
     throwSys(EINVAL, "open", path_, "unknown device spec: known mock devices are mock:blk and mock:net");
   configFd_ = makeEventFd();
@@ -46,6 +46,7 @@ void MockTransport::setStatus(uint8_t s) {
   if ((s & kStatusDriverOk) && !(old & kStatusDriverOk)) {
     if (!(s & kStatusFeaturesOk)) throwSys(EINVAL, "set_status", path_, "DRIVER_OK before FEATURES_OK");
     status_.store(s);
+    model_->start(driverFeatures_);
     device_->start(driverFeatures_);
     return;
   }

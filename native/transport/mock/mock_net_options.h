@@ -1,0 +1,21 @@
+// mock:net's own settings, part of MockOptions (parsed in mock_options.cc).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace vdpa {
+
+struct MockNetOptions {
+  uint16_t queuePairs = 1;  // max_virtqueue_pairs; VIRTIO_NET_F_MQ is offered when above 1
+  // "" or one of MockNet::faultNames(): a lie in the mergeable receive buffers, after `faultAfter`
+  // frames were received right.
+  std::string fault;
+  // Frames of EtherType kCommandEthertype are commands to the device (link down/up, announce)
+  // instead of traffic: a timer-free trigger for link-state tests.
+  bool commandFrames = false;
+  // A control class the device answers VIRTIO_NET_ERR to: "", "rx", "mac", "vlan", "announce", "mq", "all".
+  std::string refuseControl;
+};
+
+}  // namespace vdpa
