@@ -203,7 +203,7 @@ describe('CLI', () => {
     assert.match(text, /^QUEUE +ROLE +MAX_SIZE\n0 +request +1024$/m);
   });
 
-  it('info decodes mock:net: the MAC, link status, MTU; rx and tx queues', () => {
+  it('info decodes mock:net: the MAC, link status, MTU; rx and tx queues and the control queue', () => {
     const info = json('info', 'mock:net') as {
       deviceType: string;
       config: Record<string, number | string>;
@@ -215,7 +215,7 @@ describe('CLI', () => {
     assert.equal(info.config.status, 1);
     assert.deepEqual(
       info.queues.map((q) => q.role),
-      ['rx0', 'tx0'],
+      ['rx0', 'tx0', 'control'], // mock:net offers CTRL_VQ
     );
     const text = ok('info', 'mock:net');
     assertAligned(text);
