@@ -37,3 +37,10 @@ export {
   type QueueStats,
   type VdpaDeviceAttributes,
 } from './management';
+export {
+  VduseBlkDevice,
+  createVduseBlk,
+  type VduseBlkOptions,
+  type VduseQueueStats,
+  type VduseAttachOptions,
+} from './vduse';

@@ -8,6 +8,7 @@
 #include "napi/management_binding.h"
 #include "napi/queue_wrap.h"
 #include "napi/region_wrap.h"
+#include "napi/vduse_wrap.h"
 #include "napi/vhost_wrap.h"
 #include "transport/mock/mock_transport.h"
 
@@ -28,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   for (const auto& n : MockTransport::faultNames()) faults.Set(i++, n);
   exports.Set("mockFaults", faults);
   registerManagement(env, exports);
+  VduseWrap::registerIn(env, exports);
   return exports;
 }
 

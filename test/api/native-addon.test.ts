@@ -8,7 +8,13 @@ import { collectGarbage } from '../helpers/util';
 
 describe('shipped addon', () => {
   test('exports only what lib/ uses (no test or benchmark hooks)', () => {
-    assert.deepEqual(Object.keys(native).sort(), ['mockFaults', 'netlinkTransact', 'openDevice', 'setErrorClass']);
+    assert.deepEqual(Object.keys(native).sort(), [
+      'createVduseBlk',
+      'mockFaults',
+      'netlinkTransact',
+      'openDevice',
+      'setErrorClass',
+    ]);
   });
 
   test('a queue delivers completions where JS reads them after its completions buffer was transferred', async () => {
