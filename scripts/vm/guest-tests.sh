@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Inside the vdpa-vm guest (started by scripts/vm/test-vm.sh through run.sh): the blk conformance suite
 # against VDUSE devices of several shapes, then the test/vm/*.test.ts files for vhost-vdpa, then
+# test/vm/vduse.test.ts (a VDUSE blk device served by the library, ext4 through the kernel's virtio_blk), then
 # test/vm/management.test.ts (the management API: vdpa devices and the mgmt-pci function); then VFIO:
 # the virtio-pci functions (virtio-blk 0x1042: serial vfio-split and vfio-packed; virtio-net 0x1041:
 # a wired pair) are found in /sys/bus/pci/devices, bound to vfio-pci, and get the blk conformance
@@ -87,12 +88,20 @@ done
 
 shopt -s nullglob
 vm_tests=()
-for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js ]] || vm_tests+=("$f"); done
+for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js || $f == */vduse*.test.js ]] || vm_tests+=("$f"); done
 if ((${#vm_tests[@]} == 0)); then
   note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
 else
   run_tests vm 420 "${vm_tests[@]}"
   cleanup_devices
+fi
+
+# ---- VDUSE devices served by the library (Node is the device; the kernel's virtio_blk the driver)
+if [[ -f dist/test/vm/vduse.test.js ]]; then
+  run_tests vduse 400 dist/test/vm/vduse.test.js
+  cleanup_devices
+else
+  note "FAIL vduse: dist/test/vm/vduse.test.js not built"; failed=1
 fi
 
 # ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function

@@ -7,7 +7,8 @@
 # Needs the addon built (build/Release/vdpa.node); compiles TypeScript (tsc) only when dist/ is missing
 # or older than the sources. Creates the image files in a results dir, boots the guest once running
 # scripts/vm/guest-tests.sh, then checks on the host, without the library, the bytes the data oracles
-# wrote (scripts/vm/oracle-check.py: the vhost-vdpa image and both VFIO blk images).
+# wrote (scripts/vm/oracle-check.py: the vhost-vdpa image and both VFIO blk images) and the ext4 image
+# a VDUSE device served by the library carried (scripts/vm/vduse-ext4-check.sh: e2fsck, debugfs).
 # The guest gets two virtio-blk-pci functions (vfio-split.img; vfio-packed.img with packed=on; their
 # serials name the image) and a --net-pair, for the VFIO part of guest-tests.sh; a third (mgmt-pci.img,
 # serial mgmt-pci) is test/vm/management.test.ts's, which moves it between virtio-pci and vfio-pci. Exits non-zero on any failure, including: the guest never ran,
@@ -69,7 +70,8 @@ export VDPA_VM_SHAPES=${VDPA_VM_SHAPES:-1:64 4:256}
 for shape in $VDPA_VM_SHAPES; do
   rm -f "$RES/conf-${shape%%:*}x${shape##*:}.img"; truncate -s 64M "$RES/conf-${shape%%:*}x${shape##*:}.img"
 done
-for img in oracle faults vfio-split vfio-packed mgmt-pci; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
+rm -f "$RES/vduse-ext4.expected.json"
+for img in oracle faults vfio-split vfio-packed mgmt-pci vduse-ext4; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
 
 echo "test-vm: booting the guest (results in $RES)" >&2
 "$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" \
@@ -99,6 +101,9 @@ done
 
 echo "---- data oracle (host side, without the library)"
 python3 "$HERE/oracle-check.py" "$RES" oracle.json oracle-vfio-split.json oracle-vfio-packed.json || fail+=("the host-side data oracle failed")
+
+echo "---- VDUSE ext4 image (host side, without the library: e2fsck and debugfs)"
+"$HERE/vduse-ext4-check.sh" "$RES" || fail+=("the host-side check of the VDUSE ext4 image failed")
 
 echo "---- guest test summary"
 cat "$RES/summary.txt" 2>/dev/null || echo "(none)"

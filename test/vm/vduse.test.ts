@@ -1,0 +1,119 @@
+// A virtio-blk device served by this library through VDUSE, with the kernel's own virtio_blk (through
+// virtio_vdpa) as its driver: mkfs.ext4, mount, files written, unmount, e2fsck clean; then the device is
+// made again on the same image, read-only, and the files read back. After the guest exits, test-vm.sh
+// checks the image on the host without the library (e2fsck, debugfs) against vduse-ext4.expected.json.
+import assert from 'node:assert/strict';
+import { execFileSync, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { describe, test } from 'node:test';
+import { VdpaError, createVduseBlk, getDevice, type VduseBlkDevice } from '../../lib';
+import { IN_VM, SKIP_REASON, fillRandom, image, prng, resultsDir, within } from './vm-env';
+
+const NAME = 'nodeblk0';
+const MNT = '/tmp/vduse-mnt';
+const HELLO = 'hello from a virtio-blk device written in Node\n';
+const T = { timeout: 300_000 };
+
+function run(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', timeout: 120_000, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+function unmountQuietly(): void {
+  spawnSync('umount', [MNT], { stdio: 'ignore', timeout: 60_000 });
+}
+
+function sysBlock(dev: string, file: string): string {
+  return fs.readFileSync(path.join('/sys/block', path.basename(dev), file), 'utf8').trim();
+}
+
+async function closeQuietly(disk: VduseBlkDevice): Promise<void> {
+  unmountQuietly();
+  await within(disk.close(), 120_000, 'close').catch((e: unknown) => console.log(`# close failed: ${String(e)}`));
+}
+
+describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip: IN_VM ? false : SKIP_REASON }, () => {
+  const data = new Uint8Array(3 << 20);
+  fillRandom(prng(0x5eed), data);
+  const dataSha = crypto.createHash('sha256').update(data).digest('hex');
+
+  test('file-backed: mkfs.ext4, files, e2fsck clean; stats count the requests', T, async () => {
+    const img = image('vduse-ext4.img', 64 << 20);
+    const disk = await createVduseBlk({ name: NAME, file: img, numQueues: 2, queueSize: 128, serial: 'node-vduse-0' });
+    try {
+      assert.equal(disk.name, NAME);
+      assert.equal(disk.capacity, 64 << 20);
+      const entry = await within(disk.attach('virtio_vdpa'), 120_000, 'attach');
+      const dev = entry.blockDevice ?? '';
+      assert.match(dev, /^\/dev\/vd[a-z]+$/, `blockDevice ${String(entry.blockDevice)}`);
+      assert.equal(entry.driver, 'virtio_vdpa');
+      assert.equal(entry.mgmtDev, 'vduse');
+      assert.equal(sysBlock(dev, 'serial'), 'node-vduse-0');
+      assert.equal(Number(sysBlock(dev, 'size')) * 512, 64 << 20);
+      assert.equal(sysBlock(dev, 'ro'), '0');
+      // Two request queues: the kernel made two hardware contexts.
+      assert.equal(fs.readdirSync(path.join('/sys/block', path.basename(dev), 'mq')).length, 2);
+
+      run('mkfs.ext4', ['-q', '-F', '-L', 'nodevduse', dev]);
+      fs.mkdirSync(MNT, { recursive: true });
+      run('mount', ['-t', 'ext4', dev, MNT]);
+      try {
+        fs.writeFileSync(path.join(MNT, 'hello.txt'), HELLO);
+        fs.mkdirSync(path.join(MNT, 'dir'));
+        fs.writeFileSync(path.join(MNT, 'dir', 'data.bin'), data);
+        for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(MNT, 'dir', `small-${i}`), `file ${i}\n`.repeat(i + 1));
+        run('sync', []);
+      } finally {
+        run('umount', [MNT]);
+      }
+      // -f: check even though it is clean; -n: change nothing. Exit 0 only when nothing is wrong.
+      const fsck = spawnSync('e2fsck', ['-fn', dev], { encoding: 'utf8', timeout: 120_000 });
+      assert.equal(fsck.status, 0, `e2fsck -fn ${dev}: ${fsck.stdout}${fsck.stderr}`);
+
+      const stats = disk.stats;
+      assert.equal(stats.length, 2);
+      const total = stats.reduce((a, s) => a + s.requests, 0);
+      const read = stats.reduce((a, s) => a + s.readBytes, 0);
+      assert.ok(total > 0, 'requests counted');
+      assert.ok(read > data.length, `bytes the driver sent (${read}) include the data file`);
+      console.log(`# stats after mkfs/mount/write/e2fsck: ${JSON.stringify(stats)}`);
+
+      // The name is the kernel's: a second device of the same name is EEXIST, with a hint.
+      await assert.rejects(
+        createVduseBlk({ name: NAME, capacity: 1 << 20 }),
+        (e: unknown) => e instanceof VdpaError && e.code === 'EEXIST' && /exists/.test(e.hint ?? ''),
+      );
+    } finally {
+      await closeQuietly(disk);
+    }
+    assert.equal(await getDevice(NAME), undefined, 'the vdpa device is gone after close()');
+    assert.equal(fs.existsSync(`/dev/vduse/${NAME}`), false, 'the VDUSE device is gone after close()');
+    fs.writeFileSync(
+      path.join(resultsDir(), 'vduse-ext4.expected.json'),
+      JSON.stringify({ image: img, files: { '/hello.txt': HELLO }, sha256: { '/dir/data.bin': dataSha } }),
+    );
+  });
+
+  test('made again on the same image, read-only: the files are still there', T, async () => {
+    const img = image('vduse-ext4.img');
+    await using disk = await createVduseBlk({ name: NAME, file: img, readOnly: true, serial: 'node-vduse-ro' });
+    const { blockDevice } = await within(disk.attach('virtio_vdpa'), 120_000, 'attach');
+    const dev = blockDevice ?? '';
+    assert.match(dev, /^\/dev\/vd[a-z]+$/);
+    assert.equal(sysBlock(dev, 'ro'), '1', 'VIRTIO_BLK_F_RO made a read-only disk');
+    fs.mkdirSync(MNT, { recursive: true });
+    run('mount', ['-t', 'ext4', '-o', 'ro', dev, MNT]);
+    try {
+      assert.equal(fs.readFileSync(path.join(MNT, 'hello.txt'), 'utf8'), HELLO);
+      const back = fs.readFileSync(path.join(MNT, 'dir', 'data.bin'));
+      assert.equal(crypto.createHash('sha256').update(back).digest('hex'), dataSha, 'data.bin read back');
+      for (let i = 0; i < 20; i++)
+        assert.equal(fs.readFileSync(path.join(MNT, 'dir', `small-${i}`), 'utf8'), `file ${i}\n`.repeat(i + 1));
+    } finally {
+      unmountQuietly();
+    }
+    const fsck = spawnSync('e2fsck', ['-fn', dev], { encoding: 'utf8', timeout: 120_000 });
+    assert.equal(fsck.status, 0, `e2fsck -fn ${dev}: ${fsck.stdout}${fsck.stderr}`);
+  });
+});
