@@ -41,6 +41,7 @@ export {
   VduseBlkDevice,
   createVduseBlk,
   type VduseBlkOptions,
+  type VduseBlkHandler,
   type VduseQueueStats,
   type VduseAttachOptions,
 } from './vduse';

@@ -1,6 +1,6 @@
 // Virtio devices served by this process through VDUSE: the native layer (native/vduse) creates the
-// device and answers the kernel on its own thread; this file checks arguments and attaches the device
-// through the management API (createDevice + bindDriver).
+// device and answers the kernel on its own thread; this file checks arguments, runs a JS handler's
+// requests, and attaches the device through the management API (createDevice + bindDriver).
 import { abortError } from './call';
 import type { DeviceEntry } from './discovery';
 import { vdpaError, type VdpaError } from './errors';
@@ -8,14 +8,38 @@ import { bindDriver, createDevice, deleteDevice, getDevice, type VdpaDriver } fr
 import { native, type NativeAddon } from './native';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 
-/** What {@link createVduseBlk} creates. Either `file` or `capacity` (a RAM disk). */
+/**
+ * A block device implemented in JavaScript (the `handler` of {@link createVduseBlk}). Offsets and
+ * lengths are bytes, whole 512-byte sectors, inside the capacity (checked before the handler is
+ * called). Each method may return its value or a Promise; a throw or a rejection answers the driver
+ * with an I/O error. Requests arrive in batches, one per wake-up of the JS thread, and run concurrently.
+ * The handler runs on this JS thread: I/O to the device that blocks this thread (a synchronous `fs`
+ * call or `execFileSync('mkfs.ext4', ...)` on its /dev/vdX) waits for requests only this thread can
+ * answer and never ends; drive it from another process or worker, or asynchronously.
+ */
+export interface VduseBlkHandler {
+  /** Returns exactly `length` bytes from `offset`. */
+  read(offset: number, length: number): Uint8Array | Promise<Uint8Array>;
+  /** Stores `data` at `offset` (the buffer is the handler's to keep). Not needed when `readOnly`. */
+  write?(offset: number, data: Uint8Array): void | Promise<void>;
+  /** Makes completed writes durable. Default: nothing to do. */
+  flush?(): void | Promise<void>;
+  /** The range may be forgotten; it must read back as zeroes. Default: writeZeroes. */
+  discard?(offset: number, length: number): void | Promise<void>;
+  /** The range reads back as zeroes. Default: write() of zero-filled buffers. */
+  writeZeroes?(offset: number, length: number): void | Promise<void>;
+}
+
+/** What {@link createVduseBlk} creates: `file`, `capacity` alone (a RAM disk), or `capacity` and `handler`. */
 export interface VduseBlkOptions {
   /** Name of the VDUSE device (/dev/vduse/NAME) and of the vdpa device {@link VduseBlkDevice.attach} makes. */
   name: string;
   /** Backing file (or block device): its size, in whole 512-byte sectors, is the capacity. */
   file?: string;
-  /** RAM disk size in bytes (a multiple of 512); sparse: only written data costs memory. */
+  /** Size in bytes (a multiple of 512) of a RAM disk (sparse: only written data costs memory) or of the `handler`'s disk. */
   capacity?: number;
+  /** Serves the requests in JavaScript (needs `capacity`). */
+  handler?: VduseBlkHandler;
   /** Request queues, 1 to 64 (default 1). */
   numQueues?: number;
   /** Largest queue size the driver may choose, a power of two from 2 to 32768 (default 256). */
@@ -54,6 +78,18 @@ interface NativeVduse {
   readonly numQueues: number;
   stats(): VduseQueueStats[];
   close(): Promise<void>;
+  /** Answers a request handed to onRequests (a read's data: exactly its length). */
+  complete(token: number, ok: boolean, data?: Uint8Array): void;
+}
+
+/** A request of a JS-handler device, as the native layer hands it over. */
+interface NativeBlkRequest {
+  token: number;
+  op: 'read' | 'write' | 'flush' | 'discard' | 'writeZeroes';
+  offset: number;
+  length: number;
+  data?: Uint8Array;
+  ranges?: { offset: number; length: number; unmap: boolean }[];
 }
 
 interface VduseAddon {
@@ -70,7 +106,7 @@ function isPowerOfTwo(v: number): boolean {
 
 function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
   checkObject(options, 'options');
-  const { name, file, capacity, numQueues, queueSize, readOnly, serial, blockSize, controlPath } = options;
+  const { name, file, capacity, handler, numQueues, queueSize, readOnly, serial, blockSize, controlPath } = options;
   if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${typeof name}`);
   if (name.length === 0 || Buffer.byteLength(name) > 255 || /[/\0\s]/.test(name))
     throw new RangeError(`name must be 1 to 255 bytes without '/', NUL or spaces, got ${JSON.stringify(name)}`);
@@ -87,6 +123,17 @@ function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
     out.capacity = capacity;
   } else {
     throw new TypeError('options needs file (a backing file) or capacity (a RAM disk)');
+  }
+  if (handler !== undefined) {
+    if (capacity === undefined) throw new TypeError('a handler needs capacity: the size of the disk it serves');
+    checkObject(handler, 'handler');
+    const methods = ['read', 'write', 'flush', 'discard', 'writeZeroes'] as const;
+    for (const m of methods)
+      if (handler[m] !== undefined && typeof handler[m] !== 'function')
+        throw new TypeError(`handler.${m} must be a function`);
+    if (typeof handler.read !== 'function') throw new TypeError('handler.read must be a function');
+    if (handler.write === undefined && readOnly !== true)
+      throw new TypeError('handler.write must be a function (or the disk readOnly)');
   }
   if (numQueues !== undefined) out.numQueues = checkInteger(numQueues, 'numQueues', 1, 64);
   if (queueSize !== undefined) {
@@ -255,5 +302,66 @@ function sysError(code: 'EBUSY' | 'EBADF', syscall: string, name: string, detail
  */
 export async function createVduseBlk(options: VduseBlkOptions): Promise<VduseBlkDevice> {
   const checked = checkOptions(options);
-  return new VduseBlkDevice(await addon.createVduseBlk(checked));
+  const { handler } = options;
+  if (handler === undefined) return new VduseBlkDevice(await addon.createVduseBlk(checked));
+  const serve = new HandlerServer(handler);
+  const created: { device?: NativeVduse } = {};
+  const early: NativeBlkRequest[] = []; // before createVduseBlk resolved (none expected: not attached yet)
+  checked.onRequests = (batch: NativeBlkRequest[]): void => {
+    for (const r of batch)
+      if (created.device) serve.run(created.device, r);
+      else early.push(r);
+  };
+  const device = await addon.createVduseBlk(checked);
+  created.device = device;
+  for (const r of early.splice(0)) serve.run(device, r);
+  return new VduseBlkDevice(device);
+}
+
+const ZERO_CHUNK = 1 << 20;
+
+/** Runs a JS-handler device's requests and answers them. */
+class HandlerServer {
+  constructor(private readonly handler: VduseBlkHandler) {}
+
+  run(device: NativeVduse, r: NativeBlkRequest): void {
+    this.execute(r).then(
+      (data) => device.complete(r.token, true, data),
+      () => device.complete(r.token, false),
+    );
+  }
+
+  private async execute(r: NativeBlkRequest): Promise<Uint8Array | undefined> {
+    const h = this.handler;
+    switch (r.op) {
+      case 'read': {
+        const data = await h.read(r.offset, r.length);
+        if (!(data instanceof Uint8Array) || data.byteLength !== r.length)
+          throw new RangeError(`handler.read(${r.offset}, ${r.length}) must return ${r.length} bytes`);
+        return data;
+      }
+      case 'write':
+        if (!h.write || !r.data) throw new TypeError('no handler.write');
+        await h.write(r.offset, r.data);
+        return undefined;
+      case 'flush':
+        await h.flush?.();
+        return undefined;
+      case 'discard':
+      case 'writeZeroes':
+        for (const range of r.ranges ?? []) await this.zero(r.op, range.offset, range.length);
+        return undefined;
+    }
+  }
+
+  private async zero(op: 'discard' | 'writeZeroes', offset: number, length: number): Promise<void> {
+    const h = this.handler;
+    if (op === 'discard' && h.discard) return h.discard(offset, length);
+    if (h.writeZeroes) return h.writeZeroes(offset, length);
+    if (!h.write) throw new TypeError('no handler.write');
+    for (let at = 0; at < length; at += ZERO_CHUNK) {
+      const n = Math.min(ZERO_CHUNK, length - at);
+      await h.write(offset + at, new Uint8Array(n));
+    }
+  }
 }

@@ -1,5 +1,6 @@
 #include "napi/vduse_wrap.h"
 
+#include <mutex>
 #include <thread>
 #include <utility>
 
@@ -15,6 +16,15 @@ namespace {
 
 // Tags the External that carries a created device into the constructor.
 const napi_type_tag kCreatedTag = {0x7664706176647573ULL, 0x6500000000000007ULL};
+
+}  // namespace
+
+struct Carrier {
+  std::shared_ptr<VduseBlk> blk;
+  std::shared_ptr<JsRequests> requests;
+};
+
+namespace {
 
 // Optional properties, checked again here (lib/vduse.ts checks them first, with better messages).
 std::string stringProp(Napi::Object o, const char* key, const std::string& def) {
@@ -75,13 +85,95 @@ std::vector<VduseQueueStats> snapshot(VduseBlk& blk) {
   return v;
 }
 
+const char* opName(BlkRequest::Op op) {
+  switch (op) {
+    case BlkRequest::Op::kRead:
+      return "read";
+    case BlkRequest::Op::kWrite:
+      return "write";
+    case BlkRequest::Op::kFlush:
+      return "flush";
+    case BlkRequest::Op::kDiscard:
+      return "discard";
+    case BlkRequest::Op::kWriteZeroes:
+      return "writeZeroes";
+    case BlkRequest::Op::kDone:
+      break;
+  }
+  return "none";
+}
+
 }  // namespace
+
+// Requests of a JS-handler device waiting for the JS thread; the first one of a batch schedules the call.
+struct JsRequests {
+  struct Item {
+    uint64_t token;
+    BlkRequest req;
+    std::vector<uint8_t> data;
+  };
+  std::mutex lock;
+  std::vector<Item> items;
+  Napi::ThreadSafeFunction tsfn;
+
+  void submit(const std::shared_ptr<JsRequests>& self, uint64_t token, const BlkRequest& req,
+              std::vector<uint8_t> data) {
+    bool first;
+    {
+      std::lock_guard<std::mutex> l(lock);
+      first = items.empty();
+      items.push_back(Item{token, req, std::move(data)});
+    }
+    if (first) tsfn.NonBlockingCall([self](Napi::Env env, Napi::Function fn) { self->deliver(env, fn); });
+  }
+
+  void deliver(Napi::Env env, Napi::Function fn) {
+    std::vector<Item> batch;
+    {
+      std::lock_guard<std::mutex> l(lock);
+      batch.swap(items);
+    }
+    if (batch.empty() || env == nullptr) return;
+    try {
+      Napi::HandleScope scope(env);
+      Napi::Array a = Napi::Array::New(env, batch.size());
+      for (uint32_t i = 0; i < batch.size(); i++) {
+        const Item& it = batch[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("token", Napi::Number::New(env, static_cast<double>(it.token)));
+        o.Set("op", opName(it.req.op));
+        o.Set("offset", Napi::Number::New(env, static_cast<double>(it.req.offset)));
+        o.Set("length", Napi::Number::New(env, static_cast<double>(it.req.length)));
+        if (it.req.op == BlkRequest::Op::kWrite)
+          o.Set("data", Napi::Buffer<uint8_t>::Copy(env, it.data.data(), it.data.size()));
+        if (!it.req.ranges.empty()) {
+          Napi::Array ranges = Napi::Array::New(env, it.req.ranges.size());
+          for (uint32_t r = 0; r < it.req.ranges.size(); r++) {
+            Napi::Object range = Napi::Object::New(env);
+            range.Set("offset", Napi::Number::New(env, static_cast<double>(it.req.ranges[r].offset)));
+            range.Set("length", Napi::Number::New(env, static_cast<double>(it.req.ranges[r].length)));
+            range.Set("unmap", it.req.ranges[r].unmap);
+            ranges.Set(r, range);
+          }
+          o.Set("ranges", ranges);
+        }
+        a.Set(i, o);
+      }
+      fn.Call({a});
+    } catch (const Napi::Error& e) {
+      reportCallbackFailure(env, e);
+    } catch (...) {
+      reportCallbackFailure(env);
+    }
+  }
+};
 
 void VduseWrap::registerIn(Napi::Env env, Napi::Object exports) {
   Napi::Function ctor = DefineClass(env, "NativeVduse",
                                     {
                                         InstanceMethod<&VduseWrap::Stats>("stats"),
                                         InstanceMethod<&VduseWrap::Close>("close"),
+                                        InstanceMethod<&VduseWrap::Complete>("complete"),
                                     });
   // The constructor lives as long as this environment.
   auto* ref = new Napi::FunctionReference(Napi::Persistent(ctor));
@@ -94,7 +186,9 @@ VduseWrap::VduseWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VduseWra
   bool tagged = false;
   if (info.Length() > 0 && info[0].IsExternal()) napi_check_object_type_tag(env, info[0], &kCreatedTag, &tagged);
   if (!tagged) throw Napi::TypeError::New(env, "NativeVduse cannot be constructed: use createVduseBlk()");
-  blk_ = *info[0].As<Napi::External<std::shared_ptr<VduseBlk>>>().Data();
+  auto* carried = info[0].As<Napi::External<Carrier>>().Data();
+  blk_ = carried->blk;
+  requests_ = carried->requests;
   Napi::Object self = info.This().As<Napi::Object>();
   self.TypeTag(&kTag);
   self.Set("name", blk_->device().name());
@@ -105,21 +199,43 @@ VduseWrap::VduseWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VduseWra
 VduseWrap::~VduseWrap() {
   // Collected (or the environment is going away) without close(): stopping the thread and
   // destroying the device may wait for the kernel, so that happens off the JS thread.
-  if (blk_ && !closing_) std::thread([blk = std::move(blk_)]() mutable { blk.reset(); }).detach();
+  if (blk_ && !closing_)
+    std::thread([blk = std::move(blk_), requests = std::move(requests_)]() mutable {
+      blk.reset();  // the device thread is stopped: nothing submits any more
+      if (requests) requests->tsfn.Release();
+    }).detach();
 }
 
 Napi::Value VduseWrap::CreateBlk(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     Napi::Env env = info.Env();
     auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
-    const VduseBlkOptions opts = blkOptions(objectArg(info, 0, "options"));
-    auto created = std::make_shared<std::shared_ptr<VduseBlk>>();
+    Napi::Object options = objectArg(info, 0, "options");
+    const VduseBlkOptions opts = blkOptions(options);
+    auto created = std::make_shared<Carrier>();
+    Napi::Value onRequests = options.Get("onRequests");
+    VduseBlk::Submit submit;
+    if (!onRequests.IsUndefined()) {
+      if (!onRequests.IsFunction()) throwTypeArg("onRequests must be a function");
+      auto requests = std::make_shared<JsRequests>();
+      requests->tsfn = Napi::ThreadSafeFunction::New(env, onRequests.As<Napi::Function>(), "vdpa:vduse-requests", 0, 1);
+      // An idle device does not keep the process alive (like the other devices of this library).
+      requests->tsfn.Unref(env);
+      created->requests = requests;
+      std::weak_ptr<JsRequests> weak = requests;
+      submit = [weak](uint64_t token, const BlkRequest& req, std::vector<uint8_t> data) {
+        if (auto r = weak.lock()) r->submit(r, token, req, std::move(data));
+      };
+    }
     return DeviceTask::run(
         env, "vdpa:vduse-create", Napi::Object::New(env),
-        [opts, created] { *created = std::make_shared<VduseBlk>(opts); },
+        [opts, created, submit] { created->blk = std::make_shared<VduseBlk>(opts, submit); },
         [created, ctor](Napi::Env env, bool ok) -> Napi::Value {
-          if (!ok) return env.Undefined();
-          auto carrier = Napi::External<std::shared_ptr<VduseBlk>>::New(env, created.get());
+          if (!ok) {
+            if (created->requests) created->requests->tsfn.Release();
+            return env.Undefined();
+          }
+          auto carrier = Napi::External<Carrier>::New(env, created.get());
           napi_type_tag_object(env, carrier, &kCreatedTag);
           return ctor->New({carrier});
         });
@@ -148,9 +264,26 @@ Napi::Value VduseWrap::Close(const Napi::CallbackInfo& info) {
           if (ok) {
             finalStats_ = snapshot(*blk);
             blk_.reset();
+            if (requests_) requests_->tsfn.Release();
           }
           return env.Undefined();
         });
+  });
+}
+
+Napi::Value VduseWrap::Complete(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Vduse");
+    const uint64_t token = integerArg(info, 0, "token", 1, uint64_t{1} << 53);
+    const bool ok = boolArg(info, 1, "ok");
+    std::vector<uint8_t> data;
+    if (info.Length() > 2 && !info[2].IsUndefined()) {
+      Napi::Uint8Array bytes = uint8ArrayArg(info, 2, "data");
+      data.assign(bytes.Data(), bytes.Data() + bytes.ByteLength());
+    }
+    if (blk_) blk_->complete(token, ok, std::move(data));  // after close: nobody to answer
+    return env.Undefined();
   });
 }
 

@@ -18,7 +18,7 @@ namespace vdpa {
 
 namespace {
 
-constexpr uint32_t kStopToken = 0xffffffffu, kDevToken = 0xfffffffeu;
+constexpr uint32_t kStopToken = 0xffffffffu, kDevToken = 0xfffffffeu, kCompleteToken = 0xfffffffdu;
 // Chains one queue may take before the thread looks at the kernel's requests again: a reset is
 // answered within one such round even while the driver keeps the queues full.
 constexpr unsigned kQueueBudget = 128;
@@ -86,10 +86,12 @@ VduseDevice::VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler)
     queues_.resize(cfg.numQueues);
     counters_ = std::make_unique<Counters[]>(cfg.numQueues);
     stopFd_ = makeEventFd();
+    completeFd_ = makeEventFd();
     epollFd_ = UniqueFd(::epoll_create1(EPOLL_CLOEXEC));
     if (!epollFd_) throwErrno("epoll_create1");
     watch(stopFd_.get(), kStopToken, true);
     watch(devFd_.get(), kDevToken, true);
+    watch(completeFd_.get(), kCompleteToken, true);
     thread_ = std::thread([this] { loop(); });
   } catch (...) {
     devFd_.reset();
@@ -139,6 +141,14 @@ void VduseDevice::close() {
   }
   created_ = false;
   controlFd_.reset();
+}
+
+void VduseDevice::complete(uint64_t token, ChainFinish finish) {
+  {
+    std::lock_guard<std::mutex> lock(completionsLock_);
+    completions_.emplace_back(token, std::move(finish));
+  }
+  signalEventFd(completeFd_.get());
 }
 
 // ---------------------------------------------------------------- memory
@@ -199,7 +209,7 @@ void VduseDevice::invalidate(uint64_t start, uint64_t last) {
     }
     // A running ring keeps pointers into it: keep the memory mapped (it stays valid memory of ours)
     // until the rings are gone.
-    if (m.pinned && running_)
+    if ((m.pinned && running_) || !deferred_.empty())
       retired_.push_back(m);
     else
       unmap(m);
@@ -244,6 +254,9 @@ void VduseDevice::loop() {
         } catch (...) {
           return;  // the device node failed: nothing more can be answered
         }
+      } else if (token == kCompleteToken) {
+        drainEventFd(completeFd_.get());
+        finishDeferred();
       } else if (token < queues_.size() && queues_[token].kickFd) {
         drainEventFd(queues_[token].kickFd.get());
         queues_[token].pending = true;
@@ -351,6 +364,8 @@ void VduseDevice::stopQueues() {
     q.ring.reset();
     q.pending = false;
   }
+  // Chains a handler still holds are forgotten: their completions find nothing to finish.
+  deferred_.clear();
   running_ = false;
   for (Mapping& m : retired_) unmap(m);
   retired_.clear();
@@ -361,7 +376,6 @@ bool VduseDevice::serviceQueue(uint16_t index, unsigned budget) {
   Queue& q = queues_[index];
   q.pending = false;
   if (!q.ring || q.dead) return false;
-  Counters& c = counters_[index];
   bool left = false;
   for (;;) {
     q.ring->disableNotifications();
@@ -375,11 +389,14 @@ bool VduseDevice::serviceQueue(uint16_t index, unsigned budget) {
       }
       budget--;
       q.lastAvail++;
-      const uint32_t len = handler_(index, chain_);
+      const uint64_t token = nextToken_++;
+      const uint32_t len = handler_(index, chain_, token);
+      if (len == kDeferred) {
+        deferred_.emplace(token, Deferred{index, chain_});
+        continue;
+      }
       q.ring->push(chain_.head, len);
-      c.requests.fetch_add(1, std::memory_order_relaxed);
-      c.readBytes.fetch_add(chain_.readableBytes, std::memory_order_relaxed);
-      c.writtenBytes.fetch_add(len, std::memory_order_relaxed);
+      count(index, chain_, len);
     }
     if (q.dead) break;
     if (budget == 0) {
@@ -393,6 +410,50 @@ bool VduseDevice::serviceQueue(uint16_t index, unsigned budget) {
     ioctlErrno(devFd_.get(), VDUSE_VQ_INJECT_IRQ, &i);
   }
   return left;
+}
+
+void VduseDevice::count(uint16_t queue, const DeviceChain& chain, uint32_t len) {
+  Counters& c = counters_[queue];
+  c.requests.fetch_add(1, std::memory_order_relaxed);
+  c.readBytes.fetch_add(chain.readableBytes, std::memory_order_relaxed);
+  c.writtenBytes.fetch_add(len, std::memory_order_relaxed);
+}
+
+void VduseDevice::finishDeferred() {
+  std::vector<std::pair<uint64_t, ChainFinish>> batch;
+  {
+    std::lock_guard<std::mutex> lock(completionsLock_);
+    batch.swap(completions_);
+  }
+  std::vector<bool> touched(queues_.size(), false);
+  for (auto& [token, finish] : batch) {
+    auto it = deferred_.find(token);
+    if (it == deferred_.end()) continue;
+    Deferred d = std::move(it->second);
+    deferred_.erase(it);
+    Queue& q = queues_[d.queue];
+    if (!q.ring || q.dead) continue;
+    const uint32_t len = finish(d.chain);
+    q.ring->push(d.chain.head, len);
+    count(d.queue, d.chain, len);
+    touched[d.queue] = true;
+  }
+  // The last deferred chain is done: memory invalidated meanwhile can go now.
+  if (deferred_.empty()) {
+    for (auto it = retired_.begin(); it != retired_.end();) {
+      if (it->pinned && running_) {
+        ++it;
+        continue;
+      }
+      unmap(*it);
+      it = retired_.erase(it);
+    }
+  }
+  for (uint16_t i = 0; i < queues_.size(); i++) {
+    if (!touched[i] || !queues_[i].ring->publish()) continue;
+    uint32_t index = i;
+    ioctlErrno(devFd_.get(), VDUSE_VQ_INJECT_IRQ, &index);
+  }
 }
 
 }  // namespace vdpa

@@ -11,8 +11,11 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -31,8 +34,12 @@ struct VduseDeviceConfig {
   std::vector<uint8_t> config;  // the device's config space (read-only for the driver)
 };
 
-// Executes one chain of queue `queue` on the device thread; returns the used length.
-using ChainHandler = std::function<uint32_t(uint16_t queue, const DeviceChain& chain)>;
+// Executes one chain of queue `queue` on the device thread; returns the used length, or kDeferred to
+// keep the chain and finish it later through VduseDevice::complete(token, ...).
+using ChainHandler = std::function<uint32_t(uint16_t queue, const DeviceChain& chain, uint64_t token)>;
+constexpr uint32_t kDeferred = UINT32_MAX;
+// Finishes a deferred chain on the device thread (its buffers are still mapped); returns the used length.
+using ChainFinish = std::function<uint32_t(const DeviceChain& chain)>;
 
 struct VduseQueueStats {
   uint64_t requests = 0;
@@ -56,6 +63,9 @@ class VduseDevice final : private GuestMemory {
   // Stops the thread, closes the device node and destroys the VDUSE device. EBUSY (after retrying
   // for a while) while a vdpa device still uses it. Once done, later calls do nothing.
   void close();
+  // Any thread: finishes the deferred chain `token` on the device thread. A chain the device dropped
+  // meanwhile (reset, close) is not touched: `finish` is not called.
+  void complete(uint64_t token, ChainFinish finish);
 
  private:
   struct Mapping {
@@ -71,6 +81,10 @@ class VduseDevice final : private GuestMemory {
     uint16_t lastAvail = 0;  // for GET_VQ_STATE: the avail index the device has consumed up to
     bool pending = false;    // kicked (or just started): service it
     bool dead = false;       // malformed ring: no longer used
+  };
+  struct Deferred {
+    uint16_t queue;
+    DeviceChain chain;
   };
   struct Counters {
     std::atomic<uint64_t> requests{0}, readBytes{0}, writtenBytes{0};
@@ -90,6 +104,8 @@ class VduseDevice final : private GuestMemory {
   // Takes up to `budget` chains; true when chains may be left.
   bool serviceQueue(uint16_t index, unsigned budget);
   void watch(int fd, uint32_t token, bool add);
+  void finishDeferred();
+  void count(uint16_t queue, const DeviceChain& chain, uint32_t len);
 
   const std::string name_;
   const std::string devPath_;
@@ -98,6 +114,9 @@ class VduseDevice final : private GuestMemory {
   UniqueFd controlFd_;
   UniqueFd devFd_;
   UniqueFd stopFd_;
+  UniqueFd completeFd_;
+  std::mutex completionsLock_;
+  std::vector<std::pair<uint64_t, ChainFinish>> completions_;  // under completionsLock_
   UniqueFd epollFd_;
   std::thread thread_;
   bool created_ = false;
@@ -108,6 +127,8 @@ class VduseDevice final : private GuestMemory {
   std::vector<Mapping> retired_;          // invalidated while a ring pointed into them
   bool pinning_ = false;                  // translations made now are kept by a ring
   bool running_ = false;
+  std::unordered_map<uint64_t, Deferred> deferred_;  // chains a handler keeps, by token
+  uint64_t nextToken_ = 1;
   DeviceChain chain_;
 };
 

@@ -49,6 +49,21 @@ describe('createVduseBlk', () => {
     await failsWith(() => createVduseBlk({ ...ok, readOnly: 1 as Any }), TypeError, 'readOnly a number');
     await failsWith(() => createVduseBlk({ ...ok, serial: 'x'.repeat(21) }), RangeError, 'serial too long');
     await failsWith(() => createVduseBlk({ ...ok, serial: 5 as Any }), TypeError, 'serial a number');
+    const read = (): Uint8Array => new Uint8Array(0);
+    const write = (): void => {};
+    await failsWith(
+      () => createVduseBlk({ name: 'n0', handler: { read, write }, controlPath: MISSING }),
+      TypeError,
+      'handler without capacity',
+    );
+    await failsWith(() => createVduseBlk({ ...ok, handler: 'x' as Any }), TypeError, 'handler a string');
+    await failsWith(() => createVduseBlk({ ...ok, handler: { write } as Any }), TypeError, 'handler without read');
+    await failsWith(() => createVduseBlk({ ...ok, handler: { read } }), TypeError, 'writable handler without write');
+    await failsWith(
+      () => createVduseBlk({ ...ok, handler: { read, write, flush: 1 as Any } }),
+      TypeError,
+      'handler.flush a number',
+    );
   });
 
   test('a missing /dev/vduse/control is ENOENT with a modprobe hint', T, async () => {
@@ -65,6 +80,17 @@ describe('createVduseBlk', () => {
     const e = await vdpaFailure({ name: 'n0', capacity: 1 << 20, controlPath: notVduse });
     assert.equal(e.code, 'ENOTTY');
     assert.equal(e.syscall, 'ioctl(VDUSE_SET_API_VERSION)');
+  });
+
+  test('a read-only JS handler needs no write; the missing control node is still reported', T, async () => {
+    const e = await vdpaFailure({
+      name: 'n0',
+      capacity: 1 << 20,
+      readOnly: true,
+      handler: { read: (_o, n) => new Uint8Array(n) },
+      controlPath: MISSING,
+    });
+    assert.equal(e.code, 'ENOENT');
   });
 
   test('backing files: missing, and smaller than a sector', T, async () => {

@@ -2,6 +2,11 @@
 // runs the blk conformance suite over it through vhost_vdpa):
 //
 //   node dist/test/vm/vduse-serve.js NAME DRIVER (file=IMG | capacity=BYTES) [numQueues=N] [queueSize=Q]
+//                                    [serial=S] [handler=js]
+//
+// handler=js serves a RAM disk of `capacity` bytes whose read and write are JavaScript functions: the
+// process that serves a JS-handler device must not be the one blocking on its I/O (a synchronous
+// mkfs or fs.writeFileSync on the JS thread would wait for requests only that thread can answer).
 //
 // Creates and attaches the device, prints the entry's path (vhost_vdpa) or blockDevice (virtio_vdpa)
 // on a line of its own, serves until SIGTERM or SIGINT, then closes it (detach, destroy) and prints
@@ -13,11 +18,36 @@ async function main(): Promise<void> {
   if (!name || (driver !== 'vhost_vdpa' && driver !== 'virtio_vdpa'))
     throw new Error('usage: vduse-serve.js NAME vhost_vdpa|virtio_vdpa file=IMG|capacity=BYTES [key=value...]');
   const options: VduseBlkOptions = { name };
+  let jsHandler = false;
   for (const kv of rest) {
     const [k, v] = kv.split('=', 2);
-    if (k === 'file') options.file = v;
+    if (k === 'file' || k === 'serial') options[k] = v;
     else if (k === 'capacity' || k === 'numQueues' || k === 'queueSize') options[k] = Number(v);
+    else if (k === 'handler' && v === 'js') jsHandler = true;
     else throw new Error(`unknown option ${kv}`);
+  }
+  const calls = { read: 0, write: 0, flush: 0, writeZeroes: 0 };
+  if (jsHandler) {
+    const bytes = new Uint8Array(options.capacity ?? 0);
+    options.handler = {
+      // A Promise from read, plain values from the rest: both ways a handler may answer.
+      read: async (offset, length) => {
+        calls.read++;
+        await new Promise((resolve) => setImmediate(resolve));
+        return bytes.slice(offset, offset + length);
+      },
+      write: (offset, data) => {
+        calls.write++;
+        bytes.set(data, offset);
+      },
+      flush: () => {
+        calls.flush++;
+      },
+      writeZeroes: (offset, length) => {
+        calls.writeZeroes++;
+        bytes.fill(0, offset, offset + length);
+      },
+    };
   }
   const disk = await createVduseBlk(options);
   let stopping = false;
@@ -27,6 +57,7 @@ async function main(): Promise<void> {
     disk.close().then(
       () => {
         console.error(`vduse-serve: closed; stats ${JSON.stringify(disk.stats)}`);
+        if (jsHandler) console.error(`vduse-serve: handler calls ${JSON.stringify(calls)}`);
         process.exit(0);
       },
       (e: unknown) => {

@@ -3,15 +3,16 @@
 // made again on the same image, read-only, and the files read back. After the guest exits, test-vm.sh
 // checks the image on the host without the library (e2fsck, debugfs) against vduse-ext4.expected.json.
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
 import { VdpaError, createVduseBlk, getDevice, type VduseBlkDevice } from '../../lib';
-import { IN_VM, SKIP_REASON, fillRandom, image, prng, resultsDir, within } from './vm-env';
+import { IN_VM, ROOT, SKIP_REASON, fillRandom, image, prng, resultsDir, within } from './vm-env';
 
 const NAME = 'nodeblk0';
+const SERVE = path.join(ROOT, 'dist', 'test', 'vm', 'vduse-serve.js');
 const MNT = '/tmp/vduse-mnt';
 const HELLO = 'hello from a virtio-blk device written in Node\n';
 const T = { timeout: 300_000 };
@@ -31,6 +32,33 @@ function sysBlock(dev: string, file: string): string {
 async function closeQuietly(disk: VduseBlkDevice): Promise<void> {
   unmountQuietly();
   await within(disk.close(), 120_000, 'close').catch((e: unknown) => console.log(`# close failed: ${String(e)}`));
+}
+
+/** mkfs.ext4 on DEV, mount, the test's files written, unmount, e2fsck -fn clean; mounted again, read back. */
+function ext4RoundTrip(dev: string, data: Uint8Array): void {
+  run('mkfs.ext4', ['-q', '-F', '-L', 'nodevduse', dev]);
+  fs.mkdirSync(MNT, { recursive: true });
+  run('mount', ['-t', 'ext4', dev, MNT]);
+  try {
+    fs.writeFileSync(path.join(MNT, 'hello.txt'), HELLO);
+    fs.mkdirSync(path.join(MNT, 'dir'));
+    fs.writeFileSync(path.join(MNT, 'dir', 'data.bin'), data);
+    for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(MNT, 'dir', `small-${i}`), `file ${i}\n`.repeat(i + 1));
+    run('sync', []);
+  } finally {
+    run('umount', [MNT]);
+  }
+  // -f: check even though it is clean; -n: change nothing. Exit 0 only when nothing is wrong.
+  const fsck = spawnSync('e2fsck', ['-fn', dev], { encoding: 'utf8', timeout: 120_000 });
+  assert.equal(fsck.status, 0, `e2fsck -fn ${dev}: ${fsck.stdout}${fsck.stderr}`);
+  // Read back through a fresh mount (the page cache dropped with the unmount).
+  run('mount', ['-t', 'ext4', '-o', 'ro', dev, MNT]);
+  try {
+    assert.equal(fs.readFileSync(path.join(MNT, 'hello.txt'), 'utf8'), HELLO);
+    assert.ok(Buffer.from(data).equals(fs.readFileSync(path.join(MNT, 'dir', 'data.bin'))), 'data.bin read back');
+  } finally {
+    run('umount', [MNT]);
+  }
 }
 
 describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip: IN_VM ? false : SKIP_REASON }, () => {
@@ -55,21 +83,7 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
       // Two request queues: the kernel made two hardware contexts.
       assert.equal(fs.readdirSync(path.join('/sys/block', path.basename(dev), 'mq')).length, 2);
 
-      run('mkfs.ext4', ['-q', '-F', '-L', 'nodevduse', dev]);
-      fs.mkdirSync(MNT, { recursive: true });
-      run('mount', ['-t', 'ext4', dev, MNT]);
-      try {
-        fs.writeFileSync(path.join(MNT, 'hello.txt'), HELLO);
-        fs.mkdirSync(path.join(MNT, 'dir'));
-        fs.writeFileSync(path.join(MNT, 'dir', 'data.bin'), data);
-        for (let i = 0; i < 20; i++) fs.writeFileSync(path.join(MNT, 'dir', `small-${i}`), `file ${i}\n`.repeat(i + 1));
-        run('sync', []);
-      } finally {
-        run('umount', [MNT]);
-      }
-      // -f: check even though it is clean; -n: change nothing. Exit 0 only when nothing is wrong.
-      const fsck = spawnSync('e2fsck', ['-fn', dev], { encoding: 'utf8', timeout: 120_000 });
-      assert.equal(fsck.status, 0, `e2fsck -fn ${dev}: ${fsck.stdout}${fsck.stderr}`);
+      ext4RoundTrip(dev, data);
 
       const stats = disk.stats;
       assert.equal(stats.length, 2);
@@ -93,6 +107,42 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
       path.join(resultsDir(), 'vduse-ext4.expected.json'),
       JSON.stringify({ image: img, files: { '/hello.txt': HELLO }, sha256: { '/dir/data.bin': dataSha } }),
     );
+  });
+
+  test('a JS handler RAM disk served by another process: ext4 round trip through the handler', T, async () => {
+    const served = spawn(
+      process.execPath,
+      [SERVE, 'nodeblk2', 'virtio_vdpa', `capacity=${32 << 20}`, 'numQueues=2', 'serial=node-js', 'handler=js'],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    let err = '';
+    served.stdout.on('data', (b: Buffer) => (out += b.toString()));
+    served.stderr.on('data', (b: Buffer) => (err += b.toString()));
+    const exited = new Promise<number | null>((resolve) => served.on('exit', (code) => resolve(code)));
+    try {
+      const dev = await within(
+        new Promise<string>((resolve, reject) => {
+          served.stdout.on('data', () => {
+            const line = out.split('\n')[0] ?? '';
+            if (out.includes('\n')) resolve(line);
+          });
+          void exited.then((code) => reject(new Error(`vduse-serve exited ${code}: ${err}`)));
+        }),
+        120_000,
+        'vduse-serve attaching',
+      );
+      assert.match(dev, /^\/dev\/vd[a-z]+$/);
+      assert.equal(sysBlock(dev, 'serial'), 'node-js');
+      ext4RoundTrip(dev, data.subarray(0, 1 << 20));
+    } finally {
+      unmountQuietly();
+      served.kill('SIGTERM');
+      assert.equal(await within(exited, 120_000, 'vduse-serve closing'), 0, `vduse-serve: ${err}`);
+    }
+    console.log(`# ${err.trim().split('\n').join('; ')}`);
+    const calls = JSON.parse(/handler calls (\{.*\})/.exec(err)?.[1] ?? '{}') as Record<string, number>;
+    assert.ok((calls.read ?? 0) > 0 && (calls.write ?? 0) > 0, `the handler read and wrote: ${err}`);
   });
 
   test('RAM-backed, 4 queues: fio --verify=crc32c at depth 32 (io_uring, O_DIRECT)', T, async () => {

@@ -27,7 +27,7 @@ MockBlk::MockBlk(const MockOptions& opts) : numQueues_(opts.numQueues) {
   if (opts.capacity == 0 || opts.capacity % 512 != 0)
     throwSys(EINVAL, "open", "mock:blk", "capacity must be a non-zero multiple of 512 bytes");
   disk_ = std::make_unique<RamStorage>(opts.capacity, "mock:blk");
-  executor_ = std::make_unique<BlkExecutor>(blkParams(opts), *disk_, "mock:blk");
+  executor_ = std::make_unique<BlkExecutor>(blkParams(opts), disk_->size(), disk_.get(), "mock:blk");
 }
 
 bool MockBlk::handle(uint16_t, const DeviceChain& chain, uint32_t* usedLen) {
