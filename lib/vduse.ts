@@ -50,6 +50,14 @@ export interface VduseBlkOptions {
   serial?: string;
   /** Logical block size, a power of two from 512 to 65536 (default 512). */
   blockSize?: number;
+  /**
+   * Take over the VDUSE device of this name if it exists, e.g. after the process serving it died
+   * (`SIGKILL`: the kernel keeps the device, and its driver waits for the requests in flight). The
+   * options must be those it was made with. The queues resume from their used index: the requests
+   * the dead process had taken and not finished run again (fine for a disk: reads and writes are
+   * idempotent). Not with a `handler`. Default false: an existing name is EEXIST.
+   */
+  reconnect?: boolean;
   /** @internal The control node (tests point it elsewhere). */
   controlPath?: string;
 }
@@ -106,7 +114,8 @@ function isPowerOfTwo(v: number): boolean {
 
 function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
   checkObject(options, 'options');
-  const { name, file, capacity, handler, numQueues, queueSize, readOnly, serial, blockSize, controlPath } = options;
+  const { name, file, capacity, handler, numQueues, queueSize, readOnly, serial, blockSize, controlPath, reconnect } =
+    options;
   if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${typeof name}`);
   if (name.length === 0 || Buffer.byteLength(name) > 255 || /[/\0\s]/.test(name))
     throw new RangeError(`name must be 1 to 255 bytes without '/', NUL or spaces, got ${JSON.stringify(name)}`);
@@ -134,6 +143,11 @@ function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
     if (typeof handler.read !== 'function') throw new TypeError('handler.read must be a function');
     if (handler.write === undefined && readOnly !== true)
       throw new TypeError('handler.write must be a function (or the disk readOnly)');
+  }
+  if (reconnect !== undefined) {
+    out.reconnect = checkBoolean(reconnect, 'reconnect');
+    if (reconnect && handler !== undefined)
+      throw new TypeError('reconnect needs a device that finishes requests in order: not with a handler');
   }
   if (numQueues !== undefined) out.numQueues = checkInteger(numQueues, 'numQueues', 1, 64);
   if (queueSize !== undefined) {
@@ -187,8 +201,9 @@ export class VduseBlkDevice {
   private closing: Promise<void> | undefined;
 
   /** @internal Use {@link createVduseBlk}. */
-  constructor(handle: NativeVduse) {
+  constructor(handle: NativeVduse, entry?: DeviceEntry) {
     this.handle = handle;
+    this.entry = entry;
     this.name = handle.name;
     this.capacity = handle.capacity;
     this.numQueues = handle.numQueues;
@@ -303,7 +318,12 @@ function sysError(code: 'EBUSY' | 'EBADF', syscall: string, name: string, detail
 export async function createVduseBlk(options: VduseBlkOptions): Promise<VduseBlkDevice> {
   const checked = checkOptions(options);
   const { handler } = options;
-  if (handler === undefined) return new VduseBlkDevice(await addon.createVduseBlk(checked));
+  if (handler === undefined) {
+    const device = await addon.createVduseBlk(checked);
+    // Taken over: its vdpa device (if any) is attached already, and close() deletes it.
+    const entry = options.reconnect ? await getDevice(device.name).catch(() => undefined) : undefined;
+    return new VduseBlkDevice(device, entry?.mgmtDev === 'vduse' ? entry : undefined);
+  }
   const serve = new HandlerServer(handler);
   const created: { device?: NativeVduse } = {};
   const early: NativeBlkRequest[] = []; // before createVduseBlk resolved (none expected: not attached yet)

@@ -64,6 +64,7 @@ VduseBlkOptions blkOptions(Napi::Object o) {
   b.params.sizeMax = static_cast<uint32_t>(numberProp(o, "sizeMax", 512, uint64_t{1} << 31, b.params.sizeMax));
   b.params.readOnly = boolProp(o, "readOnly", false);
   b.params.serial = stringProp(o, "serial", "");
+  b.reconnect = boolProp(o, "reconnect", false);
   return b;
 }
 

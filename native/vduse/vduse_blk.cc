@@ -20,6 +20,7 @@ VduseBlk::VduseBlk(const VduseBlkOptions& opts, Submit submit) : submit_(std::mo
   cfg.numQueues = opts.params.numQueues;
   cfg.maxQueueSize = opts.queueSize;
   cfg.config = executor_->config();
+  cfg.reconnect = opts.reconnect;
   ChainHandler handler;
   if (submit_)
     handler = [this](uint16_t, const DeviceChain& chain, uint64_t token) { return handleDeferred(chain, token); };

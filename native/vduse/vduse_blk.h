@@ -22,6 +22,7 @@ struct VduseBlkOptions {
   uint64_t capacity = 0;  // RAM and `submit` (bytes, a multiple of 512)
   BlkParams params;
   uint16_t queueSize = 256;
+  bool reconnect = false;  // see VduseDeviceConfig::reconnect
 };
 
 class VduseBlk {

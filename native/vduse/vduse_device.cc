@@ -65,8 +65,10 @@ VduseDevice::VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler)
   dc->vq_align = 4096;
   dc->config_size = static_cast<uint32_t>(cfg.config.size());
   std::memcpy(buf.data() + sizeof(vduse_dev_config), cfg.config.data(), cfg.config.size());
-  if (int err = ioctlErrno(controlFd_.get(), VDUSE_CREATE_DEV, dc))
-    throwControl(err, "ioctl(VDUSE_CREATE_DEV)", cfg.controlPath, name_);
+  if (int err = ioctlErrno(controlFd_.get(), VDUSE_CREATE_DEV, dc)) {
+    if (err != EEXIST || !cfg.reconnect) throwControl(err, "ioctl(VDUSE_CREATE_DEV)", cfg.controlPath, name_);
+    resume_ = true;  // the device exists with its own config: take it over
+  }
   created_ = true;
   try {
     // The node comes from devtmpfs/udev shortly after the ioctl returns.
@@ -74,10 +76,11 @@ VduseDevice::VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler)
     for (;;) {
       devFd_ = UniqueFd(retryEintr([&] { return ::open(devPath_.c_str(), O_RDWR | O_NONBLOCK | O_CLOEXEC); }));
       if (devFd_) break;
+      if (errno == EBUSY) throwSys(EBUSY, "open", devPath_, "another process serves VDUSE device '" + name_ + "'");
       if (errno != ENOENT || std::chrono::steady_clock::now() > deadline) throwControl(errno, "open", devPath_, name_);
       sleepFor(std::chrono::milliseconds(20));
     }
-    for (uint32_t i = 0; i < cfg.numQueues; i++) {
+    for (uint32_t i = 0; i < cfg.numQueues && !resume_; i++) {
       vduse_vq_config vq{};
       vq.index = i;
       vq.max_size = cfg.maxQueueSize;
@@ -97,7 +100,7 @@ VduseDevice::VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler)
     devFd_.reset();
     char n[VDUSE_NAME_MAX] = {};
     std::memcpy(n, name_.data(), name_.size());
-    ioctlErrno(controlFd_.get(), VDUSE_DESTROY_DEV, n);
+    if (!resume_) ioctlErrno(controlFd_.get(), VDUSE_DESTROY_DEV, n);  // not ours to destroy otherwise
     created_ = false;
     throw;
   }
@@ -242,6 +245,11 @@ void VduseDevice::stopThread() {
 void VduseDevice::loop() {
   epoll_event events[64];
   bool more = false;  // a queue used up its budget: look again without sleeping
+  if (resume_) {
+    // The kernel re-sends what the dead process had read and not answered; DRIVER_OK came before.
+    startQueues();
+    more = true;
+  }
   for (;;) {
     const int n = retryEintr([&] { return ::epoll_wait(epollFd_.get(), events, 64, more ? 0 : -1); });
     if (n < 0) return;

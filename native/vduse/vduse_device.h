@@ -32,6 +32,10 @@ struct VduseDeviceConfig {
   uint16_t numQueues = 1;
   uint16_t maxQueueSize = 256;
   std::vector<uint8_t> config;  // the device's config space (read-only for the driver)
+  // A device of this name exists (its process died): serve it instead of failing with EEXIST. The
+  // queues the driver made ready are resumed from their used index, so the chains the dead process
+  // had taken and not finished run again (right for a device that finishes chains in order).
+  bool reconnect = false;
 };
 
 // Executes one chain of queue `queue` on the device thread; returns the used length, or kDeferred to
@@ -127,6 +131,7 @@ class VduseDevice final : private GuestMemory {
   std::vector<Mapping> retired_;          // invalidated while a ring pointed into them
   bool pinning_ = false;                  // translations made now are kept by a ring
   bool running_ = false;
+  bool resume_ = false;  // reconnected: start the ready queues without waiting for DRIVER_OK
   std::unordered_map<uint64_t, Deferred> deferred_;  // chains a handler keeps, by token
   uint64_t nextToken_ = 1;
   DeviceChain chain_;

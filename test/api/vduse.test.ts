@@ -59,6 +59,12 @@ describe('createVduseBlk', () => {
     await failsWith(() => createVduseBlk({ ...ok, handler: 'x' as Any }), TypeError, 'handler a string');
     await failsWith(() => createVduseBlk({ ...ok, handler: { write } as Any }), TypeError, 'handler without read');
     await failsWith(() => createVduseBlk({ ...ok, handler: { read } }), TypeError, 'writable handler without write');
+    await failsWith(() => createVduseBlk({ ...ok, reconnect: 'yes' as Any }), TypeError, 'reconnect a string');
+    await failsWith(
+      () => createVduseBlk({ ...ok, reconnect: true, handler: { read, write } }),
+      TypeError,
+      'reconnect with a handler',
+    );
     await failsWith(
       () => createVduseBlk({ ...ok, handler: { read, write, flush: 1 as Any } }),
       TypeError,

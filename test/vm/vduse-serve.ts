@@ -2,7 +2,7 @@
 // runs the blk conformance suite over it through vhost_vdpa):
 //
 //   node dist/test/vm/vduse-serve.js NAME DRIVER (file=IMG | capacity=BYTES) [numQueues=N] [queueSize=Q]
-//                                    [serial=S] [handler=js]
+//                                    [serial=S] [handler=js] [reconnect=1]
 //
 // handler=js serves a RAM disk of `capacity` bytes whose read and write are JavaScript functions: the
 // process that serves a JS-handler device must not be the one blocking on its I/O (a synchronous
@@ -24,6 +24,7 @@ async function main(): Promise<void> {
     if (k === 'file' || k === 'serial') options[k] = v;
     else if (k === 'capacity' || k === 'numQueues' || k === 'queueSize') options[k] = Number(v);
     else if (k === 'handler' && v === 'js') jsHandler = true;
+    else if (k === 'reconnect' && v === '1') options.reconnect = true;
     else throw new Error(`unknown option ${kv}`);
   }
   const calls = { read: 0, write: 0, flush: 0, writeZeroes: 0 };
@@ -68,7 +69,8 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  const entry = await disk.attach(driver);
+  // reconnect=1: the vdpa device of the process this one replaces is still attached.
+  const entry = disk.attached ?? (await disk.attach(driver));
   console.log(driver === 'vhost_vdpa' ? entry.path : entry.blockDevice);
   // The device thread does the work; this keeps the event loop alive until a signal arrives.
   setInterval(() => {}, 1 << 30);

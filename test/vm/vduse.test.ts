@@ -61,6 +61,52 @@ function ext4RoundTrip(dev: string, data: Uint8Array): void {
   }
 }
 
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function dmesgTail(lines: number): string {
+  const r = spawnSync('dmesg', [], { encoding: 'utf8', timeout: 10_000 });
+  return (r.stdout ?? '').trim().split('\n').slice(-lines).join(' | ');
+}
+
+interface Served {
+  proc: ReturnType<typeof spawn>;
+  /** The first line vduse-serve.js prints: the block device or vhost node. */
+  device: Promise<string>;
+  exited: Promise<number | null>;
+  stderr(): string;
+  /** SIGTERM, and its exit code must be 0 (it closed the device). */
+  stop(): Promise<void>;
+}
+
+/** Runs test/vm/vduse-serve.ts with ARGS: a Node VDUSE device in its own process. */
+function serve(args: string[]): Served {
+  const proc = spawn(process.execPath, [SERVE, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stderr.on('data', (b: Buffer) => (err += b.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.on('exit', (code) => resolve(code)));
+  const device = new Promise<string>((resolve, reject) => {
+    proc.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (out.includes('\n')) resolve(out.split('\n')[0] ?? '');
+    });
+    void exited.then((code) => reject(new Error(`vduse-serve ${args.join(' ')} exited ${code}: ${err}`)));
+  });
+  device.catch(() => undefined);
+  return {
+    proc,
+    device,
+    exited,
+    stderr: () => err,
+    stop: async () => {
+      if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGTERM');
+      assert.equal(await within(exited, 120_000, 'vduse-serve closing'), 0, `vduse-serve: ${err}`);
+    },
+  };
+}
+
 describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip: IN_VM ? false : SKIP_REASON }, () => {
   const data = new Uint8Array(3 << 20);
   fillRandom(prng(0x5eed), data);
@@ -110,40 +156,80 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
   });
 
   test('a JS handler RAM disk served by another process: ext4 round trip through the handler', T, async () => {
-    const served = spawn(
-      process.execPath,
-      [SERVE, 'nodeblk2', 'virtio_vdpa', `capacity=${32 << 20}`, 'numQueues=2', 'serial=node-js', 'handler=js'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
-    );
-    let out = '';
-    let err = '';
-    served.stdout.on('data', (b: Buffer) => (out += b.toString()));
-    served.stderr.on('data', (b: Buffer) => (err += b.toString()));
-    const exited = new Promise<number | null>((resolve) => served.on('exit', (code) => resolve(code)));
+    const served = serve([
+      'nodeblk2',
+      'virtio_vdpa',
+      `capacity=${32 << 20}`,
+      'numQueues=2',
+      'serial=node-js',
+      'handler=js',
+    ]);
     try {
-      const dev = await within(
-        new Promise<string>((resolve, reject) => {
-          served.stdout.on('data', () => {
-            const line = out.split('\n')[0] ?? '';
-            if (out.includes('\n')) resolve(line);
-          });
-          void exited.then((code) => reject(new Error(`vduse-serve exited ${code}: ${err}`)));
-        }),
-        120_000,
-        'vduse-serve attaching',
-      );
+      const dev = await within(served.device, 120_000, 'vduse-serve attaching');
       assert.match(dev, /^\/dev\/vd[a-z]+$/);
       assert.equal(sysBlock(dev, 'serial'), 'node-js');
       ext4RoundTrip(dev, data.subarray(0, 1 << 20));
     } finally {
       unmountQuietly();
-      served.kill('SIGTERM');
-      assert.equal(await within(exited, 120_000, 'vduse-serve closing'), 0, `vduse-serve: ${err}`);
+      await served.stop();
     }
+    const err = served.stderr();
     console.log(`# ${err.trim().split('\n').join('; ')}`);
     const calls = JSON.parse(/handler calls (\{.*\})/.exec(err)?.[1] ?? '{}') as Record<string, number>;
     assert.ok((calls.read ?? 0) > 0 && (calls.write ?? 0) > 0, `the handler read and wrote: ${err}`);
   });
+
+  test(
+    'the device process SIGKILLed under fio: the I/O waits; a new process reconnects, fio --verify passes',
+    T,
+    async () => {
+      const img = image('vduse-kill.img', 64 << 20);
+      const first = serve(['nodeblk3', 'virtio_vdpa', `file=${img}`]);
+      const dev = await within(first.device, 120_000, 'vduse-serve attaching');
+      const fio = spawn(
+        'fio',
+        [
+          '--name=kill',
+          `--filename=${dev}`,
+          '--direct=1',
+          '--ioengine=io_uring',
+          '--iodepth=32',
+          '--rw=randwrite',
+          '--bs=4k',
+          '--size=32M',
+          '--verify=crc32c',
+          '--verify_fatal=1',
+          '--do_verify=1',
+        ],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      let fioOut = '';
+      fio.stdout.on('data', (b: Buffer) => (fioOut += b.toString()));
+      fio.stderr.on('data', (b: Buffer) => (fioOut += b.toString()));
+      const fioDone = new Promise<number | null>((resolve) => fio.on('exit', (code) => resolve(code)));
+      let second: Served | undefined;
+      try {
+        await sleep(3000);
+        assert.equal(fio.exitCode, null, `fio is still writing when the device dies: ${fioOut}`);
+        first.proc.kill('SIGKILL');
+        await within(first.exited, 30_000, 'the killed device process exiting');
+        // Nobody answers the kernel now: the requests in flight stay in flight (virtio_blk has no
+        // timeout), and fio waits.
+        await sleep(5000);
+        assert.equal(fio.exitCode, null, 'fio waits for the requests the dead device had');
+        console.log(`# after SIGKILL: fio still waiting; kernel: ${dmesgTail(12)}`);
+        second = serve(['nodeblk3', 'virtio_vdpa', `file=${img}`, 'reconnect=1']);
+        assert.equal(await within(second.device, 60_000, 'reconnecting'), dev, 'the same block device is served');
+        const code = await within(fioDone, 240_000, 'fio finishing after the reconnect');
+        assert.equal(code, 0, `fio --verify after the reconnect: ${fioOut}`);
+        console.log(`# fio after the reconnect: ${/WRITE:.*$/m.exec(fioOut)?.[0] ?? ''}`);
+      } finally {
+        if (fio.exitCode === null) fio.kill('SIGKILL');
+        await second?.stop();
+      }
+      assert.equal(await getDevice('nodeblk3'), undefined, 'the vdpa device is gone after the second close()');
+    },
+  );
 
   test('RAM-backed, 4 queues: fio --verify=crc32c at depth 32 (io_uring, O_DIRECT)', T, async () => {
     await using disk = await createVduseBlk({ name: 'nodeblk1', capacity: 64 << 20, numQueues: 4, queueSize: 256 });
