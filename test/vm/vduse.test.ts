@@ -8,7 +8,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, test } from 'node:test';
-import { VdpaError, createVduseBlk, getDevice, type VduseBlkDevice } from '../../lib';
+import { VdpaError, createVduseBlk, getDevice, openBlk, type VduseBlkDevice } from '../../lib';
 import { IN_VM, ROOT, SKIP_REASON, fillRandom, image, prng, resultsDir, within } from './vm-env';
 
 const NAME = 'nodeblk0';
@@ -230,6 +230,32 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
       assert.equal(await getDevice('nodeblk3'), undefined, 'the vdpa device is gone after the second close()');
     },
   );
+
+  test('driver and device in one process: openBlk over vhost_vdpa on a Node VDUSE RAM disk', T, async () => {
+    await using disk = await createVduseBlk({ name: 'nodeblk4', capacity: 16 << 20, numQueues: 2, queueSize: 64 });
+    const { path: node } = await within(disk.attach('vhost_vdpa'), 120_000, 'attach');
+    assert.match(node ?? '', /^\/dev\/vhost-vdpa-\d+$/);
+    const blk = await within(openBlk(node ?? '', { numQueues: 2, queueSize: 64 }), 60_000, 'openBlk');
+    // Four times the rings' worth in flight at once: the device thread must answer while this thread waits.
+    const n = 4 * 64 * 2;
+    try {
+      assert.equal(blk.capacity, 16 << 20);
+      const bufs = Array.from({ length: n }, (_, i) => {
+        const b = i % 2 ? blk.allocBuffer(4096) : new Uint8Array(4096);
+        b.set(data.subarray(i * 4096, (i + 1) * 4096));
+        return b;
+      });
+      await within(Promise.all(bufs.map((b, i) => blk.write(i * 8192, b))), 120_000, 'writes');
+      await within(blk.flush(), 30_000, 'flush');
+      for (const b of bufs) b.fill(0);
+      await within(Promise.all(bufs.map((b, i) => blk.read(i * 8192, b))), 120_000, 'reads');
+      bufs.forEach((b, i) => assert.ok(Buffer.from(b).equals(data.subarray(i * 4096, (i + 1) * 4096)), `block ${i}`));
+    } finally {
+      await blk.close();
+    }
+    const served = disk.stats.reduce((a, s) => a + s.requests, 0);
+    assert.ok(served >= 2 * n, `the device served the ${2 * n} requests (stats: ${served})`);
+  });
 
   test('RAM-backed, 4 queues: fio --verify=crc32c at depth 32 (io_uring, O_DIRECT)', T, async () => {
     await using disk = await createVduseBlk({ name: 'nodeblk1', capacity: 64 << 20, numQueues: 4, queueSize: 256 });
