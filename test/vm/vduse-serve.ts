@@ -4,7 +4,8 @@
 //   node dist/test/vm/vduse-serve.js NAME DRIVER (file=IMG | capacity=BYTES) [numQueues=N] [queueSize=Q]
 //                                    [serial=S] [handler=js] [reconnect=1]
 //
-// handler=js serves a RAM disk of `capacity` bytes whose read and write are JavaScript functions: the
+// handler=js serves a RAM disk of `capacity` bytes whose read and write are JavaScript functions (with
+// handler=js-hold its reads never answer); the
 // process that serves a JS-handler device must not be the one blocking on its I/O (a synchronous
 // mkfs or fs.writeFileSync on the JS thread would wait for requests only that thread can answer).
 //
@@ -19,12 +20,15 @@ async function main(): Promise<void> {
     throw new Error('usage: vduse-serve.js NAME vhost_vdpa|virtio_vdpa file=IMG|capacity=BYTES [key=value...]');
   const options: VduseBlkOptions = { name };
   let jsHandler = false;
+  let holdReads = false;
   for (const kv of rest) {
     const [k, v] = kv.split('=', 2);
     if (k === 'file' || k === 'serial') options[k] = v;
     else if (k === 'capacity' || k === 'numQueues' || k === 'queueSize') options[k] = Number(v);
-    else if (k === 'handler' && v === 'js') jsHandler = true;
-    else if (k === 'reconnect' && v === '1') options.reconnect = true;
+    else if (k === 'handler' && (v === 'js' || v === 'js-hold')) {
+      jsHandler = true;
+      holdReads = v === 'js-hold';
+    } else if (k === 'reconnect' && v === '1') options.reconnect = true;
     else throw new Error(`unknown option ${kv}`);
   }
   const calls = { read: 0, write: 0, flush: 0, writeZeroes: 0 };
@@ -34,7 +38,8 @@ async function main(): Promise<void> {
       // A Promise from read, plain values from the rest: both ways a handler may answer.
       read: async (offset, length) => {
         calls.read++;
-        await new Promise((resolve) => setImmediate(resolve));
+        // js-hold: reads are never answered (a device busy with them when the driver resets it).
+        await new Promise((resolve) => (holdReads ? undefined : setImmediate(resolve)));
         return bytes.slice(offset, offset + length);
       },
       write: (offset, data) => {

@@ -257,6 +257,26 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
     assert.ok(served >= 2 * n, `the device served the ${2 * n} requests (stats: ${served})`);
   });
 
+  test('a reset while the device holds a request is answered at once: openBlk closes, the read fails', T, async () => {
+    // Another process serves the disk with a JS handler that never answers reads; the driver here
+    // gives up on the read when it closes, and its reset reaches the device while the read is held.
+    const served = serve(['nodeblk5', 'vhost_vdpa', `capacity=${16 << 20}`, 'handler=js-hold']);
+    try {
+      const node = await within(served.device, 120_000, 'vduse-serve attaching');
+      const blk = await within(openBlk(node, { queueSize: 64 }), 60_000, 'openBlk');
+      const read = blk.read(0, new Uint8Array(4096));
+      read.catch(() => undefined);
+      await sleep(1000);
+      // qemu-storage-daemon leaves such a reset unanswered until the kernel gives up (about 30 s).
+      await within(blk.close(), 20_000, 'close (reset) with a read held by the device');
+      await assert.rejects(read);
+    } finally {
+      await served.stop();
+    }
+    const calls = JSON.parse(/handler calls (\{.*\})/.exec(served.stderr())?.[1] ?? '{}') as Record<string, number>;
+    assert.ok((calls.read ?? 0) >= 1, `the read reached the handler: ${served.stderr()}`);
+  });
+
   test('RAM-backed, 4 queues: fio --verify=crc32c at depth 32 (io_uring, O_DIRECT)', T, async () => {
     await using disk = await createVduseBlk({ name: 'nodeblk1', capacity: 64 << 20, numQueues: 4, queueSize: 256 });
     const { blockDevice } = await within(disk.attach('virtio_vdpa'), 120_000, 'attach');
