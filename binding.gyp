@@ -33,7 +33,9 @@
         "native/ring/packed_driver_queue.cc",
         "native/ring/packed_device_queue.cc",
         "native/transport/open_transport.cc",
-        "native/transport/mock/mock_model.cc",
+        "native/device_model/chain_bytes.cc",
+        "native/device_model/blk_storage.cc",
+        "native/device_model/blk_executor.cc",
         "native/transport/mock/mock_options.cc",
         "native/transport/mock/mock_transport.cc",
         "native/transport/mock/mock_device.cc",
@@ -46,7 +48,9 @@
         "native/transport/vfio/vfio_transport.cc",
         "native/transport/virtio_pci/virtio_pci_modern.cc",
         "native/device/virtio_device.cc",
-        "native/management/netlink_socket.cc"
+        "native/management/netlink_socket.cc",
+        "native/vduse/vduse_device.cc",
+        "native/vduse/vduse_blk.cc"
       ]
     },
     {
@@ -72,6 +76,7 @@
         "native/napi/region_wrap.cc",
         "native/napi/vhost_wrap.cc",
         "native/napi/management_binding.cc",
+        "native/napi/vduse_wrap.cc",
         "native/napi/addon.cc"
       ]
     },

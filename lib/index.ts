@@ -61,3 +61,11 @@ export {
   type QueueStats,
   type VdpaDeviceAttributes,
 } from './management';
+export {
+  VduseBlkDevice,
+  createVduseBlk,
+  type VduseBlkOptions,
+  type VduseBlkHandler,
+  type VduseQueueStats,
+  type VduseAttachOptions,
+} from './vduse';

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Inside the vdpa-vm guest (started by scripts/vm/test-vm.sh through run.sh): the blk conformance suite
 # against VDUSE devices of several shapes, then the test/vm/*.test.ts files for vhost-vdpa, then
+# test/vm/vduse.test.ts (a VDUSE blk device served by the library, ext4 through the kernel's virtio_blk), then
 # test/vm/management.test.ts (the management API: vdpa devices and the mgmt-pci function); then VFIO:
 # the virtio-pci functions (virtio-blk 0x1042: serial vfio-split and vfio-packed; virtio-net 0x1041:
 # a wired pair) are found in /sys/bus/pci/devices, bound to vfio-pci, and get the blk conformance
@@ -13,6 +14,8 @@
 #   VDPA_VM_SUITE=path.js                    conformance file to run (default: dist/test/conformance/blk.test.js)
 #   VDPA_VM_NET_SUITE=path.js                net conformance file (default: dist/test/conformance/net.test.js)
 #   VDPA_VM_VFIO=0                           skip the VFIO part (it fails when the functions are missing)
+#   VDPA_VM_VDUSE_SHAPES="1:64 4:256"        queues:size list for the Node VDUSE conformance runs
+#   VDPA_VM_ONLY_VDUSE=1                     run only the Node VDUSE part (while developing it)
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -59,7 +62,7 @@ run_tests() {
 }
 
 # Removes every vdpa device (and stops its daemon, which flushes its image). Run once the node
-# process that used them has exited: `vdpa dev del` waits until nobody holds /dev/vhost-vdpa-N.
+# process that used them has exited: the library's dev del refuses (EBUSY) while /dev/vhost-vdpa-N is held.
 cleanup_devices() {
   local d name
   for d in /sys/bus/vdpa/devices/*; do
@@ -72,6 +75,48 @@ cleanup_devices() {
     name=${d##*/}; timeout -k 5 30 "$HERE/vduse-blk.sh" stop "${name%.pid}" || true
   done
 }
+
+# ---- VDUSE devices served by the library (Node is the device): the kernel's virtio_blk as the driver
+# (test/vm/vduse.test.ts), then the blk conformance suite through vhost_vdpa from another process
+vduse_part() {
+  if [[ -f dist/test/vm/vduse.test.js ]]; then
+    run_tests vduse 600 dist/test/vm/vduse.test.js
+    cleanup_devices
+  else
+    note "FAIL vduse: dist/test/vm/vduse.test.js not built"; failed=1
+  fi
+  local shape
+  for shape in ${VDPA_VM_VDUSE_SHAPES:-1:64 4:256}; do vduse_conformance "${shape%%:*}" "${shape##*:}"; done
+}
+# vduse_conformance QUEUES SIZE : dist/test/vm/vduse-serve.js serves a RAM disk on vhost_vdpa; the suite
+# runs in this (other) process's node against its /dev/vhost-vdpa-N
+vduse_conformance() {
+  local q=$1 s=$2 name=nodeconf-$1x$2 log=$RES/nodeconf-$1x$2.serve.log dev="" pid i rc
+  node dist/test/vm/vduse-serve.js "$name" vhost_vdpa capacity=$((64 << 20)) numQueues="$q" queueSize="$s" \
+    >"$log.out" 2>"$log" &
+  pid=$!
+  for ((i = 0; i < 1200; i++)); do
+    dev=$(head -n1 "$log.out" 2>/dev/null)
+    [[ -n $dev ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ $dev != /dev/vhost-vdpa-* ]]; then
+    note "FAIL $name: vduse-serve.js did not attach: $(tr '\n' ' ' <"$log")"; failed=1
+    kill -TERM "$pid" 2>/dev/null; wait "$pid"; return
+  fi
+  echo "==== Node VDUSE blk $name ($q queues x $s) on $dev, served by pid $pid"
+  VDPA_TEST_DEVICE=$dev VDPA_TEST_QUEUES=$q VDPA_TEST_QUEUE_SIZE=$s run_tests "$name" 300 "$SUITE"
+  kill -TERM "$pid"
+  timeout 60 tail --pid="$pid" -f /dev/null
+  wait "$pid"; rc=$?
+  cat "$log"
+  ((rc == 0)) || { note "FAIL $name: vduse-serve.js exited $rc on SIGTERM (close failed?)"; failed=1; }
+}
+if [[ ${VDPA_VM_ONLY_VDUSE:-0} == 1 ]]; then
+  vduse_part
+  echo "==== guest summary"; cat "$SUMMARY"; exit $failed
+fi
 
 for shape in ${VDPA_VM_SHAPES:-1:64 4:256}; do
   q=${shape%%:*} s=${shape##*:} name=conf-${q}x${s}
@@ -87,13 +132,16 @@ done
 
 shopt -s nullglob
 vm_tests=()
-for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js ]] || vm_tests+=("$f"); done
+for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js || $f == */vduse*.test.js ]] || vm_tests+=("$f"); done
 if ((${#vm_tests[@]} == 0)); then
   note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
 else
   run_tests vm 420 "${vm_tests[@]}"
   cleanup_devices
 fi
+
+# ---- VDUSE devices served by the library
+vduse_part
 
 # ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function
 # moved between virtio-pci and vfio-pci (before the VFIO part binds the other functions)

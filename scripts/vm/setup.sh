@@ -46,6 +46,7 @@ declare -A PKG_FILE=(
   [busybox-static]=/bin/busybox
   [iproute2]=/sbin/vdpa
   [fio]=/usr/bin/fio
+  [e2fsprogs]=/usr/sbin/debugfs                       # the host-side check of the VDUSE ext4 image
   [kmod]=/sbin/depmod
   [zstd]=/usr/bin/zstd
   [xz-utils]=/usr/bin/xz
@@ -125,7 +126,8 @@ MODDIR="$KDIR/root/lib/modules/$KVER"
 WANT_MODULES="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
   9pnet 9pnet_virtio 9p netfs virtio_blk virtio_net
   vhost_iotlb vhost vdpa vhost_vdpa vduse vfio vfio_iommu_type1 vfio_pci_core vfio_pci
-  virtio_vdpa"
+  virtio_vdpa
+  crc32c_generic ext4"
 
 build_initramfs() {
   local out="$CACHE/initramfs-$SELF_HASH.cpio.gz" st="$CACHE/initramfs.tmp"

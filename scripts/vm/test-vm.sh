@@ -7,12 +7,15 @@
 # Needs the addon built (build/Release/vdpa.node); compiles TypeScript (tsc) only when dist/ is missing
 # or older than the sources. Creates the image files in a results dir, boots the guest once running
 # scripts/vm/guest-tests.sh, then checks on the host, without the library, the bytes the data oracles
-# wrote (scripts/vm/oracle-check.py: the vhost-vdpa image and both VFIO blk images).
+# wrote (scripts/vm/oracle-check.py: the vhost-vdpa image and both VFIO blk images) and the ext4 image
+# a VDUSE device served by the library carried (scripts/vm/vduse-ext4-check.sh: e2fsck, debugfs).
 # The guest gets two virtio-blk-pci functions (vfio-split.img; vfio-packed.img with packed=on; their
 # serials name the image) and a --net-pair, for the VFIO part of guest-tests.sh; a third (mgmt-pci.img,
 # serial mgmt-pci) is test/vm/management.test.ts's, which moves it between virtio-pci and vfio-pci; and two
-# functions of one multifunction slot (serials grp-a, grp-b: one IOMMU group) are its non-viable group. Exits non-zero on any failure, including: the guest never ran,
-# zero tests ran, a test was skipped inside the guest.
+# functions of one multifunction slot (serials grp-a, grp-b: one IOMMU group) are its non-viable group.
+# The NICs' links can be changed from the guest (run.sh --net-link-control: the net suite's 'link' test).
+# Exits non-zero on any failure, including: the guest never ran, zero tests ran, a test was skipped
+# inside the guest.
 #
 # Environment: VDPA_VM_SHAPES (see guest-tests.sh; default "1:64 4:256"), VDPA_VM_TEST_RESULTS=DIR (results dir; default a
 # new dir under ~/.cache/vdpa-vm/test-runs, kept), VDPA_VM_TIMEOUT (guest timeout, default 1200 s),
@@ -70,14 +73,15 @@ export VDPA_VM_SHAPES=${VDPA_VM_SHAPES:-1:64 4:256}
 for shape in $VDPA_VM_SHAPES; do
   rm -f "$RES/conf-${shape%%:*}x${shape##*:}.img"; truncate -s 64M "$RES/conf-${shape%%:*}x${shape##*:}.img"
 done
-for img in oracle faults vfio-split vfio-packed mgmt-pci grp-a grp-b; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
+rm -f "$RES/vduse-ext4.expected.json"
+for img in oracle faults vfio-split vfio-packed mgmt-pci grp-a grp-b vduse-ext4; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
 
 echo "test-vm: booting the guest (results in $RES)" >&2
 "$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" \
   --blk-pci "$RES/vfio-split.img,serial=vfio-split" --blk-pci "$RES/vfio-packed.img,packed,serial=vfio-packed" \
   --blk-pci "$RES/mgmt-pci.img,serial=mgmt-pci" \
   --blk-pci "$RES/grp-a.img,serial=grp-a,addr=0x10.0,multifunction=on" --blk-pci "$RES/grp-b.img,serial=grp-b,addr=0x10.1" \
-  --net-pair -- bash scripts/vm/guest-tests.sh
+  --net-pair --net-link-control -- bash scripts/vm/guest-tests.sh
 guest_rc=$?
 
 fail=()
@@ -101,6 +105,9 @@ done
 
 echo "---- data oracle (host side, without the library)"
 python3 "$HERE/oracle-check.py" "$RES" oracle.json oracle-vfio-split.json oracle-vfio-packed.json || fail+=("the host-side data oracle failed")
+
+echo "---- VDUSE ext4 image (host side, without the library: e2fsck and debugfs)"
+"$HERE/vduse-ext4-check.sh" "$RES" || fail+=("the host-side check of the VDUSE ext4 image failed")
 
 echo "---- guest test summary"
 cat "$RES/summary.txt" 2>/dev/null || echo "(none)"

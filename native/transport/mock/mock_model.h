@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "device_model/chain_bytes.h"
 #include "ring/device_queue.h"
 #include "ring/virtio_ring.h"
 #include "transport/mock/mock_net_options.h"
@@ -32,11 +33,6 @@ struct MockOptions {
   bool strictDmaUpdates = false;
   MockNetOptions net;  // mock:net only
 };
-
-// Byte-level access to a chain's scattered buffers, so models never assume how a driver split them.
-size_t copyFromBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, void* dst, size_t len);
-size_t copyToBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, const void* src, size_t len);
-size_t fillBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, uint8_t value, size_t len);
 
 // Finished chain, to be written to the used ring.
 struct UsedEntry {

@@ -1,6 +1,7 @@
-#include "transport/mock/mock_model.h"
+#include "device_model/chain_bytes.h"
 
 #include <algorithm>
+#include <cstring>
 
 namespace vdpa {
 
@@ -36,6 +37,11 @@ size_t copyToBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, con
 
 size_t fillBuffers(const std::vector<DeviceBuffer>& bufs, uint64_t offset, uint8_t value, size_t len) {
   return forRange(bufs, offset, len, [value](uint8_t* p, size_t, size_t n) { std::memset(p, value, n); });
+}
+
+size_t buffersToIovecs(const std::vector<DeviceBuffer>& bufs, uint64_t offset, size_t len, std::vector<iovec>& out) {
+  out.clear();
+  return forRange(bufs, offset, len, [&out](uint8_t* p, size_t, size_t n) { out.push_back(iovec{p, n}); });
 }
 
 }  // namespace vdpa

@@ -1,0 +1,387 @@
+// Virtio devices served by this process through VDUSE: the native layer (native/vduse) creates the
+// device and answers the kernel on its own thread; this file checks arguments, runs a JS handler's
+// requests, and attaches the device through the management API (createDevice + bindDriver).
+import { abortError } from './call';
+import type { DeviceEntry } from './discovery';
+import { vdpaError, type VdpaError } from './errors';
+import { bindDriver, createDevice, deleteDevice, getDevice, type VdpaDriver } from './management';
+import { native, type NativeAddon } from './native';
+import { checkBoolean, checkInteger, checkObject } from './validate';
+
+/**
+ * A block device implemented in JavaScript (the `handler` of {@link createVduseBlk}). Offsets and
+ * lengths are bytes, whole 512-byte sectors, inside the capacity (checked before the handler is
+ * called). Each method may return its value or a Promise; a throw or a rejection answers the driver
+ * with an I/O error. Requests arrive in batches, one per wake-up of the JS thread, and run concurrently.
+ * The handler runs on this JS thread: I/O to the device that blocks this thread (a synchronous `fs`
+ * call or `execFileSync('mkfs.ext4', ...)` on its /dev/vdX) waits for requests only this thread can
+ * answer and never ends; drive it from another process or worker, or asynchronously.
+ */
+export interface VduseBlkHandler {
+  /** Returns exactly `length` bytes from `offset`. */
+  read(offset: number, length: number): Uint8Array | Promise<Uint8Array>;
+  /** Stores `data` at `offset` (the buffer is the handler's to keep). Not needed when `readOnly`. */
+  write?(offset: number, data: Uint8Array): void | Promise<void>;
+  /** Makes completed writes durable. Default: nothing to do. */
+  flush?(): void | Promise<void>;
+  /** The range may be forgotten; it must read back as zeroes. Default: writeZeroes. */
+  discard?(offset: number, length: number): void | Promise<void>;
+  /** The range reads back as zeroes. Default: write() of zero-filled buffers. */
+  writeZeroes?(offset: number, length: number): void | Promise<void>;
+}
+
+/** What {@link createVduseBlk} creates: `file`, `capacity` alone (a RAM disk), or `capacity` and `handler`. */
+export interface VduseBlkOptions {
+  /** Name of the VDUSE device (/dev/vduse/NAME) and of the vdpa device {@link VduseBlkDevice.attach} makes. */
+  name: string;
+  /** Backing file (or block device): its size, in whole 512-byte sectors, is the capacity. */
+  file?: string;
+  /** Size in bytes (a multiple of 512) of a RAM disk (sparse: only written data costs memory) or of the `handler`'s disk. */
+  capacity?: number;
+  /** Serves the requests in JavaScript (needs `capacity`). */
+  handler?: VduseBlkHandler;
+  /** Request queues, 1 to 64 (default 1). */
+  numQueues?: number;
+  /** Largest queue size the driver may choose, a power of two from 2 to 32768 (default 256). */
+  queueSize?: number;
+  /** Offer VIRTIO_BLK_F_RO and refuse writes (default false). */
+  readOnly?: boolean;
+  /** The GET_ID answer (`/sys/block/vdX/serial`), at most 20 bytes (default empty). */
+  serial?: string;
+  /** Logical block size, a power of two from 512 to 65536 (default 512). */
+  blockSize?: number;
+  /**
+   * Take over the VDUSE device of this name if it exists, e.g. after the process serving it died
+   * (`SIGKILL`: the kernel keeps the device, and its driver waits for the requests in flight). The
+   * options must be those it was made with. The queues resume from their used index: the requests
+   * the dead process had taken and not finished run again (fine for a disk: reads and writes are
+   * idempotent). Not with a `handler`. Default false: an existing name is EEXIST.
+   */
+  reconnect?: boolean;
+  /** @internal The control node (tests point it elsewhere). */
+  controlPath?: string;
+}
+
+/** Counters of one queue, since the device was created. */
+export interface VduseQueueStats {
+  /** Requests (descriptor chains) completed. */
+  requests: number;
+  /** Bytes the driver handed to the device (headers and data it wrote). */
+  readBytes: number;
+  /** Bytes the device wrote back (data read, status). */
+  writtenBytes: number;
+}
+
+/** Options of {@link VduseBlkDevice.attach}. */
+export interface VduseAttachOptions {
+  /** Bound on each wait for the kernel, in ms (default 30000). */
+  timeout?: number;
+  /** Cancels the attach between its steps; a vdpa device made meanwhile is deleted again. */
+  signal?: AbortSignal;
+}
+
+interface NativeVduse {
+  readonly name: string;
+  readonly capacity: number;
+  readonly numQueues: number;
+  stats(): VduseQueueStats[];
+  close(): Promise<void>;
+  /** Answers a request handed to onRequests (a read's data: exactly its length). */
+  complete(token: number, ok: boolean, data?: Uint8Array): void;
+}
+
+/** A request of a JS-handler device, as the native layer hands it over. */
+interface NativeBlkRequest {
+  token: number;
+  op: 'read' | 'write' | 'flush' | 'discard' | 'writeZeroes';
+  offset: number;
+  length: number;
+  data?: Uint8Array;
+  ranges?: { offset: number; length: number; unmap: boolean }[];
+}
+
+interface VduseAddon {
+  createVduseBlk(options: Record<string, unknown>): Promise<NativeVduse>;
+}
+
+const addon = native as NativeAddon & VduseAddon;
+
+const SERIAL_BYTES = 20;
+
+function isPowerOfTwo(v: number): boolean {
+  return v > 0 && (v & (v - 1)) === 0;
+}
+
+function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
+  checkObject(options, 'options');
+  const { name, file, capacity, handler, numQueues, queueSize, readOnly, serial, blockSize, controlPath, reconnect } =
+    options;
+  if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${typeof name}`);
+  if (name.length === 0 || Buffer.byteLength(name) > 255 || /[/\0\s]/.test(name))
+    throw new RangeError(`name must be 1 to 255 bytes without '/', NUL or spaces, got ${JSON.stringify(name)}`);
+  const out: Record<string, unknown> = { name };
+  if (file !== undefined && capacity !== undefined)
+    throw new TypeError('give either file or capacity: a file-backed disk has the size of its file');
+  if (file !== undefined) {
+    if (typeof file !== 'string') throw new TypeError(`file must be a string, got ${typeof file}`);
+    if (file.length === 0 || file.includes('\0')) throw new RangeError('file must be a non-empty path without NUL');
+    out.file = file;
+  } else if (capacity !== undefined) {
+    checkInteger(capacity, 'capacity', 512, 2 ** 50);
+    if (capacity % 512 !== 0) throw new RangeError(`capacity must be a multiple of 512, got ${capacity}`);
+    out.capacity = capacity;
+  } else {
+    throw new TypeError('options needs file (a backing file) or capacity (a RAM disk)');
+  }
+  if (handler !== undefined) {
+    if (capacity === undefined) throw new TypeError('a handler needs capacity: the size of the disk it serves');
+    checkObject(handler, 'handler');
+    const methods = ['read', 'write', 'flush', 'discard', 'writeZeroes'] as const;
+    for (const m of methods)
+      if (handler[m] !== undefined && typeof handler[m] !== 'function')
+        throw new TypeError(`handler.${m} must be a function`);
+    if (typeof handler.read !== 'function') throw new TypeError('handler.read must be a function');
+    if (handler.write === undefined && readOnly !== true)
+      throw new TypeError('handler.write must be a function (or the disk readOnly)');
+  }
+  if (reconnect !== undefined) {
+    out.reconnect = checkBoolean(reconnect, 'reconnect');
+    if (reconnect && handler !== undefined)
+      throw new TypeError('reconnect needs a device that finishes requests in order: not with a handler');
+  }
+  if (numQueues !== undefined) out.numQueues = checkInteger(numQueues, 'numQueues', 1, 64);
+  if (queueSize !== undefined) {
+    checkInteger(queueSize, 'queueSize', 2, 32768);
+    if (!isPowerOfTwo(queueSize)) throw new RangeError(`queueSize must be a power of two, got ${queueSize}`);
+    out.queueSize = queueSize;
+  }
+  if (readOnly !== undefined) out.readOnly = checkBoolean(readOnly, 'readOnly');
+  if (serial !== undefined) {
+    if (typeof serial !== 'string') throw new TypeError(`serial must be a string, got ${typeof serial}`);
+    if (Buffer.byteLength(serial) > SERIAL_BYTES || serial.includes('\0'))
+      throw new RangeError(`serial must be at most ${SERIAL_BYTES} bytes without NUL, got ${JSON.stringify(serial)}`);
+    out.serial = serial;
+  }
+  if (blockSize !== undefined) {
+    checkInteger(blockSize, 'blockSize', 512, 65536);
+    if (!isPowerOfTwo(blockSize)) throw new RangeError(`blockSize must be a power of two, got ${blockSize}`);
+    out.blockSize = blockSize;
+  }
+  if (controlPath !== undefined) {
+    if (typeof controlPath !== 'string') throw new TypeError('controlPath must be a string');
+    out.controlPath = controlPath;
+  }
+  return out;
+}
+
+function checkAttachOptions(options: VduseAttachOptions): { timeoutMs: number | undefined; signal?: AbortSignal } {
+  checkObject(options, 'options');
+  const { timeout, signal } = options;
+  if (signal !== undefined && !(signal instanceof AbortSignal))
+    throw new TypeError('options.signal must be an AbortSignal');
+  const timeoutMs = timeout === undefined ? undefined : checkInteger(timeout, 'timeout', 1, 3_600_000);
+  return signal === undefined ? { timeoutMs } : { timeoutMs, signal };
+}
+
+/**
+ * A virtio-blk device served by this process through VDUSE. Its requests are answered on a native
+ * thread (never behind JavaScript), so a driver in this very process cannot deadlock it. Made by
+ * {@link createVduseBlk}; {@link VduseBlkDevice.attach} hands it to a kernel driver.
+ */
+export class VduseBlkDevice {
+  /** The VDUSE and vdpa device name. */
+  readonly name: string;
+  /** Capacity in bytes. */
+  readonly capacity: number;
+  /** Request queues. */
+  readonly numQueues: number;
+  private readonly handle: NativeVduse;
+  private entry: DeviceEntry | undefined;
+  private busy: Promise<unknown> = Promise.resolve();
+  private closing: Promise<void> | undefined;
+
+  /** @internal Use {@link createVduseBlk}. */
+  constructor(handle: NativeVduse, entry?: DeviceEntry) {
+    this.handle = handle;
+    this.entry = entry;
+    this.name = handle.name;
+    this.capacity = handle.capacity;
+    this.numQueues = handle.numQueues;
+  }
+
+  /** Requests and bytes per queue, read without waiting for the device thread. */
+  get stats(): VduseQueueStats[] {
+    return this.handle.stats();
+  }
+
+  /** The entry of the attached vdpa device, or undefined while detached. */
+  get attached(): DeviceEntry | undefined {
+    return this.entry;
+  }
+
+  /**
+   * Creates the vdpa device (`createDevice({ name, mgmtdev: 'vduse' })`) and binds it to `driver`:
+   * `'virtio_vdpa'` (the kernel's virtio_blk: the entry's `blockDevice`, e.g. `/dev/vdb`) or
+   * `'vhost_vdpa'` (the entry's `path`, `/dev/vhost-vdpa-N`, for `openBlk` or QEMU). Needs
+   * root. EBUSY while already attached.
+   */
+  attach(driver: VdpaDriver, options: VduseAttachOptions = {}): Promise<DeviceEntry> {
+    if (driver !== 'virtio_vdpa' && driver !== 'vhost_vdpa')
+      throw new RangeError(`driver must be 'virtio_vdpa' or 'vhost_vdpa', got ${JSON.stringify(driver)}`);
+    const { timeoutMs, signal } = checkAttachOptions(options);
+    return this.serialize(async () => {
+      this.checkOpen('attach');
+      if (this.entry) throw sysError('EBUSY', 'attach', this.name, `already attached to ${this.entry.driver}`);
+      if (signal?.aborted) throw abortError(signal);
+      await createDevice({ name: this.name, mgmtdev: 'vduse' });
+      try {
+        if (signal?.aborted) throw abortError(signal);
+        this.entry = await bindDriver(this.name, driver, timeoutMs === undefined ? {} : { timeoutMs });
+        if (signal?.aborted) throw abortError(signal);
+      } catch (e) {
+        this.entry = undefined;
+        await deleteDevice(this.name).catch(() => undefined);
+        throw e;
+      }
+      return this.entry;
+    });
+  }
+
+  /**
+   * Deletes the vdpa device (its /dev/vdX or /dev/vhost-vdpa-N goes away); the VDUSE device stays and
+   * can be attached again. EBUSY, without deleting, while the block device is mounted or the vhost node
+   * open. Does nothing while detached.
+   */
+  detach(): Promise<void> {
+    return this.serialize(async () => {
+      if (this.closing === undefined) this.checkOpen('detach');
+      if (!this.entry && !(await getDevice(this.name).catch(() => undefined))) return;
+      await deleteDevice(this.name);
+      this.entry = undefined;
+    });
+  }
+
+  /**
+   * Detaches (if attached), stops the device thread and destroys the VDUSE device. Once only: later
+   * calls return the same promise. A failed detach (EBUSY: still mounted) rejects it and leaves the
+   * device working; call close() again once it is free.
+   */
+  close(): Promise<void> {
+    if (this.closing) return this.closing;
+    const p = this.serialize(async () => {
+      if (this.entry) {
+        await deleteDevice(this.name);
+        this.entry = undefined;
+      }
+      await this.handle.close();
+    });
+    this.closing = p;
+    p.catch(() => {
+      this.closing = undefined; // still open: close() may be tried again
+    });
+    return p;
+  }
+
+  /** `await using disk = await createVduseBlk(...)` closes it at the end of the scope. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+
+  private checkOpen(what: string): void {
+    if (this.closing) throw sysError('EBADF', what, this.name, 'the device is closed');
+  }
+
+  /** Attach, detach and close run one after the other. */
+  private serialize<T>(step: () => Promise<T>): Promise<T> {
+    const run = this.busy.then(step, step);
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+}
+
+function sysError(code: 'EBUSY' | 'EBADF', syscall: string, name: string, detail: string): VdpaError {
+  return vdpaError(code, syscall, `/dev/vduse/${name}`, detail);
+}
+
+/**
+ * Creates a virtio-blk device served by this process through VDUSE (Linux 5.15+, the `vduse`
+ * module): a file-backed (`file`) or RAM (`capacity`) disk, then {@link VduseBlkDevice.attach} it.
+ * TypeError/RangeError for bad options; VdpaError with a hint when /dev/vduse/control is missing
+ * (`modprobe vduse`), the name is taken (EEXIST) or privileges are missing (EACCES/EPERM: run as root).
+ *
+ * @example
+ * ```ts
+ * await using disk = await createVduseBlk({ name: 'nodeblk0', file: '/var/lib/disk.img', numQueues: 2 });
+ * const { blockDevice } = await disk.attach('virtio_vdpa'); // '/dev/vdb'
+ * ```
+ */
+export async function createVduseBlk(options: VduseBlkOptions): Promise<VduseBlkDevice> {
+  const checked = checkOptions(options);
+  const { handler } = options;
+  if (handler === undefined) {
+    const device = await addon.createVduseBlk(checked);
+    // Taken over: its vdpa device (if any) is attached already, and close() deletes it.
+    const entry = options.reconnect ? await getDevice(device.name).catch(() => undefined) : undefined;
+    return new VduseBlkDevice(device, entry?.mgmtDev === 'vduse' ? entry : undefined);
+  }
+  const serve = new HandlerServer(handler);
+  const created: { device?: NativeVduse } = {};
+  const early: NativeBlkRequest[] = []; // before createVduseBlk resolved (none expected: not attached yet)
+  checked.onRequests = (batch: NativeBlkRequest[]): void => {
+    for (const r of batch)
+      if (created.device) serve.run(created.device, r);
+      else early.push(r);
+  };
+  const device = await addon.createVduseBlk(checked);
+  created.device = device;
+  for (const r of early.splice(0)) serve.run(device, r);
+  return new VduseBlkDevice(device);
+}
+
+const ZERO_CHUNK = 1 << 20;
+
+/** Runs a JS-handler device's requests and answers them. */
+class HandlerServer {
+  constructor(private readonly handler: VduseBlkHandler) {}
+
+  run(device: NativeVduse, r: NativeBlkRequest): void {
+    this.execute(r).then(
+      (data) => device.complete(r.token, true, data),
+      () => device.complete(r.token, false),
+    );
+  }
+
+  private async execute(r: NativeBlkRequest): Promise<Uint8Array | undefined> {
+    const h = this.handler;
+    switch (r.op) {
+      case 'read': {
+        const data = await h.read(r.offset, r.length);
+        if (!(data instanceof Uint8Array) || data.byteLength !== r.length)
+          throw new RangeError(`handler.read(${r.offset}, ${r.length}) must return ${r.length} bytes`);
+        return data;
+      }
+      case 'write':
+        if (!h.write || !r.data) throw new TypeError('no handler.write');
+        await h.write(r.offset, r.data);
+        return undefined;
+      case 'flush':
+        await h.flush?.();
+        return undefined;
+      case 'discard':
+      case 'writeZeroes':
+        for (const range of r.ranges ?? []) await this.zero(r.op, range.offset, range.length);
+        return undefined;
+    }
+  }
+
+  private async zero(op: 'discard' | 'writeZeroes', offset: number, length: number): Promise<void> {
+    const h = this.handler;
+    if (op === 'discard' && h.discard) return h.discard(offset, length);
+    if (h.writeZeroes) return h.writeZeroes(offset, length);
+    if (!h.write) throw new TypeError('no handler.write');
+    for (let at = 0; at < length; at += ZERO_CHUNK) {
+      const n = Math.min(ZERO_CHUNK, length - at);
+      await h.write(offset + at, new Uint8Array(n));
+    }
+  }
+}

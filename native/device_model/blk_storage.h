@@ -1,0 +1,69 @@
+// Where a virtio-blk device keeps its blocks: RAM (a sparse anonymous mapping) or a file. The request
+// executor (blk_executor.h) checks every range against size() before it calls a backend, so backends
+// only move bytes. All calls come from one device thread at a time.
+#pragma once
+
+#include <sys/uio.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "common/unique_fd.h"
+
+namespace vdpa {
+
+class BlkStorage {
+ public:
+  virtual ~BlkStorage() = default;
+  virtual uint64_t size() const = 0;
+  // Each returns 0 or an errno (the executor answers the request with IOERR).
+  virtual int read(uint64_t offset, const std::vector<iovec>& iov) = 0;
+  virtual int write(uint64_t offset, const std::vector<iovec>& iov) = 0;
+  virtual int flush() = 0;
+  // The range reads back as zeroes afterwards; `unmap`: its space may be given back (discard).
+  virtual int zero(uint64_t offset, uint64_t len, bool unmap) = 0;
+};
+
+// Sparse: a private anonymous mapping without swap reservation. Pages appear as they are written and
+// go back to the kernel when discarded or zeroed, so a disk larger than RAM works as long as what is
+// written fits (more than that and the kernel's OOM killer decides). `what` names it in errors.
+class RamStorage final : public BlkStorage {
+ public:
+  RamStorage(uint64_t size, const std::string& what);
+  ~RamStorage() override;
+  RamStorage(const RamStorage&) = delete;
+  RamStorage& operator=(const RamStorage&) = delete;
+
+  uint64_t size() const override { return size_; }
+  int read(uint64_t offset, const std::vector<iovec>& iov) override;
+  int write(uint64_t offset, const std::vector<iovec>& iov) override;
+  int flush() override { return 0; }
+  int zero(uint64_t offset, uint64_t len, bool unmap) override;
+
+ private:
+  uint8_t* disk_ = nullptr;
+  uint64_t size_;
+  uint64_t pageSize_;
+};
+
+// A regular file (or block device) through preadv/pwritev/fdatasync/fallocate; its size is the
+// capacity, rounded down to whole 512-byte sectors.
+class FileStorage final : public BlkStorage {
+ public:
+  // Opens `path` read-write (read-only when `readOnly`); EINVAL when it holds no whole sector.
+  FileStorage(const std::string& path, bool readOnly);
+
+  uint64_t size() const override { return size_; }
+  int read(uint64_t offset, const std::vector<iovec>& iov) override;
+  int write(uint64_t offset, const std::vector<iovec>& iov) override;
+  int flush() override;
+  int zero(uint64_t offset, uint64_t len, bool unmap) override;
+
+ private:
+  UniqueFd fd_;
+  uint64_t size_ = 0;
+};
+
+}  // namespace vdpa
