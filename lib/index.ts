@@ -25,6 +25,8 @@ export {
   type MacTable,
   type NetEvents,
   type NetOptions,
+  type Packet,
+  type PacketMeta,
   type QueuePairStats,
   type SendOptions,
 } from './net';
