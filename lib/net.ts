@@ -509,7 +509,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
 
   /**
    * Sets the MAC address the device receives for (VIRTIO_NET_CTRL_MAC_ADDR_SET; the device shows
-   * it in config space too). {@link mac} follows once the device accepted it. Needs
+   * it in config space too). {@link NetDevice.mac} follows once the device accepted it. Needs
    * VIRTIO_NET_F_CTRL_MAC_ADDR.
    */
   setMac(mac: Uint8Array | string, options?: RequestOptions): Promise<void> {
