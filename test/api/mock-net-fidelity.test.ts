@@ -4,8 +4,8 @@
 // keep up is bounded in bytes and drops, counted, the newest frames.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { openNet, type NetDevice } from '../../lib';
 import { TEST_TIMEOUT, assertBytes, failsWith, tick } from '../helpers/util';
+import { withMockNet } from '../helpers/devices';
 
 const ETH_HEADER = 14;
 
@@ -18,19 +18,10 @@ function frame(len: number, seq: number): Uint8Array {
 }
 const seqOf = (f: Uint8Array): number => new DataView(f.buffer, f.byteOffset).getUint32(0);
 
-async function withNet(opts: Parameters<typeof openNet>[1], fn: (net: NetDevice) => Promise<void>): Promise<void> {
-  const net = await openNet('mock:net', opts);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
-
 describe('mock:net fidelity', () => {
   for (const mtu of [1500, 65535]) {
     test(`MTU ${mtu}: the largest frame (MTU + 14) comes back; one byte more is a RangeError`, T(), () =>
-      withNet({ queueSize: 16, mock: { mtu } }, async (net) => {
+      withMockNet({ queueSize: 16, mock: { mtu } }, async (net) => {
         assert.equal(net.mtu, mtu);
         const max = mtu + ETH_HEADER;
         for (const len of [max, max - 1, ETH_HEADER]) {
@@ -48,7 +39,7 @@ describe('mock:net fidelity', () => {
   }
 
   test('a reader that keeps up gets all of 100,000 frames, in order, none dropped', T(60_000), () =>
-    withNet({ queueSize: 256 }, async (net) => {
+    withMockNet({ queueSize: 256 }, async (net) => {
       const TOTAL = 100_000;
       const BATCH = 5_000;
       let next = 0;
@@ -71,7 +62,7 @@ describe('mock:net fidelity', () => {
     'a reader that does not keep up: the backlog is bounded in bytes and the newest are dropped, counted',
     T(60_000),
     () =>
-      withNet({ queueSize: 64, mock: { mtu: 65535 } }, async (net) => {
+      withMockNet({ queueSize: 64, mock: { mtu: 65535 } }, async (net) => {
         const LEN = 65535 + ETH_HEADER;
         const TOTAL = 1200; // about 75 MiB: more than the library keeps for a reader
         for (let b = 0; b < TOTAL; b += 100)

@@ -7,23 +7,15 @@
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { describe, test } from 'node:test';
-import { NetFeature, openNet, type NetDevice, type NetOptions } from '../../lib';
+import { NetFeature, openNet, type NetDevice } from '../../lib';
 import { TEST_TIMEOUT, assertBytes, failsWith, rejectsWithCode } from '../helpers/util';
+import { withMockNet } from '../helpers/devices';
 
 const OWN = Uint8Array.of(0x52, 0x54, 0x00, 0x12, 0x34, 0x56);
 const OTHER = Uint8Array.of(0x02, 0x00, 0x00, 0x00, 0x00, 0x99);
 const GROUP = Uint8Array.of(0x01, 0x00, 0x5e, 0x00, 0x00, 0x01);
 const BROADCAST = new Uint8Array(6).fill(0xff);
 const COMMAND_ETHERTYPE = 0x88b6;
-
-async function withNet(opts: NetOptions, fn: (net: NetDevice) => Promise<void>): Promise<void> {
-  const net = await openNet('mock:net', opts);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
 
 let seq = 0;
 /** A 64-byte frame to `dst` carrying a sequence number; `vlan` puts an 802.1Q tag in front. */
@@ -72,7 +64,7 @@ function command(net: NetDevice, what: number): Uint8Array {
 
 describe('virtio-net control queue (mock:net)', () => {
   test('negotiated by default: CTRL_VQ with RX, VLAN, MAC_ADDR and GUEST_ANNOUNCE', { timeout: TEST_TIMEOUT }, () =>
-    withNet({}, async (net) => {
+    withMockNet({}, async (net) => {
       const want = NetFeature.CTRL_VQ | NetFeature.CTRL_RX | NetFeature.CTRL_VLAN | NetFeature.CTRL_MAC_ADDR;
       assert.equal(net.device.features & want, want);
       assert.ok(net.device.features & NetFeature.GUEST_ANNOUNCE);
@@ -81,7 +73,7 @@ describe('virtio-net control queue (mock:net)', () => {
   );
 
   test('promiscuous off: own address and broadcast pass, others do not', { timeout: TEST_TIMEOUT }, () =>
-    withNet({}, async (net) => {
+    withMockNet({}, async (net) => {
       // After reset the device is promiscuous (as QEMU's).
       assert.deepEqual(await passes(net, frame(OTHER), frame(GROUP)), [true, true]);
       await net.setPromiscuous(false);
@@ -103,7 +95,7 @@ describe('virtio-net control queue (mock:net)', () => {
     'the MAC table admits its unicast and multicast addresses, and is replaced as a whole',
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({}, async (net) => {
+      withMockNet({}, async (net) => {
         await net.setPromiscuous(false);
         await net.setMacTable({ unicast: ['02:00:00:00:00:99'], multicast: [GROUP] });
         assert.deepEqual(await passes(net, frame(OTHER), frame(GROUP)), [true, true]);
@@ -115,7 +107,7 @@ describe('virtio-net control queue (mock:net)', () => {
   );
 
   test('setMac: config space, mac and the filter follow', { timeout: TEST_TIMEOUT }, () =>
-    withNet({}, async (net) => {
+    withMockNet({}, async (net) => {
       await net.setPromiscuous(false);
       await net.setMac(OTHER);
       assertBytes(net.mac, OTHER, 'mac');
@@ -128,7 +120,7 @@ describe('virtio-net control queue (mock:net)', () => {
   );
 
   test('VLAN filter: tagged frames pass once their VLAN is added, until it is removed', { timeout: TEST_TIMEOUT }, () =>
-    withNet({}, async (net) => {
+    withMockNet({}, async (net) => {
       await net.setPromiscuous(false);
       assert.deepEqual(await passes(net, frame(OWN, 5), frame(OWN, 6)), [false, false]);
       await net.addVlan(5);
@@ -139,7 +131,7 @@ describe('virtio-net control queue (mock:net)', () => {
   );
 
   test('bad arguments are TypeError/RangeError before anything is sent', { timeout: TEST_TIMEOUT }, () =>
-    withNet({}, async (net) => {
+    withMockNet({}, async (net) => {
       await failsWith(() => net.setPromiscuous(1 as unknown as boolean), TypeError, 'promisc 1');
       await failsWith(() => net.setMac('52:54:00:12:34'), RangeError, 'short mac text');
       await failsWith(() => net.setMac(new Uint8Array(5)), RangeError, '5-byte mac');
@@ -163,7 +155,7 @@ describe('virtio-net control queue (mock:net)', () => {
     ['all', (n: NetDevice) => n.removeVlan(1), 'VIRTIO_NET_CTRL_VLAN_DEL'],
   ] as const) {
     test(`a refused ${name} rejects with EIO naming it`, { timeout: TEST_TIMEOUT }, () =>
-      withNet({ mock: { refuseControl } }, async (net) => {
+      withMockNet({ mock: { refuseControl } }, async (net) => {
         const err = await rejectsWithCode(call(net), 'EIO', name);
         assert.equal(err.syscall, name);
         assert.match(err.message, new RegExp(`refused ${name} \\(VIRTIO_NET_ERR\\)`));
@@ -179,7 +171,7 @@ describe('virtio-net control queue (mock:net)', () => {
     'without the control queue (control: false) each command rejects with EOPNOTSUPP',
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({ control: false }, async (net) => {
+      withMockNet({ control: false }, async (net) => {
         assert.equal(net.device.features & NetFeature.CTRL_VQ, 0n);
         assert.equal(net.hasControl, false);
         const err = await rejectsWithCode(net.setPromiscuous(true), 'EOPNOTSUPP', 'promisc');
@@ -197,7 +189,7 @@ describe('virtio-net control queue (mock:net)', () => {
   );
 
   test('control commands honour AbortSignal and requestTimeout', { timeout: TEST_TIMEOUT }, async () => {
-    await withNet({}, async (net) => {
+    await withMockNet({}, async (net) => {
       const ac = new AbortController();
       ac.abort(new Error('no'));
       await assert.rejects(net.setPromiscuous(false, { signal: ac.signal }), { name: 'AbortError' });
@@ -205,7 +197,7 @@ describe('virtio-net control queue (mock:net)', () => {
       assert.deepEqual(await passes(net, frame(OTHER)), [true]);
     });
     // A device that answers nothing: the command times out and fails the device, like any request.
-    await withNet({ requestTimeout: 100, mock: { fault: 'stall' } }, async (net) => {
+    await withMockNet({ requestTimeout: 100, mock: { fault: 'stall' } }, async (net) => {
       const timedOut = once(net, 'timeout');
       await rejectsWithCode(net.setPromiscuous(false), 'ETIMEDOUT', 'stalled command');
       await timedOut;
@@ -215,7 +207,7 @@ describe('virtio-net control queue (mock:net)', () => {
 
 describe('link state and announce (mock:net)', () => {
   test("the config interrupt becomes a 'link' event; linkUp stays current", { timeout: TEST_TIMEOUT }, () =>
-    withNet({ mock: { commandFrames: true } }, async (net) => {
+    withMockNet({ mock: { commandFrames: true } }, async (net) => {
       assert.equal(net.linkUp, true);
       const down = once(net, 'link');
       await net.send(command(net, 0));
@@ -236,7 +228,7 @@ describe('link state and announce (mock:net)', () => {
     "an announce request is an 'announce' event; acknowledging it clears it, a second ack is refused",
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({ mock: { commandFrames: true } }, async (net) => {
+      withMockNet({ mock: { commandFrames: true } }, async (net) => {
         const announced = once(net, 'announce');
         await net.send(command(net, 2));
         await announced;
@@ -255,7 +247,7 @@ describe('queue pairs (mock:net)', () => {
     'queuePairs 4: frames spread over the pairs, or go where { queue } says; all arrive',
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({ queuePairs: 4, queueSize: 16, mock: { queuePairs: 4 } }, async (net) => {
+      withMockNet({ queuePairs: 4, queueSize: 16, mock: { queuePairs: 4 } }, async (net) => {
         assert.ok(net.device.features & NetFeature.MQ);
         assert.equal(net.queuePairs, 4);
         const sent = new Map<number, Uint8Array>();

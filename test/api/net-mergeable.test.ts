@@ -3,20 +3,12 @@
 // the receive queue with EPROTO naming the violation, without the driver reading past a buffer.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { NetFeature, mockNetFaults, openNet, type NetDevice, type NetOptions } from '../../lib';
+import { NetFeature, mockNetFaults, openNet, type NetDevice } from '../../lib';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWith, rejectsWithCode } from '../helpers/util';
+import { withMockNet } from '../helpers/devices';
 
 const ETH_HEADER = 14;
 const HDR = 12;
-
-async function withNet(opts: NetOptions, fn: (net: NetDevice) => Promise<void>): Promise<void> {
-  const net = await openNet('mock:net', opts);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
 
 /** Sends each frame and checks it comes back byte-exact, in order. */
 async function loop(net: NetDevice, frames: Uint8Array[]): Promise<void> {
@@ -32,7 +24,7 @@ describe('mergeable receive buffers (mock:net)', () => {
   const rng = new Rng();
 
   test('negotiated by default; rxBufferSize is the buffer, not the MTU', { timeout: TEST_TIMEOUT }, () =>
-    withNet({ queueSize: 64, mock: { mtu: 9000 } }, async (net) => {
+    withMockNet({ queueSize: 64, mock: { mtu: 9000 } }, async (net) => {
       assert.ok(net.device.features & NetFeature.MRG_RXBUF);
       assert.equal(net.mergeable, true);
       assert.equal(net.rxBufferSize, 2048);
@@ -45,7 +37,7 @@ describe('mergeable receive buffers (mock:net)', () => {
       `MTU 9000, ${rxBufferSize}-byte buffers: frames across buffer edges come back`,
       { timeout: TEST_TIMEOUT },
       () =>
-        withNet({ queueSize: 256, rxBufferSize, mock: { mtu: 9000 } }, async (net) => {
+        withMockNet({ queueSize: 256, rxBufferSize, mock: { mtu: 9000 } }, async (net) => {
           const max = net.mtu + ETH_HEADER;
           const edges = [1, 2, 3, 4].flatMap((k) => [
             k * rxBufferSize - HDR - 1,
@@ -65,7 +57,7 @@ describe('mergeable receive buffers (mock:net)', () => {
     'jumbo frames in a batch of 2 x queueSize, interleaved with small ones, all arrive in order',
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({ queueSize: 32, rxBufferSize: 1024, mock: { mtu: 9000 } }, async (net) => {
+      withMockNet({ queueSize: 32, rxBufferSize: 1024, mock: { mtu: 9000 } }, async (net) => {
         const frames = Array.from({ length: 64 }, (_, i) => rng.bytes(i % 2 ? 9014 : 60 + rng.below(3000)));
         const copies = frames.map((f) => f.slice());
         const got: Promise<Uint8Array>[] = copies.map(() => net.receive());
@@ -79,7 +71,7 @@ describe('mergeable receive buffers (mock:net)', () => {
     'without mergeable buffers (mergeable: false) jumbo frames still come back in whole-frame buffers',
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({ queueSize: 16, mergeable: false, mock: { mtu: 9000 } }, async (net) => {
+      withMockNet({ queueSize: 16, mergeable: false, mock: { mtu: 9000 } }, async (net) => {
         assert.equal(net.device.features & NetFeature.MRG_RXBUF, 0n);
         assert.equal(net.mergeable, false);
         assert.ok(net.rxBufferSize >= 9000 + ETH_HEADER + HDR);
@@ -98,7 +90,7 @@ describe('mergeable receive buffers (mock:net)', () => {
       '8 x 1 KiB cannot hold a 9000-byte frame',
     );
     // The default grows instead: 8 buffers for 65535-byte frames.
-    await withNet({ queueSize: 8, mock: { mtu: 65535 } }, async (net) => {
+    await withMockNet({ queueSize: 8, mock: { mtu: 65535 } }, async (net) => {
       assert.ok(net.rxBufferSize * 8 >= 65535 + ETH_HEADER + HDR);
       await loop(net, [rng.bytes(65535 + ETH_HEADER)]);
     });
@@ -118,7 +110,7 @@ describe('mergeable receive buffers (mock:net)', () => {
       `a lying device (${netFault}) breaks the receive queue with EPROTO; sending still works`,
       { timeout: TEST_TIMEOUT },
       () =>
-        withNet({ queueSize: 64, rxBufferSize: 1024, mock: { netFault, faultAfter: 2 } }, async (net) => {
+        withMockNet({ queueSize: 64, rxBufferSize: 1024, mock: { netFault, faultAfter: 2 } }, async (net) => {
           // Two frames get through right (one over two buffers), then the device lies about one over two.
           await loop(net, [rng.bytes(100), rng.bytes(1500)]);
           const waiting = rejectsWithCode(net.receive(), 'EPROTO', netFault);

@@ -4,17 +4,9 @@
 // device whose checksum fields point outside the frame breaks the receive queue (EPROTO).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { NetFeature, mockNetFaults, openNet, type NetDevice, type NetOptions } from '../../lib';
+import { NetFeature, mockNetFaults, openNet } from '../../lib';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWithCode } from '../helpers/util';
-
-async function withNet(opts: NetOptions, fn: (net: NetDevice) => Promise<void>): Promise<void> {
-  const net = await openNet('mock:net', opts);
-  try {
-    await fn(net);
-  } finally {
-    await net.close();
-  }
-}
+import { withMockNet } from '../helpers/devices';
 
 /** RFC 1071 over bytes[from..], with the 2 bytes at `at` counted as zero: the value to store there. */
 function internetChecksum(bytes: Uint8Array, from: number, at: number): number {
@@ -35,7 +27,7 @@ describe('checksum offload (mock:net)', () => {
   const OFFSET = 6;
 
   test('negotiated only when asked for', { timeout: TEST_TIMEOUT }, async () => {
-    await withNet({}, async (net) => {
+    await withMockNet({}, async (net) => {
       assert.equal(net.device.features & (NetFeature.CSUM | NetFeature.GUEST_CSUM), 0n);
       const { meta } = await (async () => {
         const rx = net.receivePacket();
@@ -49,7 +41,7 @@ describe('checksum offload (mock:net)', () => {
         'no CSUM',
       );
     });
-    await withNet({ txChecksum: true, rxChecksum: true }, async (net) => {
+    await withMockNet({ txChecksum: true, rxChecksum: true }, async (net) => {
       assert.equal(
         net.device.features & (NetFeature.CSUM | NetFeature.GUEST_CSUM),
         NetFeature.CSUM | NetFeature.GUEST_CSUM,
@@ -59,7 +51,7 @@ describe('checksum offload (mock:net)', () => {
 
   for (const size of [START + OFFSET + 2, 61, 1514, 9014]) {
     test(`txChecksum: the device fills in the checksum of a ${size}-byte frame`, { timeout: TEST_TIMEOUT }, () =>
-      withNet({ txChecksum: true, mock: { mtu: 9000 } }, async (net) => {
+      withMockNet({ txChecksum: true, mock: { mtu: 9000 } }, async (net) => {
         const f = rng.bytes(size);
         const rx = net.receivePacket();
         await net.send(f, { checksum: { start: START, offset: OFFSET } });
@@ -78,7 +70,7 @@ describe('checksum offload (mock:net)', () => {
     'rxChecksum too: the partial checksum arrives as it was sent, marked checksumNeeded',
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({ txChecksum: true, rxChecksum: true, rxBufferSize: 512 }, async (net) => {
+      withMockNet({ txChecksum: true, rxChecksum: true, rxBufferSize: 512 }, async (net) => {
         const f = rng.bytes(1500);
         const copy = f.slice();
         const plain = rng.bytes(80);
@@ -113,7 +105,7 @@ describe('checksum offload (mock:net)', () => {
   );
 
   test('bad checksum options are TypeError/RangeError before anything is sent', { timeout: TEST_TIMEOUT }, () =>
-    withNet({ txChecksum: true }, async (net) => {
+    withMockNet({ txChecksum: true }, async (net) => {
       const f = rng.bytes(100);
       await failsWith(() => net.send(f, { checksum: { start: 99, offset: 0 } }), RangeError, 'outside the frame');
       await failsWith(() => net.send(f, { checksum: { start: -1, offset: 0 } }), RangeError, 'negative start');
@@ -135,7 +127,7 @@ describe('checksum offload (mock:net)', () => {
     'a device whose checksum fields point outside the frame breaks the receive queue',
     { timeout: TEST_TIMEOUT },
     () =>
-      withNet({ rxChecksum: true, mock: { netFault: 'csum-outside' } }, async (net) => {
+      withMockNet({ rxChecksum: true, mock: { netFault: 'csum-outside' } }, async (net) => {
         assert.ok(mockNetFaults.includes('csum-outside'));
         const waiting = rejectsWithCode(net.receivePacket(), 'EPROTO', 'csum-outside');
         await net.send(rng.bytes(100));

@@ -13,7 +13,7 @@
 //                                           (set by scripts/vm/run.sh --net-link-control)
 //   VDPA_TEST_DISCARD_ZEROES=0|1            whether discarded blocks must read back as zeroes
 //                                           (default: yes on mock devices, no on real ones)
-import type { BlkOptions, NetOptions } from '../../lib';
+import { openNet, type BlkOptions, type NetDevice, type NetOptions } from '../../lib';
 
 export interface BlkTarget {
   name: string;
@@ -116,4 +116,14 @@ export function netTargets(): NetTarget[] {
     spec: 'mock:net',
     options: { ...options, mock: { ...options.mock, commandFrames: true } },
   }));
+}
+
+/** Runs `fn` on a mock:net opened with `opts`, closing it afterwards whatever `fn` did. */
+export async function withMockNet(opts: NetOptions, fn: (net: NetDevice) => Promise<void>): Promise<void> {
+  const net = await openNet('mock:net', opts);
+  try {
+    await fn(net);
+  } finally {
+    await net.close();
+  }
 }

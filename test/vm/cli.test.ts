@@ -6,7 +6,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
-import { IN_VM, ROOT, SKIP_REASON, VDUSE_BLK, image } from './vm-env';
+import { IN_VM, ROOT, SKIP_REASON, VDUSE_BLK, image, startVduseExport } from './vm-env';
 
 const CLI = path.join(ROOT, 'dist', 'lib', 'cli.js');
 const NAME = 'cli0';
@@ -41,29 +41,6 @@ function fails(args: string[], code: RegExp): void {
   assert.match(r.stderr, code);
 }
 
-/** qemu-storage-daemon exporting IMG as VDUSE device NAME; the vdpa device is the CLI's to add. */
-function startExport(name: string, img: string): void {
-  fs.mkdirSync('/run/vduse-blk', { recursive: true });
-  execFileSync(
-    'qemu-storage-daemon',
-    [
-      '--daemonize',
-      '--pidfile',
-      `/run/vduse-blk/${name}.pid`,
-      '--blockdev',
-      `driver=file,node-name=f0,filename=${img}`,
-      '--export',
-      `vduse-blk,id=v0,node-name=f0,name=${name},writable=on,num-queues=1,queue-size=64`,
-    ],
-    { stdio: 'inherit', timeout: 60_000 },
-  );
-  const deadline = Date.now() + 30_000;
-  while (!fs.existsSync(`/dev/vduse/${name}`)) {
-    if (Date.now() > deadline) throw new Error(`/dev/vduse/${name} did not appear within 30 s`);
-    execFileSync('sleep', ['0.1']);
-  }
-}
-
 interface Entry {
   name: string;
   deviceType: string;
@@ -80,7 +57,7 @@ if (!IN_VM) {
     after(() => execFileSync('timeout', ['-k', '5', '90', VDUSE_BLK, 'stop', NAME], { stdio: 'inherit' }));
 
     it('mgmtdev, dev add/show/config/stats, bind, info, bench, list, dev del', () => {
-      startExport(NAME, image('cli-blk.img', SIZE));
+      startVduseExport(NAME, image('cli-blk.img', SIZE));
 
       const mgmt = json<{ name: string; classes: string[] }[]>('mgmtdev');
       assert.ok(

@@ -19,32 +19,9 @@ import {
   openBlk,
   setDeviceAttributes,
 } from '../../lib';
-import { IN_VM, ROOT, SKIP_REASON, VDUSE_BLK, fillRandom, image, prng, within } from './vm-env';
+import { IN_VM, ROOT, SKIP_REASON, VDUSE_BLK, fillRandom, image, prng, startVduseExport, within } from './vm-env';
 
 type Err = NodeJS.ErrnoException & { hint?: string };
-
-/** qemu-storage-daemon exporting IMG as VDUSE device NAME, without adding the vdpa device. */
-function startExport(name: string, img: string): void {
-  fs.mkdirSync('/run/vduse-blk', { recursive: true });
-  execFileSync(
-    'qemu-storage-daemon',
-    [
-      '--daemonize',
-      '--pidfile',
-      `/run/vduse-blk/${name}.pid`,
-      '--blockdev',
-      `driver=file,node-name=f0,filename=${img}`,
-      '--export',
-      `vduse-blk,id=v0,node-name=f0,name=${name},writable=on,num-queues=1,queue-size=64`,
-    ],
-    { stdio: 'inherit', timeout: 60_000 },
-  );
-  const deadline = Date.now() + 30_000;
-  while (!fs.existsSync(`/dev/vduse/${name}`)) {
-    if (Date.now() > deadline) throw new Error(`/dev/vduse/${name} did not appear within 30 s`);
-    execFileSync('sleep', ['0.1']);
-  }
-}
 
 /** Removes the vdpa device if left over and stops the daemon (vduse-blk.sh stop). */
 function stopExport(name: string): void {
@@ -80,7 +57,7 @@ if (!IN_VM) {
     it('createDevice, virtio_vdpa (O_DIRECT writes on /dev/vdX), vhost_vdpa (openBlk reads them), deleteDevice', async () => {
       const name = 'mgmt0';
       const img = image('mgmt0.img');
-      startExport(name, img);
+      startVduseExport(name, img);
       started.push(name);
       const entry = await within(createDevice({ name, mgmtdev: 'vduse' }), 60_000, 'createDevice');
       assert.equal(entry.name, name);

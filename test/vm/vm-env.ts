@@ -41,6 +41,32 @@ export function startBlk(name: string, img: string, queues = 1, queueSize = 256)
   return dev;
 }
 
+/**
+ * qemu-storage-daemon exporting IMG as VDUSE device NAME (1 queue of 64), without adding the vdpa device:
+ * that is the caller's (the management API or the CLI) to do.
+ */
+export function startVduseExport(name: string, img: string): void {
+  fs.mkdirSync('/run/vduse-blk', { recursive: true });
+  execFileSync(
+    'qemu-storage-daemon',
+    [
+      '--daemonize',
+      '--pidfile',
+      `/run/vduse-blk/${name}.pid`,
+      '--blockdev',
+      `driver=file,node-name=f0,filename=${img}`,
+      '--export',
+      `vduse-blk,id=v0,node-name=f0,name=${name},writable=on,num-queues=1,queue-size=64`,
+    ],
+    { stdio: 'inherit', timeout: 60_000 },
+  );
+  const deadline = Date.now() + 30_000;
+  while (!fs.existsSync(`/dev/vduse/${name}`)) {
+    if (Date.now() > deadline) throw new Error(`/dev/vduse/${name} did not appear within 30 s`);
+    execFileSync('sleep', ['0.1']);
+  }
+}
+
 /** Removes the device and stops its daemon (flushes the image). Bounded in time. */
 export function stopBlk(name: string): void {
   execFileSync('timeout', ['-k', '5', '90', VDUSE_BLK, 'stop', name], { stdio: 'inherit' });
