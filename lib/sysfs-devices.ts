@@ -69,9 +69,10 @@ export async function previousBinding(pciAddress: string): Promise<PreviousBindi
 }
 
 /**
- * The vdpa bus device behind a `/dev/vhost-vdpa-N` node (`'vdpa0'`), through the node's device number
- * (`/sys/dev/char/MAJ:MIN/device`), so a renamed or linked node still resolves; undefined when it
- * cannot be told.
+ * The vdpa bus device behind a `/dev/vhost-vdpa-N` node (`'vdpa0'`), through the node's device number:
+ * `/sys/dev/char/MAJ:MIN` is the vhost-vdpa device, whose parent directory is the vdpa device (it has
+ * no `device` link: vhost-vdpa devices have no class). A renamed or linked node still resolves;
+ * undefined when it cannot be told or the parent is not on the vdpa bus.
  */
 export async function vdpaNameOfVhostNode(devPath: string, sysfs = '/sys'): Promise<string | undefined> {
   try {
@@ -79,8 +80,10 @@ export async function vdpaNameOfVhostNode(devPath: string, sysfs = '/sys'): Prom
     // glibc's gnu_dev_major / gnu_dev_minor split of a 64-bit dev_t
     const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
     const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
-    const link = await fs.promises.readlink(path.join(sysfs, 'dev', 'char', `${major}:${minor}`, 'device'));
-    return path.basename(link);
+    const node = await fs.promises.realpath(path.join(sysfs, 'dev', 'char', `${major}:${minor}`));
+    const name = path.basename(path.dirname(node));
+    await fs.promises.access(path.join(sysfs, 'bus', 'vdpa', 'devices', name));
+    return name;
   } catch {
     return undefined;
   }

@@ -50,6 +50,8 @@ export interface VduseBlkOptions {
   serial?: string;
   /** Logical block size, a power of two from 512 to 65536 (default 512). */
   blockSize?: number;
+  /** The vendor id the vdpa device reports (`vdpa dev show`, a driver's `device.vendorId`); default 0. */
+  vendorId?: number;
   /**
    * Take over the VDUSE device of this name if it exists, e.g. after the process serving it died
    * (`SIGKILL`: the kernel keeps the device, and its driver waits for the requests in flight). The
@@ -114,8 +116,20 @@ function isPowerOfTwo(v: number): boolean {
 
 function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
   checkObject(options, 'options');
-  const { name, file, capacity, handler, numQueues, queueSize, readOnly, serial, blockSize, controlPath, reconnect } =
-    options;
+  const {
+    name,
+    file,
+    capacity,
+    handler,
+    numQueues,
+    queueSize,
+    readOnly,
+    serial,
+    blockSize,
+    vendorId,
+    controlPath,
+    reconnect,
+  } = options;
   if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${typeof name}`);
   if (name.length === 0 || Buffer.byteLength(name) > 255 || /[/\0\s]/.test(name))
     throw new RangeError(`name must be 1 to 255 bytes without '/', NUL or spaces, got ${JSON.stringify(name)}`);
@@ -167,6 +181,7 @@ function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
     if (!isPowerOfTwo(blockSize)) throw new RangeError(`blockSize must be a power of two, got ${blockSize}`);
     out.blockSize = blockSize;
   }
+  if (vendorId !== undefined) out.vendorId = checkInteger(vendorId, 'vendorId', 0, 0xffffffff);
   if (controlPath !== undefined) {
     if (typeof controlPath !== 'string') throw new TypeError('controlPath must be a string');
     out.controlPath = controlPath;

@@ -1,5 +1,6 @@
 #include "napi/vduse_wrap.h"
 
+#include <cstdint>
 #include <mutex>
 #include <thread>
 #include <utility>
@@ -59,6 +60,7 @@ VduseBlkOptions blkOptions(Napi::Object o) {
   b.capacity = numberProp(o, "capacity", 0, uint64_t{1} << 50, 0);
   b.params.numQueues = static_cast<uint16_t>(numberProp(o, "numQueues", 1, 64, 1));
   b.queueSize = static_cast<uint16_t>(numberProp(o, "queueSize", 1, 32768, 256));
+  b.vendorId = static_cast<uint32_t>(numberProp(o, "vendorId", 0, UINT32_MAX, 0));
   b.params.blockSize = static_cast<uint32_t>(numberProp(o, "blockSize", 512, 65536, 512));
   b.params.segMax = static_cast<uint32_t>(numberProp(o, "segMax", 1, 4096, b.params.segMax));
   b.params.sizeMax = static_cast<uint32_t>(numberProp(o, "sizeMax", 512, uint64_t{1} << 31, b.params.sizeMax));

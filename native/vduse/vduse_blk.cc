@@ -16,6 +16,7 @@ VduseBlk::VduseBlk(const VduseBlkOptions& opts, Submit submit) : submit_(std::mo
   cfg.name = opts.name;
   cfg.controlPath = opts.controlPath;
   cfg.deviceId = deviceTypeId(VirtioDeviceType::kBlock);
+  cfg.vendorId = opts.vendorId;
   cfg.features = executor_->features();
   cfg.numQueues = opts.params.numQueues;
   cfg.maxQueueSize = opts.queueSize;

@@ -22,6 +22,7 @@ struct VduseBlkOptions {
   uint64_t capacity = 0;  // RAM and `submit` (bytes, a multiple of 512)
   BlkParams params;
   uint16_t queueSize = 256;
+  uint32_t vendorId = 0;   // what `vdpa dev show` reports; qemu-storage-daemon uses 0 too
   bool reconnect = false;  // see VduseDeviceConfig::reconnect
 };
 

@@ -49,6 +49,9 @@ describe('createVduseBlk', () => {
     await failsWith(() => createVduseBlk({ ...ok, readOnly: 1 as Any }), TypeError, 'readOnly a number');
     await failsWith(() => createVduseBlk({ ...ok, serial: 'x'.repeat(21) }), RangeError, 'serial too long');
     await failsWith(() => createVduseBlk({ ...ok, serial: 5 as Any }), TypeError, 'serial a number');
+    await failsWith(() => createVduseBlk({ ...ok, vendorId: -1 }), RangeError, 'vendorId negative');
+    await failsWith(() => createVduseBlk({ ...ok, vendorId: 2 ** 32 }), RangeError, 'vendorId over 32 bits');
+    await failsWith(() => createVduseBlk({ ...ok, vendorId: '1af4' as Any }), TypeError, 'vendorId a string');
     const read = (): Uint8Array => new Uint8Array(0);
     const write = (): void => {};
     await failsWith(

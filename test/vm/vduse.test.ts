@@ -232,7 +232,14 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
   );
 
   test('driver and device in one process: openBlk over vhost_vdpa on a Node VDUSE RAM disk', T, async () => {
-    await using disk = await createVduseBlk({ name: 'nodeblk4', capacity: 16 << 20, numQueues: 2, queueSize: 64 });
+    const vendorId = 0x1af4; // any non-zero id: qemu-storage-daemon's devices report 0
+    await using disk = await createVduseBlk({
+      name: 'nodeblk4',
+      capacity: 16 << 20,
+      numQueues: 2,
+      queueSize: 64,
+      vendorId,
+    });
     const { path: node } = await within(disk.attach('vhost_vdpa'), 120_000, 'attach');
     assert.match(node ?? '', /^\/dev\/vhost-vdpa-\d+$/);
     const blk = await within(openBlk(node ?? '', { numQueues: 2, queueSize: 64 }), 60_000, 'openBlk');
@@ -240,6 +247,8 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
     const n = 4 * 64 * 2;
     try {
       assert.equal(blk.capacity, 16 << 20);
+      // The vhost uAPI has no vendor id: the library asks VDPA_CMD_DEV_GET for the device behind the node.
+      assert.equal(blk.device.vendorId, vendorId);
       const bufs = Array.from({ length: n }, (_, i) => {
         const b = i % 2 ? blk.allocBuffer(4096) : new Uint8Array(4096);
         b.set(data.subarray(i * 4096, (i + 1) * 4096));
