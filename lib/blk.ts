@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { inspect, type InspectOptionsStylized } from 'node:util';
+import { inspect } from 'node:util';
 import { BOUNCE_CHUNK, BouncePool, type BounceChunk } from './bounce';
 import { Call, requestSignal, runCall, type RequestOptions } from './call';
 import {
@@ -24,6 +24,7 @@ import {
   type Device,
   type DeviceEvents,
   type DmaRegion,
+  type InspectStyling,
 } from './device';
 import { vdpaError } from './errors';
 import type { OpenOptions } from './options';
@@ -296,8 +297,8 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     return this.close();
   }
 
-  /** One line for `console.log` and `util.inspect`: identity, geometry and state. */
-  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+  /** @internal One line for `console.log` and `util.inspect`: identity, geometry and state. */
+  [inspect.custom](_depth: number, options: InspectStyling): string {
     return inspectLine(
       'BlkDevice',
       {

@@ -1,6 +1,6 @@
 import { constants as bufferConstants } from 'node:buffer';
 import { EventEmitter } from 'node:events';
-import { inspect, type InspectOptionsStylized } from 'node:util';
+import { inspect } from 'node:util';
 import { DeviceType, Feature, Status, type DeviceTypeName } from './constants';
 import { DeadlineWheel } from './deadline';
 import { DmaUpdates, type MappedCallback } from './dma-updates';
@@ -386,8 +386,8 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
     return this.close();
   }
 
-  /** One line for `console.log` and `util.inspect`: identity and state, none of the internals. */
-  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+  /** @internal One line for `console.log` and `util.inspect`: identity and state, none of the internals. */
+  [inspect.custom](_depth: number, options: InspectStyling): string {
     return inspectLine(
       'Device',
       {
@@ -546,13 +546,22 @@ export function forwardDeviceEvents(device: Device, target: EventEmitter<DeviceE
 }
 
 /**
+ * @internal What util.inspect hands a custom inspector (`InspectOptionsStylized` in @types/node 20,
+ * `InspectContext` in later ones): our own name, so the declarations compile against either.
+ */
+export interface InspectStyling {
+  colors?: boolean;
+  stylize(text: string, styleType: 'bigint'): string;
+}
+
+/**
  * @internal `Name { key: value, ... }` on one line whatever its length, values styled (and
  * coloured) as util.inspect would; bigints in hex (they are feature masks).
  */
 export function inspectLine(
   name: string,
   fields: Record<string, string | number | bigint | boolean>,
-  options: InspectOptionsStylized,
+  options: InspectStyling,
 ): string {
   const parts = Object.entries(fields).map(([key, value]) => {
     const shown =

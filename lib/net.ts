@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { inspect, type InspectOptionsStylized } from 'node:util';
+import { inspect } from 'node:util';
 import { Call, abortError, requestSignal, runCall, type RequestOptions } from './call';
 import {
   ConfigView,
@@ -17,6 +17,7 @@ import {
   openForDriver,
   type Device,
   type DeviceEvents,
+  type InspectStyling,
 } from './device';
 import { VdpaError, vdpaError } from './errors';
 import { Fifo } from './fifo';
@@ -607,8 +608,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return this.close();
   }
 
-  /** One line for `console.log` and `util.inspect`: identity, MAC, MTU and state. */
-  [inspect.custom](_depth: number, options: InspectOptionsStylized): string {
+  /** @internal One line for `console.log` and `util.inspect`: identity, MAC, MTU and state. */
+  [inspect.custom](_depth: number, options: InspectStyling): string {
     return inspectLine(
       'NetDevice',
       {
