@@ -57,23 +57,41 @@ describe('close() and open off the JS thread', () => {
     assert.ok(ticks >= 2, `the event loop ran ${ticks} timer ticks during a close() of ${took.toFixed(0)} ms`);
   });
 
+  /** A stalled mock:blk holding one read, whose close() waits its whole budget (1 s): the yardstick below. */
+  async function stalledForOneSecond(): Promise<{ close: () => Promise<void>; read: Promise<unknown> }> {
+    const blk = await openBlk('mock:blk', { requestTimeout: 0, mock: { capacity: 1 << 20, fault: 'stall' } });
+    const read = blk.read(0, new Uint8Array(4096)).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 10));
+    return { close: () => blk.close(), read };
+  }
+
+  /** Which of two promises settles first (ordering, not timing: both wait on the same loaded machine). */
+  function first(a: Promise<unknown>, b: Promise<unknown>): Promise<'a' | 'b'> {
+    return Promise.race([a.then(() => 'a' as const), b.then(() => 'b' as const)]);
+  }
+
   test('requestTimeout shorter than 1 s bounds the wait of close()', T, async () => {
+    const yardstick = await stalledForOneSecond();
     const blk = await openBlk('mock:blk', { requestTimeout: 200, mock: { capacity: 1 << 20, fault: 'stall' } });
     const read = blk.read(0, new Uint8Array(4096));
     await new Promise((r) => setTimeout(r, 10));
-    const started = performance.now();
-    await blk.close();
-    const took = performance.now() - started;
+    // The yardstick's close starts 50 ms earlier: with the same budget it would end first.
+    const slow = yardstick.close();
+    await new Promise((r) => setTimeout(r, 50));
+    assert.equal(await first(blk.close(), slow), 'a', 'close() with requestTimeout 200 outlasted the 1 s budget');
     await assert.rejects(read, (e: VdpaError) => e.code === 'ECANCELED');
-    assert.ok(took < 900, `close() waited ${took.toFixed(0)} ms; requestTimeout is 200`);
+    await slow;
+    assert.equal(((await yardstick.read) as VdpaError).code, 'ECANCELED');
   });
 
   test('closing a net device does not wait for its receive buffers', T, async () => {
     const net = await openNet('mock:net');
-    const started = performance.now();
-    await net.close();
-    const took = performance.now() - started;
-    assert.ok(took < 500, `close() took ${took.toFixed(0)} ms (receive buffers are never returned by themselves)`);
+    const yardstick = await stalledForOneSecond();
+    const slow = yardstick.close();
+    await new Promise((r) => setTimeout(r, 50)); // as above: a net close that waited 1 s would end second
+    assert.equal(await first(net.close(), slow), 'a', 'closing the net device waited as long as a 1 s budget');
+    await slow;
+    await yardstick.read;
   });
 
   test('close() twice returns the same promise', T, async () => {
