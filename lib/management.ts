@@ -20,6 +20,7 @@ import { kernelProducts } from './sysfs-devices';
 import {
   BIND_TIMEOUT_MS,
   assertNetdevDown,
+  assertDriverLoaded,
   assertNotInUse,
   exists,
   readLinkName,
@@ -319,14 +320,7 @@ async function bindVdpa(name: string, driver: VdpaDriver, sysfs: string, timeout
       `no vdpa device '${name}'`,
       'createDevice() makes one; listDevices() shows what there is',
     );
-  if (!(await exists(path.join(bus, 'drivers', driver))))
-    throw sysError(
-      19,
-      'bind',
-      path.join(bus, 'drivers', driver),
-      `driver ${driver} is not loaded`,
-      `modprobe ${driver}`,
-    );
+  await assertDriverLoaded(bus, driver);
   const current = await readLinkName(path.join(dir, 'driver'));
   if (current !== driver) {
     await assertVdpaIdle(sysfs, name, current);

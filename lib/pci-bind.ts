@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { type PreviousBinding, kernelProducts, previousBinding, previousBindingFile } from './sysfs-devices';
 import {
+  assertDriverLoaded,
   assertNetdevDown,
   assertNotInUse,
   exists,
@@ -120,14 +121,7 @@ export async function bindPci(
   const record = wanted === null ? await previousBinding(address) : undefined;
   // null without a record: clear any override and let the kernel choose, as at boot.
   const target = wanted ?? record?.driver ?? null;
-  if (target !== null && !(await exists(path.join(pci, 'drivers', target))))
-    throw sysError(
-      19,
-      'bind',
-      path.join(pci, 'drivers', target),
-      `driver ${target} is not loaded`,
-      `modprobe ${target}`,
-    );
+  if (target !== null) await assertDriverLoaded(pci, target);
   if (target === 'vfio-pci') await assertGroupViable(sysfs, address);
 
   if (current !== target || target === null) {

@@ -2,6 +2,7 @@
 // the JS thread), bounded waits for what the kernel creates, and "is it in use" probes that turn what
 // would be a kernel-side hang (unbinding a device someone holds open) into EBUSY up front.
 import fs from 'node:fs';
+import path from 'node:path';
 import { VdpaError } from './errors';
 import { errnoInfo } from './netlink';
 
@@ -96,6 +97,12 @@ export async function exists(p: string): Promise<boolean> {
   } catch {
     return false;
   }
+}
+
+/** ENODEV with the modprobe hint unless `busDir`/drivers/`driver` exists (the driver's module is loaded). */
+export async function assertDriverLoaded(busDir: string, driver: string): Promise<void> {
+  const dir = path.join(busDir, 'drivers', driver);
+  if (!(await exists(dir))) throw sysError(19, 'bind', dir, `driver ${driver} is not loaded`, `modprobe ${driver}`);
 }
 
 export async function readLinkName(p: string): Promise<string | undefined> {
