@@ -217,6 +217,19 @@ const CONTROL_FEATURES =
   NetFeature.CTRL_MAC_ADDR |
   NetFeature.MQ;
 
+/** Yields what `next()` resolves with until the device is closed (ECANCELED, EBADF end it); other errors throw. */
+async function* untilClosed<T>(next: () => Promise<T>): AsyncGenerator<T, void, undefined> {
+  for (;;) {
+    try {
+      yield await next();
+    } catch (e) {
+      const code = (e as VdpaError).code;
+      if (e instanceof VdpaError && (code === 'ECANCELED' || code === 'EBADF')) return;
+      throw e;
+    }
+  }
+}
+
 /**
  * A virtio-net device: send frames, receive them as an async iterator or through an object-mode
  * Duplex ({@link createFrameStream}). Frames are whole Ethernet frames without FCS (14-byte header
@@ -433,16 +446,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   }
 
   /** Received frames with their {@link PacketMeta}, as {@link frames} yields frames. */
-  async *packets(options?: RequestOptions): AsyncGenerator<Packet, void, undefined> {
-    for (;;) {
-      try {
-        yield await this.receivePacket(options);
-      } catch (e) {
-        const code = (e as VdpaError).code;
-        if (e instanceof VdpaError && (code === 'ECANCELED' || code === 'EBADF')) return;
-        throw e;
-      }
-    }
+  packets(options?: RequestOptions): AsyncGenerator<Packet, void, undefined> {
+    return untilClosed(() => this.receivePacket(options));
   }
 
   private take<T>(options: RequestOptions | undefined, wrap: (frame: Uint8Array, meta: PacketMeta) => T): Promise<T> {
@@ -483,16 +488,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
    * device fails or `options.signal` aborts. While the loop waits for a frame it keeps the process
    * alive (see {@link unref}).
    */
-  async *frames(options?: RequestOptions): AsyncGenerator<Uint8Array, void, undefined> {
-    for (;;) {
-      try {
-        yield await this.receive(options);
-      } catch (e) {
-        const code = (e as VdpaError).code;
-        if (e instanceof VdpaError && (code === 'ECANCELED' || code === 'EBADF')) return;
-        throw e;
-      }
-    }
+  frames(options?: RequestOptions): AsyncGenerator<Uint8Array, void, undefined> {
+    return untilClosed(() => this.receive(options));
   }
 
   /**
