@@ -40,7 +40,11 @@ const char kRootHint[] = "VDUSE needs root (CAP_SYS_ADMIN): run as root";
 }  // namespace
 
 VduseDevice::VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler)
-    : name_(cfg.name), devPath_("/dev/vduse/" + cfg.name), numQueues_(cfg.numQueues), handler_(std::move(handler)) {
+    : name_(cfg.name),
+      devPath_("/dev/vduse/" + cfg.name),
+      numQueues_(cfg.numQueues),
+      configSize_(static_cast<uint32_t>(cfg.config.size())),
+      handler_(std::move(handler)) {
   if (cfg.name.empty() || cfg.name.size() >= VDUSE_NAME_MAX || cfg.name.find('/') != std::string::npos)
     throwSys(EINVAL, "ioctl(VDUSE_CREATE_DEV)", cfg.controlPath, "the name must be 1 to 255 bytes without '/'");
   controlFd_ = UniqueFd(retryEintr([&] { return ::open(cfg.controlPath.c_str(), O_RDWR | O_CLOEXEC); }));
@@ -144,6 +148,22 @@ void VduseDevice::close() {
   }
   created_ = false;
   controlFd_.reset();
+}
+
+void VduseDevice::updateConfig(uint32_t offset, const void* bytes, uint32_t len) {
+  if (offset > configSize_ || len > configSize_ - offset)
+    throwSys(EINVAL, "ioctl(VDUSE_DEV_SET_CONFIG)", devPath_,
+             "the config space is " + std::to_string(configSize_) + " bytes");
+  if (!devFd_) throwSys(EBADF, "ioctl(VDUSE_DEV_SET_CONFIG)", devPath_, "the device is closed");
+  std::vector<uint8_t> buf(sizeof(vduse_config_data) + len);
+  auto* data = reinterpret_cast<vduse_config_data*>(buf.data());
+  data->offset = offset;
+  data->length = len;
+  std::memcpy(buf.data() + sizeof(vduse_config_data), bytes, len);
+  if (int err = ioctlErrno(devFd_.get(), VDUSE_DEV_SET_CONFIG, data))
+    throwSys(err, "ioctl(VDUSE_DEV_SET_CONFIG)", devPath_);
+  if (int err = ioctlErrno(devFd_.get(), VDUSE_DEV_INJECT_CONFIG_IRQ, nullptr))
+    throwSys(err, "ioctl(VDUSE_DEV_INJECT_CONFIG_IRQ)", devPath_);
 }
 
 void VduseDevice::complete(uint64_t token, ChainFinish finish) {

@@ -70,6 +70,10 @@ class VduseDevice final : private GuestMemory {
   // Any thread: finishes the deferred chain `token` on the device thread. A chain the device dropped
   // meanwhile (reset, close) is not touched: `finish` is not called.
   void complete(uint64_t token, ChainFinish finish);
+  // Any thread (both ioctls only copy and queue work in the kernel): replaces `len` bytes of the config
+  // space at `offset` and raises the config interrupt, so the driver rereads it (blk capacity, net
+  // link status). EINVAL past the config space; EBADF once closed.
+  void updateConfig(uint32_t offset, const void* bytes, uint32_t len);
 
  private:
   struct Mapping {
@@ -114,6 +118,7 @@ class VduseDevice final : private GuestMemory {
   const std::string name_;
   const std::string devPath_;
   const uint16_t numQueues_;
+  const uint32_t configSize_;
   const ChainHandler handler_;
   UniqueFd controlFd_;
   UniqueFd devFd_;
