@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Compares builds side by side: runs bench/cost.js from each package directory in turn, REPS rounds,
-# and prints each run's JSON line and the per-key medians. Usage: bench/ab.sh REPS DIR... (each DIR a
-# package root with dist/ and build/Release/ built, e.g. a snapshot made with `bench/ab.sh --snapshot DIR`).
+# and prints each run's JSON line and the per-key medians. Usage: bench/ab.sh REPS DIR[:POLL]... (each
+# DIR a package root with dist/ and build/Release/ built, e.g. a snapshot made with
+# `bench/ab.sh --snapshot DIR`; POLL = BlkOptions.pollMicros for that column, default 0).
 set -euo pipefail
 if [ "${1:-}" = "--snapshot" ]; then
   dest=$2
@@ -18,7 +19,13 @@ shift
 out=$(mktemp)
 for ((r = 0; r < reps; r++)); do
   for d in "$@"; do
-    line=$(node --expose-gc "$d/dist/bench/cost.js")
+    poll=0
+    dir=$d
+    if [[ $d == *:* ]]; then
+      poll=${d##*:}
+      dir=${d%:*}
+    fi
+    line=$(node --expose-gc "$dir/dist/bench/cost.js" 200000 "$poll")
     echo "$d $line" | tee -a "$out"
   done
 done

@@ -1,7 +1,7 @@
 // One short measurement of the per-request cost, as one JSON line, for comparing two builds run in
 // turn (bench/ab.sh): IOPS, and the CPU time the JS thread spends per request (utime + stime of the
 // main thread from /proc, so the device thread and other processes on the machine do not count).
-// `node dist/bench/cost.js [ops]`.
+// `node dist/bench/cost.js [ops] [pollMicros]`.
 import fs from 'node:fs';
 import { openBlk } from '../lib/index';
 import { batched, perRequest } from './blk';
@@ -20,7 +20,8 @@ function jsThreadCpu(): number {
 
 async function main(): Promise<void> {
   const ops = Number(process.argv[2] ?? 200_000);
-  const blk = await openBlk('mock:blk', { queueSize: 256, mock: { capacity: CAPACITY } });
+  const pollMicros = Number(process.argv[3] ?? 0);
+  const blk = await openBlk('mock:blk', { queueSize: 256, pollMicros, mock: { capacity: CAPACITY } });
   const region = blk.allocBuffer(128 * BLOCK);
   const bufs = Array.from({ length: 128 }, (_, i) => region.subarray(i * BLOCK, (i + 1) * BLOCK));
   const chunk = blk.allocBuffer(1 << 20);

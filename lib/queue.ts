@@ -237,6 +237,14 @@ export class QueueDriver<C> {
       if (this.ctx[token] !== undefined) this.finish(token, 0, this.failure as VdpaError);
   }
 
+  /**
+   * After each wake-up's completions, poll the used ring for up to `microseconds` more (the JS
+   * thread spins meanwhile) before waiting for the next interrupt; 0 turns it off.
+   */
+  setPoll(microseconds: number): void {
+    this.nativeQueue.setPoll(microseconds);
+  }
+
   /** Re-evaluates whether this queue keeps the event loop alive. */
   updateRef(): void {
     const busy = this.inFlight > 0 && !this.failure;

@@ -13,8 +13,8 @@
 namespace vdpa {
 
 struct DecodedChain {
-  size_t start;       // index into segs
-  uint32_t count;     // segments
+  size_t start;    // index into segs
+  uint32_t count;  // segments
   uint32_t token;
   uint32_t writable;  // bytes the device may write, from DriverQueue::validate
 };

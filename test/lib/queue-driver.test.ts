@@ -51,6 +51,7 @@ class FakeQueue implements NativeQueue {
   unref(): void {
     this.refs--;
   }
+  setPoll(): void {}
 }
 
 interface Done {
