@@ -16,6 +16,8 @@ const BLOCKS = CAPACITY / BLOCK;
 const USER_WORKERS = 32;
 const USER_CAPACITY = 64 << 20;
 const TMPFS = '/dev/shm';
+/** BlkOptions.pollMicros of the polling rows. */
+const POLL_MICROS = 100;
 
 /** 32 async workers, each awaiting `read(offset, its 4 KiB buffer)` until `ops` reads are done. */
 async function userLoop(
@@ -49,6 +51,8 @@ type Key =
   | 'cxx:read:128'
   | 'node:write:128'
   | 'cxx:write:128'
+  | 'poll:read:32'
+  | 'poll:write:32'
   | 'user:blk'
   | 'user:fs';
 
@@ -57,6 +61,7 @@ export async function benchHot(opts: BenchOptions): Promise<Table[]> {
   const ops = opts.quick ? 10_000 : 100_000;
   const userOps = opts.quick ? 10_000 : 60_000;
   const blk = await openBlk('mock:blk', { queueSize: 256, mock: { capacity: CAPACITY } });
+  const polled = await openBlk('mock:blk', { queueSize: 256, pollMicros: POLL_MICROS, mock: { capacity: CAPACITY } });
   const user = await openBlk('mock:blk', { queueSize: 256, mock: { capacity: USER_CAPACITY } });
   const dir = fs.mkdtempSync(path.join(fs.existsSync(TMPFS) ? TMPFS : os.tmpdir(), 'vdpa-bench-'));
   const file = path.join(dir, 'disk');
@@ -68,6 +73,9 @@ export async function benchHot(opts: BenchOptions): Promise<Table[]> {
     // Every block written once before timing: no first-touch page faults in the timed runs.
     const chunk = blk.allocBuffer(1 << 20);
     for (let off = 0; off < CAPACITY; off += chunk.length) await blk.write(off, chunk);
+    for (let off = 0; off < CAPACITY; off += chunk.length) await polled.write(off, chunk.subarray(0));
+    const pollRegion = polled.allocBuffer(32 * BLOCK);
+    const pollBufs = Array.from({ length: 32 }, (_, i) => pollRegion.subarray(i * BLOCK, (i + 1) * BLOCK));
     for (let off = 0; off < USER_CAPACITY; off += chunk.length) await user.write(off, chunk.subarray(0));
     const userRegion = user.allocBuffer(USER_WORKERS * BLOCK);
     const userBufs = Array.from({ length: USER_WORKERS }, (_, i) => userRegion.subarray(i * BLOCK, (i + 1) * BLOCK));
@@ -85,6 +93,7 @@ export async function benchHot(opts: BenchOptions): Promise<Table[]> {
         return r.ops / (r.nanoseconds / 1e9);
       }
       if (what === 'node') return n / (await perRequest(blk, bufs, depth, n, write, rng, BLOCKS));
+      if (what === 'poll') return n / (await perRequest(polled, pollBufs, depth, n, write, rng, BLOCKS));
       if (what === 'batch') return n / (await batched(blk, bufs, depth, n, write, rng));
       if (op === 'blk') return userLoop((off, b) => user.read(off, b), userBufs, USER_CAPACITY / BLOCK, n);
       return userLoop((off, b) => fh.read(b, 0, BLOCK, off), fsBufs, USER_CAPACITY / BLOCK, n);
@@ -100,6 +109,8 @@ export async function benchHot(opts: BenchOptions): Promise<Table[]> {
       'cxx:read:128',
       'node:write:128',
       'cxx:write:128',
+      'poll:read:32',
+      'poll:write:32',
       'user:blk',
       'user:fs',
     ];
@@ -113,6 +124,7 @@ export async function benchHot(opts: BenchOptions): Promise<Table[]> {
     await fh.close();
     fs.rmSync(dir, { recursive: true, force: true });
     await blk.close();
+    await polled.close();
     await user.close();
   }
 
@@ -129,6 +141,7 @@ export async function benchHot(opts: BenchOptions): Promise<Table[]> {
       fmtInt(cxx32),
       fmtInt(m(`node:${op}:128`)),
       fmtInt(m(`cxx:${op}:128`)),
+      `${fmtInt(m(`poll:${op}:32`))} (${fmt(m(`poll:${op}:32`) / m(`node:${op}:32`), 2)}x)`,
       verdict(m(`node:${op}:32`) / cxx32, 0.8),
       verdict(m(`batch:${op}:32`) / cxx32, 0.9),
       verdict(m(`node:${op}:128`) / m(`node:${op}:32`), 1.3),
@@ -146,6 +159,7 @@ export async function benchHot(opts: BenchOptions): Promise<Table[]> {
         'C++ d32',
         'promise d128',
         'C++ d128',
+        `promise d32, poll ${POLL_MICROS} us (vs promise)`,
         'promise/C++ d32 (>=0.8)',
         'batch/C++ d32 (>=0.9)',
         'd128/d32 (>=1.3)',
