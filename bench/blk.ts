@@ -22,7 +22,7 @@ const LABELS: Record<Mode, string> = {
 };
 
 /** Keeps exactly `depth` requests in flight: each completion issues the next. Returns seconds. */
-function perRequest(
+export function perRequest(
   blk: BlkDevice,
   bufs: Uint8Array[],
   depth: number,
@@ -50,18 +50,19 @@ function perRequest(
 }
 
 /** Rounds of `depth` requests, one blk.batch() Promise per round. Returns seconds. */
-async function batched(
+export async function batched(
   blk: BlkDevice,
   bufs: Uint8Array[],
   depth: number,
   ops: number,
   write: boolean,
   rng: XorShift,
+  blocks = BLOCKS,
 ): Promise<number> {
   const round: BlkOp[] = bufs.slice(0, depth).map((buffer) => ({ op: write ? 'write' : 'read', offset: 0, buffer }));
   const t0 = now();
   for (let done = 0; done < ops; done += depth) {
-    for (const o of round) o.offset = rng.below(BLOCKS) * BLOCK;
+    for (const o of round) o.offset = rng.below(blocks) * BLOCK;
     await blk.batch(round);
   }
   return since(t0);

@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { inspect } from 'node:util';
 import { BOUNCE_CHUNK, BouncePool, type BounceChunk } from './bounce';
-import { Call, requestSignal, runCall, type RequestOptions } from './call';
+import { Call, abortError, requestSignal, runCall, type CallHandle, type RequestOptions } from './call';
 import {
   BLK_CONFIG_SIZE,
   BLK_DISCARD_SEGMENT_SIZE,
@@ -28,7 +28,7 @@ import {
 } from './device';
 import { vdpaError } from './errors';
 import type { OpenOptions } from './options';
-import { TokenWaiters, type ChainSegment, type QueueDriver } from './queue';
+import { TokenWaiters, type QueueDriver } from './queue';
 import { BlkReadStream, BlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './streams';
 import { checkBlockRange, checkInteger } from './validate';
 
@@ -43,6 +43,15 @@ export interface BlkOptions extends OpenOptions {
   queueSize?: number;
   /** Use the packed ring when the device offers it; default false. */
   packed?: boolean;
+  /**
+   * Polling mode: after the completions of each wake-up, keep looking at the used ring for up to
+   * this many microseconds (0 to 1,000,000) before waiting for the next interrupt. Completions
+   * that arrive meanwhile are handled without an interrupt round trip, which pays where interrupts
+   * are expensive (VFIO in a VM, a device on another core) at the price of the JS thread spinning
+   * for that long after each batch (never longer per wake-up, so timers and I/O still run). Default 0:
+   * interrupts only.
+   */
+  pollMicros?: number;
 }
 
 /** One operation of a {@link BlkDevice.batch}. */
@@ -53,6 +62,8 @@ export interface BlkOp {
   /** Data to write, or where to read into; length a multiple of 512. */
   buffer: Uint8Array;
 }
+
+type DmaLocation = NonNullable<ReturnType<Device['dmaLocation']>>;
 
 const SECTOR = 512;
 const T_IN = 0;
@@ -70,23 +81,31 @@ const MAX_REQUEST_BYTES = 1 << 20;
 /** Entries of the indirect tables the native rings use: a longer chain needs that many ring slots. */
 const INDIRECT_TABLE_ENTRIES = 128;
 
-/** One chain: everything it holds and what to do when it completes. */
-interface Piece {
-  call: Call;
-  type: number;
-  sector: number;
-  /** Bytes of data it moves (0 for flush, discard, write-zeroes). */
-  length: number;
-  data: ChainSegment[];
-  range?: { sector: number; count: number };
+/**
+ * One chain: everything it holds and what to do when it completes. A piece not yet on the device can
+ * be placed (again) with `place()`; its data segments are made from `region`/`offset` when it is.
+ */
+class Piece {
+  /** Data: a range of a registered region (-1: none, a flush, discard or getId). */
+  region = -1;
+  offset = 0;
+  range: { sector: number; count: number } | undefined = undefined;
   /** Through a bounce buffer: the chunk and the caller's bytes it stands for. */
-  bounce?: BounceChunk;
-  part?: Uint8Array;
+  bounce: BounceChunk | undefined = undefined;
+  part: Uint8Array | undefined = undefined;
   /** A zero-copy buffer's region: pinned (freeBuffer refuses it) while the device may use it. */
-  dma?: DmaRegion;
+  dma: DmaRegion | undefined = undefined;
   /** The caller's buffer, kept reachable until the piece is done. */
-  keep?: Uint8Array;
-  idOut?: (id: string) => void;
+  keep: Uint8Array | undefined = undefined;
+  idOut: ((id: string) => void) | undefined = undefined;
+
+  constructor(
+    readonly call: CallHandle,
+    readonly type: number,
+    readonly sector: number,
+    /** Bytes of data it moves (0 for flush, discard, write-zeroes). */
+    readonly length: number,
+  ) {}
 }
 
 interface BlkQueue {
@@ -125,6 +144,7 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   private readonly maxDiscardSectors: number;
   private readonly maxZeroesSectors: number;
   private nextQueue = 0;
+  private readonly pollMicros: number;
 
   /** @internal Use {@link openBlk}; `f` is what the device accepted of {@link blkFeatures}. */
   constructor(device: Device, options: BlkOptions, f: bigint) {
@@ -142,6 +162,7 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     if (numQueues > Math.max(1, offered))
       throw new RangeError(`numQueues ${numQueues} is more than the device offers (${Math.max(1, offered)})`);
     this.numQueues = numQueues;
+    this.pollMicros = checkPollMicros(options.pollMicros);
     const queueSize = device.queueSizeFor(options.queueSize, [0]);
     this.queueSize = queueSize;
     // A request is one chain: header + data + status. It must fit the device's seg_max and the ring:
@@ -173,6 +194,7 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
           waiters: this.waiters,
         }),
       };
+      if (this.pollMicros > 0) q.driver.setPoll(this.pollMicros);
       this.queues.push(q);
     }
     await this.device.start();
@@ -193,20 +215,12 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
 
   /** Reads `buffer.length` bytes at `offset` into `buffer`; resolves to `buffer`. */
   read<T extends Uint8Array>(offset: number, buffer: T, options?: RequestOptions): Promise<T> {
-    return this.request(options, (c) => {
-      this.checkData(offset, buffer, false);
-      this.device.check('read');
-      this.issueData(c, T_IN, offset, buffer);
-    }).then(() => buffer);
+    return this.io(T_IN, offset, buffer, buffer, options);
   }
 
   /** Writes `buffer` at `offset`. */
   write(offset: number, buffer: Uint8Array, options?: RequestOptions): Promise<void> {
-    return this.request(options, (c) => {
-      this.checkData(offset, buffer, true);
-      this.device.check('write');
-      this.issueData(c, T_OUT, offset, buffer);
-    });
+    return this.io(T_OUT, offset, buffer, undefined, options);
   }
 
   /**
@@ -224,7 +238,7 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
       this.device.check('batch');
       for (const o of ops) {
         if (c.failing) break;
-        this.issueData(c, o.op === 'read' ? T_IN : T_OUT, o.offset, o.buffer);
+        this.issueData(c, o.op === 'read' ? T_IN : T_OUT, o.offset, o.buffer, this.device.dmaLocation(o.buffer));
       }
     });
   }
@@ -330,22 +344,62 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     return runCall(signal, start);
   }
 
-  private checkData(offset: number, buffer: Uint8Array, isWrite: boolean): void {
+  /**
+   * A read or write: one Promise (resolving with `value`), no closure per request. The checks are
+   * those of {@link checkData}, in the same order.
+   */
+  private io<T>(
+    type: number,
+    offset: number,
+    buffer: Uint8Array,
+    value: T,
+    options: RequestOptions | undefined,
+  ): Promise<T> {
+    let signal: AbortSignal | undefined;
+    if (options !== undefined) {
+      try {
+        signal = requestSignal(options);
+      } catch (e) {
+        return Promise.reject(e as Error);
+      }
+    }
+    return new Promise<T>((resolve, reject) => {
+      if (signal?.aborted) return reject(abortError(signal));
+      const c = new Call<T>(resolve, reject, signal, value);
+      try {
+        const dma = this.checkData(offset, buffer, type === T_OUT);
+        this.device.check(type === T_OUT ? 'write' : 'read');
+        this.issueData(c, type, offset, buffer, dma);
+      } catch (e) {
+        c.startFailed(e as Error);
+      }
+      c.pieceDone(undefined);
+    });
+  }
+
+  /** Checks a read or write; returns where a zero-copy buffer is (undefined: bounced). */
+  private checkData(offset: number, buffer: Uint8Array, isWrite: boolean): DmaLocation | undefined {
     if (!(buffer instanceof Uint8Array)) throw new TypeError('buffer must be a Uint8Array');
-    this.device.dmaLocation(buffer); // a freed buffer is a TypeError, before its length 0 is a RangeError
+    const dma = this.device.dmaLocation(buffer); // a freed buffer is a TypeError, before its length 0 is a RangeError
     checkBlockRange(offset, buffer.length, this.capacity);
     if (isWrite && this.readOnly) throw vdpaError('EROFS', 'write', this.device.path, 'the device is read-only');
+    return dma;
   }
 
   /** A new piece of `c`, counted until it is done. */
-  private start(c: Call, type: number, sector: number, length: number): Piece {
-    const piece: Piece = { call: c, type, sector, length, data: [] };
+  private start(c: CallHandle, type: number, sector: number, length: number): Piece {
+    const piece = new Piece(c, type, sector, length);
     c.addPiece();
     return piece;
   }
 
-  private issueData(c: Call, type: number, offset: number, buffer: Uint8Array): void {
-    const dma = this.device.dmaLocation(buffer);
+  private issueData(
+    c: CallHandle,
+    type: number,
+    offset: number,
+    buffer: Uint8Array,
+    dma: DmaLocation | undefined,
+  ): void {
     const step = dma ? this.maxRequest : Math.min(this.maxRequest, BOUNCE_CHUNK);
     for (let at = 0; at < buffer.length && !c.failing; at += step) {
       const length = Math.min(step, buffer.length - at);
@@ -354,7 +408,8 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
       if (dma) {
         piece.dma = dma.region;
         dma.region.pins++;
-        piece.data = this.dataSegments(dma.region.native.handle, dma.offset + at, length, type === T_IN);
+        piece.region = dma.region.native.handle;
+        piece.offset = dma.offset + at;
         this.place(piece);
       } else {
         piece.part = buffer.subarray(at, at + length);
@@ -379,18 +434,12 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
         return this.finish(piece, new TypeError('the buffer to write was detached or shrunk before it was sent'));
       chunk.bytes.set(part);
     }
-    piece.data = this.dataSegments(chunk.region, chunk.offset, piece.length, piece.type === T_IN);
+    piece.region = chunk.region;
+    piece.offset = chunk.offset;
     this.place(piece);
   }
 
-  private dataSegments(region: number, offset: number, length: number, writable: boolean): ChainSegment[] {
-    const segs: ChainSegment[] = [];
-    for (let at = 0; at < length; at += this.sizeMax)
-      segs.push({ region, offset: offset + at, length: Math.min(this.sizeMax, length - at), writable });
-    return segs;
-  }
-
-  private startRanges(c: Call, type: number, offset: number, length: number): void {
+  private startRanges(c: CallHandle, type: number, offset: number, length: number): void {
     checkBlockRange(offset, length, this.capacity);
     const name = type === T_DISCARD ? 'discard' : 'writeZeroes';
     this.device.check(name);
@@ -431,28 +480,30 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     });
   }
 
+  /** Writes the request's header into the slot of `token` and queues its chain: no array, no object. */
   private submit(q: BlkQueue, token: number, piece: Piece): void {
     const slot = token * SLOT_BYTES;
     const v = q.metaView;
     v.setUint32(slot + BlkRequestHeader.type.offset, piece.type, true);
     v.setUint32(slot + BlkRequestHeader.ioprio.offset, 0, true);
-    v.setBigUint64(slot + BlkRequestHeader.sector.offset, BigInt(piece.sector), true);
+    setUint64(v, slot + BlkRequestHeader.sector.offset, piece.sector);
     q.meta[slot + STATUS_AT] = 0xff;
-    const segs: ChainSegment[] = [
-      { region: q.metaHandle, offset: slot, length: BLK_REQUEST_HEADER_SIZE, writable: false },
-    ];
+    const dataSegs = piece.region < 0 ? 0 : Math.ceil(piece.length / this.sizeMax);
+    const d = q.driver;
+    d.openChain(token, 2 + dataSegs + (piece.range || piece.type === T_GET_ID ? 1 : 0), piece);
+    d.segment(q.metaHandle, slot, BLK_REQUEST_HEADER_SIZE, false);
     if (piece.range) {
       const at = slot + PAYLOAD_AT;
-      v.setBigUint64(at + BlkDiscardSegment.sector.offset, BigInt(piece.range.sector), true);
+      setUint64(v, at + BlkDiscardSegment.sector.offset, piece.range.sector);
       v.setUint32(at + BlkDiscardSegment.numSectors.offset, piece.range.count, true);
       v.setUint32(at + BlkDiscardSegment.flags.offset, 0, true);
-      segs.push({ region: q.metaHandle, offset: at, length: BLK_DISCARD_SEGMENT_SIZE, writable: false });
+      d.segment(q.metaHandle, at, BLK_DISCARD_SEGMENT_SIZE, false);
     }
-    for (const s of piece.data) segs.push(s);
-    if (piece.type === T_GET_ID)
-      segs.push({ region: q.metaHandle, offset: slot + PAYLOAD_AT, length: BLK_ID_BYTES, writable: true });
-    segs.push({ region: q.metaHandle, offset: slot + STATUS_AT, length: 1, writable: true });
-    q.driver.enqueue(token, segs, piece);
+    const writable = piece.type === T_IN;
+    for (let at = 0; at < piece.length && piece.region >= 0; at += this.sizeMax)
+      d.segment(piece.region, piece.offset + at, Math.min(this.sizeMax, piece.length - at), writable);
+    if (piece.type === T_GET_ID) d.segment(q.metaHandle, slot + PAYLOAD_AT, BLK_ID_BYTES, true);
+    d.segment(q.metaHandle, slot + STATUS_AT, 1, true);
   }
 
   /** The device returned the chain (or was reset): results go to the caller unless it settled already. */
@@ -504,6 +555,17 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   }
 }
 
+/** `options.pollMicros`, checked; 0 when absent. */
+function checkPollMicros(value: unknown): number {
+  return value === undefined ? 0 : checkInteger(value, 'pollMicros', 0, 1_000_000);
+}
+
+/** A little-endian u64 from a safe integer, without a BigInt. */
+function setUint64(v: DataView, at: number, value: number): void {
+  v.setUint32(at, value >>> 0, true);
+  v.setUint32(at + 4, Math.floor(value / 0x100000000), true);
+}
+
 function blkOpName(type: number): string {
   switch (type) {
     case T_IN:
@@ -535,6 +597,7 @@ export async function openBlk(path: string, options: BlkOptions = {}): Promise<B
     what: 'a block device',
     check: (o) => {
       if (o.numQueues !== undefined) checkInteger(o.numQueues, 'numQueues', 1, 256);
+      checkPollMicros(o.pollMicros);
     },
     bringUp: async (device) => {
       const blk = new BlkDevice(device, options, await device.negotiate(blkFeatures(options)));

@@ -29,7 +29,8 @@ export function abortError(signal: AbortSignal): AbortError {
   return new AbortError('The operation was aborted', { cause: signal.reason });
 }
 
-export class Call {
+/** A request in flight; it resolves with `value` (a read resolves with its buffer). */
+export class Call<T = void> {
   /** Pieces not done yet, plus one while the request is still being issued. */
   private remaining = 1;
   private error: Error | undefined;
@@ -38,9 +39,10 @@ export class Call {
   private readonly onAbort: (() => void) | undefined;
 
   constructor(
-    private readonly resolve: () => void,
+    private readonly resolve: (value: T) => void,
     private readonly reject: (err: Error) => void,
     signal?: AbortSignal,
+    private readonly value?: T,
   ) {
     if (signal) {
       this.signal = signal;
@@ -85,7 +87,7 @@ export class Call {
     this.settledFlag = true;
     if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
     if (this.error) this.reject(this.error);
-    else this.resolve();
+    else this.resolve(this.value as T);
   }
 }
 
@@ -96,7 +98,7 @@ export class Call {
 export function runCall(signal: AbortSignal | undefined, start: (c: Call) => void): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) return reject(abortError(signal));
-    const c = new Call(resolve, reject, signal);
+    const c = new Call<void>(resolve, reject, signal);
     try {
       start(c);
     } catch (e) {
@@ -105,3 +107,9 @@ export function runCall(signal: AbortSignal | undefined, start: (c: Call) => voi
     c.pieceDone(undefined);
   });
 }
+
+/** What the pieces of a request see of its {@link Call}, whatever it resolves with. */
+export type CallHandle = Pick<
+  Call<unknown>,
+  'settled' | 'failing' | 'addPiece' | 'pieceDone' | 'startFailed' | 'failNow'
+>;

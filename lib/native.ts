@@ -39,6 +39,8 @@ export interface NativeQueue {
   submit(batch: Uint32Array, count: number): number;
   ref(): void;
   unref(): void;
+  /** Microseconds to poll the used ring after each wake-up's completions (0 = none). */
+  setPoll(microseconds: number): void;
 }
 
 export interface NativeVhostInfo {

@@ -740,13 +740,15 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       bytes[at + 9] = t.checksum.offset >> 8;
     }
     bytes.set(t.frame, at + HDR);
-    pair.tx.enqueue(token, [{ region: pair.txBufs.handle, offset: at, length: HDR + t.length, writable: false }], t);
+    pair.tx.openChain(token, 1, t);
+    pair.tx.segment(pair.txBufs.handle, at, HDR + t.length, false);
     return true;
   }
 
   private postRx(pair: QueuePair, token: number): void {
     const length = this.rxBufferSize;
-    pair.rx.enqueue(token, [{ region: pair.rxBufs.handle, offset: token * length, length, writable: true }], token);
+    pair.rx.openChain(token, 1, token);
+    pair.rx.segment(pair.rxBufs.handle, token * length, length, true);
   }
 
   private receivedChain(pair: QueuePair, token: number, len: number, err: Error | undefined): void {

@@ -96,6 +96,7 @@ export class QueueDriver<C> {
   private batchWords = 0;
   private batchChains = 0;
   private flushScheduled = false;
+  private readonly flushTask = (): void => this.flush();
   private inFlight = 0;
   private referenced = false;
   private failure: VdpaError | undefined;
@@ -144,27 +145,38 @@ export class QueueDriver<C> {
 
   /** Queues a chain under `token`; it is submitted with everything else queued this tick. */
   enqueue(token: number, segments: readonly ChainSegment[], ctx: C): void {
-    const need = 2 + WORDS_PER_SEGMENT * segments.length;
+    this.openChain(token, segments.length, ctx);
+    for (const s of segments) this.segment(s.region, s.offset, s.length, s.writable);
+  }
+
+  /**
+   * Queues a chain under `token` as {@link enqueue} does, without a segment array: exactly `count`
+   * {@link segment} calls must follow, before anything else is queued on this queue.
+   */
+  openChain(token: number, count: number, ctx: C): void {
+    const need = 2 + WORDS_PER_SEGMENT * count;
     if (this.batchWords + need > this.batch.length) this.grow(this.batchWords + need);
-    const b = this.batch;
-    let w = this.batchWords;
-    b[w++] = token;
-    b[w++] = segments.length;
-    for (const s of segments) {
-      b[w++] = s.region;
-      b[w++] = s.offset;
-      b[w++] = s.length;
-      b[w++] = s.writable ? 1 : 0;
-    }
-    this.batchWords = w;
+    this.batch[this.batchWords++] = token;
+    this.batch[this.batchWords++] = count;
     this.batchChains++;
     this.ctx[token] = ctx;
     if (this.hooks.deadline) this.deadlineSlot[token] = this.hooks.deadline.enter();
     if (this.inFlight++ === 0) this.updateRef();
     if (!this.flushScheduled) {
       this.flushScheduled = true;
-      queueMicrotask(() => this.flush());
+      queueMicrotask(this.flushTask);
     }
+  }
+
+  /** One buffer of the chain {@link openChain} began. */
+  segment(region: number, offset: number, length: number, writable: boolean): void {
+    const b = this.batch;
+    const w = this.batchWords;
+    b[w] = region;
+    b[w + 1] = offset;
+    b[w + 2] = length;
+    b[w + 3] = writable ? 1 : 0;
+    this.batchWords = w + WORDS_PER_SEGMENT;
   }
 
   /** Submits every queued chain the ring has room for; the rest stay queued for the next completion. */
@@ -223,6 +235,14 @@ export class QueueDriver<C> {
     this.fail(err);
     for (let token = 0; token < this.size; token++)
       if (this.ctx[token] !== undefined) this.finish(token, 0, this.failure as VdpaError);
+  }
+
+  /**
+   * After each wake-up's completions, poll the used ring for up to `microseconds` more (the JS
+   * thread spins meanwhile) before waiting for the next interrupt; 0 turns it off.
+   */
+  setPoll(microseconds: number): void {
+    this.nativeQueue.setPoll(microseconds);
   }
 
   /** Re-evaluates whether this queue keeps the event loop alive. */

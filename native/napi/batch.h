@@ -12,29 +12,32 @@
 
 namespace vdpa {
 
-struct DecodedBatch {
-  std::vector<Segment> segs;
-  std::vector<size_t> chainStart;  // index into segs per chain
-  std::vector<uint32_t> token, count;
+struct DecodedChain {
+  size_t start;    // index into segs
+  uint32_t count;  // segments
+  uint32_t token;
+  uint32_t writable;  // bytes the device may write, from DriverQueue::validate
 };
 
-// `translate(region, offset, length, &iova)` returns false for a range outside live memory.
+struct DecodedBatch {
+  std::vector<Segment> segs;
+  std::vector<DecodedChain> chains;
+};
+
+// `translate(region, offset, length, &iova)` returns false for a range outside live memory. Each
+// chain is validated here once; addBatch() does not check it again.
 template <typename Translate>
 void decodeBatch(Napi::Env env, const uint32_t* w, size_t words, uint32_t chains, const DriverQueue& ring,
                  Translate&& translate, DecodedBatch& out) {
   out.segs.clear();
-  out.chainStart.clear();
-  out.token.clear();
-  out.count.clear();
+  out.chains.clear();
   size_t pos = 0;
   for (uint32_t c = 0; c < chains; c++) {
     if (pos + 2 > words) throw Napi::RangeError::New(env, "batch is shorter than its chain count");
     const uint32_t count = w[pos + 1];
     if (count == 0 || count > 4096 || pos + 2 + size_t{count} * 4 > words)
       throw Napi::RangeError::New(env, "chain " + std::to_string(c) + " has a bad segment count");
-    out.chainStart.push_back(out.segs.size());
-    out.token.push_back(w[pos]);
-    out.count.push_back(count);
+    const size_t start = out.segs.size();
     for (uint32_t s = 0; s < count; s++) {
       const uint32_t* e = w + pos + 2 + s * 4;
       Segment seg{0, e[2], (e[3] & 1) != 0};
@@ -46,7 +49,8 @@ void decodeBatch(Napi::Env env, const uint32_t* w, size_t words, uint32_t chains
                                              " is not inside a live region of this device");
       out.segs.push_back(seg);
     }
-    ring.validate(out.segs.data() + out.chainStart.back(), count);
+    const uint32_t writable = ring.validate(out.segs.data() + start, count);
+    out.chains.push_back(DecodedChain{start, count, w[pos], writable});
     pos += 2 + size_t{count} * 4;
   }
 }
@@ -54,8 +58,10 @@ void decodeBatch(Napi::Env env, const uint32_t* w, size_t words, uint32_t chains
 // Adds decoded chains until the ring is full; returns how many it took.
 inline uint32_t addBatch(DriverQueue& ring, const DecodedBatch& b) {
   uint32_t accepted = 0;
-  for (; accepted < b.token.size(); accepted++)
-    if (!ring.add(b.segs.data() + b.chainStart[accepted], b.count[accepted], b.token[accepted])) break;
+  for (const DecodedChain& c : b.chains) {
+    if (!ring.addChecked(b.segs.data() + c.start, c.count, c.token, c.writable)) break;
+    accepted++;
+  }
   return accepted;
 }
 

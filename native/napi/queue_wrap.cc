@@ -1,5 +1,6 @@
 #include "napi/queue_wrap.h"
 
+#include <chrono>
 #include <utility>
 
 #include "napi/args.h"
@@ -8,6 +9,16 @@
 
 namespace vdpa {
 
+namespace {
+inline void spinPause() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
+#endif
+}
+}  // namespace
+
 const napi_type_tag QueueWrap::kTag = {0x7664706171756575ULL, 0x6500000000000002ULL};
 
 Napi::Function QueueWrap::define(Napi::Env env) {
@@ -15,6 +26,7 @@ Napi::Function QueueWrap::define(Napi::Env env) {
                      {
                          InstanceMethod<&QueueWrap::Submit>("submit"),
                          InstanceMethod<&QueueWrap::Ref>("ref"),
+                         InstanceMethod<&QueueWrap::SetPoll>("setPoll"),
                          InstanceMethod<&QueueWrap::Unref>("unref"),
                      });
 }
@@ -75,13 +87,35 @@ void QueueWrap::deliver() {
     Napi::HandleScope scope(Env());
     VirtQueue* q = queue_;
     std::shared_ptr<VirtioDevice> device = device_;  // the callback may close the device
-    q->deliver(completions_.data(), completions_.capacity(),
-               [this](size_t count, bool broken) { return handOver(count, broken); });
+    auto sink = [this](size_t count, bool broken) { return handOver(count, broken); };
+    q->deliver(completions_.data(), completions_.capacity(), sink);
+    if (pollMicros_ > 0) poll(q, sink);
     // A close on the threadpool waits for this count (the queue may be stopped by now, the ring not).
     device->noteInFlight(*q);
   } catch (...) {
     // Only N-API calls failing in an environment being torn down get here; nobody is listening.
   }
+}
+
+template <typename Sink>
+void QueueWrap::poll(VirtQueue* q, Sink& sink) {
+  // One window per wake-up, never extended, so the event loop gets its turn at least that often.
+  const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(pollMicros_);
+  bool found = false;
+  while (queue_ && !q->ring->broken() && q->ring->inFlight() > 0 && std::chrono::steady_clock::now() < until) {
+    // enableInterrupts() is the cheap "is there more?" (it leaves interrupts armed, as they were).
+    if (q->ring->enableInterrupts()) {
+      q->deliver(completions_.data(), completions_.capacity(), sink);
+      found = true;
+    } else {
+      spinPause();
+    }
+  }
+  if (!queue_ || !found) return;
+  // The device signalled what the window took: clear it, so the loop does not wake for nothing,
+  // and look once more for what came between the last check and the clear.
+  drainEventFd(q->callFd.get());
+  if (q->ring->enableInterrupts()) q->deliver(completions_.data(), completions_.capacity(), sink);
 }
 
 bool QueueWrap::handOver(size_t count, bool broken) {
@@ -125,6 +159,14 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
     device_->publish(q);
     device_->noteInFlight(q);
     return Napi::Number::New(env, accepted);
+  });
+}
+
+Napi::Value QueueWrap::SetPoll(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Queue");
+    pollMicros_ = u32Arg(info, 0, "microseconds", 0, kMaxPollMicros);
+    return info.Env().Undefined();
   });
 }
 

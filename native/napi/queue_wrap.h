@@ -19,6 +19,8 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
  public:
   static Napi::Function define(Napi::Env env);
   static const napi_type_tag kTag;
+  // The longest poll window setPoll() takes (BlkOptions.pollMicros): one second.
+  static constexpr uint32_t kMaxPollMicros = 1000000;
   explicit QueueWrap(const Napi::CallbackInfo& info);
   ~QueueWrap() override;
 
@@ -36,12 +38,16 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   // Calls the JS callback with `count` completions (and the broken-ring error); false once the
   // queue is gone (the callback closed the device) or the callback threw.
   bool handOver(size_t count, bool broken);
+  // Polls the used ring for up to pollMicros_ after a wake-up's completions (setPoll).
+  template <typename Sink>
+  void poll(VirtQueue* q, Sink& sink);
   // The queue, or an EBADF VdpaError once the device closed.
   VirtQueue& requireQueue();
 
   Napi::Value Submit(const Napi::CallbackInfo& info);
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
+  Napi::Value SetPoll(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
   DeviceWrap* owner_ = nullptr;  // cleared by whichever of the two is finalized first
@@ -51,6 +57,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   CompletionArray completions_;
   DecodedBatch batch_;  // scratch for submit()
   std::unique_ptr<Napi::AsyncContext> async_;
+  uint32_t pollMicros_ = 0;
 };
 
 }  // namespace vdpa

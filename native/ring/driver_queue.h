@@ -52,9 +52,15 @@ class DriverQueue {
   virtual uint16_t size() const = 0;
   // Adds one chain (device-readable segments must come before device-writable ones). Returns false
   // when the ring has no room right now; throws SysError(EINVAL/E2BIG) for a chain that never fits.
-  virtual bool add(const Segment* segs, uint32_t count, uint32_t token) = 0;
-  // The checks add() makes before it changes anything: throws for a chain add() would refuse.
-  virtual void validate(const Segment* segs, uint32_t count) const = 0;
+  bool add(const Segment* segs, uint32_t count, uint32_t token) {
+    if (broken()) return false;
+    return addChecked(segs, count, token, validate(segs, count));
+  }
+  // The checks add() makes before it changes anything: throws for a chain add() would refuse;
+  // returns the bytes the device may write into it.
+  virtual uint32_t validate(const Segment* segs, uint32_t count) const = 0;
+  // add() of a chain validate() accepted (`writable` = what it returned), without checking it again.
+  virtual bool addChecked(const Segment* segs, uint32_t count, uint32_t token, uint32_t writable) = 0;
   // Makes every chain added since the last call visible; returns whether the device needs a kick.
   virtual bool publish() = 0;
   // Moves up to `max` completed chains to `out`. A device that breaks the ring rules marks the queue

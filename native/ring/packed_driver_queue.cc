@@ -45,9 +45,8 @@ PackedDriverQueue::PackedDriverQueue(const DriverQueueOptions& opts, RingMemory 
              eventIdx_ ? packEvent(kPackedEventDesc, kPackedEventWrap) : packEvent(kPackedEventEnable, 0));
 }
 
-bool PackedDriverQueue::add(const Segment* segs, uint32_t count, uint32_t token) {
+bool PackedDriverQueue::addChecked(const Segment* segs, uint32_t count, uint32_t token, uint32_t writable) {
   if (broken_) return false;
-  const uint32_t writable = checkChain(segs, count, num_, indirectMax_);
   const bool indirect = usesIndirect(count, indirectMax_);
   const uint32_t needed = indirect ? 1 : count;
   if (needed > numFree_) return false;

@@ -47,9 +47,8 @@ SplitDriverQueue::SplitDriverQueue(const DriverQueueOptions& opts, RingMemory me
   storeRelaxed(usedEvent_, 0);
 }
 
-bool SplitDriverQueue::add(const Segment* segs, uint32_t count, uint32_t token) {
+bool SplitDriverQueue::addChecked(const Segment* segs, uint32_t count, uint32_t token, uint32_t writable) {
   if (broken_) return false;
-  const uint32_t writable = checkChain(segs, count, num_, indirectMax_);
   const bool indirect = usesIndirect(count, indirectMax_);
   const uint32_t needed = indirect ? 1 : count;
   if (needed > numFree_) return false;

@@ -19,8 +19,10 @@ class SplitDriverQueue final : public DriverQueue {
   SplitDriverQueue(const DriverQueueOptions& opts, RingMemory mem);
 
   uint16_t size() const override { return num_; }
-  bool add(const Segment* segs, uint32_t count, uint32_t token) override;
-  void validate(const Segment* segs, uint32_t count) const override { checkChain(segs, count, num_, indirectMax_); }
+  uint32_t validate(const Segment* segs, uint32_t count) const override {
+    return checkChain(segs, count, num_, indirectMax_);
+  }
+  bool addChecked(const Segment* segs, uint32_t count, uint32_t token, uint32_t writable) override;
   bool publish() override;
   size_t drain(Completion* out, size_t max) override;
   bool enableInterrupts() override;

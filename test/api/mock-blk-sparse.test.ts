@@ -99,6 +99,27 @@ describe('mock:blk sparse storage', () => {
     });
   });
 
+  test('sector numbers past 32 bits (a 4 TiB disk) reach their own blocks, not those 2 TiB lower', T, async () => {
+    const TiB = 2 ** 40;
+    if (fs.readFileSync('/proc/sys/vm/overcommit_memory', 'utf8').trim() === '2') {
+      await assert.rejects(openBlk('mock:blk', { mock: { capacity: 4 * TiB } }), { code: 'ENOMEM' });
+      return;
+    }
+    await withBlk(4 * TiB, async (blk) => {
+      const high = 2 * TiB + 8192; // sector 2^32 + 16: its low 32 bits alone name sector 16
+      const data = blk.allocBuffer(4096).map((_, i) => (i * 7) & 0xff);
+      await blk.write(high, data);
+      const back = blk.allocBuffer(4096);
+      await blk.read(high, back);
+      assert.deepEqual(back, data);
+      await blk.read(8192, back);
+      assertFilled(back, 0, 'the block at sector 16 was not written');
+      await blk.discard(high, 4096);
+      await blk.read(high, back);
+      assertFilled(back, 0, 'the discard reached sector 2^32 + 16');
+    });
+  });
+
   test('a capacity no address space can hold is refused with ENOMEM', T, async () => {
     await assert.rejects(openBlk('mock:blk', { mock: { capacity: 2 ** 50 } }), (e: unknown) => {
       assert.ok(e instanceof VdpaError, String(e));

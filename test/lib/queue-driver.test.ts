@@ -51,6 +51,7 @@ class FakeQueue implements NativeQueue {
   unref(): void {
     this.refs--;
   }
+  setPoll(): void {}
 }
 
 interface Done {
@@ -120,6 +121,25 @@ describe('QueueDriver', () => {
     driver.enqueue(t, many, 'big');
     await microtask();
     assert.deepEqual(fake.submits[0]?.[0]?.segments, many);
+  });
+
+  test('openChain + segment queue what enqueue does, growing the batch for a long chain', async () => {
+    const { fake, driver, complete, done } = setup(4, 1);
+    const a = driver.tryAcquire();
+    driver.enqueue(a, [seg(0), seg(512, 64, true)], 'a');
+    const b = driver.tryAcquire();
+    const many = Array.from({ length: 40 }, (_, i) => seg(i * 512, 512, i === 39));
+    driver.openChain(b, many.length, 'b');
+    for (const s of many) driver.segment(s.region, s.offset, s.length, s.writable);
+    await microtask();
+    assert.equal(fake.submits.length, 1);
+    assert.deepEqual(fake.submits[0], [
+      { token: a, segments: [seg(0), seg(512, 64, true)] },
+      { token: b, segments: many },
+    ]);
+    assert.equal(driver.pending, 2);
+    complete([[b, 7]]);
+    assert.deepEqual(done, [{ ctx: 'b', token: b, len: 7, err: undefined }]);
   });
 
   test('completions dispatch to their contexts; tokens come back', async () => {
