@@ -7,6 +7,12 @@
 
 namespace vdpa {
 
+namespace {
+bool changesData(BlkRequest::Op op) {
+  return op == BlkRequest::Op::kWrite || op == BlkRequest::Op::kDiscard || op == BlkRequest::Op::kWriteZeroes;
+}
+}  // namespace
+
 BlkWorkers::BlkWorkers(BlkStorage& storage, unsigned maxThreads, Done done)
     : storage_(storage), maxThreads_(maxThreads == 0 ? 1 : maxThreads), done_(std::move(done)) {
   // One thread from the start: a failure to make it is the constructor's (the device is not made).
@@ -18,7 +24,9 @@ BlkWorkers::~BlkWorkers() { stop(); }
 void BlkWorkers::submit(uint64_t token, const BlkRequest& req, std::vector<uint8_t> data) {
   std::lock_guard<std::mutex> lock(lock_);
   if (stopping_) return;
-  jobs_.push_back(Job{token, req, std::move(data)});
+  const uint64_t seq = ++seq_;
+  if (changesData(req.op)) changes_.insert(seq);
+  jobs_.push_back(Job{token, req, std::move(data), seq});
   if (idle_ == 0 && threads_.size() < maxThreads_) {
     try {
       threads_.emplace_back([this] { run(); });
@@ -36,9 +44,11 @@ void BlkWorkers::stop() {
     std::lock_guard<std::mutex> lock(lock_);
     stopping_ = true;
     jobs_.clear();
+    changes_.clear();
     threads.swap(threads_);
   }
   wake_.notify_all();
+  changed_.notify_all();
   for (std::thread& t : threads) t.join();
 }
 
@@ -54,10 +64,14 @@ void BlkWorkers::run() {
     }
     Job job = std::move(jobs_.front());
     jobs_.pop_front();
+    if (job.req.op == BlkRequest::Op::kFlush)
+      changed_.wait(lock, [&] { return stopping_ || changes_.empty() || *changes_.begin() > job.seq; });
+    if (stopping_) return;
     lock.unlock();
     const int err = execute(job);
     done_(job.token, err == 0, std::move(job.data));
     lock.lock();
+    if (changesData(job.req.op) && changes_.erase(job.seq) > 0) changed_.notify_all();
   }
 }
 

@@ -2,7 +2,9 @@
 // so that requests overlap: the page cache, the file system or the disk underneath takes many at once,
 // while the device thread only moves descriptors. A request's bytes travel in a buffer of its own (a
 // write's data copied out of the chain before, a read's copied in after, both on the device thread),
-// so a worker never touches driver memory that a reset may unmap while it works.
+// so a worker never touches driver memory that a reset may unmap while it works. A flush waits for
+// the writes submitted before it, then runs fdatasync: it covers every write the driver sent before it,
+// completed or not.
 #pragma once
 
 #include <condition_variable>
@@ -10,6 +12,7 @@
 #include <deque>
 #include <functional>
 #include <mutex>
+#include <set>
 #include <thread>
 #include <vector>
 
@@ -40,6 +43,7 @@ class BlkWorkers {
     uint64_t token;
     BlkRequest req;
     std::vector<uint8_t> data;
+    uint64_t seq;  // submission order
   };
   void run();
   int execute(Job& job);
@@ -51,6 +55,9 @@ class BlkWorkers {
   std::condition_variable wake_;
   std::deque<Job> jobs_;              // under lock_
   unsigned idle_ = 0;                 // under lock_: threads waiting for a job
+  uint64_t seq_ = 0;                  // under lock_
+  std::set<uint64_t> changes_;        // under lock_: writes, discards, write-zeroes not done yet, by seq
+  std::condition_variable changed_;   // one of changes_ is done
   bool stopping_ = false;             // under lock_
   std::vector<std::thread> threads_;  // under lock_
 };

@@ -9,7 +9,9 @@
 # The file disks are identical 256 MiB sparse files in each directory of VDPA_BENCH_DIRS (default: the
 # results dir, a 9p share with cache=none, so every file access is a round trip to the host; /tmp is
 # the guest's tmpfs). Both file backends use the page cache (no O_DIRECT on the image), 1 queue of 256.
-# Rounds alternate the three (VDPA_BENCH_ROUNDS, default 1); prints one line per run and the ratios.
+# The three devices are up at once; each cell (rw, depth) runs on the three back to back, VDPA_BENCH_ROUNDS
+# times (default 3). Prints one line per run, then a table row per cell: medians, the ratio of the medians
+# and (in parentheses) the median of the per-round ratios.
 # Numbers under TCG are only comparable with each other, within one run.
 #
 #   scripts/vm/run.sh --results DIR -- bash scripts/vm/bench-vduse.sh
@@ -19,7 +21,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 RES=${VDPA_VM_RESULTS:?run me in the guest through scripts/vm/run.sh}
 SECS=${VDPA_BENCH_SECONDS:-15}
-ROUNDS=${VDPA_BENCH_ROUNDS:-1}
+ROUNDS=${VDPA_BENCH_ROUNDS:-3}
 DIRS=${VDPA_BENCH_DIRS:-$RES}
 SIZE=$((256 << 20))
 cd "$ROOT" || exit 2
@@ -31,55 +33,57 @@ fio_iops() {
     python3 -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; print(int(j["read"]["iops"]+j["write"]["iops"]))'
 }
 
-declare -A iops
-bench() {  # bench KEY DEV
-  local rw d v
-  for rw in randread randwrite; do
-    for d in 1 32; do
-      v=$(fio_iops "$2" "$rw" "$d")
-      iops[$1.$rw.$d]="${iops[$1.$rw.$d]:-} $v"
-      echo "$1 $rw depth $d: $v IOPS"
-    done
-  done
-}
-
-# serve_node KEY ARGS... : a Node device from vduse-serve.js, benchmarked, then stopped (SIGTERM)
+# serve_node NAME ARGS... : starts a Node device from vduse-serve.js; sets $dev, appends its pid to $pids
+pids=()
 serve_node() {
-  local key=$1 dev="" pid i
-  shift
-  node dist/test/vm/vduse-serve.js "$@" >/tmp/bench-serve.out 2>/tmp/bench-serve.err &
-  pid=$!
-  for ((i = 0; i < 600; i++)); do dev=$(head -n1 /tmp/bench-serve.out 2>/dev/null); [[ -n $dev ]] && break; sleep 0.1; done
-  [[ $dev == /dev/vd* ]] || { cat /tmp/bench-serve.err; exit 1; }
-  bench "$key" "$dev"
-  kill -TERM "$pid"; wait "$pid" || { echo "vduse-serve $* failed to close: $(cat /tmp/bench-serve.err)"; exit 1; }
-  tail -n 2 /tmp/bench-serve.err
+  local out=/tmp/bench-$1.out i
+  dev=""
+  node dist/test/vm/vduse-serve.js "$@" >"$out" 2>"/tmp/bench-$1.err" &
+  pids+=($!)
+  for ((i = 0; i < 600; i++)); do dev=$(head -n1 "$out" 2>/dev/null); [[ -n $dev ]] && break; sleep 0.1; done
+  [[ $dev == /dev/vd* ]] || { cat "/tmp/bench-$1.err"; exit 1; }
 }
 
 echo "bench-vduse: $SECS s per run, $ROUNDS round(s), dirs: $DIRS; $(nproc) vCPUs, $(uname -r)"
+declare -A iops
 for dir in $DIRS; do
+  fs=$(findmnt -n -o FSTYPE --target "$dir")
   for n in node qsd; do rm -f "$dir/bench-$n.img"; truncate -s "$SIZE" "$dir/bench-$n.img"; done
-  fs=$(stat -f -c %T "$dir")
+  # All three at once, so that each cell's three runs follow each other (the host's load drifts).
+  serve_node benchnode virtio_vdpa file="$dir/bench-node.img"; fdev=$dev
+  serve_node benchjs virtio_vdpa capacity=$SIZE handler=js-sync; jdev=$dev
+  qdev=$("$HERE/vduse-blk.sh" start --virtio benchqsd "$dir/bench-qsd.img") || exit 1
   for ((r = 1; r <= ROUNDS; r++)); do
-    serve_node "$fs.node-file" benchnode virtio_vdpa file="$dir/bench-node.img"
-    serve_node "$fs.node-js" benchjs virtio_vdpa capacity=$SIZE handler=js-sync
-    dev=$("$HERE/vduse-blk.sh" start --virtio benchqsd "$dir/bench-qsd.img") || exit 1
-    bench "$fs.qsd" "$dev"
-    "$HERE/vduse-blk.sh" stop benchqsd
+    for rw in randread randwrite; do
+      for d in 1 32; do
+        for b in node-file:$fdev node-js:$jdev qsd:$qdev; do
+          v=$(fio_iops "${b#*:}" "$rw" "$d")
+          iops[$fs.${b%%:*}.$rw.$d]="${iops[$fs.${b%%:*}.$rw.$d]:-} $v"
+          echo "$fs round $r ${b%%:*} $rw depth $d: $v IOPS"
+        done
+      done
+    done
   done
+  kill -TERM "${pids[@]}"
+  wait "${pids[@]}" || { echo "a vduse-serve process failed to close: $(cat /tmp/bench-bench*.err)"; exit 1; }
+  pids=()
+  cat /tmp/bench-benchnode.err /tmp/bench-benchjs.err
+  "$HERE/vduse-blk.sh" stop benchqsd
   rm -f "$dir/bench-node.img" "$dir/bench-qsd.img"
 done
 
-# The median of each cell's runs, and the ratios against qemu-storage-daemon.
+# Medians of each cell's runs, the ratios of the medians, and the median of the per-round ratios.
 for dir in $DIRS; do
-  fs=$(stat -f -c %T "$dir" 2>/dev/null || echo "$dir")
+  fs=$(findmnt -n -o FSTYPE --target "$dir")
   for rw in randread randwrite; do
     for d in 1 32; do
       python3 -c '
-import statistics, sys
+import statistics as st, sys
 fs, rw, d = sys.argv[1:4]
-f, j, q = (statistics.median(int(x) for x in v.split()) for v in sys.argv[4:7])
-print(f"{fs} {rw} depth {d}: node-file {f:.0f} node-js {j:.0f} qsd {q:.0f} IOPS; file/qsd {f/q:.2f}x js/qsd {j/q:.2f}x")
+f, j, q = ([int(x) for x in v.split()] for v in sys.argv[4:7])
+m = lambda v: st.median(v)
+pf = m([a / b for a, b in zip(f, q)]); pj = m([a / b for a, b in zip(j, q)])
+print(f"| {fs} | {rw} | {d} | {m(f):.0f} | {m(j):.0f} | {m(q):.0f} | {m(f)/m(q):.2f}x ({pf:.2f}x) | {m(j)/m(q):.2f}x ({pj:.2f}x) |")
 ' "$fs" "$rw" "$d" "${iops[$fs.node-file.$rw.$d]}" "${iops[$fs.node-js.$rw.$d]}" "${iops[$fs.qsd.$rw.$d]}"
     done
   done

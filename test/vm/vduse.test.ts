@@ -72,6 +72,12 @@ async function sysfsSize(dev: string, want: number): Promise<number> {
   return now;
 }
 
+/** An image in the results dir made anew (sparse, all zeroes): a run before may have left one. */
+function freshImage(name: string, size: number): string {
+  fs.rmSync(path.join(resultsDir(), name), { force: true });
+  return image(name, size);
+}
+
 /** The capacity field of a blk device's config space, in bytes. */
 function configCapacity(blk: { device: { readConfig(offset: number, length: number): Uint8Array } }): number {
   return Number(Buffer.from(blk.device.readConfig(0, 8)).readBigUInt64LE(0)) * 512;
@@ -302,45 +308,47 @@ describe('VDUSE blk served by Node, the kernel virtio_blk as its driver', { skip
     assert.ok((calls.read ?? 0) >= 1, `the read reached the handler: ${served.stderr()}`);
   });
 
-  test('RAM-backed, 4 queues: fio --verify=crc32c at depth 32 (io_uring, O_DIRECT)', T, async () => {
-    await using disk = await createVduseBlk({ name: 'nodeblk1', capacity: 64 << 20, numQueues: 4, queueSize: 256 });
-    const { blockDevice } = await within(disk.attach('virtio_vdpa'), 120_000, 'attach');
-    const dev = blockDevice ?? '';
-    assert.match(dev, /^\/dev\/vd[a-z]+$/);
-    // Random writes of 4 to 128 KiB, each block carrying a crc32c header, then all read back and checked.
-    const fio = spawnSync(
-      'fio',
-      [
-        '--name=verify',
-        `--filename=${dev}`,
-        '--direct=1',
-        '--ioengine=io_uring',
-        '--iodepth=32',
-        '--rw=randwrite',
-        '--bsrange=4k-128k',
-        '--size=32M',
-        '--verify=crc32c',
-        '--verify_fatal=1',
-        '--do_verify=1',
-        '--output-format=json',
-      ],
-      { encoding: 'utf8', timeout: 240_000 },
-    );
-    assert.equal(fio.status, 0, `fio exited ${fio.status}: ${fio.stderr}${fio.stdout.slice(-2000)}`);
-    const job = (JSON.parse(fio.stdout) as { jobs: { error: number; write: { io_bytes: number; iops: number } }[] })
-      .jobs[0];
-    assert.ok(job, 'fio reported a job');
-    assert.equal(job.error, 0);
-    assert.equal(job.write.io_bytes, 32 << 20, 'fio wrote the whole range');
-    const stats = disk.stats;
-    console.log(`# fio verify: write ${Math.round(job.write.iops)} IOPS; stats ${JSON.stringify(stats)}`);
-    const sent = stats.reduce((a, s) => a + s.readBytes, 0);
-    assert.ok(sent >= 32 << 20, `the device received the 32 MiB fio wrote (stats say ${sent} bytes)`);
-  });
+  for (const backend of ['RAM', 'file'] as const)
+    test(`${backend}-backed, 4 queues: fio --verify=crc32c at depth 32 (io_uring, O_DIRECT)`, T, async () => {
+      // The file backend runs its requests on I/O threads and answers them in ring order per queue.
+      const where = backend === 'RAM' ? { capacity: 64 << 20 } : { file: freshImage('vduse-verify.img', 64 << 20) };
+      await using disk = await createVduseBlk({ name: 'nodeblk1', ...where, numQueues: 4, queueSize: 256 });
+      const { blockDevice } = await within(disk.attach('virtio_vdpa'), 120_000, 'attach');
+      const dev = blockDevice ?? '';
+      assert.match(dev, /^\/dev\/vd[a-z]+$/);
+      // Random writes of 4 to 128 KiB, each block carrying a crc32c header, then all read back and checked.
+      const fio = spawnSync(
+        'fio',
+        [
+          '--name=verify',
+          `--filename=${dev}`,
+          '--direct=1',
+          '--ioengine=io_uring',
+          '--iodepth=32',
+          '--rw=randwrite',
+          '--bsrange=4k-128k',
+          '--size=32M',
+          '--verify=crc32c',
+          '--verify_fatal=1',
+          '--do_verify=1',
+          '--output-format=json',
+        ],
+        { encoding: 'utf8', timeout: 240_000 },
+      );
+      assert.equal(fio.status, 0, `fio exited ${fio.status}: ${fio.stderr}${fio.stdout.slice(-2000)}`);
+      const job = (JSON.parse(fio.stdout) as { jobs: { error: number; write: { io_bytes: number; iops: number } }[] })
+        .jobs[0];
+      assert.ok(job, 'fio reported a job');
+      assert.equal(job.error, 0);
+      assert.equal(job.write.io_bytes, 32 << 20, 'fio wrote the whole range');
+      const stats = disk.stats;
+      console.log(`# fio verify: write ${Math.round(job.write.iops)} IOPS; stats ${JSON.stringify(stats)}`);
+      const sent = stats.reduce((a, s) => a + s.readBytes, 0);
+      assert.ok(sent >= 32 << 20, `the device received the 32 MiB fio wrote (stats say ${sent} bytes)`);
+    });
 
   test('resize on virtio_vdpa: the file grows, the kernel sees the new size; bad sizes refused', T, async () => {
-    fs.rmSync(path.join(resultsDir(), 'vduse-resize.img'), { force: true }); // a run before grew it
-    const img = image('vduse-resize.img', 32 << 20);
+    const img = freshImage('vduse-resize.img', 32 << 20);
     await using disk = await createVduseBlk({ name: 'nodeblk6', file: img });
     const { blockDevice } = await within(disk.attach('virtio_vdpa'), 120_000, 'attach');
     const dev = blockDevice ?? '';
