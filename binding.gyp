@@ -36,6 +36,7 @@
         "native/device_model/chain_bytes.cc",
         "native/device_model/blk_storage.cc",
         "native/device_model/blk_executor.cc",
+        "native/device_model/blk_workers.cc",
         "native/transport/mock/mock_options.cc",
         "native/transport/mock/mock_transport.cc",
         "native/transport/mock/mock_device.cc",

@@ -70,4 +70,5 @@ export {
   type VduseBlkHandler,
   type VduseQueueStats,
   type VduseAttachOptions,
+  type VduseResizeOptions,
 } from './vduse';

@@ -90,6 +90,19 @@ interface NativeVduse {
   close(): Promise<void>;
   /** Answers a request handed to onRequests (a read's data: exactly its length). */
   complete(token: number, ok: boolean, data?: Uint8Array): void;
+  /** Resizes the disk and raises the config interrupt; resolves to the new capacity. */
+  resize(capacity: number): Promise<number>;
+}
+
+/** Options of {@link VduseBlkDevice.resize}. */
+export interface VduseResizeOptions {
+  /**
+   * Allow a capacity below the current one (default false: a RangeError, like `qemu-img resize`
+   * without `--shrink`). Whatever lies past the new end is out of the driver's reach: a mounted file
+   * system there loses data. A file is never truncated (growing again brings its bytes back); RAM
+   * past the new end is freed.
+   */
+  shrink?: boolean;
 }
 
 /** A request of a JS-handler device, as the native layer hands it over. */
@@ -206,11 +219,10 @@ function checkAttachOptions(options: VduseAttachOptions): { timeoutMs: number | 
 export class VduseBlkDevice {
   /** The VDUSE and vdpa device name. */
   readonly name: string;
-  /** Capacity in bytes. */
-  readonly capacity: number;
   /** Request queues. */
   readonly numQueues: number;
   private readonly handle: NativeVduse;
+  private size: number;
   private entry: DeviceEntry | undefined;
   private busy: Promise<unknown> = Promise.resolve();
   private closing: Promise<void> | undefined;
@@ -220,8 +232,43 @@ export class VduseBlkDevice {
     this.handle = handle;
     this.entry = entry;
     this.name = handle.name;
-    this.capacity = handle.capacity;
+    this.size = handle.capacity;
     this.numQueues = handle.numQueues;
+  }
+
+  /** Capacity in bytes ({@link VduseBlkDevice.resize} changes it). */
+  get capacity(): number {
+    return this.size;
+  }
+
+  /**
+   * Changes the capacity to `capacity` bytes (a multiple of 512, at least 512) and tells the driver
+   * with a config-change interrupt: the kernel's virtio_blk resizes `/dev/vdX` (its
+   * `/sys/block/vdX/size`), a driver over vhost_vdpa gets `'configChange'` and reads the new capacity
+   * from the config space. A file disk grows its file (sparse) when it is shorter; a block device, or
+   * a read-only disk's file, must be large enough already (VdpaError `EINVAL` / `EROFS`, nothing
+   * changed). A RAM disk is remapped (new space reads as zeroes); a handler disk just gets a new
+   * range (the handler must serve it). Shrinking needs `{ shrink: true }` (see
+   * {@link VduseResizeOptions.shrink}). Runs off the JS thread; resolves once the driver was told.
+   *
+   * @example
+   * ```ts
+   * await disk.resize(disk.capacity * 2); // then e.g. resize2fs on /dev/vdX
+   * ```
+   */
+  resize(capacity: number, options: VduseResizeOptions = {}): Promise<void> {
+    checkInteger(capacity, 'capacity', 512, 2 ** 50);
+    if (capacity % 512 !== 0) throw new RangeError(`capacity must be a multiple of 512, got ${capacity}`);
+    checkObject(options, 'options');
+    const shrink = options.shrink === undefined ? false : checkBoolean(options.shrink, 'options.shrink');
+    return this.serialize(async () => {
+      this.checkOpen('resize');
+      if (capacity < this.size && !shrink)
+        throw new RangeError(
+          `capacity ${capacity} is below the current ${this.size}: pass { shrink: true } to cut the disk's end off`,
+        );
+      this.size = await this.handle.resize(capacity);
+    });
   }
 
   /** Requests and bytes per queue, read without waiting for the device thread. */

@@ -23,7 +23,7 @@ constexpr uint64_t kHeaderBytes = sizeof(VirtioBlkReqHeader);
 
 BlkExecutor::BlkExecutor(const BlkParams& params, uint64_t capacity, BlkStorage* storage, const std::string& what)
     : params_(params), storage_(storage), size_(capacity) {
-  if (size_ == 0 || size_ % 512 != 0)
+  if (capacity == 0 || capacity % 512 != 0)
     throwSys(EINVAL, "open", what, "capacity must be a non-zero multiple of 512 bytes");
   if (params.numQueues == 0) throwSys(EINVAL, "open", what, "numQueues must be at least 1");
 }
@@ -38,7 +38,7 @@ uint64_t BlkExecutor::features() const {
 
 std::vector<uint8_t> BlkExecutor::config() const {
   VirtioBlkConfig c{};
-  c.capacity = size_ / 512;
+  c.capacity = capacity() / 512;
   c.size_max = params_.sizeMax;
   c.seg_max = params_.segMax;
   c.blk_size = params_.blockSize;
@@ -67,18 +67,19 @@ BlkRequest BlkExecutor::parse(const DeviceChain& chain) {
   copyFromBuffers(chain.readable, 0, &hdr, sizeof hdr);
   const uint64_t dataOut = chain.readableBytes - kHeaderBytes;
   const uint64_t dataIn = chain.writableBytes - 1;
+  const uint64_t size = capacity();  // one value for the whole request (a resize may run meanwhile)
   const uint64_t sector = hdr.sector;
   const uint64_t offset = sector * 512;
-  const bool inRange = sector <= size_ / 512 && offset <= size_;
+  const bool inRange = sector <= size / 512 && offset <= size;
   req.offset = offset;
   switch (hdr.type) {
     case kTypeIn:
-      if (dataIn % 512 || !inRange || dataIn > size_ - offset) break;
+      if (dataIn % 512 || !inRange || dataIn > size - offset) break;
       req.op = BlkRequest::Op::kRead;
       req.length = dataIn;
       return req;
     case kTypeOut:
-      if (params_.readOnly || dataOut % 512 || !inRange || dataOut > size_ - offset) break;
+      if (params_.readOnly || dataOut % 512 || !inRange || dataOut > size - offset) break;
       req.op = BlkRequest::Op::kWrite;
       req.length = dataOut;
       return req;
@@ -95,7 +96,7 @@ BlkRequest BlkExecutor::parse(const DeviceChain& chain) {
     }
     case kTypeDiscard:
     case kTypeWriteZeroes:
-      if (params_.readOnly || !parseRanges(chain, dataOut, hdr.type == kTypeDiscard, req)) break;
+      if (params_.readOnly || !parseRanges(chain, dataOut, size, hdr.type == kTypeDiscard, req)) break;
       req.op = hdr.type == kTypeDiscard ? BlkRequest::Op::kDiscard : BlkRequest::Op::kWriteZeroes;
       return req;
     default:
@@ -106,7 +107,8 @@ BlkRequest BlkExecutor::parse(const DeviceChain& chain) {
   return req;
 }
 
-bool BlkExecutor::parseRanges(const DeviceChain& chain, uint64_t dataOut, bool discard, BlkRequest& req) {
+bool BlkExecutor::parseRanges(const DeviceChain& chain, uint64_t dataOut, uint64_t size, bool discard,
+                              BlkRequest& req) {
   constexpr uint64_t kSeg = sizeof(VirtioBlkDiscardSegment);
   if (dataOut == 0 || dataOut % kSeg || dataOut / kSeg > kMaxDiscardSeg) return false;
   for (uint64_t off = 0; off < dataOut; off += kSeg) {
@@ -114,7 +116,7 @@ bool BlkExecutor::parseRanges(const DeviceChain& chain, uint64_t dataOut, bool d
     copyFromBuffers(chain.readable, kHeaderBytes + off, &seg, kSeg);
     const uint64_t sector = seg.sector;
     const uint32_t count = seg.num_sectors;
-    if (count > kMaxDiscardSectors || sector > size_ / 512 || count > size_ / 512 - sector) return false;
+    if (count > kMaxDiscardSectors || sector > size / 512 || count > size / 512 - sector) return false;
     // Discarded ranges read back as zeroes too (the mock's tests rely on it).
     req.ranges.push_back({sector * 512, uint64_t{count} * 512, discard || (seg.flags & kWriteZeroesUnmap) != 0});
   }

@@ -1,9 +1,10 @@
 // The virtio-blk request executor: IN, OUT, FLUSH, GET_ID, DISCARD, WRITE_ZEROES over a BlkStorage,
-// with the device's features and config space. Every request is checked (header and status present,
-// whole sectors, inside the disk, segment counts) before the storage sees it. Used by the mock's blk
-// model and by the VDUSE blk device; one device thread calls handle() at a time.
+// with the device's features and config space (its capacity may change: setCapacity). Every request is checked (header
+// and status present, whole sectors, inside the disk, segment counts) before the storage sees it. Used by the mock's
+// blk model and by the VDUSE blk device; one device thread calls handle() at a time.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -48,6 +49,10 @@ class BlkExecutor {
   BlkExecutor(const BlkParams& params, uint64_t capacity, BlkStorage* storage, const std::string& what);
 
   uint64_t features() const;  // device-specific bits only
+  uint64_t capacity() const { return size_.load(std::memory_order_acquire); }
+  // Any thread: requests parsed from now on are checked against `bytes` (a non-zero multiple of 512;
+  // the storage must already hold that much). Requests in flight keep the check they had.
+  void setCapacity(uint64_t bytes) { size_.store(bytes, std::memory_order_release); }
   std::vector<uint8_t> config() const;
   // Executes one request chain; returns the used length (data written + the status byte; 0 for a
   // chain without room for header and status, which gets no answer).
@@ -64,11 +69,11 @@ class BlkExecutor {
 
  private:
   uint32_t answer(const DeviceChain& chain, uint8_t status, uint32_t written);
-  bool parseRanges(const DeviceChain& chain, uint64_t dataOut, bool discard, BlkRequest& req);
+  bool parseRanges(const DeviceChain& chain, uint64_t dataOut, uint64_t size, bool discard, BlkRequest& req);
 
   const BlkParams params_;
   BlkStorage* const storage_;
-  const uint64_t size_;
+  std::atomic<uint64_t> size_;
   std::vector<iovec> iov_;  // reused per request
 };
 

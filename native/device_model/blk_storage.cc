@@ -20,7 +20,7 @@ namespace vdpa {
 // ---------------------------------------------------------------- RAM
 
 RamStorage::RamStorage(uint64_t size, const std::string& what)
-    : size_(size), pageSize_(static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))) {
+    : what_(what), size_(size), pageSize_(static_cast<uint64_t>(::sysconf(_SC_PAGESIZE))) {
   void* p = ::mmap(nullptr, size_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (p == MAP_FAILED)
     throwErrno("mmap", what,
@@ -30,6 +30,15 @@ RamStorage::RamStorage(uint64_t size, const std::string& what)
 }
 
 RamStorage::~RamStorage() { ::munmap(disk_, size_); }
+
+void RamStorage::resize(uint64_t bytes) {
+  if (bytes == size_) return;
+  void* p = ::mremap(disk_, size_, bytes, MREMAP_MAYMOVE);
+  if (p == MAP_FAILED)
+    throwErrno("mremap", what_, "the new capacity needs more address space than this process can map");
+  disk_ = static_cast<uint8_t*>(p);
+  size_ = bytes;
+}
 
 int RamStorage::read(uint64_t offset, const std::vector<iovec>& iov) {
   for (const iovec& v : iov) {
@@ -93,7 +102,7 @@ int transferAll(uint64_t offset, std::vector<iovec> iov, bool reading, Io io) {
 
 }  // namespace
 
-FileStorage::FileStorage(const std::string& path, bool readOnly) {
+FileStorage::FileStorage(const std::string& path, bool readOnly) : path_(path), readOnly_(readOnly) {
   fd_ = UniqueFd(retryEintr([&] { return ::open(path.c_str(), (readOnly ? O_RDONLY : O_RDWR) | O_CLOEXEC); }));
   if (!fd_) throwErrno("open", path);
   struct stat st {};
@@ -103,8 +112,25 @@ FileStorage::FileStorage(const std::string& path, bool readOnly) {
   if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode))
     throwSys(EINVAL, "open", path, "a blk backend must be a regular file or a block device");
   size_ = bytes / 512 * 512;
-  if (size_ == 0)
+  if (size_ == 0u)
     throwSys(EINVAL, "open", path, "the file is smaller than one 512-byte sector (truncate -s SIZE makes it bigger)");
+}
+
+void FileStorage::resize(uint64_t bytes) {
+  struct stat st {};
+  if (::fstat(fd_.get(), &st) < 0) throwErrno("fstat", path_);
+  uint64_t have = static_cast<uint64_t>(st.st_size);
+  if (S_ISBLK(st.st_mode) && ::ioctl(fd_.get(), BLKGETSIZE64, &have) < 0) throwErrno("ioctl(BLKGETSIZE64)", path_);
+  if (have < bytes) {
+    const std::string need = std::to_string(bytes) + " bytes, it has " + std::to_string(have);
+    if (S_ISBLK(st.st_mode))
+      throwSys(EINVAL, "resize", path_, "the block device is too small: the capacity needs " + need);
+    if (readOnly_)
+      throwSys(EROFS, "ftruncate", path_, "a read-only disk's file is not grown: the capacity needs " + need);
+    if (retryEintr([&] { return ::ftruncate(fd_.get(), static_cast<off_t>(bytes)); }) < 0)
+      throwErrno("ftruncate", path_);
+  }
+  size_.store(bytes, std::memory_order_release);
 }
 
 int FileStorage::read(uint64_t offset, const std::vector<iovec>& iov) {

@@ -177,6 +177,7 @@ void VduseWrap::registerIn(Napi::Env env, Napi::Object exports) {
                                         InstanceMethod<&VduseWrap::Stats>("stats"),
                                         InstanceMethod<&VduseWrap::Close>("close"),
                                         InstanceMethod<&VduseWrap::Complete>("complete"),
+                                        InstanceMethod<&VduseWrap::Resize>("resize"),
                                     });
   // The constructor lives as long as this environment.
   auto* ref = new Napi::FunctionReference(Napi::Persistent(ctor));
@@ -195,7 +196,7 @@ VduseWrap::VduseWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<VduseWra
   Napi::Object self = info.This().As<Napi::Object>();
   self.TypeTag(&kTag);
   self.Set("name", blk_->device().name());
-  self.Set("capacity", Napi::Number::New(env, static_cast<double>(blk_->capacity())));
+  self.Set("capacity", Napi::Number::New(env, static_cast<double>(blk_->capacity())));  // resize() updates it
   self.Set("numQueues", blk_->device().numQueues());
 }
 
@@ -287,6 +288,24 @@ Napi::Value VduseWrap::Complete(const Napi::CallbackInfo& info) {
     }
     if (blk_) blk_->complete(token, ok, std::move(data));  // after close: nobody to answer
     return env.Undefined();
+  });
+}
+
+Napi::Value VduseWrap::Resize(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Vduse");
+    const uint64_t bytes = integerArg(info, 0, "capacity", 512, uint64_t{1} << 50);
+    if (bytes % 512 != 0) throwRangeArg("capacity must be a multiple of 512");
+    if (!blk_) throwSys(EBADF, "resize", "vduse", "the device is closed");
+    if (closing_) throwSys(EBADF, "resize", "/dev/vduse/" + blk_->device().name(), "the device is closing");
+    std::shared_ptr<VduseBlk> blk = blk_;
+    Napi::Object self = info.This().As<Napi::Object>();
+    return DeviceTask::run(
+        env, "vdpa:vduse-resize", self, [blk, bytes] { blk->resize(bytes); },
+        [blk](Napi::Env env, bool) -> Napi::Value {
+          return Napi::Number::New(env, static_cast<double>(blk->capacity()));
+        });
   });
 }
 

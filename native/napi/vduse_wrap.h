@@ -1,5 +1,5 @@
 // NativeVduse: a VDUSE device served by this process (today virtio-blk). Created and closed on the
-// libuv threadpool; stats() reads the request thread's counters without blocking. With a JS handler
+// libuv threadpool, and so is resize(); stats() reads the request thread's counters without blocking. With a JS handler
 // (options.onRequests) the device thread hands requests over in batches, one call per wake-up of the
 // JS thread, and complete() answers them.
 #pragma once
@@ -28,6 +28,7 @@ class VduseWrap : public Napi::ObjectWrap<VduseWrap> {
   Napi::Value Stats(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Complete(const Napi::CallbackInfo& info);
+  Napi::Value Resize(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VduseBlk> blk_;
   std::shared_ptr<JsRequests> requests_;  // the JS handler's batches, if it has one

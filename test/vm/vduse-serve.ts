@@ -4,8 +4,9 @@
 //   node dist/test/vm/vduse-serve.js NAME DRIVER (file=IMG | capacity=BYTES) [numQueues=N] [queueSize=Q]
 //                                    [serial=S] [handler=js] [reconnect=1]
 //
-// handler=js serves a RAM disk of `capacity` bytes whose read and write are JavaScript functions (with
-// handler=js-hold its reads never answer); the
+// handler=js serves a RAM disk of `capacity` bytes whose read and write are JavaScript functions (its
+// reads answer with a Promise a setImmediate later; with handler=js-sync at once, with handler=js-hold
+// never); the
 // process that serves a JS-handler device must not be the one blocking on its I/O (a synchronous
 // mkfs or fs.writeFileSync on the JS thread would wait for requests only that thread can answer).
 //
@@ -21,27 +22,35 @@ async function main(): Promise<void> {
   const options: VduseBlkOptions = { name };
   let jsHandler = false;
   let holdReads = false;
+  let syncReads = false;
   for (const kv of rest) {
     const [k, v] = kv.split('=', 2);
     if (k === 'file' || k === 'serial') options[k] = v;
     else if (k === 'capacity' || k === 'numQueues' || k === 'queueSize') options[k] = Number(v);
-    else if (k === 'handler' && (v === 'js' || v === 'js-hold')) {
+    else if (k === 'handler' && (v === 'js' || v === 'js-hold' || v === 'js-sync')) {
       jsHandler = true;
       holdReads = v === 'js-hold';
+      syncReads = v === 'js-sync';
     } else if (k === 'reconnect' && v === '1') options.reconnect = true;
     else throw new Error(`unknown option ${kv}`);
   }
   const calls = { read: 0, write: 0, flush: 0, writeZeroes: 0 };
   if (jsHandler) {
     const bytes = new Uint8Array(options.capacity ?? 0);
+    const readNow = (offset: number, length: number): Uint8Array => {
+      calls.read++;
+      return bytes.slice(offset, offset + length);
+    };
     options.handler = {
       // A Promise from read, plain values from the rest: both ways a handler may answer.
-      read: async (offset, length) => {
-        calls.read++;
-        // js-hold: reads are never answered (a device busy with them when the driver resets it).
-        await new Promise((resolve) => (holdReads ? undefined : setImmediate(resolve)));
-        return bytes.slice(offset, offset + length);
-      },
+      read: syncReads
+        ? readNow
+        : async (offset, length) => {
+            calls.read++;
+            // js-hold: reads are never answered (a device busy with them when the driver resets it).
+            await new Promise((resolve) => (holdReads ? undefined : setImmediate(resolve)));
+            return bytes.slice(offset, offset + length);
+          },
       write: (offset, data) => {
         calls.write++;
         bytes.set(data, offset);
