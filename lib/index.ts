@@ -71,3 +71,10 @@ export {
   type VduseQueueStats,
   type VduseAttachOptions,
 } from './vduse';
+export {
+  VduseNetDevice,
+  createVduseNet,
+  type VduseNetOptions,
+  type VduseNetStats,
+  type VduseFramesOptions,
+} from './vduse-net';
