@@ -1,0 +1,219 @@
+// virtio-net devices served by this library through VDUSE, with the kernel's own virtio_net (through
+// virtio_vdpa) and the library's openNet (through vhost_vdpa) as their drivers. Network traffic stays
+// inside two network namespaces this test creates, on IPv6 link-local addresses only.
+import assert from 'node:assert/strict';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
+import { once } from 'node:events';
+import fs from 'node:fs';
+import { describe, test } from 'node:test';
+import { VdpaError, createVduseNet, getDevice, openNet } from '../../lib';
+import { IN_VM, SKIP_REASON, fillRandom, prng, within } from './vm-env';
+
+const T = { timeout: 300_000 };
+const NS = ['vnet-a', 'vnet-b'] as const;
+const MACS = ['52:54:00:12:34:57', '52:54:00:12:34:58'] as const;
+const PORT = 5201;
+
+function run(cmd: string, args: string[]): string {
+  return execFileSync(cmd, args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
+}
+
+/** fe80::/64 from the MAC (modified EUI-64, RFC 4291). */
+function linkLocal(mac: string): string {
+  const b = mac.split(':').map((x) => Number.parseInt(x, 16));
+  const w = (hi: number, lo: number): string => ((hi << 8) | lo).toString(16);
+  return `fe80::${w((b[0] as number) ^ 2, b[1] as number)}:${w(b[2] as number, 0xff)}:${w(0xfe, b[3] as number)}:${w(b[4] as number, b[5] as number)}`;
+}
+
+async function waitFor(what: string, ok: () => boolean, ms = 30_000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > deadline) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function carrier(ifname: string): string {
+  return fs.readFileSync(`/sys/class/net/${ifname}/carrier`, 'utf8').trim();
+}
+
+/** Runs `node -e SCRIPT ARGS...` inside namespace NS; resolves with its stdout once it exits 0. */
+function nodeIn(ns: string, script: string, args: string[], onLine?: (line: string) => void): Promise<string> {
+  const p = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let err = '';
+  p.stdout.on('data', (d: Buffer) => {
+    const before = out.length;
+    out += d.toString();
+    if (onLine) for (const line of out.slice(before).split('\n')) if (line) onLine(line);
+  });
+  p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  return new Promise((resolve, reject) => {
+    p.on('exit', (code) => (code === 0 ? resolve(out) : reject(new Error(`node in ${ns} exited ${code}: ${err}`))));
+  });
+}
+
+const SERVER = `
+const net = require('node:net'), crypto = require('node:crypto');
+const [host, port] = process.argv.slice(1);
+const srv = net.createServer((s) => {
+  const h = crypto.createHash('sha256'); let n = 0;
+  s.on('data', (d) => { h.update(d); n += d.length; });
+  s.on('end', () => { console.log('RECEIVED ' + n + ' ' + h.digest('hex')); s.end(); srv.close(); });
+});
+srv.listen({ host, port: Number(port) }, () => console.log('LISTENING'));`;
+
+const CLIENT = `
+const net = require('node:net'), crypto = require('node:crypto'), fs = require('node:fs');
+const [host, port, file] = process.argv.slice(1);
+const data = fs.readFileSync(file);
+const s = net.connect({ host, port: Number(port) }, () => s.end(data));
+s.on('close', () => console.log('SENT ' + data.length + ' ' + crypto.createHash('sha256').update(data).digest('hex')));
+s.on('data', () => {});`;
+
+describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () => {
+  test(
+    'two NICs on a native wire, the kernel virtio_net on both: ping6 and a TCP transfer between namespaces',
+    T,
+    async () => {
+      const a = await createVduseNet({ name: 'nodenet0', mac: MACS[0], mtu: 1500 });
+      const b = await createVduseNet({ name: 'nodenet1', mac: MACS[1], mtu: 1500 });
+      const file = '/tmp/vduse-net-payload.bin';
+      try {
+        a.connect(b);
+        // A second device of a taken name is EEXIST, with a hint.
+        await assert.rejects(
+          createVduseNet({ name: 'nodenet0' }),
+          (e: unknown) => e instanceof VdpaError && e.code === 'EEXIST' && /exists/.test(e.hint ?? ''),
+        );
+        const entries = [
+          await within(a.attach('virtio_vdpa'), 120_000, 'attach a'),
+          await within(b.attach('virtio_vdpa'), 120_000, 'attach b'),
+        ];
+        const ifs = entries.map((e) => e.netdev ?? '');
+        for (const [i, ifname] of ifs.entries()) {
+          assert.match(ifname, /^\w+$/, `netdev of ${i}: ${String(ifname)}`);
+          assert.equal(fs.readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim(), MACS[i]);
+          assert.equal(fs.readFileSync(`/sys/class/net/${ifname}/mtu`, 'utf8').trim(), '1500');
+        }
+        for (const [i, ns] of NS.entries()) {
+          const ifname = ifs[i] as string;
+          spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+          run('ip', ['netns', 'add', ns]);
+          run('ip', ['link', 'set', ifname, 'netns', ns]);
+          // No address but the one given here: no autoconfigured one, no DAD delay.
+          run('ip', ['-n', ns, 'link', 'set', ifname, 'addrgenmode', 'none']);
+          run('ip', ['-n', ns, 'addr', 'add', `${linkLocal(MACS[i])}/64`, 'dev', ifname, 'nodad']);
+          run('ip', ['-n', ns, 'link', 'set', ifname, 'up']);
+        }
+        for (const [i, ns] of NS.entries())
+          await waitFor(`${ifs[i]} in ${ns} has a carrier`, () =>
+            /LOWER_UP/.test(run('ip', ['-n', ns, 'link', 'show', ifs[i] as string])),
+          );
+        const peerA = `${linkLocal(MACS[1])}%${ifs[0]}`;
+        const ping = spawnSync('ip', ['netns', 'exec', NS[0], 'busybox', 'ping', '-6', '-c', '3', '-w', '30', peerA], {
+          encoding: 'utf8',
+          timeout: 60_000,
+        });
+        console.log(`# ${ping.stdout.trim().split('\n').slice(-2).join('; ')}`);
+        assert.equal(ping.status, 0, `ping -6 ${peerA}: ${ping.stdout}${ping.stderr}`);
+        assert.match(ping.stdout, /3 packets transmitted, [1-3] packets received/);
+
+        const data = new Uint8Array(4 << 20);
+        fillRandom(prng(0x7e7), data);
+        fs.writeFileSync(file, data);
+        const sha = crypto.createHash('sha256').update(data).digest('hex');
+        let listening: () => void = () => undefined;
+        const ready = new Promise<void>((resolve) => (listening = resolve));
+        const server = nodeIn(NS[1], SERVER, [`${linkLocal(MACS[1])}%${ifs[1]}`, String(PORT)], (line) => {
+          if (line === 'LISTENING') listening();
+        });
+        server.catch(() => undefined);
+        await within(Promise.race([ready, server.then(() => undefined)]), 60_000, 'server listening');
+        const sent = await within(nodeIn(NS[0], CLIENT, [peerA, String(PORT), file]), 240_000, 'TCP transfer');
+        const received = await within(server, 60_000, 'server done');
+        assert.match(sent, new RegExp(`SENT ${data.length} ${sha}`), 'the client sent the seeded file');
+        assert.match(received, new RegExp(`RECEIVED ${data.length} ${sha}`), 'the server received the same bytes');
+        const sa = a.stats;
+        const sb = b.stats;
+        console.log(`# stats a ${JSON.stringify(sa)} b ${JSON.stringify(sb)}`);
+        assert.ok(sa.txBytes > data.length, 'a transmitted the file');
+        assert.ok(sb.rxBytes > data.length, 'b received it');
+        assert.ok(sb.txFrames > 0 && sa.rxFrames > 0, 'acknowledgements came back');
+      } finally {
+        fs.rmSync(file, { force: true });
+        await within(Promise.all([a.close(), b.close()]), 120_000, 'close');
+        for (const ns of NS) spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+      }
+      assert.equal(await getDevice('nodenet0'), undefined, 'the vdpa device is gone after close()');
+      assert.equal(fs.existsSync('/dev/vduse/nodenet0'), false, 'the VDUSE device is gone after close()');
+    },
+  );
+
+  test('link down and up from the device: the kernel netdev loses and regains its carrier', T, async () => {
+    await using nic = await createVduseNet({ name: 'nodenet2', mac: '52:54:00:12:34:59', mtu: 9000 });
+    const { netdev } = await within(nic.attach('virtio_vdpa'), 120_000, 'attach');
+    const ifname = netdev ?? '';
+    assert.equal(fs.readFileSync(`/sys/class/net/${ifname}/mtu`, 'utf8').trim(), '9000', 'VIRTIO_NET_F_MTU');
+    // carrier is readable only while the interface is up; up without any address.
+    run('ip', ['link', 'set', ifname, 'addrgenmode', 'none']);
+    run('ip', ['link', 'set', ifname, 'up']);
+    await waitFor('carrier 1', () => carrier(ifname) === '1');
+    await nic.setLink(false);
+    assert.equal(nic.linkUp, false);
+    await waitFor('carrier 0 after setLink(false)', () => carrier(ifname) === '0');
+    await nic.setLink(true);
+    await waitFor('carrier 1 after setLink(true)', () => carrier(ifname) === '1');
+    run('ip', ['link', 'set', ifname, 'down']);
+  });
+
+  test('openNet over vhost_vdpa in the same process: frames both ways through JS, and link events', T, async () => {
+    await using nic = await createVduseNet({ name: 'nodenet3', mac: '52:54:00:12:34:5a', queueSize: 64 });
+    const { path: node } = await within(nic.attach('vhost_vdpa'), 120_000, 'attach');
+    assert.match(node ?? '', /^\/dev\/vhost-vdpa-\d+$/);
+    const net = await within(openNet(node ?? '', { queueSize: 64 }), 60_000, 'openNet');
+    try {
+      assert.equal(net.macAddress, '52:54:00:12:34:5a');
+      assert.equal(net.mtu, 1500);
+      assert.equal(net.linkUp, true);
+      assert.equal(net.hasControl, false, 'no control queue (VDUSE refuses CTRL_VQ)');
+      const frame = (n: number, size: number): Uint8Array => {
+        const f = new Uint8Array(size);
+        fillRandom(prng(n), f);
+        f.set(net.mac, 0);
+        new DataView(f.buffer).setUint16(12, 0x88b5);
+        return f;
+      };
+      // Device to driver: more frames than receive buffers, spread over the backlog.
+      const down = Array.from({ length: 100 }, (_, i) => frame(i, 60 + 14 * i));
+      for (const f of down) await nic.send(f);
+      for (const f of down) assert.ok(Buffer.from(await within(net.receive(), 30_000, 'receive')).equals(f));
+      // Driver to device.
+      const up = Array.from({ length: 100 }, (_, i) => frame(1000 + i, 1514 - 14 * i));
+      const got: Uint8Array[] = [];
+      const reading = (async () => {
+        for await (const f of nic.frames()) if (got.push(f) === up.length) break;
+      })();
+      await net.sendBatch(up);
+      await within(reading, 30_000, 'frames()');
+      got.forEach((f, i) => assert.ok(Buffer.from(f).equals(up[i] as Uint8Array), `frame ${i}`));
+      const linkDown = once(net, 'link');
+      await nic.setLink(false);
+      assert.deepEqual(await within(linkDown, 30_000, "'link' false"), [false]);
+      assert.equal(net.linkUp, false);
+      const linkUp = once(net, 'link');
+      await nic.setLink(true);
+      assert.deepEqual(await within(linkUp, 30_000, "'link' true"), [true]);
+      const s = nic.stats;
+      console.log(`# stats ${JSON.stringify(s)}`);
+      assert.equal(s.rxFrames, down.length);
+      assert.equal(s.txFrames, up.length);
+      assert.equal(s.rxDropped + s.txDropped, 0);
+    } finally {
+      await net.close();
+    }
+  });
+});
