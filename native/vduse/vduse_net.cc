@@ -35,7 +35,7 @@ VduseNet::VduseNet(const VduseNetOptions& opts, Sink sink)
   cfg.name = opts.name;
   cfg.controlPath = opts.controlPath;
   cfg.deviceId = deviceTypeId(VirtioDeviceType::kNet);
-  cfg.features = bit(kNetFeatureMac) | bit(kNetFeatureMtu) | bit(kNetFeatureStatus) | bit(kNetFeatureMrgRxbuf);
+  cfg.features = bit(kNetFeatureCsum) | bit(kNetFeatureGuestCsum) | bit(kNetFeatureMac) | bit(kNetFeatureMtu) | bit(kNetFeatureStatus) | bit(kNetFeatureMrgRxbuf);
   cfg.numQueues = 2;
   cfg.maxQueueSize = opts.queueSize;
   cfg.config = netConfig(opts);
@@ -103,11 +103,21 @@ uint32_t VduseNet::transmitted(const DeviceChain& chain) {
     txDropped_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
-  std::vector<uint8_t> frame(chain.readableBytes - kNetHdrBytes);
-  copyFromBuffers(chain.readable, kNetHdrBytes, frame.data(), frame.size());
+  VirtioNetHdr hdr{};
+  copyFromBuffers(chain.readable, 0, &hdr, kNetHdrBytes);
+  Frame frame;
+  frame.bytes.resize(chain.readableBytes - kNetHdrBytes);
+  copyFromBuffers(chain.readable, kNetHdrBytes, frame.bytes.data(), frame.bytes.size());
   txFrames_.fetch_add(1, std::memory_order_relaxed);
-  txBytes_.fetch_add(frame.size(), std::memory_order_relaxed);
-  if (frame.size() < kEthHeaderBytes || !linkUp()) {
+  txBytes_.fetch_add(frame.bytes.size(), std::memory_order_relaxed);
+  bool valid = frame.bytes.size() >= kEthHeaderBytes;
+  if ((hdr.flags & kNetHdrNeedsCsum) && (device_->negotiatedFeatures() & bit(kNetFeatureCsum))) {
+    // A checksum field outside the frame is the driver's mistake: the frame goes nowhere.
+    valid &= uint64_t{hdr.csum_start} + hdr.csum_offset + 2 <= frame.bytes.size();
+    frame.csumStart = hdr.csum_start;
+    frame.csumOffset = hdr.csum_offset;
+  }
+  if (!valid || !linkUp()) {
     txDropped_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
@@ -116,14 +126,38 @@ uint32_t VduseNet::transmitted(const DeviceChain& chain) {
     std::lock_guard<std::mutex> lock(peerLock_);
     peer = peer_.lock();
   }
-  if (peer)
-    peer->receive(frame.data(), frame.size());  // the peer counts what it drops
-  else if (!sink_ || !sink_(std::move(frame)))
-    txDropped_.fetch_add(1, std::memory_order_relaxed);
+  if (peer) {
+    peer->enqueue(std::move(frame));  // the peer counts what it drops
+    return 0;
+  }
+  fillChecksum(frame);
+  if (!sink_ || !sink_(std::move(frame.bytes))) txDropped_.fetch_add(1, std::memory_order_relaxed);
   return 0;
 }
 
+// Sums from csumStart to the end (the field holds the pseudo-header sum the driver put there) and
+// stores the one's complement at csumStart + csumOffset (§5.1.6.2, RFC 1071).
+void VduseNet::fillChecksum(Frame& frame) {
+  if (frame.csumStart < 0) return;
+  std::vector<uint8_t>& b = frame.bytes;
+  const size_t start = static_cast<size_t>(frame.csumStart), at = start + frame.csumOffset;
+  uint32_t sum = 0;
+  for (size_t i = start; i < b.size(); i += 2) sum += static_cast<uint32_t>(b[i] << 8 | (i + 1 < b.size() ? b[i + 1] : 0));
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  const uint16_t c = static_cast<uint16_t>(~sum);
+  b[at] = static_cast<uint8_t>(c >> 8);
+  b[at + 1] = static_cast<uint8_t>(c);
+  frame.csumStart = -1;
+}
+
 bool VduseNet::receive(const uint8_t* data, size_t len) {
+  Frame frame;
+  frame.bytes.assign(data, data + len);
+  return enqueue(std::move(frame));
+}
+
+bool VduseNet::enqueue(Frame frame) {
+  const size_t len = frame.bytes.size();
   if (len < kEthHeaderBytes || len > maxFrame_ || !linkUp() || device_->negotiatedFeatures() == 0) {
     rxDropped_.fetch_add(1, std::memory_order_relaxed);
     return false;
@@ -134,7 +168,7 @@ bool VduseNet::receive(const uint8_t* data, size_t len) {
       rxDropped_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }
-    backlog_.emplace_back(data, data + len);
+    backlog_.push_back(std::move(frame));
     backlogBytes_ += len;
     backlogged_.store(true, std::memory_order_release);
   }
@@ -152,17 +186,19 @@ void VduseNet::drain() {
   device_->serviceNow(kRxQueue);  // buffers posted since the last kick was seen
   std::lock_guard<std::mutex> lock(backlogLock_);
   const bool running = device_->ringSize(kRxQueue) != 0;
+  const bool partialOk = (device_->negotiatedFeatures() & bit(kNetFeatureGuestCsum)) != 0;
   while (!backlog_.empty()) {
-    const std::vector<uint8_t>& frame = backlog_.front();
+    Frame& frame = backlog_.front();
+    if (!partialOk) fillChecksum(frame);
     const Place p = running ? place(frame) : Place::kDrop;
     if (p == Place::kWait) break;
     if (p == Place::kDone) {
       rxFrames_.fetch_add(1, std::memory_order_relaxed);
-      rxBytes_.fetch_add(frame.size(), std::memory_order_relaxed);
+      rxBytes_.fetch_add(frame.bytes.size(), std::memory_order_relaxed);
     } else {
       rxDropped_.fetch_add(1, std::memory_order_relaxed);
     }
-    backlogBytes_ -= frame.size();
+    backlogBytes_ -= frame.bytes.size();
     backlog_.pop_front();
   }
   backlogged_.store(!backlog_.empty(), std::memory_order_release);
@@ -170,7 +206,8 @@ void VduseNet::drain() {
 
 // Device thread: the header and `frame` across the first receive buffers (one, or with MRG_RXBUF
 // as many as it takes, the count in the first header).
-VduseNet::Place VduseNet::place(const std::vector<uint8_t>& frame) {
+VduseNet::Place VduseNet::place(const Frame& wire) {
+  const std::vector<uint8_t>& frame = wire.bytes;
   const uint64_t need = kNetHdrBytes + frame.size();
   const bool mergeable = (device_->negotiatedFeatures() & bit(kNetFeatureMrgRxbuf)) != 0;
   size_t used = 0;
@@ -184,6 +221,11 @@ VduseNet::Place VduseNet::place(const std::vector<uint8_t>& frame) {
   }
   VirtioNetHdr hdr{};
   hdr.num_buffers = static_cast<uint16_t>(used);
+  if (wire.csumStart >= 0) {
+    hdr.flags = kNetHdrNeedsCsum;
+    hdr.csum_start = static_cast<uint16_t>(wire.csumStart);
+    hdr.csum_offset = wire.csumOffset;
+  }
   const auto* hdrBytes = reinterpret_cast<const uint8_t*>(&hdr);
   uint64_t at = 0;  // position in header + frame
   for (size_t i = 0; i < used; i++) {

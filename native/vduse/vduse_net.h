@@ -2,7 +2,9 @@
 // VduseNet, entirely on the device threads) or to a sink (JS); frames for the driver wait in a
 // bounded backlog until it posts receive buffers, and are dropped (and counted) when the backlog is
 // full. The receive queue's chains are kept (deferred) until a frame fills them; mergeable receive
-// buffers (MRG_RXBUF) spread a frame over several. No control queue: VDUSE refuses CTRL_VQ (6.12).
+// buffers (MRG_RXBUF) spread a frame over several. Checksum offload both ways (CSUM, GUEST_CSUM): a
+// partial checksum crosses the wire as it is when the receiving driver takes partial checksums, and is
+// filled in otherwise. No control queue: VDUSE refuses CTRL_VQ (6.12).
 #pragma once
 
 #include <array>
@@ -71,12 +73,20 @@ class VduseNet {
     uint64_t room;  // writable bytes
   };
   enum class Place { kDone, kWait, kDrop };
+  // A frame on its way, and where its checksum is still to be filled in (csumStart -1: nowhere).
+  struct Frame {
+    std::vector<uint8_t> bytes;
+    int32_t csumStart = -1;
+    uint16_t csumOffset = 0;
+  };
 
   uint32_t handle(uint16_t queue, const DeviceChain& chain, uint64_t token);
   uint32_t transmitted(const DeviceChain& chain);
+  bool enqueue(Frame frame);
   void postDrain();
   void drain();
-  Place place(const std::vector<uint8_t>& frame);
+  Place place(const Frame& frame);
+  static void fillChecksum(Frame& frame);
 
   const uint32_t maxFrame_;
   Sink sink_;
@@ -84,7 +94,7 @@ class VduseNet {
   std::mutex peerLock_;
   std::weak_ptr<VduseNet> peer_;  // under peerLock_
   std::mutex backlogLock_;
-  std::deque<std::vector<uint8_t>> backlog_;  // under backlogLock_
+  std::deque<Frame> backlog_;               // under backlogLock_
   size_t backlogBytes_ = 0;                   // under backlogLock_
   std::atomic<bool> backlogged_{false};       // backlog_ not empty
   std::atomic<bool> drainPosted_{false};

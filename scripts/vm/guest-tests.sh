@@ -125,9 +125,14 @@ vduse_net_part() {
   else
     note "FAIL vduse-net: dist/test/vm/vduse-net.test.js not built"; failed=1
   fi
-  local log=$RES/vduse-net-serve.log req=$RES/vduse-net-link-request devs="" pid i rc
+  vduse_net_conformance vduse-net-conf 1500 0
+  vduse_net_conformance vduse-net-conf-9000-csum 9000 1
+}
+# vduse_net_conformance NAME MTU OFFLOADS : vduse-net-serve.js serves the pair, the suite runs here
+vduse_net_conformance() {
+  local name=$1 mtu=$2 offloads=$3 log=$RES/$1.serve.log req=$RES/$1.link-request devs="" pid i rc
   rm -f "$req"
-  node dist/test/vm/vduse-net-serve.js nodenetc0 nodenetc1 linkRequests="$req" >"$log.out" 2>"$log" &
+  node dist/test/vm/vduse-net-serve.js nodenetc0 nodenetc1 linkRequests="$req" mtu="$mtu" >"$log.out" 2>"$log" &
   pid=$!
   for ((i = 0; i < 1200; i++)); do
     devs=$(head -n1 "$log.out" 2>/dev/null)
@@ -136,17 +141,17 @@ vduse_net_part() {
     sleep 0.1
   done
   if [[ $devs != /dev/vhost-vdpa-*" "/dev/vhost-vdpa-* ]]; then
-    note "FAIL vduse-net-conf: vduse-net-serve.js did not attach: $(tr '\n' ' ' <"$log")"; failed=1
+    note "FAIL $name: vduse-net-serve.js did not attach: $(tr '\n' ' ' <"$log")"; failed=1
     kill -TERM "$pid" 2>/dev/null; wait "$pid"; return
   fi
-  echo "==== Node VDUSE NICs on ${devs% *} and ${devs#* }, served by pid $pid"
+  echo "==== Node VDUSE NICs (mtu $mtu, offloads $offloads) on ${devs% *} and ${devs#* }, served by pid $pid"
   VDPA_TEST_NET_DEVICE=${devs% *} VDPA_TEST_NET_PEER=${devs#* } VDPA_TEST_NET_LINK_REQUEST=$req \
-    run_tests vduse-net-conf 300 "${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}"
+    VDPA_TEST_NET_OFFLOADS=$offloads run_tests "$name" 300 "${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}"
   kill -TERM "$pid"
   timeout 60 tail --pid="$pid" -f /dev/null
   wait "$pid"; rc=$?
   cat "$log"
-  ((rc == 0)) || { note "FAIL vduse-net-conf: vduse-net-serve.js exited $rc on SIGTERM (close failed?)"; failed=1; }
+  ((rc == 0)) || { note "FAIL $name: vduse-net-serve.js exited $rc on SIGTERM (close failed?)"; failed=1; }
 }
 if [[ ${VDPA_VM_ONLY_VDUSE_NET:-0} == 1 ]]; then
   vduse_net_part

@@ -7,7 +7,7 @@ import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
 import { describe, test } from 'node:test';
-import { VdpaError, createVduseNet, getDevice, openNet } from '../../lib';
+import { NetFeature, VdpaError, createVduseNet, deviceConfig, getDevice, openNet } from '../../lib';
 import { IN_VM, SKIP_REASON, fillRandom, prng, within } from './vm-env';
 
 const T = { timeout: 300_000 };
@@ -99,6 +99,9 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
           assert.equal(fs.readFileSync(`/sys/class/net/${ifname}/address`, 'utf8').trim(), MACS[i]);
           assert.equal(fs.readFileSync(`/sys/class/net/${ifname}/mtu`, 'utf8').trim(), '1500');
         }
+        // virtio_net takes checksum offload both ways: partial checksums cross the wire as they are.
+        const negotiated = (await deviceConfig('nodenet0')).negotiatedFeatures ?? 0n;
+        assert.ok(negotiated & NetFeature.CSUM && negotiated & NetFeature.GUEST_CSUM, `negotiated ${negotiated}`);
         for (const [i, ns] of NS.entries()) {
           const ifname = ifs[i] as string;
           spawnSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
@@ -174,7 +177,7 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
     await using nic = await createVduseNet({ name: 'nodenet3', mac: '52:54:00:12:34:5a', queueSize: 64 });
     const { path: node } = await within(nic.attach('vhost_vdpa'), 120_000, 'attach');
     assert.match(node ?? '', /^\/dev\/vhost-vdpa-\d+$/);
-    const net = await within(openNet(node ?? '', { queueSize: 64 }), 60_000, 'openNet');
+    const net = await within(openNet(node ?? '', { queueSize: 64, txChecksum: true }), 60_000, 'openNet');
     try {
       assert.equal(net.macAddress, '52:54:00:12:34:5a');
       assert.equal(net.mtu, 1500);
@@ -200,6 +203,26 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
       await net.sendBatch(up);
       await within(reading, 30_000, 'frames()');
       got.forEach((f, i) => assert.ok(Buffer.from(f).equals(up[i] as Uint8Array), `frame ${i}`));
+      // A partial checksum (CSUM) is filled in by the device on its way to JS: the one's complement of
+      // the sum from start to the end, the field's own (pseudo-header) value included.
+      const partial = frame(2000, 300);
+      const start = 34;
+      const at = start + 6;
+      partial[at] = 0x12;
+      partial[at + 1] = 0x34;
+      const next = nic.frames()[Symbol.asyncIterator]().next();
+      await net.send(partial, { checksum: { start, offset: 6 } });
+      const filled = (await within(next, 30_000, 'the checksummed frame')).value as Uint8Array;
+      // With the pseudo-header sum (the field's old value) added back, a right checksum sums to 0xffff.
+      let sum = 0x1234;
+      for (let i = start; i < filled.length; i += 2) sum += ((filled[i] as number) << 8) | (filled[i + 1] ?? 0);
+      while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+      assert.equal(sum, 0xffff, 'the checksum is right');
+      assert.ok(
+        Buffer.from(filled.subarray(0, at)).equals(partial.subarray(0, at)),
+        'bytes before the field unchanged',
+      );
+      assert.ok(Buffer.from(filled.subarray(at + 2)).equals(partial.subarray(at + 2)), 'bytes after it unchanged');
       const linkDown = once(net, 'link');
       await nic.setLink(false);
       assert.deepEqual(await within(linkDown, 30_000, "'link' false"), [false]);
@@ -210,7 +233,7 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
       const s = nic.stats;
       console.log(`# stats ${JSON.stringify(s)}`);
       assert.equal(s.rxFrames, down.length);
-      assert.equal(s.txFrames, up.length);
+      assert.equal(s.txFrames, up.length + 1);
       assert.equal(s.rxDropped + s.txDropped, 0);
     } finally {
       await net.close();
