@@ -99,7 +99,7 @@ function sysError(code: 'EBUSY' | 'EBADF', syscall: string, name: string, detail
  * A virtio-net device served by this process through VDUSE. Frames move on a native thread: the
  * driver's transmitted frames go to {@link VduseNetDevice.frames} or, once {@link
  * VduseNetDevice.connect}ed, straight to another device with no JavaScript per frame. Frames for the
- * driver wait (up to 1 MiB) for its receive buffers and are dropped, and counted, past that. No
+ * driver wait for its receive buffers (up to a ring's worth of the longest frames, 1 to 16 MiB) and are dropped, and counted, past that. No
  * control queue: VDUSE (Linux 6.12) refuses VIRTIO_NET_F_CTRL_VQ. Made by {@link createVduseNet}.
  */
 export class VduseNetDevice {

@@ -29,6 +29,7 @@ std::vector<uint8_t> netConfig(const VduseNetOptions& opts) {
 
 VduseNet::VduseNet(const VduseNetOptions& opts, Sink sink)
     : maxFrame_(uint32_t{opts.mtu} + kEthHeaderBytes + kVlanTagBytes),
+      backlogLimit_(std::clamp<size_t>(size_t{opts.queueSize} * maxFrame_, kMinBacklogBytes, kMaxBacklogBytes)),
       sink_(std::move(sink)),
       linkUp_(opts.linkUp) {
   VduseDeviceConfig cfg;
@@ -164,7 +165,7 @@ bool VduseNet::enqueue(Frame frame) {
   }
   {
     std::lock_guard<std::mutex> lock(backlogLock_);
-    if (backlogBytes_ + len > kBacklogBytes) {
+    if (backlogBytes_ + len > backlogLimit_) {
       rxDropped_.fetch_add(1, std::memory_order_relaxed);
       return false;
     }

@@ -42,8 +42,8 @@ class VduseNet {
   // could not (counted as dropped).
   using Sink = std::function<bool(std::vector<uint8_t> frame)>;
   static constexpr uint16_t kRxQueue = 0, kTxQueue = 1;
-  // Frames waiting for receive buffers, at most this many bytes.
-  static constexpr size_t kBacklogBytes = size_t{1} << 20;
+  // Frames waiting for receive buffers, at most a ring's worth of the longest frames, within these.
+  static constexpr size_t kMinBacklogBytes = size_t{1} << 20, kMaxBacklogBytes = size_t{16} << 20;
 
   VduseNet(const VduseNetOptions& opts, Sink sink);
   ~VduseNet();
@@ -89,6 +89,7 @@ class VduseNet {
   static void fillChecksum(Frame& frame);
 
   const uint32_t maxFrame_;
+  const size_t backlogLimit_;
   Sink sink_;
   std::atomic<bool> linkUp_;
   std::mutex peerLock_;
