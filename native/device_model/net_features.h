@@ -7,8 +7,8 @@
 
 namespace vdpa {
 
-constexpr unsigned kNetFeatureCsum = 0, kNetFeatureGuestCsum = 1, kNetFeatureMtu = 3, kNetFeatureMac = 5, kNetFeatureMrgRxbuf = 15, kNetFeatureStatus = 16,
-                   kNetFeatureCtrlVq = 17;
+constexpr unsigned kNetFeatureCsum = 0, kNetFeatureGuestCsum = 1, kNetFeatureMtu = 3, kNetFeatureMac = 5,
+                   kNetFeatureMrgRxbuf = 15, kNetFeatureStatus = 16, kNetFeatureCtrlVq = 17;
 constexpr uint32_t kNetHdrBytes = sizeof(VirtioNetHdr);
 constexpr uint32_t kEthHeaderBytes = 14, kVlanTagBytes = 4;
 constexpr uint32_t kNetConfigStatusOffset = 6;

@@ -94,7 +94,8 @@ struct JsFrames {
     try {
       Napi::HandleScope scope(env);
       Napi::Array a = Napi::Array::New(env, batch.size());
-      for (uint32_t i = 0; i < batch.size(); i++) a.Set(i, Napi::Buffer<uint8_t>::Copy(env, batch[i].data(), batch[i].size()));
+      for (uint32_t i = 0; i < batch.size(); i++)
+        a.Set(i, Napi::Buffer<uint8_t>::Copy(env, batch[i].data(), batch[i].size()));
       fn.Call({a});
     } catch (const Napi::Error& e) {
       reportCallbackFailure(env, e);

@@ -100,10 +100,10 @@ class VduseDevice final : private GuestMemory {
   struct Queue {
     std::unique_ptr<DeviceQueue> ring;
     UniqueFd kickFd;
-    uint16_t lastAvail = 0;  // for GET_VQ_STATE: the avail index the device has consumed up to
-    bool pending = false;    // kicked (or just started): service it
+    uint16_t lastAvail = 0;    // for GET_VQ_STATE: the avail index the device has consumed up to
+    bool pending = false;      // kicked (or just started): service it
     bool unpublished = false;  // used elements pushed outside serviceQueue
-    bool dead = false;       // malformed ring: no longer used
+    bool dead = false;         // malformed ring: no longer used
   };
   struct Deferred {
     uint16_t queue;

@@ -36,7 +36,8 @@ VduseNet::VduseNet(const VduseNetOptions& opts, Sink sink)
   cfg.name = opts.name;
   cfg.controlPath = opts.controlPath;
   cfg.deviceId = deviceTypeId(VirtioDeviceType::kNet);
-  cfg.features = bit(kNetFeatureCsum) | bit(kNetFeatureGuestCsum) | bit(kNetFeatureMac) | bit(kNetFeatureMtu) | bit(kNetFeatureStatus) | bit(kNetFeatureMrgRxbuf);
+  cfg.features = bit(kNetFeatureCsum) | bit(kNetFeatureGuestCsum) | bit(kNetFeatureMac) | bit(kNetFeatureMtu) |
+                 bit(kNetFeatureStatus) | bit(kNetFeatureMrgRxbuf);
   cfg.numQueues = 2;
   cfg.maxQueueSize = opts.queueSize;
   cfg.config = netConfig(opts);
@@ -143,7 +144,8 @@ void VduseNet::fillChecksum(Frame& frame) {
   std::vector<uint8_t>& b = frame.bytes;
   const size_t start = static_cast<size_t>(frame.csumStart), at = start + frame.csumOffset;
   uint32_t sum = 0;
-  for (size_t i = start; i < b.size(); i += 2) sum += static_cast<uint32_t>(b[i] << 8 | (i + 1 < b.size() ? b[i + 1] : 0));
+  for (size_t i = start; i < b.size(); i += 2)
+    sum += static_cast<uint32_t>(b[i] << 8 | (i + 1 < b.size() ? b[i + 1] : 0));
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   const uint16_t c = static_cast<uint16_t>(~sum);
   b[at] = static_cast<uint8_t>(c >> 8);

@@ -95,9 +95,9 @@ class VduseNet {
   std::mutex peerLock_;
   std::weak_ptr<VduseNet> peer_;  // under peerLock_
   std::mutex backlogLock_;
-  std::deque<Frame> backlog_;               // under backlogLock_
-  size_t backlogBytes_ = 0;                   // under backlogLock_
-  std::atomic<bool> backlogged_{false};       // backlog_ not empty
+  std::deque<Frame> backlog_;            // under backlogLock_
+  size_t backlogBytes_ = 0;              // under backlogLock_
+  std::atomic<bool> backlogged_{false};  // backlog_ not empty
   std::atomic<bool> drainPosted_{false};
   std::atomic<uint64_t> txFrames_{0}, txBytes_{0}, txDropped_{0}, rxFrames_{0}, rxBytes_{0}, rxDropped_{0};
   // Device thread only: receive chains waiting for a frame, in the order the driver posted them.
