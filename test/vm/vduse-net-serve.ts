@@ -2,9 +2,10 @@
 // a driver in another one (guest-tests.sh runs the net conformance suite over them):
 //
 //   node dist/test/vm/vduse-net-serve.js NAME_A NAME_B [linkRequests=FILE] [mtu=N] [queueSize=Q]
+//                                        [driver=virtio_vdpa]
 //
-// NIC A has MAC 52:54:00:12:34:51, NIC B 52:54:00:12:34:52. Prints "PATH_A PATH_B" (/dev/vhost-vdpa-N)
-// on a line of its own once both are attached. With linkRequests, it plays the harness side of the
+// NIC A has MAC 52:54:00:12:34:51, NIC B 52:54:00:12:34:52. Prints "PATH_A PATH_B" (/dev/vhost-vdpa-N;
+// with driver=virtio_vdpa the two netdevs) on a line of its own once both are attached. With linkRequests, it plays the harness side of the
 // conformance suite's link test (scripts/vm/run.sh --net-link-control): "hpI off|on" written to FILE
 // sets the link of the NIC whose MAC ends in 0x5I, and the file is removed. Serves until SIGTERM or
 // SIGINT, then closes both (detach, destroy) and prints their stats as JSON on stderr.
@@ -17,11 +18,13 @@ async function main(): Promise<void> {
   let linkRequests: string | undefined;
   let mtu = 1500;
   let queueSize = 256;
+  let driver: 'vhost_vdpa' | 'virtio_vdpa' = 'vhost_vdpa';
   for (const kv of rest) {
     const [k, v] = kv.split('=', 2);
     if (k === 'linkRequests' && v) linkRequests = v;
     else if (k === 'mtu') mtu = Number(v);
     else if (k === 'queueSize') queueSize = Number(v);
+    else if (k === 'driver' && (v === 'vhost_vdpa' || v === 'virtio_vdpa')) driver = v;
     else throw new Error(`unknown option ${kv}`);
   }
   const a = await createVduseNet({ name: nameA, mac: '52:54:00:12:34:51', mtu, queueSize });
@@ -48,9 +51,10 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
-  const ea = await a.attach('vhost_vdpa');
-  const eb = await b.attach('vhost_vdpa');
-  console.log(`${ea.path ?? ''} ${eb.path ?? ''}`);
+  const ea = await a.attach(driver);
+  const eb = await b.attach(driver);
+  const shown = driver === 'vhost_vdpa' ? [ea.path, eb.path] : [ea.netdev, eb.netdev];
+  console.log(shown.map((x) => x ?? '').join(' '));
   // Link requests, polled (the results dir is 9p: no inotify), or just kept alive until a signal.
   setInterval(() => {
     if (!linkRequests || stopping || !fs.existsSync(linkRequests)) return;

@@ -6,14 +6,16 @@ import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import { once } from 'node:events';
 import fs from 'node:fs';
+import path from 'node:path';
 import { describe, test } from 'node:test';
 import { NetFeature, VdpaError, createVduseNet, deviceConfig, getDevice, openNet } from '../../lib';
-import { IN_VM, SKIP_REASON, fillRandom, prng, within } from './vm-env';
+import { IN_VM, ROOT, SKIP_REASON, fillRandom, prng, within } from './vm-env';
 
 const T = { timeout: 300_000 };
 const NS = ['vnet-a', 'vnet-b'] as const;
 const MACS = ['52:54:00:12:34:57', '52:54:00:12:34:58'] as const;
 const PORT = 5201;
+const SERVE = path.join(ROOT, 'dist', 'test', 'vm', 'vduse-net-serve.js');
 
 function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', timeout: 60_000, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -239,4 +241,96 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
       await net.close();
     }
   });
+
+  test(
+    'the device process SIGKILLed under a TCP transfer: the kernel does not hang; what it reports',
+    { timeout: 420_000 },
+    async () => {
+      // The pair is served by another process (vduse-net-serve.js) on virtio_vdpa; a transfer runs
+      // between two namespaces; the server process is killed. Recorded: the transfer's end, the links,
+      // and how long deleting the vdpa devices takes (each reset waits for a daemon that is gone).
+      const serve = spawn(process.execPath, [SERVE, 'nodenetk0', 'nodenetk1', 'driver=virtio_vdpa'], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      serve.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      serve.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const killed = new Promise((resolve) => serve.on('exit', resolve));
+      const ns = ['vnet-ka', 'vnet-kb'];
+      const macs = ['52:54:00:12:34:51', '52:54:00:12:34:52'];
+      try {
+        await waitFor('vduse-net-serve attached', () => out.includes('\n') || serve.exitCode !== null, 120_000);
+        const ifs = (out.split('\n')[0] ?? '').split(' ');
+        assert.equal(ifs.length, 2, `vduse-net-serve printed ${JSON.stringify(out)}: ${err}`);
+        for (const [i, n] of ns.entries()) {
+          const ifname = ifs[i] as string;
+          spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+          run('ip', ['netns', 'add', n]);
+          run('ip', ['link', 'set', ifname, 'netns', n]);
+          run('ip', ['-n', n, 'link', 'set', ifname, 'addrgenmode', 'none']);
+          run('ip', ['-n', n, 'addr', 'add', `${linkLocal(macs[i] as string)}/64`, 'dev', ifname, 'nodad']);
+          run('ip', ['-n', n, 'link', 'set', ifname, 'up']);
+        }
+        const file = '/tmp/vduse-net-kill.bin';
+        const data = new Uint8Array(64 << 20);
+        fillRandom(prng(0x4b11), data);
+        fs.writeFileSync(file, data);
+        let listening: () => void = () => undefined;
+        const ready = new Promise<void>((resolve) => (listening = resolve));
+        const server = nodeIn(
+          ns[1] as string,
+          SERVER,
+          [`${linkLocal(macs[1] as string)}%${ifs[1]}`, String(PORT + 1)],
+          (l) => {
+            if (l === 'LISTENING') listening();
+          },
+        );
+        server.catch(() => undefined);
+        await within(ready, 60_000, 'server listening');
+        const t0 = Date.now();
+        const client = nodeIn(ns[0] as string, CLIENT, [
+          `${linkLocal(macs[1] as string)}%${ifs[0]}`,
+          String(PORT + 1),
+          file,
+        ]);
+        const clientEnd = client.then(
+          (o) => `exited 0: ${o.trim()}`,
+          (e: unknown) => `failed: ${String(e).slice(0, 200)}`,
+        );
+        await new Promise((resolve) => setTimeout(resolve, 3000));
+        serve.kill('SIGKILL');
+        await within(killed, 30_000, 'the device process exiting');
+        console.log(`# SIGKILL after ${Date.now() - t0} ms of transfer`);
+        // Nobody serves the queues now: the transfer stalls (TCP retransmits into a dead ring).
+        await new Promise((resolve) => setTimeout(resolve, 5000));
+        for (const [i, n] of ns.entries())
+          console.log(
+            `# after SIGKILL, ${n}: ${run('ip', ['-n', n, 'link', 'show', ifs[i] as string]).split('\n')[0]}`,
+          );
+        const t1 = Date.now();
+        const del = spawnSync('timeout', ['100', 'vdpa', 'dev', 'del', 'nodenetk0'], { encoding: 'utf8' });
+        console.log(`# vdpa dev del nodenetk0: exit ${del.status} after ${Date.now() - t1} ms ${del.stderr.trim()}`);
+        const t2 = Date.now();
+        const del2 = spawnSync('timeout', ['100', 'vdpa', 'dev', 'del', 'nodenetk1'], { encoding: 'utf8' });
+        console.log(`# vdpa dev del nodenetk1: exit ${del2.status} after ${Date.now() - t2} ms ${del2.stderr.trim()}`);
+        const ended = await Promise.race([
+          clientEnd,
+          new Promise<string>((r) => setTimeout(() => r('still waiting'), 2000)),
+        ]);
+        console.log(`# the client after the devices are gone: ${ended}`);
+        // What still runs in the namespaces (the transfer's two ends) is ended here.
+        for (const n of ns) spawnSync('sh', ['-c', `ip netns pids ${n} | xargs -r kill -9`], { stdio: 'ignore' });
+        await within(clientEnd, 30_000, 'the client ending');
+        const dmesg = spawnSync('dmesg', [], { encoding: 'utf8' }).stdout.trim().split('\n').slice(-8).join(' | ');
+        console.log(`# kernel: ${dmesg}`);
+        assert.equal(del.status, 0, 'the vdpa device of a dead daemon can be deleted');
+        assert.equal(del2.status, 0, 'both');
+        fs.rmSync(file, { force: true });
+      } finally {
+        if (serve.exitCode === null && serve.signalCode === null) serve.kill('SIGKILL');
+        for (const n of ns) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+      }
+    },
+  );
 });
