@@ -51,7 +51,8 @@
         "native/device/virtio_device.cc",
         "native/management/netlink_socket.cc",
         "native/vduse/vduse_device.cc",
-        "native/vduse/vduse_blk.cc"
+        "native/vduse/vduse_blk.cc",
+        "native/vduse/vduse_net.cc"
       ]
     },
     {
@@ -78,6 +79,7 @@
         "native/napi/vhost_wrap.cc",
         "native/napi/management_binding.cc",
         "native/napi/vduse_wrap.cc",
+        "native/napi/vduse_net_wrap.cc",
         "native/napi/addon.cc"
       ]
     },

@@ -72,3 +72,10 @@ export {
   type VduseAttachOptions,
   type VduseResizeOptions,
 } from './vduse';
+export {
+  VduseNetDevice,
+  createVduseNet,
+  type VduseNetOptions,
+  type VduseNetStats,
+  type VduseFramesOptions,
+} from './vduse-net';

@@ -8,6 +8,7 @@
 #include "napi/management_binding.h"
 #include "napi/queue_wrap.h"
 #include "napi/region_wrap.h"
+#include "napi/vduse_net_wrap.h"
 #include "napi/vduse_wrap.h"
 #include "napi/vhost_wrap.h"
 #include "transport/mock/mock_net.h"
@@ -35,6 +36,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("mockNetFaults", netFaults);
   registerManagement(env, exports);
   VduseWrap::registerIn(env, exports);
+  VduseNetWrap::registerIn(env, exports);
   return exports;
 }
 

@@ -39,12 +39,13 @@ const char kRootHint[] = "VDUSE needs root (CAP_SYS_ADMIN): run as root";
 
 }  // namespace
 
-VduseDevice::VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler)
+VduseDevice::VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler, QueuesStopped stopped)
     : name_(cfg.name),
       devPath_("/dev/vduse/" + cfg.name),
       numQueues_(cfg.numQueues),
       configSize_(static_cast<uint32_t>(cfg.config.size())),
-      handler_(std::move(handler)) {
+      handler_(std::move(handler)),
+      stopped_(std::move(stopped)) {
   if (cfg.name.empty() || cfg.name.size() >= VDUSE_NAME_MAX || cfg.name.find('/') != std::string::npos)
     throwSys(EINVAL, "ioctl(VDUSE_CREATE_DEV)", cfg.controlPath, "the name must be 1 to 255 bytes without '/'");
   controlFd_ = UniqueFd(retryEintr([&] { return ::open(cfg.controlPath.c_str(), O_RDWR | O_CLOEXEC); }));
@@ -169,9 +170,25 @@ void VduseDevice::updateConfig(uint32_t offset, const void* bytes, uint32_t len)
 void VduseDevice::complete(uint64_t token, ChainFinish finish) {
   {
     std::lock_guard<std::mutex> lock(completionsLock_);
-    completions_.emplace_back(token, std::move(finish));
+    completions_.push_back(Completion{token, std::move(finish), nullptr});
   }
   signalEventFd(completeFd_.get());
+}
+
+void VduseDevice::post(std::function<void()> task) {
+  {
+    std::lock_guard<std::mutex> lock(completionsLock_);
+    completions_.push_back(Completion{0, nullptr, std::move(task)});
+  }
+  signalEventFd(completeFd_.get());
+}
+
+uint16_t VduseDevice::ringSize(uint16_t q) const {
+  return q < queues_.size() && queues_[q].ring && !queues_[q].dead ? queues_[q].ring->size() : 0;
+}
+
+void VduseDevice::serviceNow(uint16_t q) {
+  if (q < queues_.size()) serviceQueue(q, kQueueBudget);
 }
 
 // ---------------------------------------------------------------- memory
@@ -232,12 +249,25 @@ void VduseDevice::invalidate(uint64_t start, uint64_t last) {
     }
     // A running ring keeps pointers into it: keep the memory mapped (it stays valid memory of ours)
     // until the rings are gone.
-    if ((m.pinned && running_) || !deferred_.empty())
+    if ((m.pinned && running_) || heldByDeferred(m))
       retired_.push_back(m);
     else
       unmap(m);
     it = mappings_.erase(it);
   }
+}
+
+bool VduseDevice::heldByDeferred(const Mapping& m) const {
+  const uint8_t* begin = m.host;
+  const uint8_t* end = m.host + (m.last - m.start) + 1;
+  const auto inside = [&](const std::vector<DeviceBuffer>& bufs) {
+    for (const DeviceBuffer& b : bufs)
+      if (b.data >= begin && b.data < end) return true;
+    return false;
+  };
+  for (const auto& [token, d] : deferred_)
+    if (inside(d.chain.readable) || inside(d.chain.writable)) return true;
+  return false;
 }
 
 void VduseDevice::dropMappings() {
@@ -293,6 +323,7 @@ void VduseDevice::loop() {
     more = false;
     for (uint16_t q = 0; q < queues_.size(); q++)
       if (queues_[q].pending) more |= serviceQueue(q, kQueueBudget);
+    publishTouched();
   }
 }
 
@@ -346,6 +377,7 @@ void VduseDevice::startQueues() {
   uint64_t features = 0;
   if (ioctlErrno(devFd_.get(), VDUSE_DEV_GET_FEATURES, &features) != 0) return;
   const bool eventIdx = (features & bit(kFeatureRingEventIdx)) != 0;
+  negotiated_.store(features, std::memory_order_release);
   running_ = true;
   for (uint32_t i = 0; i < queues_.size(); i++) {
     Queue& q = queues_[i];
@@ -394,6 +426,8 @@ void VduseDevice::stopQueues() {
   }
   // Chains a handler still holds are forgotten: their completions find nothing to finish.
   deferred_.clear();
+  if (stopped_) stopped_();
+  negotiated_.store(0, std::memory_order_release);
   running_ = false;
   for (Mapping& m : retired_) unmap(m);
   retired_.clear();
@@ -433,6 +467,7 @@ bool VduseDevice::serviceQueue(uint16_t index, unsigned budget) {
     }
     if (!q.ring->enableNotifications()) break;
   }
+  q.unpublished = false;
   if (q.ring->publish()) {
     uint32_t i = index;
     ioctlErrno(devFd_.get(), VDUSE_VQ_INJECT_IRQ, &i);
@@ -447,38 +482,54 @@ void VduseDevice::count(uint16_t queue, const DeviceChain& chain, uint32_t len) 
   c.writtenBytes.fetch_add(len, std::memory_order_relaxed);
 }
 
+bool VduseDevice::completeNow(uint64_t token, const ChainFinish& finish) {
+  auto it = deferred_.find(token);
+  if (it == deferred_.end()) return false;
+  Deferred d = std::move(it->second);
+  deferred_.erase(it);
+  Queue& q = queues_[d.queue];
+  if (!q.ring || q.dead) return false;
+  const uint32_t len = finish(d.chain);
+  q.ring->push(d.chain.head, len);
+  count(d.queue, d.chain, len);
+  q.unpublished = true;
+  return true;
+}
+
 void VduseDevice::finishDeferred() {
-  std::vector<std::pair<uint64_t, ChainFinish>> batch;
+  std::vector<Completion> batch;
   {
     std::lock_guard<std::mutex> lock(completionsLock_);
     batch.swap(completions_);
   }
-  std::vector<bool> touched(queues_.size(), false);
-  for (auto& [token, finish] : batch) {
-    auto it = deferred_.find(token);
-    if (it == deferred_.end()) continue;
-    Deferred d = std::move(it->second);
-    deferred_.erase(it);
-    Queue& q = queues_[d.queue];
-    if (!q.ring || q.dead) continue;
-    const uint32_t len = finish(d.chain);
-    q.ring->push(d.chain.head, len);
-    count(d.queue, d.chain, len);
-    touched[d.queue] = true;
+  for (Completion& c : batch) {
+    if (c.task)
+      c.task();
+    else
+      completeNow(c.token, c.finish);
   }
-  // The last deferred chain is done: memory invalidated meanwhile can go now.
-  if (deferred_.empty()) {
-    for (auto it = retired_.begin(); it != retired_.end();) {
-      if (it->pinned && running_) {
-        ++it;
-        continue;
-      }
-      unmap(*it);
-      it = retired_.erase(it);
+  releaseRetired();
+  publishTouched();
+}
+
+// Memory invalidated while a chain pointed into it goes once no deferred chain does.
+void VduseDevice::releaseRetired() {
+  for (auto it = retired_.begin(); it != retired_.end();) {
+    if ((it->pinned && running_) || heldByDeferred(*it)) {
+      ++it;
+      continue;
     }
+    unmap(*it);
+    it = retired_.erase(it);
   }
+}
+
+void VduseDevice::publishTouched() {
   for (uint16_t i = 0; i < queues_.size(); i++) {
-    if (!touched[i] || !queues_[i].ring->publish()) continue;
+    Queue& q = queues_[i];
+    if (!q.unpublished) continue;
+    q.unpublished = false;
+    if (!q.ring || !q.ring->publish()) continue;
     uint32_t index = i;
     ioctlErrno(devFd_.get(), VDUSE_VQ_INJECT_IRQ, &index);
   }

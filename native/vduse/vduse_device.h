@@ -44,6 +44,8 @@ using ChainHandler = std::function<uint32_t(uint16_t queue, const DeviceChain& c
 constexpr uint32_t kDeferred = UINT32_MAX;
 // Finishes a deferred chain on the device thread (its buffers are still mapped); returns the used length.
 using ChainFinish = std::function<uint32_t(const DeviceChain& chain)>;
+// Runs on the device thread when the queues stop (reset, close): every deferred chain is forgotten.
+using QueuesStopped = std::function<void()>;
 
 struct VduseQueueStats {
   uint64_t requests = 0;
@@ -55,7 +57,7 @@ class VduseDevice final : private GuestMemory {
  public:
   // Creates /dev/vduse/NAME, sets up its queues and starts the request thread. SysError with a hint
   // for a missing control node (modprobe vduse), a taken name (EEXIST) and missing privileges.
-  VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler);
+  VduseDevice(const VduseDeviceConfig& cfg, ChainHandler handler, QueuesStopped stopped = nullptr);
   ~VduseDevice();
   VduseDevice(const VduseDevice&) = delete;
   VduseDevice& operator=(const VduseDevice&) = delete;
@@ -74,6 +76,18 @@ class VduseDevice final : private GuestMemory {
   // space at `offset` and raises the config interrupt, so the driver rereads it (blk capacity, net
   // link status). EINVAL past the config space; EBADF once closed.
   void updateConfig(uint32_t offset, const void* bytes, uint32_t len);
+  // Any thread: runs `task` on the device thread (in order with complete()); dropped once closed.
+  void post(std::function<void()> task);
+  // Device thread only (in a handler, a finish or a posted task): finishes deferred chain `token` now;
+  // false when the device dropped it. The used element is published when the thread's round ends.
+  bool completeNow(uint64_t token, const ChainFinish& finish);
+  // Device thread only: the size of queue `q`'s ring (0 while it is not running).
+  uint16_t ringSize(uint16_t q) const;
+  // Device thread only: takes the chains waiting in queue `q` now (a device that needs buffers
+  // before their kick has been seen).
+  void serviceNow(uint16_t q);
+  // Any thread: the features the driver negotiated (0 before DRIVER_OK).
+  uint64_t negotiatedFeatures() const { return negotiated_.load(std::memory_order_acquire); }
 
  private:
   struct Mapping {
@@ -86,9 +100,10 @@ class VduseDevice final : private GuestMemory {
   struct Queue {
     std::unique_ptr<DeviceQueue> ring;
     UniqueFd kickFd;
-    uint16_t lastAvail = 0;  // for GET_VQ_STATE: the avail index the device has consumed up to
-    bool pending = false;    // kicked (or just started): service it
-    bool dead = false;       // malformed ring: no longer used
+    uint16_t lastAvail = 0;    // for GET_VQ_STATE: the avail index the device has consumed up to
+    bool pending = false;      // kicked (or just started): service it
+    bool unpublished = false;  // used elements pushed outside serviceQueue
+    bool dead = false;         // malformed ring: no longer used
   };
   struct Deferred {
     uint16_t queue;
@@ -113,6 +128,9 @@ class VduseDevice final : private GuestMemory {
   bool serviceQueue(uint16_t index, unsigned budget);
   void watch(int fd, uint32_t token, bool add);
   void finishDeferred();
+  void publishTouched();
+  void releaseRetired();
+  bool heldByDeferred(const Mapping& m) const;
   void count(uint16_t queue, const DeviceChain& chain, uint32_t len);
 
   const std::string name_;
@@ -120,12 +138,19 @@ class VduseDevice final : private GuestMemory {
   const uint16_t numQueues_;
   const uint32_t configSize_;
   const ChainHandler handler_;
+  const QueuesStopped stopped_;
+  std::atomic<uint64_t> negotiated_{0};
   UniqueFd controlFd_;
   UniqueFd devFd_;
   UniqueFd stopFd_;
   UniqueFd completeFd_;
   std::mutex completionsLock_;
-  std::vector<std::pair<uint64_t, ChainFinish>> completions_;  // under completionsLock_
+  struct Completion {
+    uint64_t token = 0;  // 0: a posted task
+    ChainFinish finish;
+    std::function<void()> task;
+  };
+  std::vector<Completion> completions_;  // under completionsLock_
   UniqueFd epollFd_;
   std::thread thread_;
   bool created_ = false;

@@ -16,6 +16,7 @@
 #   VDPA_VM_VFIO=0                           skip the VFIO part (it fails when the functions are missing)
 #   VDPA_VM_VDUSE_SHAPES="1:64 4:256"        queues:size list for the Node VDUSE conformance runs
 #   VDPA_VM_ONLY_VDUSE=1                     run only the Node VDUSE part (while developing it)
+#   VDPA_VM_ONLY_VDUSE_NET=1                 run only the Node VDUSE NIC part
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -113,8 +114,52 @@ vduse_conformance() {
   cat "$log"
   ((rc == 0)) || { note "FAIL $name: vduse-serve.js exited $rc on SIGTERM (close failed?)"; failed=1; }
 }
+# ---- VDUSE NICs served by the library (test/vm/vduse-net.test.ts: two NICs on a wire behind the kernel's
+# virtio_net in two namespaces, link changes, openNet over vhost_vdpa), then the net conformance suite over
+# vhost_vdpa on two Node NICs on a native wire served by another process (vduse-net-serve.js), whose link
+# the suite changes through a request file the serve script carries out
+vduse_net_part() {
+  if [[ -f dist/test/vm/vduse-net.test.js ]]; then
+    run_tests vduse-net 600 dist/test/vm/vduse-net.test.js
+    cleanup_devices
+  else
+    note "FAIL vduse-net: dist/test/vm/vduse-net.test.js not built"; failed=1
+  fi
+  vduse_net_conformance vduse-net-conf 1500 0
+  vduse_net_conformance vduse-net-conf-9000-csum 9000 1
+}
+# vduse_net_conformance NAME MTU OFFLOADS : vduse-net-serve.js serves the pair, the suite runs here
+vduse_net_conformance() {
+  local name=$1 mtu=$2 offloads=$3 log=$RES/$1.serve.log req=$RES/$1.link-request devs="" pid i rc
+  rm -f "$req"
+  node dist/test/vm/vduse-net-serve.js nodenetc0 nodenetc1 linkRequests="$req" mtu="$mtu" >"$log.out" 2>"$log" &
+  pid=$!
+  for ((i = 0; i < 1200; i++)); do
+    devs=$(head -n1 "$log.out" 2>/dev/null)
+    [[ -n $devs ]] && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  if [[ $devs != /dev/vhost-vdpa-*" "/dev/vhost-vdpa-* ]]; then
+    note "FAIL $name: vduse-net-serve.js did not attach: $(tr '\n' ' ' <"$log")"; failed=1
+    kill -TERM "$pid" 2>/dev/null; wait "$pid"; return
+  fi
+  echo "==== Node VDUSE NICs (mtu $mtu, offloads $offloads) on ${devs% *} and ${devs#* }, served by pid $pid"
+  VDPA_TEST_NET_DEVICE=${devs% *} VDPA_TEST_NET_PEER=${devs#* } VDPA_TEST_NET_LINK_REQUEST=$req \
+    VDPA_TEST_NET_OFFLOADS=$offloads run_tests "$name" 300 "${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}"
+  kill -TERM "$pid"
+  timeout 60 tail --pid="$pid" -f /dev/null
+  wait "$pid"; rc=$?
+  cat "$log"
+  ((rc == 0)) || { note "FAIL $name: vduse-net-serve.js exited $rc on SIGTERM (close failed?)"; failed=1; }
+}
+if [[ ${VDPA_VM_ONLY_VDUSE_NET:-0} == 1 ]]; then
+  vduse_net_part
+  echo "==== guest summary"; cat "$SUMMARY"; exit $failed
+fi
 if [[ ${VDPA_VM_ONLY_VDUSE:-0} == 1 ]]; then
   vduse_part
+  vduse_net_part
   echo "==== guest summary"; cat "$SUMMARY"; exit $failed
 fi
 
@@ -142,6 +187,7 @@ fi
 
 # ---- VDUSE devices served by the library
 vduse_part
+vduse_net_part
 
 # ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function
 # moved between virtio-pci and vfio-pci (before the VFIO part binds the other functions)

@@ -10,6 +10,7 @@ describe('shipped addon', () => {
   test('exports only what lib/ uses (no test or benchmark hooks)', () => {
     assert.deepEqual(Object.keys(native).sort(), [
       'createVduseBlk',
+      'createVduseNet',
       'mockFaults',
       'mockNetFaults',
       'netlinkTransact',

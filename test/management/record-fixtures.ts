@@ -1,7 +1,7 @@
 // Records the kernel's answers to the vdpa management requests, as fixtures for the codec tests
 // (test/management/codec.test.ts). Run inside the VM as root, with a VDUSE blk export named
-// `rec0` already up (qemu-storage-daemon), and optionally a VDUSE net device `recn`
-// (vduse-net-stub.py): writes $VDPA_VM_RESULTS/netlink-fixtures.json.
+// `rec0` already up (qemu-storage-daemon); it makes the VDUSE net device `recn` itself (createVduseNet):
+// writes $VDPA_VM_RESULTS/netlink-fixtures.json.
 //   node dist/test/management/record-fixtures.js            (root: everything but EPERM)
 //   node dist/test/management/record-fixtures.js eperm      (as nobody: prints the EPERM answer)
 import { spawnSync } from 'node:child_process';
@@ -18,6 +18,7 @@ import {
   resolveFamily,
 } from '../../lib/netlink';
 import { VdpaAttr, VdpaCmd } from '../../lib/vdpa-protocol';
+import { createVduseNet } from '../../lib/vduse-net';
 
 interface Recorded {
   request: string;
@@ -74,8 +75,9 @@ async function main(): Promise<void> {
   );
   if (unpriv.status !== 0) throw new Error(`eperm recording failed: ${unpriv.stderr}`);
   out.devNewEperm = JSON.parse(unpriv.stdout.trim().split('\n').pop() as string) as Recorded;
-  if (fs.existsSync('/dev/vduse/recn')) {
-    // A VDUSE net device (test/management/vduse-net-stub.py recn 52:54:00:12:34:56 1400) for net config.
+  {
+    // A VDUSE net device for net config.
+    const nic = await createVduseNet({ name: 'recn', mac: '52:54:00:12:34:56', mtu: 1400 });
     const net = attrString(VdpaAttr.DEV_NAME, 'recn');
     out.devNewNet = await record(req(VdpaCmd.DEV_NEW, [vduse, net]));
     out.configNet = await record(req(VdpaCmd.DEV_CONFIG_GET, [net]));
@@ -87,6 +89,7 @@ async function main(): Promise<void> {
       ]),
     );
     out.devDelNet = await record(req(VdpaCmd.DEV_DEL, [net]));
+    await nic.close();
   }
   out.devDel = await record(req(VdpaCmd.DEV_DEL, [name]));
   out.devDelMissing = await record(req(VdpaCmd.DEV_DEL, [name]));

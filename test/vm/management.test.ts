@@ -3,13 +3,14 @@
 // through the kernel's virtio_blk (O_DIRECT) read back through openBlk; and a virtio-blk-pci function
 // moved between virtio-pci and vfio-pci, its data visible each way.
 import assert from 'node:assert/strict';
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { after, describe, it } from 'node:test';
 import {
   bindDriver,
   createDevice,
+  createVduseNet,
   deleteDevice,
   deviceConfig,
   deviceStats,
@@ -18,6 +19,7 @@ import {
   listManagementDevices,
   openBlk,
   setDeviceAttributes,
+  type VduseNetDevice,
 } from '../../lib';
 import { IN_VM, ROOT, SKIP_REASON, VDUSE_BLK, fillRandom, image, prng, startVduseExport, within } from './vm-env';
 
@@ -164,28 +166,15 @@ if (!IN_VM) {
     });
   });
 
-  describe('vm management: a VDUSE virtio-net device (a stub daemon that answers control messages)', () => {
-    const STUB = path.join(ROOT, 'test', 'management', 'vduse-net-stub.py');
-    let stub: ChildProcess | undefined;
+  describe('vm management: a VDUSE virtio-net device (createVduseNet)', () => {
+    let nic: VduseNetDevice | undefined;
     after(async () => {
-      if (!stub || stub.exitCode !== null) return;
-      const gone = new Promise((r) => stub?.once('exit', r));
-      stub.kill('SIGTERM');
-      await within(gone, 60_000, 'vduse-net-stub exit');
+      await nic?.close();
     });
 
     it('createDevice, deviceConfig (mac, mtu, link), virtio_vdpa makes a netdev, vhost_vdpa a char device', async () => {
       const name = 'mgmtn';
-      stub = spawn('python3', [STUB, name, '52:54:00:12:34:56', '1400'], { stdio: ['ignore', 'pipe', 'inherit'] });
-      await within(
-        new Promise<void>((resolve, reject) => {
-          stub?.stdout?.on('data', (d: Buffer) => d.toString().includes('READY') && resolve());
-          stub?.once('exit', (c) => reject(new Error(`vduse-net-stub exited ${c}`)));
-        }),
-        // A hang guard: python's start under TCG on a busy host has been seen taking over 30 s.
-        120_000,
-        'vduse-net-stub READY',
-      );
+      nic = await createVduseNet({ name, mac: '52:54:00:12:34:56', mtu: 1400 });
       await assert.rejects(createDevice({ name: 'mgmtn2', mgmtdev: 'vduse', mac: '52:54:00:00:00:07' }), (e: Err) => {
         console.log(`# mac on vduse: ${e.message}`);
         return e.name === 'VdpaError' && e.code === 'EOPNOTSUPP' && /not supported/.test(e.message);

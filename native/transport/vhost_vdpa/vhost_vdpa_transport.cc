@@ -93,6 +93,9 @@ uint8_t VhostVdpaTransport::status() { return io_.getStatus(); }
 
 void VhostVdpaTransport::setStatus(uint8_t s) {
   if (s == 0) return reset();
+  // A VDUSE device forgets its config callback on every reset (vduse_dev_reset): register it again
+  // before DRIVER_OK, or config interrupts (link changes) never reach configFd_.
+  if ((s & kStatusDriverOk) && configFd_) io_.setConfigCall(configFd_.get());
   io_.setStatus(s);
   // ENABLE_AFTER_DRIVER_OK: the queues whose enable was deferred start now.
   if (s & kStatusDriverOk)
