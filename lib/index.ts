@@ -69,9 +69,9 @@ export {
   type VduseBlkOptions,
   type VduseBlkHandler,
   type VduseQueueStats,
-  type VduseAttachOptions,
   type VduseResizeOptions,
 } from './vduse';
+export { VduseDevice, type VduseAttachOptions } from './vduse-attach';
 export {
   VduseNetDevice,
   createVduseNet,

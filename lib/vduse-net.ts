@@ -2,13 +2,11 @@
 // and moves frames on its own thread; this file checks arguments, queues the frames the driver
 // transmitted for frames(), and attaches the device through the management API.
 import { abortError } from './call';
-import type { DeviceEntry } from './discovery';
-import { vdpaError, type VdpaError } from './errors';
-import { bindDriver, createDevice, deleteDevice, getDevice, parseMac, type VdpaDriver } from './management';
+import { parseMac } from './management';
 import { native, type NativeAddon } from './native';
 import { formatMac } from './vdpa-protocol';
 import { checkBoolean, checkInteger, checkObject } from './validate';
-import type { VduseAttachOptions } from './vduse';
+import { VduseDevice } from './vduse-attach';
 
 /** What {@link createVduseNet} creates. */
 export interface VduseNetOptions {
@@ -91,10 +89,6 @@ function checkOptions(options: VduseNetOptions): Record<string, unknown> {
   return out;
 }
 
-function sysError(code: 'EBUSY' | 'EBADF', syscall: string, name: string, detail: string): VdpaError {
-  return vdpaError(code, syscall, `/dev/vduse/${name}`, detail);
-}
-
 /**
  * A virtio-net device served by this process through VDUSE. Frames move on a native thread: the
  * driver's transmitted frames go to {@link VduseNetDevice.frames} or, once {@link
@@ -102,18 +96,13 @@ function sysError(code: 'EBUSY' | 'EBADF', syscall: string, name: string, detail
  * driver wait for its receive buffers (up to a ring's worth of the longest frames, 1 to 16 MiB) and are dropped, and counted, past that. No
  * control queue: VDUSE (Linux 6.12) refuses VIRTIO_NET_F_CTRL_VQ. Made by {@link createVduseNet}.
  */
-export class VduseNetDevice {
-  /** The VDUSE and vdpa device name. */
-  readonly name: string;
+export class VduseNetDevice extends VduseDevice {
   /** The MAC address in config space, `'52:54:00:12:34:57'`. */
   readonly mac: string;
   /** The MTU in config space. */
   readonly mtu: number;
   /** @internal */
   readonly handle: NativeVduseNet;
-  private entry: DeviceEntry | undefined;
-  private busy: Promise<unknown> = Promise.resolve();
-  private closing: Promise<void> | undefined;
   private closed = false;
   private link: boolean;
   private readonly queued: Uint8Array[] = [];
@@ -122,8 +111,8 @@ export class VduseNetDevice {
 
   /** @internal Use {@link createVduseNet}. */
   constructor(handle: NativeVduseNet, mac: string, mtu: number, linkUp: boolean) {
+    super(handle.name);
     this.handle = handle;
-    this.name = handle.name;
     this.mac = mac;
     this.mtu = mtu;
     this.link = linkUp;
@@ -142,11 +131,6 @@ export class VduseNetDevice {
   get stats(): VduseNetStats {
     const s = this.handle.stats();
     return { ...s, txDropped: s.txDropped + this.queueDropped };
-  }
-
-  /** The entry of the attached vdpa device (`netdev` for virtio_vdpa, `path` for vhost_vdpa), or undefined. */
-  get attached(): DeviceEntry | undefined {
-    return this.entry;
   }
 
   /** The link status the driver sees (config space). */
@@ -230,91 +214,15 @@ export class VduseNetDevice {
     }
   }
 
-  /**
-   * Creates the vdpa device (`createDevice({ name, mgmtdev: 'vduse' })`) and binds it to `driver`:
-   * `'virtio_vdpa'` (the kernel's virtio_net: the entry's `netdev`, e.g. `eth1`) or `'vhost_vdpa'`
-   * (the entry's `path`, `/dev/vhost-vdpa-N`, for `openNet` or QEMU). Needs root. EBUSY while attached.
-   */
-  attach(driver: VdpaDriver, options: VduseAttachOptions = {}): Promise<DeviceEntry> {
-    if (driver !== 'virtio_vdpa' && driver !== 'vhost_vdpa')
-      throw new RangeError(`driver must be 'virtio_vdpa' or 'vhost_vdpa', got ${JSON.stringify(driver)}`);
-    checkObject(options, 'options');
-    const { timeout, signal } = options;
-    if (signal !== undefined && !(signal instanceof AbortSignal))
-      throw new TypeError('options.signal must be an AbortSignal');
-    const timeoutMs = timeout === undefined ? undefined : checkInteger(timeout, 'timeout', 1, 3_600_000);
-    return this.serialize(async () => {
-      this.checkOpen('attach');
-      if (this.entry) throw sysError('EBUSY', 'attach', this.name, `already attached to ${this.entry.driver}`);
-      if (signal?.aborted) throw abortError(signal);
-      await createDevice({ name: this.name, mgmtdev: 'vduse' });
-      try {
-        if (signal?.aborted) throw abortError(signal);
-        this.entry = await bindDriver(this.name, driver, timeoutMs === undefined ? {} : { timeoutMs });
-        if (signal?.aborted) throw abortError(signal);
-      } catch (e) {
-        this.entry = undefined;
-        await deleteDevice(this.name).catch(() => undefined);
-        throw e;
-      }
-      return this.entry;
-    });
-  }
-
-  /**
-   * Deletes the vdpa device (its netdev or /dev/vhost-vdpa-N goes away); the VDUSE device stays and
-   * can be attached again. EBUSY while the vhost node is open. Does nothing while detached.
-   */
-  detach(): Promise<void> {
-    return this.serialize(async () => {
-      if (this.closing === undefined) this.checkOpen('detach');
-      if (!this.entry && !(await getDevice(this.name).catch(() => undefined))) return;
-      await deleteDevice(this.name);
-      this.entry = undefined;
-    });
-  }
-
-  /**
-   * Detaches (if attached), cuts the wire, stops the device thread and destroys the VDUSE device;
-   * frames() iterators end. Once only: later calls return the same promise; a failed detach rejects
-   * it and leaves the device working.
-   */
-  close(): Promise<void> {
-    if (this.closing) return this.closing;
-    const p = this.serialize(async () => {
-      if (this.entry) {
-        await deleteDevice(this.name);
-        this.entry = undefined;
-      }
-      await this.handle.close();
-      this.closed = true;
-      this.wake();
-    });
-    this.closing = p;
-    p.catch(() => {
-      this.closing = undefined;
-    });
-    return p;
-  }
-
-  /** `await using nic = await createVduseNet(...)` closes it at the end of the scope. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
+  /** Also cuts the wire and ends the {@link frames} iterators. */
+  protected async release(): Promise<void> {
+    await this.handle.close();
+    this.closed = true;
+    this.wake();
   }
 
   private wake(): void {
     for (const w of [...this.waiters]) w();
-  }
-
-  private checkOpen(what: string): void {
-    if (this.closing || this.closed) throw sysError('EBADF', what, this.name, 'the device is closed');
-  }
-
-  /** Attach, detach and close run one after the other. */
-  private serialize<T>(step: () => Promise<T>): Promise<T> {
-    const run = this.busy.then(step, step);
-    this.busy = run.catch(() => undefined);
-    return run;
   }
 }
 

@@ -1,12 +1,11 @@
 // Virtio devices served by this process through VDUSE: the native layer (native/vduse) creates the
 // device and answers the kernel on its own thread; this file checks arguments, runs a JS handler's
 // requests, and attaches the device through the management API (createDevice + bindDriver).
-import { abortError } from './call';
 import type { DeviceEntry } from './discovery';
-import { vdpaError, type VdpaError } from './errors';
-import { bindDriver, createDevice, deleteDevice, getDevice, type VdpaDriver } from './management';
+import { getDevice } from './management';
 import { native, type NativeAddon } from './native';
 import { checkBoolean, checkInteger, checkObject } from './validate';
+import { VduseDevice } from './vduse-attach';
 
 /**
  * A block device implemented in JavaScript (the `handler` of {@link createVduseBlk}). Offsets and
@@ -72,14 +71,6 @@ export interface VduseQueueStats {
   readBytes: number;
   /** Bytes the device wrote back (data read, status). */
   writtenBytes: number;
-}
-
-/** Options of {@link VduseBlkDevice.attach}. */
-export interface VduseAttachOptions {
-  /** Bound on each wait for the kernel, in ms (default 30000). */
-  timeout?: number;
-  /** Cancels the attach between its steps; a vdpa device made meanwhile is deleted again. */
-  signal?: AbortSignal;
 }
 
 interface NativeVduse {
@@ -202,36 +193,21 @@ function checkOptions(options: VduseBlkOptions): Record<string, unknown> {
   return out;
 }
 
-function checkAttachOptions(options: VduseAttachOptions): { timeoutMs: number | undefined; signal?: AbortSignal } {
-  checkObject(options, 'options');
-  const { timeout, signal } = options;
-  if (signal !== undefined && !(signal instanceof AbortSignal))
-    throw new TypeError('options.signal must be an AbortSignal');
-  const timeoutMs = timeout === undefined ? undefined : checkInteger(timeout, 'timeout', 1, 3_600_000);
-  return signal === undefined ? { timeoutMs } : { timeoutMs, signal };
-}
-
 /**
  * A virtio-blk device served by this process through VDUSE. Its requests are answered on a native
  * thread (never behind JavaScript), so a driver in this very process cannot deadlock it. Made by
  * {@link createVduseBlk}; {@link VduseBlkDevice.attach} hands it to a kernel driver.
  */
-export class VduseBlkDevice {
-  /** The VDUSE and vdpa device name. */
-  readonly name: string;
+export class VduseBlkDevice extends VduseDevice {
   /** Request queues. */
   readonly numQueues: number;
   private readonly handle: NativeVduse;
   private size: number;
-  private entry: DeviceEntry | undefined;
-  private busy: Promise<unknown> = Promise.resolve();
-  private closing: Promise<void> | undefined;
 
   /** @internal Use {@link createVduseBlk}. */
   constructor(handle: NativeVduse, entry?: DeviceEntry) {
+    super(handle.name, entry);
     this.handle = handle;
-    this.entry = entry;
-    this.name = handle.name;
     this.size = handle.capacity;
     this.numQueues = handle.numQueues;
   }
@@ -276,93 +252,9 @@ export class VduseBlkDevice {
     return this.handle.stats();
   }
 
-  /** The entry of the attached vdpa device, or undefined while detached. */
-  get attached(): DeviceEntry | undefined {
-    return this.entry;
+  protected release(): Promise<void> {
+    return this.handle.close();
   }
-
-  /**
-   * Creates the vdpa device (`createDevice({ name, mgmtdev: 'vduse' })`) and binds it to `driver`:
-   * `'virtio_vdpa'` (the kernel's virtio_blk: the entry's `blockDevice`, e.g. `/dev/vdb`) or
-   * `'vhost_vdpa'` (the entry's `path`, `/dev/vhost-vdpa-N`, for `openBlk` or QEMU). Needs
-   * root. EBUSY while already attached.
-   */
-  attach(driver: VdpaDriver, options: VduseAttachOptions = {}): Promise<DeviceEntry> {
-    if (driver !== 'virtio_vdpa' && driver !== 'vhost_vdpa')
-      throw new RangeError(`driver must be 'virtio_vdpa' or 'vhost_vdpa', got ${JSON.stringify(driver)}`);
-    const { timeoutMs, signal } = checkAttachOptions(options);
-    return this.serialize(async () => {
-      this.checkOpen('attach');
-      if (this.entry) throw sysError('EBUSY', 'attach', this.name, `already attached to ${this.entry.driver}`);
-      if (signal?.aborted) throw abortError(signal);
-      await createDevice({ name: this.name, mgmtdev: 'vduse' });
-      try {
-        if (signal?.aborted) throw abortError(signal);
-        this.entry = await bindDriver(this.name, driver, timeoutMs === undefined ? {} : { timeoutMs });
-        if (signal?.aborted) throw abortError(signal);
-      } catch (e) {
-        this.entry = undefined;
-        await deleteDevice(this.name).catch(() => undefined);
-        throw e;
-      }
-      return this.entry;
-    });
-  }
-
-  /**
-   * Deletes the vdpa device (its /dev/vdX or /dev/vhost-vdpa-N goes away); the VDUSE device stays and
-   * can be attached again. EBUSY, without deleting, while the block device is mounted or the vhost node
-   * open. Does nothing while detached.
-   */
-  detach(): Promise<void> {
-    return this.serialize(async () => {
-      if (this.closing === undefined) this.checkOpen('detach');
-      if (!this.entry && !(await getDevice(this.name).catch(() => undefined))) return;
-      await deleteDevice(this.name);
-      this.entry = undefined;
-    });
-  }
-
-  /**
-   * Detaches (if attached), stops the device thread and destroys the VDUSE device. Once only: later
-   * calls return the same promise. A failed detach (EBUSY: still mounted) rejects it and leaves the
-   * device working; call close() again once it is free.
-   */
-  close(): Promise<void> {
-    if (this.closing) return this.closing;
-    const p = this.serialize(async () => {
-      if (this.entry) {
-        await deleteDevice(this.name);
-        this.entry = undefined;
-      }
-      await this.handle.close();
-    });
-    this.closing = p;
-    p.catch(() => {
-      this.closing = undefined; // still open: close() may be tried again
-    });
-    return p;
-  }
-
-  /** `await using disk = await createVduseBlk(...)` closes it at the end of the scope. */
-  async [Symbol.asyncDispose](): Promise<void> {
-    await this.close();
-  }
-
-  private checkOpen(what: string): void {
-    if (this.closing) throw sysError('EBADF', what, this.name, 'the device is closed');
-  }
-
-  /** Attach, detach and close run one after the other. */
-  private serialize<T>(step: () => Promise<T>): Promise<T> {
-    const run = this.busy.then(step, step);
-    this.busy = run.catch(() => undefined);
-    return run;
-  }
-}
-
-function sysError(code: 'EBUSY' | 'EBADF', syscall: string, name: string, detail: string): VdpaError {
-  return vdpaError(code, syscall, `/dev/vduse/${name}`, detail);
 }
 
 /**
