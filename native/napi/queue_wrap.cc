@@ -16,6 +16,7 @@ Napi::Function QueueWrap::define(Napi::Env env) {
                          InstanceMethod<&QueueWrap::Submit>("submit"),
                          InstanceMethod<&QueueWrap::Ref>("ref"),
                          InstanceMethod<&QueueWrap::Unref>("unref"),
+                         InstanceMethod<&QueueWrap::Deliver>("deliver"),
                      });
 }
 
@@ -140,6 +141,15 @@ Napi::Value QueueWrap::Unref(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Queue");
     if (poll_) poll_->unref();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value QueueWrap::Deliver(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Queue");
+    requireQueue();
+    deliverNow();
     return info.Env().Undefined();
   });
 }
