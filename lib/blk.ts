@@ -27,6 +27,7 @@ import {
   type InspectStyling,
 } from './device';
 import { vdpaError } from './errors';
+import { checkBlkCompatible, handOver, type HandOverOptions, type HandOverResult } from './handover';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type ChainSegment, type QueueDriver } from './queue';
 import { BlkReadStream, BlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './streams';
@@ -89,6 +90,11 @@ interface Piece {
   idOut?: (id: string) => void;
 }
 
+/** The events of a {@link BlkDevice}: its device's, and `'handOver'` with the result of each hand-over. */
+export interface BlkDeviceEvents extends DeviceEvents {
+  handOver: [result: HandOverResult];
+}
+
 interface BlkQueue {
   driver: QueueDriver<Piece>;
   meta: Uint8Array;
@@ -102,7 +108,7 @@ interface BlkQueue {
  * bytes and must be multiples of 512. Every request takes a final {@link RequestOptions} with an
  * AbortSignal. Emits the {@link DeviceEvents} of its {@link device}; `await using` closes it.
  */
-export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDisposable {
+export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDisposable {
   /** Size in bytes. */
   readonly capacity: number;
   /** Logical block size the device reports (512 when it reports none). */
@@ -113,8 +119,14 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   readonly queueSize: number;
   /** True when the device is read-only (VIRTIO_BLK_F_RO). */
   readonly readOnly: boolean;
-  /** The underlying device (features, config space, DMA buffers, `'timeout'` events). */
-  readonly device: Device;
+  /** The underlying device (features, config space, DMA buffers, `'timeout'` events); a new one after {@link handOver}. */
+  get device(): Device {
+    return this.current;
+  }
+
+  private current: Device;
+  /** Stops re-emitting the current device's events (a hand-over moves on to the next one). */
+  private unforward: () => void;
 
   private readonly queues: BlkQueue[] = [];
   /** Requests waiting for a free slot on any queue, oldest first. */
@@ -129,8 +141,8 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   /** @internal Use {@link openBlk}; `f` is what the device accepted of {@link blkFeatures}. */
   constructor(device: Device, options: BlkOptions, f: bigint) {
     super();
-    this.device = device;
-    forwardDeviceEvents(device, this);
+    this.current = device;
+    this.unforward = forwardDeviceEvents(device, this as EventEmitter<DeviceEvents>);
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, BLK_CONFIG_SIZE)));
     // A field counts when its feature was negotiated and the device's config space holds it.
     const field = (fd: Field, feature: bigint, def: number): number => (f & feature && cfg.has(fd) ? cfg.get(fd) : def);
@@ -157,25 +169,68 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     device.onFailure(() => this.bounce.wakeAll());
   }
 
-  /** @internal Sets up the request queues and sets DRIVER_OK (each step on the threadpool). */
-  async bringUp(): Promise<void> {
+  /**
+   * @internal Sets up the request queues and sets DRIVER_OK (each step on the threadpool); on another
+   * device for a hand-over, its queues kept in `into`.
+   */
+  async bringUp(device = this.device, into = this.queues): Promise<void> {
     const maxSegments = Math.max(3, Math.ceil(this.maxRequest / this.sizeMax) + 2);
     for (let i = 0; i < this.numQueues; i++) {
-      const meta = this.device.allocInternal(this.queueSize * SLOT_BYTES);
+      const meta = device.allocInternal(this.queueSize * SLOT_BYTES);
       const q: BlkQueue = {
         meta: meta.bytes,
         metaView: new DataView(meta.bytes.buffer),
         metaHandle: meta.handle,
-        driver: await this.device.createQueue<Piece>(i, this.queueSize, {
+        driver: await device.createQueue<Piece>(i, this.queueSize, {
           onChain: (piece, token, len, err) => this.chainDone(q, piece, token, len, err),
           onOrphan: (piece, err) => piece.call.failNow(err),
           maxSegments,
           waiters: this.waiters,
         }),
       };
-      this.queues.push(q);
+      into.push(q);
     }
-    await this.device.start();
+    await device.start();
+  }
+
+  /**
+   * Moves this driver to another block device without losing a request: the new device is opened
+   * and brought up (`options` are its open options) while this one still carries I/O; then this one
+   * is suspended (where it offers that) or drained, what it did not complete is re-issued on the
+   * new one, and it is reset and closed. Requests issued meanwhile wait, they do not fail. The new
+   * device must have the same capacity and block size, be writable if this one is, and offer the
+   * features, limits and queues the driver uses (RangeError otherwise); should it fail to open or
+   * come up, the hand-over rejects and the driver stays where it was. Emits `'handOver'` with the
+   * result; see the README's Hand-over section.
+   */
+  handOver(path: string, options?: HandOverOptions): Promise<HandOverResult> {
+    return handOver<Piece>(path, options, {
+      owner: this,
+      device: this.device,
+      type: DeviceType.blk,
+      what: 'a block device',
+      check: (device, f) => checkBlkCompatible(this, device, f),
+      skipHandles: this.queues.map((q) => q.metaHandle),
+      bringUp: async (device) => {
+        const staged: BlkQueue[] = [];
+        await this.bringUp(device, staged);
+        return () => {
+          this.unforward();
+          this.current = device;
+          this.unforward = forwardDeviceEvents(device, this as EventEmitter<DeviceEvents>);
+          this.queues.splice(0, this.queues.length, ...staged);
+          this.bounce.moveTo(device);
+          device.onFailure(() => this.bounce.wakeAll());
+        };
+      },
+      reissue: (pieces) => {
+        for (const piece of pieces) {
+          if (piece.call.settled) this.finish(piece, undefined);
+          else this.place(piece);
+        }
+      },
+      emit: (result) => this.emit('handOver', result),
+    });
   }
 
   /** Allocates a zero-copy DMA buffer (see {@link Device.allocBuffer}). */

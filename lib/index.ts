@@ -71,3 +71,5 @@ export {
   type VduseQueueStats,
   type VduseAttachOptions,
 } from './vduse';
+export type { HandOverOptions, HandOverResult } from './handover';
+export type { BlkDeviceEvents } from './blk';
