@@ -197,6 +197,10 @@ async function switchOver<C>(
   return result;
 }
 
+/** blk.ts: the entries of the native rings' indirect tables, and the largest request it builds. */
+const INDIRECT_TABLE_ENTRIES = 128;
+const MAX_REQUEST = 1 << 20;
+
 /** How long a drain waits on a device without a requestTimeout. */
 const DRAIN_BUDGET_MS = 30_000;
 
@@ -232,19 +236,27 @@ export function checkBlkCompatible(
   if (!old.readOnly && (f | device.deviceFeatures) & BlkFeature.RO) refuse('it is read-only');
   const lost = was & (BlkFeature.FLUSH | BlkFeature.DISCARD | BlkFeature.WRITE_ZEROES | Feature.RING_INDIRECT_DESC);
   if ((f & lost) !== lost) refuse(`it lacks features the driver uses (0x${(lost & ~f).toString(16)})`);
-  // Requests already split for the old device must fit the new one.
-  const limits: [Field, bigint, number, string][] = [
-    [BlkConfig.segMax, BlkFeature.SEG_MAX, 1, 'seg_max'],
-    [BlkConfig.sizeMax, BlkFeature.SIZE_MAX, 1 << 20, 'size_max'],
-    [BlkConfig.maxDiscardSectors, BlkFeature.DISCARD, 0, 'max_discard_sectors'],
-    [BlkConfig.maxWriteZeroesSectors, BlkFeature.WRITE_ZEROES, 0, 'max_write_zeroes_sectors'],
-  ];
-  for (const [fd, feature, def, name] of limits) {
-    // 0 is "no limit" for the sector counts.
-    const unlimited = def === 0 ? Infinity : def;
-    const before = field(oldCfg, was, fd, feature, def) || unlimited;
-    const now = field(cfg, f, fd, feature, def) || unlimited;
-    if (now < before) refuse(`its ${name} is ${now}, below the ${before} the driver relies on`);
+  // Requests already split for the old device must fit the new one: segments as long (size_max),
+  // as many per request (seg_max, capped by what one chain can hold), ranges as large.
+  const segments = (view: ConfigView, features: bigint): { count: number; size: number; request: number } => {
+    const chainMax = features & Feature.RING_INDIRECT_DESC ? INDIRECT_TABLE_ENTRIES : old.queueSize;
+    const count = Math.max(1, Math.min(field(view, features, BlkConfig.segMax, BlkFeature.SEG_MAX, 1), chainMax - 2));
+    const size = Math.max(512, field(view, features, BlkConfig.sizeMax, BlkFeature.SIZE_MAX, MAX_REQUEST)) & ~511;
+    return { count, size, request: Math.max(512, Math.min(MAX_REQUEST, count * size) & ~511) };
+  };
+  const before = segments(oldCfg, was);
+  const now = segments(cfg, f);
+  if (now.size < before.size) refuse(`its size_max is ${now.size}, below the ${before.size} the driver relies on`);
+  const needed = Math.ceil(before.request / before.size);
+  if (now.count < needed) refuse(`it takes ${now.count} segments per request, the driver builds up to ${needed}`);
+  for (const [fd, feature, name] of [
+    [BlkConfig.maxDiscardSectors, BlkFeature.DISCARD, 'max_discard_sectors'],
+    [BlkConfig.maxWriteZeroesSectors, BlkFeature.WRITE_ZEROES, 'max_write_zeroes_sectors'],
+  ] as const) {
+    // 0 is "no limit".
+    const limit = field(oldCfg, was, fd, feature, 0) || Infinity;
+    const is = field(cfg, f, fd, feature, 0) || Infinity;
+    if (is < limit) refuse(`its ${name} is ${is}, below the ${limit} the driver relies on`);
   }
   const offered = Math.max(1, field(cfg, f, BlkConfig.numQueues, BlkFeature.MQ, 1));
   if (offered < old.numQueues) refuse(`it offers ${offered} request queues, the driver uses ${old.numQueues}`);

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { AbortError, VdpaError, openBlk, type BlkDevice, type HandOverResult, type MockOptions } from '../../lib';
+import { fillBlock, progress, startLoad as startLoadOn, type Load } from '../helpers/blk-load';
 import { TEST_TIMEOUT } from '../helpers/util';
 
 const T = { timeout: TEST_TIMEOUT * 2 };
@@ -29,87 +30,8 @@ function freshImage(): void {
   writeFileSync(image, new Uint8Array(SIZE));
 }
 
-/** mulberry32: a small seeded generator, so a failure can be replayed. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-/** Block contents are a function of (block, version): a read can be checked against the model. */
-function fill(buf: Uint8Array, block: number, version: number): void {
-  const v = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
-  for (let i = 0; i < buf.length; i += 4) v.setUint32(i, (block * 0x9e3779b1 + version * 0x85ebca6b + i) >>> 0, true);
-}
-
-/**
- * A random read/write load at `depth`, over DMA buffers and ordinary memory, with a per-block model:
- * one request per block at a time, so every read has one right answer. Runs until stop() resolves.
- */
-function startLoad(blk: BlkDevice, seed: number, depth = 32) {
-  const random = rng(seed);
-  const version = new Uint32Array(BLOCKS); // 0: never written (zeroes)
-  const busy = new Uint8Array(BLOCKS);
-  const failures: Error[] = [];
-  const mismatches: string[] = [];
-  let done = 0;
-  let running = true;
-  const worker = async (w: number): Promise<void> => {
-    const dma = blk.allocBuffer(BLOCK);
-    const plain = new Uint8Array(BLOCK);
-    const expect = new Uint8Array(BLOCK);
-    while (running) {
-      let block = Math.floor(random() * LOAD_BLOCKS);
-      while (busy[block]) block = (block + 1) % LOAD_BLOCKS;
-      busy[block] = 1;
-      const buf = random() < 0.5 ? dma : plain;
-      try {
-        if (random() < 0.5) {
-          const next = (version[block] as number) + 1;
-          fill(buf, block, next);
-          await blk.write(block * BLOCK, buf);
-          version[block] = next;
-        } else {
-          await blk.read(block * BLOCK, buf);
-          const ver = version[block] as number;
-          if (ver === 0) expect.fill(0);
-          else fill(expect, block, ver);
-          if (!Buffer.from(buf).equals(Buffer.from(expect)))
-            mismatches.push(`worker ${w}: block ${block} read back wrong (version ${ver})`);
-        }
-        done++;
-      } catch (e) {
-        failures.push(e as Error);
-        running = false;
-      } finally {
-        busy[block] = 0;
-      }
-    }
-  };
-  const workers = Array.from({ length: depth }, (_, w) => worker(w));
-  return {
-    get done() {
-      return done;
-    },
-    version,
-    failures,
-    mismatches,
-    async stop() {
-      running = false;
-      await Promise.all(workers);
-    },
-  };
-}
-
-/** Resolves once the load has completed `n` more requests. */
-async function progress(load: { done: number }, n: number): Promise<void> {
-  const target = load.done + n;
-  while (load.done < target) await new Promise((r) => setImmediate(r));
+function startLoad(blk: BlkDevice, seed: number, depth = 32): Load {
+  return startLoadOn(blk, seed, LOAD_BLOCKS, depth);
 }
 
 /** The image file against the model, once every device is closed. */
@@ -118,8 +40,7 @@ function checkImage(version: Uint32Array): void {
   const expect = new Uint8Array(BLOCK);
   for (let b = 0; b < LOAD_BLOCKS; b++) {
     const ver = version[b] as number;
-    if (ver === 0) expect.fill(0);
-    else fill(expect, b, ver);
+    fillBlock(expect, b, ver);
     assert.ok(disk.subarray(b * BLOCK, (b + 1) * BLOCK).equals(expect), `block ${b} in the image (version ${ver})`);
   }
 }
@@ -287,6 +208,14 @@ describe('blk.handOver() refusals and failures leave the driver on its device', 
       });
       await stillWorks(blk);
     }
+    // 4 KiB segments, 126 per request: a device taking 64 per request cannot carry the requests.
+    const small = await openBlk('mock:blk', { mock: { capacity: SIZE, sizeMax: 4096 } });
+    await assert.rejects(
+      small.handOver('mock:blk', { mock: { capacity: SIZE, sizeMax: 4096, segMax: 64 } }),
+      (e: Error) => e instanceof RangeError && /segments per request/.test(e.message),
+    );
+    await stillWorks(small);
+    await small.close();
     await assert.rejects(blk.handOver('mock:net'), (e: VdpaError) => e instanceof VdpaError && e.code === 'ENODEV');
     await stillWorks(blk);
     await load.stop();
