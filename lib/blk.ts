@@ -134,8 +134,8 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
   private readonly bounce: BouncePool;
   private readonly maxRequest: number;
   private readonly sizeMax: number;
-  private readonly maxDiscardSectors: number;
-  private readonly maxZeroesSectors: number;
+  private maxDiscardSectors: number;
+  private maxZeroesSectors: number;
   private nextQueue = 0;
 
   /** @internal Use {@link openBlk}; `f` is what the device accepted of {@link blkFeatures}. */
@@ -204,12 +204,13 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
    * result; see the README's Hand-over section.
    */
   handOver(path: string, options?: HandOverOptions): Promise<HandOverResult> {
+    let limits = { maxDiscardSectors: this.maxDiscardSectors, maxZeroesSectors: this.maxZeroesSectors };
     return handOver<Piece>(path, options, {
       owner: this,
       device: this.device,
       type: DeviceType.blk,
       what: 'a block device',
-      check: (device, f) => checkBlkCompatible(this, device, f),
+      check: (device, f) => (limits = checkBlkCompatible(this, device, f)),
       skipHandles: this.queues.map((q) => q.metaHandle),
       bringUp: async (device) => {
         const staged: BlkQueue[] = [];
@@ -221,11 +222,14 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
           this.queues.splice(0, this.queues.length, ...staged);
           this.bounce.moveTo(device);
           device.onFailure(() => this.bounce.wakeAll());
+          this.maxDiscardSectors = limits.maxDiscardSectors;
+          this.maxZeroesSectors = limits.maxZeroesSectors;
         };
       },
       reissue: (pieces) => {
         for (const piece of pieces) {
           if (piece.call.settled) this.finish(piece, undefined);
+          else if (piece.range) this.placeRange(piece);
           else this.place(piece);
         }
       },
@@ -462,6 +466,22 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
       sector += n;
       left -= n;
     }
+  }
+
+  /** Hand-over: a discard or write-zeroes piece placed again, split to the new device's limit. */
+  private placeRange(piece: Piece): void {
+    const range = piece.range as { sector: number; count: number };
+    const max = piece.type === T_DISCARD ? this.maxDiscardSectors : this.maxZeroesSectors;
+    if (range.count <= max) return this.place(piece);
+    for (let sector = range.sector, left = range.count; left > 0;) {
+      const n = Math.min(left, max);
+      const part = this.start(piece.call, piece.type, 0, 0);
+      part.range = { sector, count: n };
+      this.place(part);
+      sector += n;
+      left -= n;
+    }
+    this.finish(piece, undefined);
   }
 
   /** Puts a piece on the first queue with a free slot, from the next in turn; else waits (FIFO). */

@@ -54,7 +54,7 @@ export interface HandOverDriver<C> {
   readonly type: number;
   readonly what: string;
   /** RangeError (or VdpaError) when the driver cannot live with `device` and its features `f`. */
-  check(device: Device, f: bigint): void;
+  check(device: Device, f: bigint): unknown;
   /** Handles of the old device's regions the new one does not need (per-queue request headers). */
   readonly skipHandles: number[];
   /** Sets up the driver's queues on `device` and starts it; resolves to what installs them. */
@@ -219,7 +219,7 @@ export function checkBlkCompatible(
   },
   device: Device,
   f: bigint,
-): void {
+): { maxDiscardSectors: number; maxZeroesSectors: number } {
   const was = old.device.features;
   const oldCfg = new ConfigView(old.device.readConfig(0, Math.min(old.device.configSize, BLK_CONFIG_SIZE)));
   const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, BLK_CONFIG_SIZE)));
@@ -237,7 +237,7 @@ export function checkBlkCompatible(
   const lost = was & (BlkFeature.FLUSH | BlkFeature.DISCARD | BlkFeature.WRITE_ZEROES | Feature.RING_INDIRECT_DESC);
   if ((f & lost) !== lost) refuse(`it lacks features the driver uses (0x${(lost & ~f).toString(16)})`);
   // Requests already split for the old device must fit the new one: segments as long (size_max),
-  // as many per request (seg_max, capped by what one chain can hold), ranges as large.
+  // as many per request (seg_max, capped by what one chain can hold).
   const segments = (view: ConfigView, features: bigint): { count: number; size: number; request: number } => {
     const chainMax = features & Feature.RING_INDIRECT_DESC ? INDIRECT_TABLE_ENTRIES : old.queueSize;
     const count = Math.max(1, Math.min(field(view, features, BlkConfig.segMax, BlkFeature.SEG_MAX, 1), chainMax - 2));
@@ -249,15 +249,6 @@ export function checkBlkCompatible(
   if (now.size < before.size) refuse(`its size_max is ${now.size}, below the ${before.size} the driver relies on`);
   const needed = Math.ceil(before.request / before.size);
   if (now.count < needed) refuse(`it takes ${now.count} segments per request, the driver builds up to ${needed}`);
-  for (const [fd, feature, name] of [
-    [BlkConfig.maxDiscardSectors, BlkFeature.DISCARD, 'max_discard_sectors'],
-    [BlkConfig.maxWriteZeroesSectors, BlkFeature.WRITE_ZEROES, 'max_write_zeroes_sectors'],
-  ] as const) {
-    // 0 is "no limit".
-    const limit = field(oldCfg, was, fd, feature, 0) || Infinity;
-    const is = field(cfg, f, fd, feature, 0) || Infinity;
-    if (is < limit) refuse(`its ${name} is ${is}, below the ${limit} the driver relies on`);
-  }
   const offered = Math.max(1, field(cfg, f, BlkConfig.numQueues, BlkFeature.MQ, 1));
   if (offered < old.numQueues) refuse(`it offers ${offered} request queues, the driver uses ${old.numQueues}`);
   const packed = (f & Feature.RING_PACKED) !== 0n;
@@ -265,4 +256,10 @@ export function checkBlkCompatible(
     if (device.maxQueueSize(i) < old.queueSize) refuse(`its queue ${i} holds fewer than ${old.queueSize} entries`);
   if (!packed && (old.queueSize & (old.queueSize - 1)) !== 0)
     refuse(`the queue size ${old.queueSize} needs the packed ring, which it does not offer`);
+  // Discard and write-zeroes ranges follow the new device's limits (0: none); ranges in flight are
+  // split again when re-issued.
+  return {
+    maxDiscardSectors: field(cfg, f, BlkConfig.maxDiscardSectors, BlkFeature.DISCARD, 0) || 0xffffffff,
+    maxZeroesSectors: field(cfg, f, BlkConfig.maxWriteZeroesSectors, BlkFeature.WRITE_ZEROES, 0) || 0xffffffff,
+  };
 }
