@@ -151,6 +151,13 @@ if [[ -f dist/test/vm/handover.test.js ]]; then
 else
   note "FAIL handover: dist/test/vm/handover.test.js not built"; failed=1
 fi
+# the same between two VFIO virtio-blk-pci functions on one image (serials ho-vfio-a/b, share-rw=on)
+if [[ -f dist/test/vm/handover-vfio.test.js ]]; then
+  modprobe vfio-pci 2>/dev/null || true
+  run_tests handover-vfio 900 dist/test/vm/handover-vfio.test.js
+else
+  note "FAIL handover-vfio: dist/test/vm/handover-vfio.test.js not built"; failed=1
+fi
 
 # ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function
 # moved between virtio-pci and vfio-pci (before the VFIO part binds the other functions)

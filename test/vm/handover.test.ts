@@ -7,13 +7,12 @@
 // under the same load give the pause per hand-over (printed as '# handover pause ...').
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import fs from 'node:fs';
 import path from 'node:path';
 import { test } from 'node:test';
 import { openBlk, type HandOverResult } from '../../lib';
-import { LOAD_BLOCK, fillBlock, progress, startLoad } from '../helpers/blk-load';
-import { IN_VM, ROOT, SKIP_REASON, image, resultsDir, startBlk, stopBlk, within } from './vm-env';
+import { progress, startLoad } from '../helpers/blk-load';
+import { median, writeManifest } from './handover-oracle';
+import { IN_VM, ROOT, SKIP_REASON, image, startBlk, stopBlk, within } from './vm-env';
 
 const SERVE = path.join(ROOT, 'dist', 'test', 'vm', 'vduse-serve.js');
 const IMAGE_SIZE = 16 << 20; // when the harness made none (test-vm.sh makes 64 MiB)
@@ -47,42 +46,6 @@ async function serveB(img: string): Promise<{ path: string; stop: () => Promise<
       assert.equal(await within(exited, 120_000, 'vduse-serve closing'), 0, `vduse-serve: ${err}`);
     },
   };
-}
-
-/** The host's oracle: every written block's final bytes as an extent; everything else zero. */
-function writeManifest(img: string, version: Uint32Array, seed: number): void {
-  const res = resultsDir();
-  const written = [...version.keys()].filter((b) => (version[b] as number) > 0);
-  const data = Buffer.alloc(written.length * LOAD_BLOCK);
-  const extents = written.map((b, i) => {
-    const bytes = data.subarray(i * LOAD_BLOCK, (i + 1) * LOAD_BLOCK);
-    fillBlock(bytes, b, version[b] as number);
-    return {
-      offset: b * LOAD_BLOCK,
-      length: LOAD_BLOCK,
-      dataOffset: i * LOAD_BLOCK,
-      kind: 'handover',
-      sha256: createHash('sha256').update(bytes).digest('hex'),
-    };
-  });
-  fs.writeFileSync(path.join(res, 'handover-data.bin'), data);
-  fs.writeFileSync(
-    path.join(res, 'handover.json'),
-    JSON.stringify({
-      image: path.basename(img),
-      imageSize: fs.statSync(img).size,
-      dataFile: 'handover-data.bin',
-      dataSha256: createHash('sha256').update(data).digest('hex'),
-      seed,
-      extents,
-    }),
-  );
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
 }
 
 if (!IN_VM) {
@@ -137,6 +100,6 @@ if (!IN_VM) {
     assert.deepEqual(load.mismatches, [], 'every read matched the model');
     assert.deepEqual(events, results, "every hand-over emitted 'handOver'");
     for (const r of results) assert.equal(r.method, 'drain', 'VDUSE offers no suspend: each old device was drained');
-    writeManifest(img, load.version, seed);
+    writeManifest('handover', img, load.version, seed);
   });
 }
