@@ -27,6 +27,7 @@ import {
   type InspectStyling,
 } from './device';
 import { vdpaError } from './errors';
+import { checkBlkCompatible, handOver, type HandOverOptions, type HandOverResult } from './handover';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
 import { BlkReadStream, BlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './streams';
@@ -108,6 +109,11 @@ class Piece {
   ) {}
 }
 
+/** The events of a {@link BlkDevice}: its device's, and `'handOver'` with the result of each hand-over. */
+export interface BlkDeviceEvents extends DeviceEvents {
+  handOver: [result: HandOverResult];
+}
+
 interface BlkQueue {
   driver: QueueDriver<Piece>;
   meta: Uint8Array;
@@ -121,7 +127,7 @@ interface BlkQueue {
  * bytes and must be multiples of 512. Every request takes a final {@link RequestOptions} with an
  * AbortSignal. Emits the {@link DeviceEvents} of its {@link device}; `await using` closes it.
  */
-export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDisposable {
+export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDisposable {
   /** Size in bytes. */
   readonly capacity: number;
   /** Logical block size the device reports (512 when it reports none). */
@@ -132,8 +138,14 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   readonly queueSize: number;
   /** True when the device is read-only (VIRTIO_BLK_F_RO). */
   readonly readOnly: boolean;
-  /** The underlying device (features, config space, DMA buffers, `'timeout'` events). */
-  readonly device: Device;
+  /** The underlying device (features, config space, DMA buffers, `'timeout'` events); a new one after {@link handOver}. */
+  get device(): Device {
+    return this.current;
+  }
+
+  private current: Device;
+  /** Stops re-emitting the current device's events (a hand-over moves on to the next one). */
+  private unforward: () => void;
 
   private readonly queues: BlkQueue[] = [];
   /** Requests waiting for a free slot on any queue, oldest first. */
@@ -141,16 +153,16 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
   private readonly bounce: BouncePool;
   private readonly maxRequest: number;
   private readonly sizeMax: number;
-  private readonly maxDiscardSectors: number;
-  private readonly maxZeroesSectors: number;
+  private maxDiscardSectors: number;
+  private maxZeroesSectors: number;
   private nextQueue = 0;
   private readonly pollMicros: number;
 
   /** @internal Use {@link openBlk}; `f` is what the device accepted of {@link blkFeatures}. */
   constructor(device: Device, options: BlkOptions, f: bigint) {
     super();
-    this.device = device;
-    forwardDeviceEvents(device, this);
+    this.current = device;
+    this.unforward = forwardDeviceEvents(device, this as EventEmitter<DeviceEvents>);
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, BLK_CONFIG_SIZE)));
     // A field counts when its feature was negotiated and the device's config space holds it.
     const field = (fd: Field, feature: bigint, def: number): number => (f & feature && cfg.has(fd) ? cfg.get(fd) : def);
@@ -178,16 +190,19 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
     device.onFailure(() => this.bounce.wakeAll());
   }
 
-  /** @internal Sets up the request queues and sets DRIVER_OK (each step on the threadpool). */
-  async bringUp(): Promise<void> {
+  /**
+   * @internal Sets up the request queues and sets DRIVER_OK (each step on the threadpool); on another
+   * device for a hand-over, its queues kept in `into`.
+   */
+  async bringUp(device = this.device, into = this.queues): Promise<void> {
     const maxSegments = Math.max(3, Math.ceil(this.maxRequest / this.sizeMax) + 2);
     for (let i = 0; i < this.numQueues; i++) {
-      const meta = this.device.allocInternal(this.queueSize * SLOT_BYTES);
+      const meta = device.allocInternal(this.queueSize * SLOT_BYTES);
       const q: BlkQueue = {
         meta: meta.bytes,
         metaView: new DataView(meta.bytes.buffer),
         metaHandle: meta.handle,
-        driver: await this.device.createQueue<Piece>(i, this.queueSize, {
+        driver: await device.createQueue<Piece>(i, this.queueSize, {
           onChain: (piece, token, len, err) => this.chainDone(q, piece, token, len, err),
           onOrphan: (piece, err) => piece.call.failNow(err),
           maxSegments,
@@ -195,9 +210,53 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
         }),
       };
       if (this.pollMicros > 0) q.driver.setPoll(this.pollMicros);
-      this.queues.push(q);
+      into.push(q);
     }
-    await this.device.start();
+    await device.start();
+  }
+
+  /**
+   * Moves this driver to another block device without losing a request: the new device is opened
+   * and brought up (`options` are its open options) while this one still carries I/O; then this one
+   * is suspended (where it offers that) or drained, what it did not complete is re-issued on the
+   * new one, and it is reset and closed. Requests issued meanwhile wait, they do not fail. The new
+   * device must have the same capacity and block size, be writable if this one is, and offer the
+   * features, limits and queues the driver uses (RangeError otherwise); should it fail to open or
+   * come up, the hand-over rejects and the driver stays where it was. Emits `'handOver'` with the
+   * result; see the README's Hand-over section.
+   */
+  handOver(path: string, options?: HandOverOptions): Promise<HandOverResult> {
+    let limits = { maxDiscardSectors: this.maxDiscardSectors, maxZeroesSectors: this.maxZeroesSectors };
+    return handOver<Piece>(path, options, {
+      owner: this,
+      device: this.device,
+      type: DeviceType.blk,
+      what: 'a block device',
+      check: (device, f) => (limits = checkBlkCompatible(this, device, f)),
+      skipHandles: this.queues.map((q) => q.metaHandle),
+      bringUp: async (device) => {
+        const staged: BlkQueue[] = [];
+        await this.bringUp(device, staged);
+        return () => {
+          this.unforward();
+          this.current = device;
+          this.unforward = forwardDeviceEvents(device, this as EventEmitter<DeviceEvents>);
+          this.queues.splice(0, this.queues.length, ...staged);
+          this.bounce.moveTo(device);
+          device.onFailure(() => this.bounce.wakeAll());
+          this.maxDiscardSectors = limits.maxDiscardSectors;
+          this.maxZeroesSectors = limits.maxZeroesSectors;
+        };
+      },
+      reissue: (pieces) => {
+        for (const piece of pieces) {
+          if (piece.call.settled) this.finish(piece, undefined);
+          else if (piece.range) this.placeRange(piece);
+          else this.place(piece);
+        }
+      },
+      emit: (result) => this.emit('handOver', result),
+    });
   }
 
   /** Allocates a zero-copy DMA buffer (see {@link Device.allocBuffer}). */
@@ -456,6 +515,22 @@ export class BlkDevice extends EventEmitter<DeviceEvents> implements AsyncDispos
       sector += n;
       left -= n;
     }
+  }
+
+  /** Hand-over: a discard or write-zeroes piece placed again, split to the new device's limit. */
+  private placeRange(piece: Piece): void {
+    const range = piece.range as { sector: number; count: number };
+    const max = piece.type === T_DISCARD ? this.maxDiscardSectors : this.maxZeroesSectors;
+    if (range.count <= max) return this.place(piece);
+    for (let sector = range.sector, left = range.count; left > 0;) {
+      const n = Math.min(left, max);
+      const part = this.start(piece.call, piece.type, 0, 0);
+      part.range = { sector, count: n };
+      this.place(part);
+      sector += n;
+      left -= n;
+    }
+    this.finish(piece, undefined);
   }
 
   /** Puts a piece on the first queue with a free slot, from the next in turn; else waits (FIFO). */

@@ -27,7 +27,7 @@ export class BouncePool {
    * chunks join the pool once it is mapped.
    */
   constructor(
-    private readonly device: Device,
+    private device: Device,
     private maxRegions: number,
   ) {
     this.grow();
@@ -55,6 +55,11 @@ export class BouncePool {
     // A loop, not a chain of calls: a waiter that fails (or was aborted) without taking the chunk
     // hands it on.
     while (this.free.length > 0 && this.waiters.length > 0) (this.waiters.shift() as () => void)();
+  }
+
+  /** Hand-over: the pool's regions were adopted by `device`; it grows there from now on. */
+  moveTo(device: Device): void {
+    this.device = device;
   }
 
   whenFree(fn: () => void): void {

@@ -139,6 +139,10 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
   private referenced = true;
   /** Made at the first buffer allocated or freed after open. */
   private dmaUpdates: DmaUpdates | undefined;
+  /** Hand-over (lib/handover.ts): queued chains stay off the device while set. */
+  private handOverHold = false;
+  /** Hand-over: told whenever a queue's device-held chains drop to zero. */
+  private onIdle: (() => void) | undefined;
 
   /** @internal Use {@link openDevice}. `vendorId` replaces what the transport reports (vhost-vdpa: 0). */
   constructor(path: string, nativeDevice: NativeDevice, requestTimeout: number, vendorId?: number) {
@@ -305,8 +309,11 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
       maxSegments: options.maxSegments,
       waiters: options.waiters,
       deadline: options.timed === false ? undefined : this.deadline,
-      held: () => this.dmaUpdates?.holding === true,
-      drained: () => this.dmaUpdates?.drained(),
+      held: () => this.dmaUpdates?.holding === true || this.handOverHold,
+      drained: () => {
+        this.dmaUpdates?.drained();
+        this.onIdle?.();
+      },
       drainsForDma: options.timed !== false,
       wantRef: () => this.referenced && keepAlive(),
       // Chains the device must return pin the driver (and so this device) through the relay that
@@ -462,20 +469,98 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
    * keep being delivered as successes until the native close (on the threadpool) has reset the
    * device; then what is left fails with `inFlightError`.
    */
-  private async shutDown(inFlightError: VdpaError): Promise<void> {
+  private async shutDown(inFlightError: VdpaError, budgetMs?: number): Promise<void> {
     this.isClosed = true;
     this.cancelledWith = inFlightError;
     this.deadline?.stop();
     for (const q of this.queues) q.markFailed(inFlightError);
     try {
       if (this.step) await this.step.then(noop, noop);
-      const budget = this.requestTimeout > 0 ? Math.min(this.requestTimeout, CLOSE_BUDGET_MS) : CLOSE_BUDGET_MS;
+      const budget =
+        budgetMs ?? (this.requestTimeout > 0 ? Math.min(this.requestTimeout, CLOSE_BUDGET_MS) : CLOSE_BUDGET_MS);
       await this.nativeDevice.close(this.awaitedQueues, budget);
     } finally {
       this.failQueues(inFlightError, true);
       this.relays.device = undefined;
       for (const r of this.relays.queues) r.strong = r.weak = undefined;
     }
+  }
+
+  // ---- hand-over (lib/handover.ts): this device takes over from another one, or gives way to one.
+
+  /** @internal The queues of this device, as its driver created them. */
+  get queueDrivers(): readonly QueueDriver<unknown>[] {
+    return this.queues;
+  }
+
+  /** @internal While `hold`, queued chains stay off the device; releasing the hold submits them. */
+  holdForHandOver(hold: boolean): void {
+    this.handOverHold = hold;
+    if (!hold) for (const q of this.queues) q.flush();
+  }
+
+  /**
+   * @internal Resolves true once no queue whose chains close() waits for has one on the device
+   * (receive queues are not waited for), false after `ms` or when `stop` resolves first.
+   */
+  async waitIdle(ms: number, stop: Promise<unknown>): Promise<boolean> {
+    const idle = (): boolean => this.queues.every((q) => !q.drainsForDma || q.onDevice === 0);
+    if (idle()) return true;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        new Promise<boolean>((resolve) => (this.onIdle = () => idle() && resolve(true))),
+        new Promise<boolean>((resolve) => (timer = setTimeout(resolve, ms, false))),
+        stop.then(() => false),
+      ]);
+    } finally {
+      this.onIdle = undefined;
+      clearTimeout(timer);
+    }
+  }
+
+  /** @internal Whether the transport offers suspend (vhost-vdpa's VHOST_BACKEND_F_SUSPEND). */
+  canSuspend(): boolean {
+    return this.live('suspend').canSuspend();
+  }
+
+  /** @internal Suspends the device (on the threadpool), then delivers what its used rings hold. */
+  async suspend(): Promise<void> {
+    await this.runStep(this.live('suspend').suspend());
+    for (const q of this.queues) q.deliverNow();
+  }
+
+  /** @internal This device, just opened, draws region handles from `from`'s handle space. */
+  shareHandlesWith(from: Device): void {
+    this.live('hand-over').shareHandles(from.live('hand-over'));
+  }
+
+  /**
+   * @internal Registers `from`'s live regions (except the handles in `skip`) on this device under the
+   * same handles: its buffers from allocBuffer become this device's too, its other regions are held.
+   * Regions whose mapping is deferred (a started vhost-vdpa device) are mapped before the next submit.
+   */
+  adoptRegionsOf(from: Device, skip: number[]): void {
+    for (const { region, pending } of this.live('hand-over').adoptRegions(from.live('hand-over'), skip)) {
+      const entry = from.regions.get(region.buffer);
+      if (entry) this.regions.set(region.buffer, entry);
+      else this.internalRegions.push(region);
+      if (pending) this.dma.changed(region.handle, true, (err) => entry && (entry.mapError = err));
+    }
+  }
+
+  /** @internal The adopted regions are this device's now: `from`'s close leaves their buffers alone. */
+  commitAdoption(from: Device): void {
+    this.live('hand-over').commitAdoption(from.live('hand-over'));
+  }
+
+  /** @internal Closes at once, waiting for no chain (the hand-over took them back first). */
+  closeForHandOver(): Promise<void> {
+    this.closing ??= this.shutDown(
+      vdpaError('ECANCELED', 'close', this.path, 'the device was closed by a hand-over with the request in flight'),
+      0,
+    );
+    return this.closing;
   }
 
   /** @internal The deadline wheel's expiry: a request outlived requestTimeout. */
@@ -538,11 +623,22 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
 }
 
 /** @internal Re-emits the device's events on the driver object around it (BlkDevice, NetDevice). */
-export function forwardDeviceEvents(device: Device, target: EventEmitter<DeviceEvents>): void {
-  device.on('configChange', () => target.emit('configChange'));
-  device.on('needsReset', (err) => target.emit('needsReset', err));
-  device.on('timeout', (err) => target.emit('timeout', err));
-  device.on('removed', (err) => target.emit('removed', err));
+export function forwardDeviceEvents(device: Device, target: EventEmitter<DeviceEvents>): () => void {
+  const configChange = (): boolean => target.emit('configChange');
+  const needsReset = (err: VdpaError): boolean => target.emit('needsReset', err);
+  const timeout = (err: VdpaError): boolean => target.emit('timeout', err);
+  const removed = (err: VdpaError): boolean => target.emit('removed', err);
+  device.on('configChange', configChange);
+  device.on('needsReset', needsReset);
+  device.on('timeout', timeout);
+  device.on('removed', removed);
+  // Undone by a hand-over: the device it leaves reports nothing more.
+  return () => {
+    device.off('configChange', configChange);
+    device.off('needsReset', needsReset);
+    device.off('timeout', timeout);
+    device.off('removed', removed);
+  };
 }
 
 /**

@@ -79,3 +79,5 @@ export {
   type VduseNetStats,
   type VduseFramesOptions,
 } from './vduse-net';
+export type { HandOverOptions, HandOverResult } from './handover';
+export type { BlkDeviceEvents } from './blk';

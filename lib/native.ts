@@ -41,6 +41,8 @@ export interface NativeQueue {
   unref(): void;
   /** Microseconds to poll the used ring after each wake-up's completions (0 = none). */
   setPoll(microseconds: number): void;
+  /** Hands over what the used ring holds now (a hand-over, once the device was suspended). */
+  deliver(): void;
 }
 
 export interface NativeVhostInfo {
@@ -92,6 +94,16 @@ export interface NativeDevice {
   close(awaited: number[], budgetMs: number): Promise<void>;
   /** The vhost-vdpa control, or undefined on other transports. */
   vhost(): NativeVhost | undefined;
+  /** Hand-over: this device, just opened, draws region handles from `from`'s handle space. */
+  shareHandles(from: NativeDevice): void;
+  /** Hand-over: registers `from`'s live regions (except `skip`) here under the same handles. */
+  adoptRegions(from: NativeDevice, skip: number[]): { region: NativeRegion; pending: boolean }[];
+  /** Hand-over: the adopted regions are this device's now (`from`'s close leaves them attached). */
+  commitAdoption(from: NativeDevice): void;
+  /** Whether the transport offers suspend (vhost-vdpa VHOST_BACKEND_F_SUSPEND, mock option). */
+  canSuspend(): boolean;
+  /** Suspends the device on the threadpool: it stops processing queues. */
+  suspend(): Promise<void>;
 }
 
 export interface NativeAddon extends ErrorClassSink {

@@ -71,6 +71,20 @@ export interface MockOptions {
   commandFrames?: boolean;
   /** mock:net: a control class the device refuses (VIRTIO_NET_ERR): rx, mac, vlan, announce, mq or all. */
   refuseControl?: 'rx' | 'mac' | 'vlan' | 'announce' | 'mq' | 'all';
+  /**
+   * Offer suspend (as vhost-vdpa's VHOST_BACKEND_F_SUSPEND) to a hand-over: the device finishes the
+   * chains it took and stops; what is still in the rings stays there. Default false.
+   */
+  suspend?: boolean;
+  /** Milliseconds opening the device takes (0 to 60000, on the threadpool), like a slow daemon. Default 0. */
+  openDelayMs?: number;
+  /** Offer suspend and break when it is asked for (DEVICE_NEEDS_RESET; the suspend fails with EIO). */
+  failSuspend?: boolean;
+  /**
+   * mock:blk: keep the blocks in this file (its size, whole sectors, is the capacity) instead of RAM,
+   * so two mock devices serve one disk (hand-over tests).
+   */
+  file?: string;
 }
 
 /** Options for {@link openDevice}; device-specific openers add their own. */
@@ -118,6 +132,10 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'netFault',
   'commandFrames',
   'refuseControl',
+  'suspend',
+  'openDelayMs',
+  'failSuspend',
+  'file',
 ];
 
 /**
@@ -177,6 +195,14 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
     if (!REFUSABLE_CONTROL.includes(o.refuseControl))
       throw new RangeError(`mock.refuseControl must be one of ${REFUSABLE_CONTROL.join(', ')}`);
     n.refuseControl = o.refuseControl;
+  }
+  if (o.openDelayMs !== undefined) n.openDelayMs = checkInteger(o.openDelayMs, 'mock.openDelayMs', 0, 60_000);
+  if (o.suspend !== undefined) n.suspend = checkBoolean(o.suspend, 'mock.suspend');
+  if (o.failSuspend !== undefined) n.failSuspend = checkBoolean(o.failSuspend, 'mock.failSuspend');
+  if (o.file !== undefined) {
+    if (typeof o.file !== 'string') throw new TypeError('mock.file must be a string');
+    if (o.file === '') throw new RangeError('mock.file must be a path');
+    n.file = o.file;
   }
   return n;
 }

@@ -100,6 +100,8 @@ export class QueueDriver<C> {
   private inFlight = 0;
   private referenced = false;
   private failure: VdpaError | undefined;
+  /** Hand-over: while true, a failure only stops the queue; its chains stay for {@link takeBack}. */
+  keepChainsOnFailure = false;
 
   constructor(
     private readonly nativeQueue: NativeQueue,
@@ -214,6 +216,7 @@ export class QueueDriver<C> {
    */
   fail(err: VdpaError): void {
     this.markFailed(err);
+    if (this.keepChainsOnFailure) return;
     this.releaseQueued(this.failure as VdpaError);
     for (let token = 0; token < this.size; token++) {
       const ctx = this.ctx[token];
@@ -243,6 +246,39 @@ export class QueueDriver<C> {
    */
   setPoll(microseconds: number): void {
     this.nativeQueue.setPoll(microseconds);
+  }
+
+  /**
+   * Hand-over: every chain the device holds or that waits for a submit, forgotten here without being
+   * settled (the caller re-issues them elsewhere; a late completion of one is ignored). The queue is
+   * failed with `err` from now on.
+   */
+  takeBack(err: VdpaError): C[] {
+    this.markFailed(err);
+    this.batchWords = 0;
+    this.batchChains = 0;
+    const taken: C[] = [];
+    for (let token = 0; token < this.size; token++) {
+      const ctx = this.ctx[token];
+      if (ctx === undefined) continue;
+      this.ctx[token] = undefined;
+      this.orphaned[token] = 0;
+      const slot = this.deadlineSlot[token] as number;
+      if (slot !== NO_SLOT) {
+        this.deadlineSlot[token] = NO_SLOT;
+        this.hooks.deadline?.leave(slot);
+      }
+      this.freeTokens.push(token);
+      taken.push(ctx);
+    }
+    this.inFlight = 0;
+    this.updateRef();
+    return taken;
+  }
+
+  /** Hand-over: delivers what the used ring holds now (the device was suspended). */
+  deliverNow(): void {
+    this.nativeQueue.deliver();
   }
 
   /** Re-evaluates whether this queue keeps the event loop alive. */

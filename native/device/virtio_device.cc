@@ -59,8 +59,44 @@ uint64_t VirtioDevice::negotiate(uint64_t wanted) {
   return features;
 }
 
+uint32_t VirtioDevice::HandleSpace::acquire() {
+  std::lock_guard<std::mutex> lock(lock_);
+  for (uint32_t h = 1; h < users_.size(); h++) {
+    if (users_[h] == 0) {
+      users_[h] = 1;
+      return h;
+    }
+  }
+  users_.push_back(1);
+  return static_cast<uint32_t>(users_.size() - 1);
+}
+
+bool VirtioDevice::HandleSpace::retain(uint32_t handle) {
+  std::lock_guard<std::mutex> lock(lock_);
+  if (handle == 0 || handle >= users_.size() || users_[handle] == 0) return false;
+  users_[handle]++;
+  return true;
+}
+
+void VirtioDevice::HandleSpace::release(uint32_t handle) {
+  std::lock_guard<std::mutex> lock(lock_);
+  if (handle < users_.size() && users_[handle] > 0) users_[handle]--;
+}
+
 uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
   if (closed_) throwSys(EBADF, "region", path_, "the device is closed");
+  // Reuse a free handle so long-running programs do not grow the table.
+  const uint32_t handle = handles_->acquire();
+  try {
+    registerAt(handle, std::move(region));
+  } catch (...) {
+    handles_->release(handle);
+    throw;
+  }
+  return handle;
+}
+
+void VirtioDevice::registerAt(uint32_t handle, std::shared_ptr<MemoryRegion> region) {
   const uint64_t align = std::max<uint64_t>(transport_->iovaAlignment(), region->pageSize());
   const uint64_t iova = iova_.allocate(region->size(), align);
   const bool defer = deferDmaUpdates();
@@ -73,21 +109,27 @@ uint32_t VirtioDevice::addRegion(std::shared_ptr<MemoryRegion> region) {
       throw;
     }
   }
-  // Reuse a free handle slot so long-running programs do not grow the table.
-  uint32_t handle = 0;
-  for (uint32_t i = 1; i < regions_.size(); i++) {
-    if (!regions_[i].region) {
-      handle = i;
-      break;
-    }
-  }
-  if (handle == 0) {
-    handle = static_cast<uint32_t>(regions_.size());
-    regions_.emplace_back();
-  }
+  if (regions_.size() <= handle) regions_.resize(handle + 1);
   if (defer) dmaJobs_.push_back(DmaJob{true, handle, iova, region, nullptr});
   regions_[handle] = Registered{std::move(region), iova, defer ? MapState::kQueued : MapState::kMapped};
-  return handle;
+}
+
+void VirtioDevice::shareHandles(VirtioDevice& from) {
+  for (size_t h = 1; h < regions_.size(); h++)
+    if (regions_[h].region) throwSys(EBUSY, "hand-over", path_, "the device has regions of its own already");
+  handles_ = from.handles_;
+}
+
+void VirtioDevice::adoptRegion(uint32_t handle, std::shared_ptr<MemoryRegion> region) {
+  if (closed_) throwSys(EBADF, "region", path_, "the device is closed");
+  if (hasRegion(handle) || !handles_->retain(handle))
+    throwSys(EINVAL, "hand-over", path_, "the region's handle is not shared with this device");
+  try {
+    registerAt(handle, std::move(region));
+  } catch (...) {
+    handles_->release(handle);
+    throw;
+  }
 }
 
 void VirtioDevice::setBusy(bool busy) {
@@ -111,6 +153,7 @@ void VirtioDevice::removeRegion(uint32_t handle) {
   }
   Registered r = std::move(regions_[handle]);
   regions_[handle] = Registered{};
+  handles_->release(handle);
   if (closed_) return iova_.release(r.iova, r.region->size());
   if (!deferDmaUpdates()) {
     iova_.release(r.iova, r.region->size());
@@ -266,6 +309,8 @@ void VirtioDevice::closeOnWorker(std::chrono::milliseconds budget) {
 void VirtioDevice::closeEnd() {
   closing_.store(false);
   queues_.clear();
+  for (uint32_t h = 1; h < regions_.size(); h++)
+    if (regions_[h].region) handles_->release(h);
   regions_.resize(1);
   deferredRemovals_.clear();
   dmaJobs_.clear();  // the transport, and every mapping with it, is gone

@@ -83,6 +83,17 @@ class VirtioDevice {
   // until applyDmaJobs()/finishDmaJobs() ran); so is the unmap of removeRegion.
   uint32_t addRegion(std::shared_ptr<MemoryRegion> region);
   void removeRegion(uint32_t handle);
+
+  // ---- hand-over (lib/handover.ts): the device a driver moves to registers the buffers of the one
+  // it leaves under the same handles, so the chains and buffers the driver holds stay valid.
+  // Makes this device draw handles from `from`'s space; before it has any region of its own.
+  void shareHandles(VirtioDevice& from);
+  // Registers `region` under `handle`, which the shared space has given out to another device.
+  void adoptRegion(uint32_t handle, std::shared_ptr<MemoryRegion> region);
+  bool hasRegion(uint32_t handle) const { return handle != 0 && handle < regions_.size() && regions_[handle].region; }
+  bool canSuspend() { return transport_->canSuspend(); }
+  // Any thread: the transport's suspend (the JS thread keeps off the device meanwhile).
+  void suspend() { transport_->suspend(); }
   bool mapped(uint32_t handle) const {
     return handle != 0 && handle < regions_.size() && regions_[handle].region &&
            regions_[handle].state == MapState::kMapped;
@@ -160,11 +171,29 @@ class VirtioDevice {
     MapState state = MapState::kMapped;
   };
   bool deferDmaUpdates() const { return started_ && transport_->dmaUpdatesNeedQuiesce(); }
+  // Maps `region` at a fresh IOVA (or queues the mapping) and stores it under `handle`.
+  void registerAt(uint32_t handle, std::shared_ptr<MemoryRegion> region);
+
+  // Region handles, shared by the devices of one hand-over chain: users[h] counts the devices that
+  // hold handle h; a handle is given out again only once no device holds it. Locked: queue setup
+  // adds its ring region on the threadpool while the other device allocates on the JS thread.
+  class HandleSpace {
+   public:
+    uint32_t acquire();
+    // Counts one more device holding `handle`; false when no device holds it.
+    bool retain(uint32_t handle);
+    void release(uint32_t handle);
+
+   private:
+    std::mutex lock_;
+    std::vector<uint32_t> users_{1};  // handle 0 is never valid
+  };
 
   const std::string path_;
   std::unique_ptr<Transport> transport_;
   IovaAllocator iova_;
   std::vector<Registered> regions_{1};  // handle 0 is never valid
+  std::shared_ptr<HandleSpace> handles_ = std::make_shared<HandleSpace>();
   std::vector<std::unique_ptr<VirtQueue>> queues_;
   uint64_t features_ = 0;
   bool started_ = false;

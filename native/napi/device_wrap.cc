@@ -1,5 +1,6 @@
 #include "napi/device_wrap.h"
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <utility>
@@ -82,6 +83,11 @@ Napi::Function DeviceWrap::define(Napi::Env env) {
                          InstanceMethod<&DeviceWrap::OnConfigChange>("onConfigChange"),
                          InstanceMethod<&DeviceWrap::Close>("close"),
                          InstanceMethod<&DeviceWrap::Vhost>("vhost"),
+                         InstanceMethod<&DeviceWrap::ShareHandles>("shareHandles"),
+                         InstanceMethod<&DeviceWrap::AdoptRegions>("adoptRegions"),
+                         InstanceMethod<&DeviceWrap::CommitAdoption>("commitAdoption"),
+                         InstanceMethod<&DeviceWrap::CanSuspend>("canSuspend"),
+                         InstanceMethod<&DeviceWrap::Suspend>("suspend"),
                      });
 }
 
@@ -153,6 +159,11 @@ void DeviceWrap::finishClose(bool deliver, bool detach) {
   for (auto& q : queues_)
     if (q.second) q.second->stop();
   queues_.clear();
+  // A hand-over to this device that did not commit: the buffers stay with the other device.
+  for (auto& r : std::exchange(adopted_, {})) {
+    Napi::Value v = r.Value();
+    if (!v.IsEmpty() && v.IsObject() && device_) RegionWrap::Unwrap(v.As<Napi::Object>())->forget(device_.get());
+  }
   std::vector<Napi::ObjectReference> regions = std::move(regions_);
   regions_.clear();
   if (device_) device_->closeEnd();
@@ -397,6 +408,93 @@ Napi::Value DeviceWrap::Vhost(const Napi::CallbackInfo& info) {
     Napi::Object obj = addonData(env).vhostCtor.New({});
     VhostWrap::Unwrap(obj)->init(device_);
     return obj;
+  });
+}
+
+DeviceWrap* DeviceWrap::deviceArg(const Napi::CallbackInfo& info, size_t i) {
+  Napi::Env env = info.Env();
+  bool tagged = false;
+  if (info.Length() > i && info[i].IsObject()) napi_check_object_type_tag(env, info[i], &kTag, &tagged);
+  if (!tagged) throwTypeError(env, "argument must be a NativeDevice");
+  return Unwrap(info[i].As<Napi::Object>());
+}
+
+// shareHandles(from): this device, just opened, draws region handles from `from`'s space.
+Napi::Value DeviceWrap::ShareHandles(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    DeviceWrap* from = deviceArg(info, 0);
+    requireIdle(device_, "hand-over").shareHandles(requireOpen(from->device_, "hand-over"));
+    return info.Env().Undefined();
+  });
+}
+
+// adoptRegions(from, skip): registers every live region of `from` not yet here (and whose handle is
+// not in `skip`) on this device under its handle; returns [{ region, pending }].
+Napi::Value DeviceWrap::AdoptRegions(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "Device");
+    DeviceWrap* from = deviceArg(info, 0);
+    if (info.Length() < 2 || !info[1].IsArray()) throwTypeError(env, "skip must be an array of handles");
+    Napi::Array skipList = info[1].As<Napi::Array>();
+    std::vector<uint32_t> skip;
+    for (uint32_t i = 0; i < skipList.Length(); i++) skip.push_back(skipList.Get(i).ToNumber().Uint32Value());
+    VirtioDevice& d = requireIdle(device_, "hand-over");
+    requireOpen(from->device_, "hand-over");
+    Napi::Array out = Napi::Array::New(env);
+    for (auto& r : from->regions_) {
+      Napi::Value v = r.Value();
+      if (v.IsEmpty() || !v.IsObject()) continue;
+      RegionWrap* w = RegionWrap::Unwrap(v.As<Napi::Object>());
+      const uint32_t h = w->handle();
+      if (h == 0 || d.hasRegion(h) || std::find(skip.begin(), skip.end(), h) != skip.end()) continue;
+      const bool pending = w->adoptInto(device_);
+      adopted_.push_back(Napi::Weak(v.As<Napi::Object>()));
+      Napi::Object entry = Napi::Object::New(env);
+      entry.Set("region", v);
+      entry.Set("pending", Napi::Boolean::New(env, pending));
+      out.Set(out.Length(), entry);
+    }
+    return out;
+  });
+}
+
+// commitAdoption(from): the regions adopted from `from` are this device's now; `from`'s close
+// leaves their buffers attached.
+Napi::Value DeviceWrap::CommitAdoption(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    DeviceWrap* from = deviceArg(info, 0);
+    requireOpen(device_, "hand-over");
+    for (auto& r : std::exchange(adopted_, {})) {
+      Napi::Value v = r.Value();
+      if (v.IsEmpty() || !v.IsObject()) continue;
+      Napi::Object obj = v.As<Napi::Object>();
+      RegionWrap::Unwrap(obj)->moveTo(device_);
+      auto& theirs = from->regions_;
+      theirs.erase(std::remove_if(theirs.begin(), theirs.end(),
+                                  [&](Napi::ObjectReference& o) { return !o.Value().IsEmpty() && o.Value() == obj; }),
+                   theirs.end());
+      regions_.push_back(Napi::Weak(obj));
+    }
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value DeviceWrap::CanSuspend(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    return Napi::Boolean::New(info.Env(), requireIdle(device_, "suspend").canSuspend());
+  });
+}
+
+// suspend(): the transport's suspend on the threadpool (a VHOST_VDPA_SUSPEND waits for the device).
+Napi::Value DeviceWrap::Suspend(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Device");
+    return step(
+        info.Env(), "suspend", [](VirtioDevice& d) { d.suspend(); }, [](Napi::Env env) { return env.Undefined(); });
   });
 }
 

@@ -66,12 +66,23 @@ class DeviceWrap : public Napi::ObjectWrap<DeviceWrap> {
   Napi::Value OnConfigChange(const Napi::CallbackInfo& info);
   Napi::Value Close(const Napi::CallbackInfo& info);
   Napi::Value Vhost(const Napi::CallbackInfo& info);
+  // Hand-over (lib/handover.ts): this device takes over from another one.
+  Napi::Value ShareHandles(const Napi::CallbackInfo& info);
+  Napi::Value AdoptRegions(const Napi::CallbackInfo& info);
+  Napi::Value CommitAdoption(const Napi::CallbackInfo& info);
+  Napi::Value CanSuspend(const Napi::CallbackInfo& info);
+  Napi::Value Suspend(const Napi::CallbackInfo& info);
+  // The DeviceWrap behind argument `i` (TypeError otherwise).
+  static DeviceWrap* deviceArg(const Napi::CallbackInfo& info, size_t i);
 
   std::shared_ptr<VirtioDevice> device_;
   bool closeStarted_ = false;
   // Closed with the device. The raw pointer stays valid while the strong reference holds the object.
   std::vector<std::pair<Napi::ObjectReference, QueueWrap*>> queues_;
   std::vector<Napi::ObjectReference> regions_;  // weak: detached with the device
+  // Regions of the device this one takes over from, until the hand-over commits (weak; never
+  // detached by this device's close: the buffers belong to the other device until then).
+  std::vector<Napi::ObjectReference> adopted_;
   FdPoll* configPoll_ = nullptr;
   FdPoll* removalPoll_ = nullptr;
   Napi::FunctionReference configCallback_;

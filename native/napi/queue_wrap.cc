@@ -28,6 +28,7 @@ Napi::Function QueueWrap::define(Napi::Env env) {
                          InstanceMethod<&QueueWrap::Ref>("ref"),
                          InstanceMethod<&QueueWrap::SetPoll>("setPoll"),
                          InstanceMethod<&QueueWrap::Unref>("unref"),
+                         InstanceMethod<&QueueWrap::Deliver>("deliver"),
                      });
 }
 
@@ -182,6 +183,15 @@ Napi::Value QueueWrap::Unref(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Queue");
     if (poll_) poll_->unref();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value QueueWrap::Deliver(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Queue");
+    requireQueue();
+    deliverNow();
     return info.Env().Undefined();
   });
 }

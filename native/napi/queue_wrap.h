@@ -48,6 +48,8 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value SetPoll(const Napi::CallbackInfo& info);
+  // deliver(): hands over what the used ring holds now (a hand-over, after the device was suspended).
+  Napi::Value Deliver(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
   DeviceWrap* owner_ = nullptr;  // cleared by whichever of the two is finalized first

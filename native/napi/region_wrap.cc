@@ -77,8 +77,28 @@ RegionWrap::~RegionWrap() {
   if (!device_ || !handle_) return;
   try {
     device_->removeRegion(handle_);
+    for (auto& d : alsoOn_) d->removeRegion(handle_);
   } catch (...) {
     // Finalizers cannot report; the mapping goes away with the device at the latest.
+  }
+}
+
+bool RegionWrap::adoptInto(const std::shared_ptr<VirtioDevice>& device) {
+  device->adoptRegion(handle_, region_);
+  alsoOn_.push_back(device);
+  return !device->mapped(handle_);
+}
+
+void RegionWrap::moveTo(const std::shared_ptr<VirtioDevice>& device) {
+  forget(device.get());
+  device_ = device;
+}
+
+void RegionWrap::forget(const VirtioDevice* device) {
+  for (auto it = alsoOn_.begin(); it != alsoOn_.end(); ++it) {
+    if (it->get() != device) continue;
+    alsoOn_.erase(it);
+    return;
   }
 }
 
@@ -107,6 +127,13 @@ void RegionWrap::free(Napi::Env env) {
   if (!buffer_.IsEmpty() && !buffer_.Value().IsEmpty()) napi_detach_arraybuffer(env, buffer_.Value());
   buffer_.Reset();
   region_.reset();
+  for (auto& d : std::exchange(alsoOn_, {})) {
+    try {
+      d->removeRegion(handle);
+    } catch (const SysError&) {
+      // The adopting device's close drops the mapping at the latest.
+    }
+  }
   device_->removeRegion(handle);  // may throw (unmap refused); our side is already consistent
 }
 

@@ -29,10 +29,20 @@ class RegionWrap : public Napi::ObjectWrap<RegionWrap> {
   // Unmaps from the device and detaches the ArrayBuffer so no JS view outlives the mapping.
   void free(Napi::Env env);
 
+  // Hand-over: registers the region on `device` too, under the same handle (a device sharing this
+  // one's handle space); returns whether its mapping there is still queued. Unless freed.
+  bool adoptInto(const std::shared_ptr<VirtioDevice>& device);
+  uint32_t handle() const { return handle_; }
+  // The hand-over committed: `device` (adopted into) owns the region from now on; the old one drops it
+  // at its close. Or it failed: `device` closes and forgets the region; the buffer stays.
+  void moveTo(const std::shared_ptr<VirtioDevice>& device);
+  void forget(const VirtioDevice* device);
+
  private:
   Napi::Value Free(const Napi::CallbackInfo& info);
 
   std::shared_ptr<VirtioDevice> device_;
+  std::vector<std::shared_ptr<VirtioDevice>> alsoOn_;  // adopted by a hand-over not yet committed
   std::shared_ptr<MemoryRegion> region_;
   uint32_t handle_ = 0;
   Napi::Reference<Napi::ArrayBuffer> buffer_;  // weak

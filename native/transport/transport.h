@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "common/sys_error.h"
+
 namespace vdpa {
 
 class VhostVdpaTransport;
@@ -74,6 +76,13 @@ class Transport {
   virtual void enableQueue(uint16_t index) = 0;
   // Tells the device queue `index` has new buffers.
   virtual void notify(uint16_t index) = 0;
+
+  // Hand-over: whether suspend() is offered (vhost-vdpa VHOST_BACKEND_F_SUSPEND, a mock option), and
+  // the suspend itself: the device stops processing its queues and touches no buffer afterwards.
+  virtual bool canSuspend() { return false; }
+  virtual void suspend() {
+    throwSys(EOPNOTSUPP, "suspend", path(), "the device cannot be suspended (no VHOST_BACKEND_F_SUSPEND)");
+  }
 };
 
 }  // namespace vdpa

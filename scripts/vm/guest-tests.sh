@@ -177,7 +177,7 @@ done
 
 shopt -s nullglob
 vm_tests=()
-for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js || $f == */vduse*.test.js ]] || vm_tests+=("$f"); done
+for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js || $f == */vduse*.test.js || $f == */handover*.test.js ]] || vm_tests+=("$f"); done
 if ((${#vm_tests[@]} == 0)); then
   note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
 else
@@ -188,6 +188,22 @@ fi
 # ---- VDUSE devices served by the library
 vduse_part
 vduse_net_part
+
+# ---- hand-over (issue 12): a load moves qemu-storage-daemon -> Node VDUSE -> restarted qemu-storage-daemon,
+# then 20 more switches; the host checks handover.img against handover.json
+if [[ -f dist/test/vm/handover.test.js ]]; then
+  run_tests handover 900 dist/test/vm/handover.test.js
+  cleanup_devices
+else
+  note "FAIL handover: dist/test/vm/handover.test.js not built"; failed=1
+fi
+# the same between two VFIO virtio-blk-pci functions on one image (serials ho-vfio-a/b, share-rw=on)
+if [[ -f dist/test/vm/handover-vfio.test.js ]]; then
+  modprobe vfio-pci 2>/dev/null || true
+  run_tests handover-vfio 900 dist/test/vm/handover-vfio.test.js
+else
+  note "FAIL handover-vfio: dist/test/vm/handover-vfio.test.js not built"; failed=1
+fi
 
 # ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function
 # moved between virtio-pci and vfio-pci (before the VFIO part binds the other functions)

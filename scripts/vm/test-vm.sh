@@ -66,7 +66,7 @@ else
   RES=$(mktemp -d "$CACHE/test-runs/run.XXXXXX")
 fi
 RES=$(realpath "$RES")
-rm -rf "$RES/tap" "$RES/summary.txt" "$RES/oracle.json" "$RES/oracle-data.bin" "$RES"/oracle-*.json "$RES"/oracle-*-data.bin
+rm -rf "$RES/tap" "$RES/summary.txt" "$RES/oracle.json" "$RES/oracle-data.bin" "$RES"/oracle-*.json "$RES"/oracle-*-data.bin "$RES"/handover*.json "$RES"/handover*-data.bin
 export VDPA_VM_SHAPES=${VDPA_VM_SHAPES:-1:64 4:256}
 # Sparse, all-zero images: one per conformance shape, one for the oracle, one for the fault tests,
 # one per VFIO blk function.
@@ -74,13 +74,14 @@ for shape in $VDPA_VM_SHAPES; do
   rm -f "$RES/conf-${shape%%:*}x${shape##*:}.img"; truncate -s 64M "$RES/conf-${shape%%:*}x${shape##*:}.img"
 done
 rm -f "$RES/vduse-ext4.expected.json"
-for img in oracle faults vfio-split vfio-packed mgmt-pci grp-a grp-b vduse-ext4; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
+for img in oracle faults vfio-split vfio-packed mgmt-pci grp-a grp-b vduse-ext4 handover handover-vfio; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
 
 echo "test-vm: booting the guest (results in $RES)" >&2
 "$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" \
   --blk-pci "$RES/vfio-split.img,serial=vfio-split" --blk-pci "$RES/vfio-packed.img,packed,serial=vfio-packed" \
   --blk-pci "$RES/mgmt-pci.img,serial=mgmt-pci" \
   --blk-pci "$RES/grp-a.img,serial=grp-a,addr=0x10.0,multifunction=on" --blk-pci "$RES/grp-b.img,serial=grp-b,addr=0x10.1" \
+  --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-a,share-rw=on" --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-b,share-rw=on" \
   --net-pair --net-link-control -- bash scripts/vm/guest-tests.sh
 guest_rc=$?
 
@@ -104,7 +105,7 @@ done
 ((ntap > 0)) || fail+=("no TAP results from the guest")
 
 echo "---- data oracle (host side, without the library)"
-python3 "$HERE/oracle-check.py" "$RES" oracle.json oracle-vfio-split.json oracle-vfio-packed.json || fail+=("the host-side data oracle failed")
+python3 "$HERE/oracle-check.py" "$RES" oracle.json oracle-vfio-split.json oracle-vfio-packed.json handover.json handover-vfio.json || fail+=("the host-side data oracle failed")
 
 echo "---- VDUSE ext4 image (host side, without the library: e2fsck and debugfs)"
 "$HERE/vduse-ext4-check.sh" "$RES" || fail+=("the host-side check of the VDUSE ext4 image failed")

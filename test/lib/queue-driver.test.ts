@@ -23,6 +23,7 @@ class FakeQueue implements NativeQueue {
   constructor(readonly size: number) {
     this.completions = new Uint32Array(2 * size);
   }
+  deliver(): void {}
   submit(batch: Uint32Array, count: number): number {
     if (this.throwOnSubmit) throw this.throwOnSubmit;
     const taken = Math.min(count, this.room);

@@ -26,7 +26,10 @@ BlkParams blkParams(const MockOptions& opts) {
 MockBlk::MockBlk(const MockOptions& opts) : numQueues_(opts.numQueues) {
   if (opts.capacity == 0 || opts.capacity % 512 != 0)
     throwSys(EINVAL, "open", "mock:blk", "capacity must be a non-zero multiple of 512 bytes");
-  disk_ = std::make_unique<RamStorage>(opts.capacity, "mock:blk");
+  if (opts.file.empty())
+    disk_ = std::make_unique<RamStorage>(opts.capacity, "mock:blk");
+  else
+    disk_ = std::make_unique<FileStorage>(opts.file, opts.readOnly);
   executor_ = std::make_unique<BlkExecutor>(blkParams(opts), disk_->size(), disk_.get(), "mock:blk");
 }
 

@@ -23,7 +23,7 @@ class MockBlk final : public MockModel {
 
  private:
   const uint16_t numQueues_;
-  std::unique_ptr<RamStorage> disk_;
+  std::unique_ptr<BlkStorage> disk_;
   std::unique_ptr<BlkExecutor> executor_;
 };
 

@@ -13,7 +13,8 @@ namespace vdpa {
 
 namespace {
 constexpr uint32_t kStopToken = 0xffffffffu;
-}
+constexpr uint32_t kSuspendToken = 0xfffffffeu;
+}  // namespace
 
 const std::vector<std::string>& MockDevice::faultNames() {
   static const std::vector<std::string> names{"bad-used-id", "long-used-len",   "used-idx-jump",
@@ -32,6 +33,7 @@ MockDevice::MockDevice(std::string path, MockModel& model, const MockOptions& op
   }
   queues_.resize(model_.numQueues());
   stopFd_ = makeEventFd();
+  suspendFd_ = makeEventFd();
 }
 
 MockDevice::~MockDevice() { stopThread(); }
@@ -91,6 +93,7 @@ void MockDevice::start(uint64_t features) {
     if (::epoll_ctl(epollFd_.get(), EPOLL_CTL_ADD, fd, &ev) < 0) throwErrno("epoll_ctl");
   };
   watch(stopFd_.get(), kStopToken);
+  watch(suspendFd_.get(), kSuspendToken);
   const bool eventIdx = (features & bit(kFeatureRingEventIdx)) != 0;
   packed_ = (features & bit(kFeatureRingPacked)) != 0;
   std::shared_lock<std::shared_mutex> lock(mapLock_);
@@ -109,6 +112,7 @@ void MockDevice::start(uint64_t features) {
   }
   lock.unlock();
   drainEventFd(stopFd_.get());
+  drainEventFd(suspendFd_.get());
   thread_ = std::thread([this] { deviceLoop(); });
 }
 
@@ -117,6 +121,13 @@ void MockDevice::reset() {
   for (auto& q : queues_) q = QueueState{};
   completed_ = 0;
   packed_ = false;
+}
+
+void MockDevice::suspend() {
+  if (!thread_.joinable()) return;
+  signalEventFd(suspendFd_.get());
+  thread_.join();
+  epollFd_.reset();
 }
 
 void MockDevice::stopThread() {
@@ -144,7 +155,8 @@ void MockDevice::deviceLoop() {
     const uint64_t since = kickPending_.exchange(false) ? kickGeneration_.load() : mapGeneration_.load();
     done.clear();
     for (int i = 0; i < n; i++) {
-      if (events[i].data.u32 == kStopToken) return;
+      // A suspend stops here too: what earlier rounds took is published, what the kicks announced stays.
+      if (events[i].data.u32 == kStopToken || events[i].data.u32 == kSuspendToken) return;
       drainEventFd(queues_[events[i].data.u32].kickFd.get());
     }
     if (first || n > 0) serviceAll(done);

@@ -51,6 +51,9 @@ class MockDevice final : private GuestMemory {
   void start(uint64_t features);
   // Stops the thread (if running) and forgets the queues; DMA mappings stay.
   void reset();
+  // Suspend (hand-over): the thread finishes the chains it took, publishes them and stops; chains
+  // still in the rings stay there, untouched.
+  void suspend();
 
  private:
   struct QueueState {
@@ -80,6 +83,7 @@ class MockDevice final : private GuestMemory {
   bool packed_ = false;
   std::vector<QueueState> queues_;
   UniqueFd stopFd_;
+  UniqueFd suspendFd_;
   UniqueFd epollFd_;
   std::thread thread_;
   uint32_t completed_ = 0;  // for faultAfter; device thread only

@@ -31,6 +31,13 @@ struct MockOptions {
   // Behave like a VDUSE device: chains take a moment, and a DMA mapping change while the device
   // works on chains breaks the device (NEEDS_RESET); the driver must quiesce around updates.
   bool strictDmaUpdates = false;
+  // Hand-over tests: offer suspend() (as VHOST_BACKEND_F_SUSPEND), or offer it and fail it (the
+  // device breaks: NEEDS_RESET); blk: keep the blocks in this file instead of RAM (two mock devices
+  // then serve one disk).
+  uint32_t openDelayMs = 0;  // how long opening takes (on the threadpool)
+  bool suspend = false;
+  bool failSuspend = false;
+  std::string file;
   MockNetOptions net;  // mock:net only
 };
 

@@ -45,10 +45,18 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
   m.mtu = integer<uint16_t>(bag, "mtu", 68, 65535, m.mtu);
   m.faultAfter = integer<uint32_t>(bag, "faultAfter", 0, 4294967295.0, m.faultAfter);
   m.completionDelayMs = integer<uint32_t>(bag, "completionDelayMs", 0, 60000, m.completionDelayMs);
+  m.openDelayMs = integer<uint32_t>(bag, "openDelayMs", 0, 60000, m.openDelayMs);
   if (const OptionValue* v = find(bag, "readOnly", OptionValue::Kind::kBoolean, "a boolean")) m.readOnly = v->boolean;
   if (const OptionValue* v = find(bag, "fault", OptionValue::Kind::kString, "a string")) m.fault = v->string;
   if (const OptionValue* v = find(bag, "strictDmaUpdates", OptionValue::Kind::kBoolean, "a boolean"))
     m.strictDmaUpdates = v->boolean;
+  if (const OptionValue* v = find(bag, "suspend", OptionValue::Kind::kBoolean, "a boolean")) m.suspend = v->boolean;
+  if (const OptionValue* v = find(bag, "failSuspend", OptionValue::Kind::kBoolean, "a boolean"))
+    m.failSuspend = v->boolean;
+  if (const OptionValue* v = find(bag, "file", OptionValue::Kind::kString, "a string")) {
+    if (v->string.empty()) throwRangeArg("option file must be a path");
+    m.file = v->string;
+  }
   if (const OptionValue* v = find(bag, "mac", OptionValue::Kind::kBytes, "6 bytes")) {
     if (v->bytes.size() != 6) throwRangeArg("option mac must be 6 bytes");
     std::memcpy(m.mac, v->bytes.data(), 6);

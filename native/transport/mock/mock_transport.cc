@@ -1,6 +1,8 @@
 #include "transport/mock/mock_transport.h"
 
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 #include "common/checks.h"
 #include "common/sys_error.h"
@@ -11,6 +13,8 @@
 namespace vdpa {
 
 MockTransport::MockTransport(std::string path, const MockOptions& opts) : path_(std::move(path)), opts_(opts) {
+  // Opening runs on the threadpool: a slow device (a VDUSE daemon) for the hand-over's timeout tests.
+  if (opts.openDelayMs > 0) std::this_thread::sleep_for(std::chrono::milliseconds(opts.openDelayMs));
   if (opts.model == "blk")
     model_ = std::make_unique<MockBlk>(opts);
   else if (opts.model == "net")
@@ -82,6 +86,16 @@ void MockTransport::setupQueue(const QueueAddresses& a, int callFd) {
   if (a.index >= device_->queueCount()) throwSys(EINVAL, "setup_queue", path_, "no such queue");
   if (status_.load() & kStatusDriverOk) throwSys(EBUSY, "setup_queue", path_, "device is running");
   device_->setupQueue(a, callFd);
+}
+
+void MockTransport::suspend() {
+  if (!canSuspend()) Transport::suspend();
+  if (!(status_.load() & kStatusDriverOk)) throwSys(EINVAL, "suspend", path_, "the device is not running");
+  if (opts_.failSuspend) {
+    needsReset();
+    throwSys(EIO, "suspend", path_, "the device broke while suspending (mock option failSuspend)");
+  }
+  device_->suspend();
 }
 
 }  // namespace vdpa

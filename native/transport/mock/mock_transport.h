@@ -46,6 +46,8 @@ class MockTransport final : public Transport {
   void setupQueue(const QueueAddresses& a, int callFd) override;
   void enableQueue(uint16_t index) override { device_->enableQueue(index); }
   void notify(uint16_t index) override { device_->kick(index); }
+  bool canSuspend() override { return opts_.suspend || opts_.failSuspend; }
+  void suspend() override;
 
  private:
   // The device gave up on its rings (device thread): NEEDS_RESET, and a configuration interrupt.

@@ -284,6 +284,8 @@ void VhostVdpaTransport::notify(uint16_t index) {
 
 // ---------------------------------------------------------------- low-level extras
 
+bool VhostVdpaTransport::canSuspend() { return hasBackendFeature(VHOST_BACKEND_F_SUSPEND); }
+
 void VhostVdpaTransport::suspend() {
   if (!hasBackendFeature(VHOST_BACKEND_F_SUSPEND))
     throwSys(EOPNOTSUPP, "ioctl(VHOST_VDPA_SUSPEND)", path(), "the device does not offer VHOST_BACKEND_F_SUSPEND");

@@ -74,7 +74,8 @@ class VhostVdpaTransport final : public Transport {
   bool hasBackendFeature(unsigned bitNumber) const { return (backendFeatures_ >> bitNumber) & 1; }
 
   // VHOST_VDPA_SUSPEND / RESUME; EOPNOTSUPP when the backend feature was not negotiated.
-  void suspend();
+  bool canSuspend() override;
+  void suspend() override;
   void resume();
   // VHOST_GET_VRING_BASE: the device's next avail index (split) for queue `index`.
   uint32_t getVringBase(uint16_t index);
