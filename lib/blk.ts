@@ -128,8 +128,10 @@ interface BlkQueue {
  * AbortSignal. Emits the {@link DeviceEvents} of its {@link device}; `await using` closes it.
  */
 export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDisposable {
-  /** Size in bytes. */
-  readonly capacity: number;
+  /** Size in bytes; re-read when the device reports a configuration change (a resize). */
+  get capacity(): number {
+    return this.size;
+  }
   /** Logical block size the device reports (512 when it reports none). */
   readonly blockSize: number;
   /** Request queues in use. */
@@ -144,6 +146,7 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
   }
 
   private current: Device;
+  private size: number;
   /** Stops re-emitting the current device's events (a hand-over moves on to the next one). */
   private unforward: () => void;
 
@@ -162,11 +165,11 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
   constructor(device: Device, options: BlkOptions, f: bigint) {
     super();
     this.current = device;
-    this.unforward = forwardDeviceEvents(device, this as EventEmitter<DeviceEvents>);
+    this.unforward = this.follow(device);
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, BLK_CONFIG_SIZE)));
     // A field counts when its feature was negotiated and the device's config space holds it.
     const field = (fd: Field, feature: bigint, def: number): number => (f & feature && cfg.has(fd) ? cfg.get(fd) : def);
-    this.capacity = cfg.get(BlkConfig.capacity) * SECTOR;
+    this.size = cfg.get(BlkConfig.capacity) * SECTOR;
     this.blockSize = field(BlkConfig.blkSize, BlkFeature.BLK_SIZE, SECTOR) || SECTOR;
     this.readOnly = (f & BlkFeature.RO) !== 0n;
     const offered = field(BlkConfig.numQueues, BlkFeature.MQ, 1);
@@ -240,7 +243,7 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
         return () => {
           this.unforward();
           this.current = device;
-          this.unforward = forwardDeviceEvents(device, this as EventEmitter<DeviceEvents>);
+          this.unforward = this.follow(device);
           this.queues.splice(0, this.queues.length, ...staged);
           this.bounce.moveTo(device);
           device.onFailure(() => this.bounce.wakeAll());
@@ -391,6 +394,22 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
   /** @internal Bounce chunks in the pool and how many are free (for tests). */
   get bounceStats(): { chunks: number; free: number } {
     return this.bounce.stats;
+  }
+
+  /**
+   * Re-emits the events of `device` (until the returned function is called), re-reading the
+   * capacity first on a config change, so a `'configChange'` listener sees the new size.
+   */
+  private follow(device: Device): () => void {
+    const reread = (): void => {
+      this.size = new ConfigView(device.readConfig(0, 8)).get(BlkConfig.capacity) * SECTOR;
+    };
+    device.on('configChange', reread);
+    const unforward = forwardDeviceEvents(device, this as EventEmitter<DeviceEvents>);
+    return () => {
+      device.off('configChange', reread);
+      unforward();
+    };
   }
 
   private request(options: RequestOptions | undefined, start: (c: Call) => void): Promise<void> {
