@@ -13,7 +13,7 @@ import type { OpenOptions } from './options';
 import type { QueueDriver } from './queue';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 
-/** Options for {@link BlkDevice.handOver} and {@link NetDevice.handOver}. */
+/** Options for {@link BlkDevice.handOver}. */
 export interface HandOverOptions extends OpenOptions {
   /**
    * Cancels the hand-over while the new device is being opened and brought up: it rejects with an
