@@ -181,6 +181,8 @@ export interface QueuePairStats {
   /** Frames (and their bytes) received on this pair's receive queue. */
   rxFrames: number;
   rxBytes: number;
+  /** Frames received here and dropped because nobody read them fast enough (see {@link NetDevice.droppedFrames}). */
+  rxDropped: number;
   /** Frames (and their bytes) the device took from this pair's transmit queue. */
   txFrames: number;
   txBytes: number;
@@ -337,7 +339,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         rxBufs: d.allocInternal(this.queueSize * this.rxBufferSize),
         txBufs: d.allocInternal(this.queueSize * this.txSlot),
         partial: undefined,
-        stats: { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0 },
+        stats: { rxFrames: 0, rxBytes: 0, rxDropped: 0, txFrames: 0, txBytes: 0 },
       };
       pair.rx = await d.createQueue<number>(2 * p, this.queueSize, {
         onChain: (_c, token, len, err) => this.receivedChain(pair, token, len, err),
@@ -394,7 +396,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return macText(this.currentMac);
   }
 
-  /** Per queue pair: frames and bytes received and sent (a copy). Frames dropped are {@link droppedFrames}. */
+  /** Per queue pair: frames and bytes received and sent, and received frames dropped (a copy). */
   stats(): QueuePairStats[] {
     return this.pairs.map((p) => ({ ...p.stats }));
   }
@@ -859,7 +861,10 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       this.received.push(frame);
       if (this.rxMeta) this.receivedMeta.push(meta);
       this.receivedBytes += frame.length;
-    } else this.droppedFrames++;
+    } else {
+      pair.stats.rxDropped++;
+      this.droppedFrames++;
+    }
   }
 
   private switchCommand(name: CtrlName, on: boolean, what: string, options: RequestOptions | undefined): Promise<void> {

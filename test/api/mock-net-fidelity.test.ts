@@ -73,6 +73,11 @@ describe('mock:net fidelity', () => {
         while (net.droppedFrames < TOTAL - keptMax) await tick();
         for (let i = 0; i < 5; i++) await tick();
         assert.equal(net.droppedFrames, TOTAL - keptMax, 'dropped = sent - what fits');
+        assert.deepEqual(
+          net.stats().map((s) => [s.rxFrames, s.rxDropped]),
+          [[TOTAL, TOTAL - keptMax]],
+          'counted on the pair they arrived on: received includes dropped',
+        );
         for (let i = 0; i < keptMax; i++) assert.equal(seqOf(await net.receive()), i, 'the oldest are kept, in order');
         const ac = new AbortController();
         const more = net.receive({ signal: ac.signal });
