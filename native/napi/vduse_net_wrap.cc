@@ -211,7 +211,7 @@ Napi::Value VduseNetWrap::Connect(const Napi::CallbackInfo& info) {
       auto* other = Napi::ObjectWrap<VduseNetWrap>::Unwrap(info[0].As<Napi::Object>());
       other->open("connect");
       if (tap_ || tapBusy_ || other->tap_ || other->tapBusy_)
-        throwSys(EBUSY, "connect", "vduse", "a TAP interface is connected: disconnectTap() first");
+        throwSys(EBUSY, "connect", "vduse", "a TAP interface is connected: disconnect() first");
       peer = other->net_;
     } else if (tap_ || tapBusy_) {
       return env.Undefined();  // the TAP stays until disconnectTap()
@@ -265,9 +265,9 @@ Napi::Value VduseNetWrap::DisconnectTap(const Napi::CallbackInfo& info) {
     tapBusy_ = tap != nullptr;
     return DeviceTask::run(
         env, "vdpa:vduse-net-untap", info.This().As<Napi::Object>(),
-        [tap]() mutable {
+        [tap = std::move(tap)]() mutable {
           if (tap) tap->stop();
-          tap.reset();  // closes the fd (the interface goes) here, not on the JS thread
+          tap.reset();  // the last reference: closes the fd (the interface goes) here, not on the JS thread
         },
         [this](Napi::Env env, bool) -> Napi::Value {
           tapBusy_ = false;
@@ -303,10 +303,9 @@ Napi::Value VduseNetWrap::Close(const Napi::CallbackInfo& info) {
     open("close");
     closing_ = true;
     std::shared_ptr<VduseNet> net = net_;
-    std::shared_ptr<TapPort> tap = std::move(tap_);
     return DeviceTask::run(
         env, "vdpa:vduse-net-close", info.This().As<Napi::Object>(),
-        [net, tap]() mutable {
+        [net, tap = std::move(tap_)]() mutable {
           if (tap) tap->stop();  // before the NIC goes: see TapPort::stop
           net->connect(nullptr);
           tap.reset();

@@ -258,6 +258,11 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
         () => spawnSync('ip', ['-n', ns[1], 'link', 'show', tap]).status !== 0,
         10_000,
       );
+      // A TAP again (in this namespace now), and close() removes it too.
+      assert.equal(await within(nic.connectTap(tap), 30_000, 'connectTap again'), tap);
+      assert.ok(fs.existsSync(`/sys/class/net/${tap}`), 'the second TAP interface exists');
+      await within(nic.close(), 120_000, 'close');
+      await waitFor('the TAP interface gone after close()', () => !fs.existsSync(`/sys/class/net/${tap}`), 10_000);
     } finally {
       fs.rmSync(file, { force: true });
       await within(nic.close(), 120_000, 'close');
