@@ -52,7 +52,8 @@
         "native/management/netlink_socket.cc",
         "native/vduse/vduse_device.cc",
         "native/vduse/vduse_blk.cc",
-        "native/vduse/vduse_net.cc"
+        "native/vduse/vduse_net.cc",
+        "native/vduse/tap_port.cc"
       ]
     },
     {

@@ -51,6 +51,8 @@ interface NativeVduseNet {
   readonly maxFrame: number;
   send(frame: Uint8Array): boolean;
   connect(peer: NativeVduseNet | null): void;
+  connectTap(name: string): Promise<string>;
+  disconnectTap(): Promise<void>;
   setLink(up: boolean): Promise<void>;
   stats(): VduseNetStats;
   close(): Promise<void>;
@@ -66,6 +68,8 @@ const DEFAULT_MAC = '52:54:00:12:34:56';
 const ETH_HEADER = 14;
 /** Frames the driver transmitted that frames() holds for its reader, at most (past it: dropped). */
 const QUEUED_FRAMES = 4096;
+/** IFNAMSIZ less the NUL. */
+const MAX_IFNAME = 15;
 
 function checkOptions(options: VduseNetOptions): Record<string, unknown> {
   checkObject(options, 'options');
@@ -92,7 +96,8 @@ function checkOptions(options: VduseNetOptions): Record<string, unknown> {
 /**
  * A virtio-net device served by this process through VDUSE. Frames move on a native thread: the
  * driver's transmitted frames go to {@link VduseNetDevice.frames} or, once {@link
- * VduseNetDevice.connect}ed, straight to another device with no JavaScript per frame. Frames for the
+ * VduseNetDevice.connect}ed, straight to another device (or, with {@link VduseNetDevice.connectTap},
+ * to a TAP interface of the host) with no JavaScript per frame. Frames for the
  * driver wait for its receive buffers (up to a ring's worth of the longest frames, 1 to 16 MiB) and are dropped, and counted, past that. No
  * control queue: VDUSE (Linux 6.12) refuses VIRTIO_NET_F_CTRL_VQ. Made by {@link createVduseNet}.
  */
@@ -177,11 +182,40 @@ export class VduseNetDevice extends VduseDevice {
     peer.handle.connect(this.handle);
   }
 
-  /** Cuts the wire of {@link connect} (both ends): transmitted frames go to frames() again. */
-  disconnect(peer?: VduseNetDevice): void {
+  /**
+   * Puts this NIC on the host's network stack: opens `/dev/net/tun` and creates the TAP interface
+   * `name` (IFF_TAP, no packet information; `'tap%d'` lets the kernel number it), then moves frames
+   * between it and the driver on native threads, with no JavaScript per frame. Frames the driver
+   * transmits are written with complete checksums; when the interface's queue is full they are
+   * dropped (`stats.txDropped`), never waited for. Frames the host sends to the interface go to the
+   * driver's receive queue as {@link send} does. Resolves to the interface's name; bring it up (and
+   * move it to a namespace, the fd stays valid) with `ip link`. frames() then gets nothing from this
+   * device. {@link disconnect} or close() removes the interface.
+   *
+   * TypeError/RangeError for a name that is not 1 to 15 bytes without '/', ':' or spaces; VdpaError
+   * EBUSY when this NIC is already connected or the interface is open elsewhere, EPERM/EACCES
+   * without CAP_NET_ADMIN, ENOENT when /dev/net/tun is missing (`modprobe tun`), each with a hint.
+   */
+  async connectTap(name: string): Promise<string> {
+    if (typeof name !== 'string') throw new TypeError(`name must be a string, got ${typeof name}`);
+    if (name.length === 0 || Buffer.byteLength(name) > MAX_IFNAME || /[/:\s]/.test(name))
+      throw new RangeError(
+        `name must be 1 to ${MAX_IFNAME} bytes without '/', ':' or spaces, got ${JSON.stringify(name)}`,
+      );
+    this.checkOpen('connectTap');
+    return this.handle.connectTap(name);
+  }
+
+  /**
+   * Cuts the wire of {@link connect} (both ends, when `peer` is given) or closes the TAP interface
+   * of {@link connectTap} (it disappears before the promise resolves): transmitted frames go to
+   * frames() again.
+   */
+  async disconnect(peer?: VduseNetDevice): Promise<void> {
     this.checkOpen('disconnect');
     this.handle.connect(null);
     if (peer && !peer.closed) peer.handle.connect(null);
+    await this.handle.disconnectTap();
   }
 
   /**
@@ -214,7 +248,7 @@ export class VduseNetDevice extends VduseDevice {
     }
   }
 
-  /** Also cuts the wire and ends the {@link frames} iterators. */
+  /** Also cuts the wire, removes the TAP interface and ends the {@link frames} iterators. */
   protected async release(): Promise<void> {
     await this.handle.close();
     this.closed = true;

@@ -115,6 +115,8 @@ void VduseNetWrap::registerIn(Napi::Env env, Napi::Object exports) {
                                     {
                                         InstanceMethod<&VduseNetWrap::Send>("send"),
                                         InstanceMethod<&VduseNetWrap::Connect>("connect"),
+                                        InstanceMethod<&VduseNetWrap::ConnectTap>("connectTap"),
+                                        InstanceMethod<&VduseNetWrap::DisconnectTap>("disconnectTap"),
                                         InstanceMethod<&VduseNetWrap::SetLink>("setLink"),
                                         InstanceMethod<&VduseNetWrap::Stats>("stats"),
                                         InstanceMethod<&VduseNetWrap::Close>("close"),
@@ -142,7 +144,10 @@ VduseNetWrap::~VduseNetWrap() {
   // Collected without close(): stopping the thread and destroying the device may wait for the
   // kernel, so that happens off the JS thread.
   if (net_ && !closing_)
-    std::thread([net = std::move(net_), frames = std::move(frames_)]() mutable {
+    std::thread([net = std::move(net_), frames = std::move(frames_), tap = std::move(tap_)]() mutable {
+      if (tap) tap->stop();  // before the NIC goes: see TapPort::stop
+      net->connect(nullptr);
+      tap.reset();
       net.reset();
       if (frames) frames->tsfn.Release();
     }).detach();
@@ -205,10 +210,69 @@ Napi::Value VduseNetWrap::Connect(const Napi::CallbackInfo& info) {
       requireTag(env, info[0], kTag, "peer");
       auto* other = Napi::ObjectWrap<VduseNetWrap>::Unwrap(info[0].As<Napi::Object>());
       other->open("connect");
+      if (tap_ || tapBusy_ || other->tap_ || other->tapBusy_)
+        throwSys(EBUSY, "connect", "vduse", "a TAP interface is connected: disconnect() first");
       peer = other->net_;
+    } else if (tap_ || tapBusy_) {
+      return env.Undefined();  // the TAP stays until disconnectTap()
     }
     net.connect(peer);
     return env.Undefined();
+  });
+}
+
+Napi::Value VduseNetWrap::ConnectTap(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "VduseNet");
+    Napi::Value nameArg = info.Length() > 0 ? info[0] : env.Undefined();
+    if (!nameArg.IsString()) throwTypeArg("name must be a string");
+    const std::string name = nameArg.As<Napi::String>().Utf8Value();
+    if (name.empty() || name.size() > TapPort::kMaxNameBytes || name.find_first_of("/: \t\n") != std::string::npos)
+      throwRangeArg("name must be 1 to 15 bytes without '/', ':' or spaces");
+    VduseNet& net = open("connectTap");
+    if (tap_ || tapBusy_ || net.connected())
+      throwSys(EBUSY, "connectTap", "vduse", "the NIC is already connected: disconnect() first");
+    tapBusy_ = true;
+    std::shared_ptr<VduseNet> shared = net_;
+    auto made = std::make_shared<std::shared_ptr<TapPort>>();
+    return DeviceTask::run(
+        env, "vdpa:vduse-net-tap", info.This().As<Napi::Object>(),
+        [name, shared, made] { *made = std::make_shared<TapPort>(name, shared); },
+        [this, made](Napi::Env env, bool ok) -> Napi::Value {
+          tapBusy_ = false;
+          if (!ok) return env.Undefined();
+          if (!net_ || closing_) {
+            // Closed meanwhile: the interface goes too, off the JS thread.
+            std::thread([tap = std::move(*made)] { tap->stop(); }).detach();
+            throwSys(EBADF, "connectTap", "vduse", "the device was closed");
+          }
+          tap_ = std::move(*made);
+          net_->connect(tap_);
+          return Napi::String::New(env, tap_->name());
+        });
+  });
+}
+
+Napi::Value VduseNetWrap::DisconnectTap(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    requireTag(env, info.This(), kTag, "VduseNet");
+    VduseNet& net = open("disconnectTap");
+    if (tapBusy_) throwSys(EBUSY, "disconnectTap", "vduse", "a connectTap() is under way");
+    std::shared_ptr<TapPort> tap = std::move(tap_);
+    if (tap) net.connect(nullptr);
+    tapBusy_ = tap != nullptr;
+    return DeviceTask::run(
+        env, "vdpa:vduse-net-untap", info.This().As<Napi::Object>(),
+        [tap = std::move(tap)]() mutable {
+          if (tap) tap->stop();
+          tap.reset();  // the last reference: closes the fd (the interface goes) here, not on the JS thread
+        },
+        [this](Napi::Env env, bool) -> Napi::Value {
+          tapBusy_ = false;
+          return env.Undefined();
+        });
   });
 }
 
@@ -240,7 +304,13 @@ Napi::Value VduseNetWrap::Close(const Napi::CallbackInfo& info) {
     closing_ = true;
     std::shared_ptr<VduseNet> net = net_;
     return DeviceTask::run(
-        env, "vdpa:vduse-net-close", info.This().As<Napi::Object>(), [net] { net->close(); },
+        env, "vdpa:vduse-net-close", info.This().As<Napi::Object>(),
+        [net, tap = std::move(tap_)]() mutable {
+          if (tap) tap->stop();  // before the NIC goes: see TapPort::stop
+          net->connect(nullptr);
+          tap.reset();
+          net->close();
+        },
         [this, net](Napi::Env env, bool ok) -> Napi::Value {
           closing_ = false;
           if (ok) {

@@ -60,9 +60,14 @@ void VduseNet::close() {
   device_->close();
 }
 
-void VduseNet::connect(const std::shared_ptr<VduseNet>& peer) {
+void VduseNet::connect(const std::shared_ptr<NetPeer>& peer) {
   std::lock_guard<std::mutex> lock(peerLock_);
   peer_ = peer;
+}
+
+bool VduseNet::connected() const {
+  std::lock_guard<std::mutex> lock(peerLock_);
+  return !peer_.expired();
 }
 
 VduseNetStats VduseNet::stats() const {
@@ -123,13 +128,13 @@ uint32_t VduseNet::transmitted(const DeviceChain& chain) {
     txDropped_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
-  std::shared_ptr<VduseNet> peer;
+  std::shared_ptr<NetPeer> peer;
   {
     std::lock_guard<std::mutex> lock(peerLock_);
     peer = peer_.lock();
   }
   if (peer) {
-    peer->enqueue(std::move(frame));  // the peer counts what it drops
+    if (!peer->deliver(std::move(frame))) txDropped_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
   fillChecksum(frame);
@@ -139,7 +144,7 @@ uint32_t VduseNet::transmitted(const DeviceChain& chain) {
 
 // Sums from csumStart to the end (the field holds the pseudo-header sum the driver put there) and
 // stores the one's complement at csumStart + csumOffset (§5.1.6.2, RFC 1071).
-void VduseNet::fillChecksum(Frame& frame) {
+void fillChecksum(NetFrame& frame) {
   if (frame.csumStart < 0) return;
   std::vector<uint8_t>& b = frame.bytes;
   const size_t start = static_cast<size_t>(frame.csumStart), at = start + frame.csumOffset;

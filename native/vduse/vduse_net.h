@@ -1,5 +1,5 @@
 // A virtio-net device served through VDUSE: frames the driver transmits go to the wired peer (another
-// VduseNet, entirely on the device threads) or to a sink (JS); frames for the driver wait in a
+// VduseNet or a TAP interface, see tap_port.h, never through JS) or to a sink (JS); frames for the driver wait in a
 // bounded backlog until it posts receive buffers, and are dropped (and counted) when the backlog is
 // full. The receive queue's chains are kept (deferred) until a frame fills them; mergeable receive
 // buffers (MRG_RXBUF) spread a frame over several. Checksum offload both ways (CSUM, GUEST_CSUM): a
@@ -36,7 +36,26 @@ struct VduseNetStats {
   uint64_t rxFrames = 0, rxBytes = 0, rxDropped = 0;
 };
 
-class VduseNet {
+// A frame on its way, and where its checksum is still to be filled in (csumStart -1: nowhere).
+struct NetFrame {
+  std::vector<uint8_t> bytes;
+  int32_t csumStart = -1;
+  uint16_t csumOffset = 0;
+};
+
+// Sums from csumStart to the end and stores the checksum, for a receiver that takes whole ones.
+void fillChecksum(NetFrame& frame);
+
+// The far end of a NIC's wire: takes the frames its driver transmitted (device thread, never
+// blocks). False: the frame was dropped and the sender counts it (txDropped); a peer that counts its
+// own drops returns true.
+class NetPeer {
+ public:
+  virtual ~NetPeer() = default;
+  virtual bool deliver(NetFrame frame) = 0;
+};
+
+class VduseNet : public NetPeer {
  public:
   // Takes a frame the driver transmitted while no peer is connected (device thread); false when it
   // could not (counted as dropped).
@@ -58,7 +77,14 @@ class VduseNet {
   bool receive(const uint8_t* data, size_t len);
   // Any thread: frames the driver transmits go to `peer` (nullptr: to the sink again). One way only;
   // connect both ends for a wire.
-  void connect(const std::shared_ptr<VduseNet>& peer);
+  void connect(const std::shared_ptr<NetPeer>& peer);
+  bool connected() const;
+  // A frame from a wired peer: queued for the driver as receive() does (drops counted in rxDropped),
+  // its partial checksum kept when the driver takes partial checksums.
+  bool deliver(NetFrame frame) override {
+    enqueue(std::move(frame));
+    return true;
+  }
   // Any thread: the link status the driver sees (config space + config interrupt). While down,
   // frames go nowhere in either direction.
   void setLink(bool up);
@@ -73,12 +99,7 @@ class VduseNet {
     uint64_t room;  // writable bytes
   };
   enum class Place { kDone, kWait, kDrop };
-  // A frame on its way, and where its checksum is still to be filled in (csumStart -1: nowhere).
-  struct Frame {
-    std::vector<uint8_t> bytes;
-    int32_t csumStart = -1;
-    uint16_t csumOffset = 0;
-  };
+  using Frame = NetFrame;
 
   uint32_t handle(uint16_t queue, const DeviceChain& chain, uint64_t token);
   uint32_t transmitted(const DeviceChain& chain);
@@ -86,14 +107,13 @@ class VduseNet {
   void postDrain();
   void drain();
   Place place(const Frame& frame);
-  static void fillChecksum(Frame& frame);
 
   const uint32_t maxFrame_;
   const size_t backlogLimit_;
   Sink sink_;
   std::atomic<bool> linkUp_;
-  std::mutex peerLock_;
-  std::weak_ptr<VduseNet> peer_;  // under peerLock_
+  mutable std::mutex peerLock_;
+  std::weak_ptr<NetPeer> peer_;  // under peerLock_
   std::mutex backlogLock_;
   std::deque<Frame> backlog_;            // under backlogLock_
   size_t backlogBytes_ = 0;              // under backlogLock_

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { after, describe, test } from 'node:test';
-import { VdpaError, createVduseNet, type VduseNetOptions } from '../../lib';
+import { VdpaError, VduseNetDevice, createVduseNet, type VduseNetOptions } from '../../lib';
 import { TEST_TIMEOUT, failsWith } from '../helpers/util';
 
 const T = { timeout: TEST_TIMEOUT };
@@ -62,5 +62,26 @@ describe('createVduseNet', () => {
     const e = await vdpaFailure({ name: 'nic0', controlPath: notVduse });
     assert.equal(e.code, 'ENOTTY');
     assert.equal(e.syscall, 'ioctl(VDUSE_SET_API_VERSION)');
+  });
+});
+
+describe('VduseNetDevice.connectTap', () => {
+  // Argument checks come before the native layer: a handle that fails the test when reached.
+  const unreached = (): never => assert.fail('the native layer should not have been reached');
+  const handle = { name: 'nic0', maxFrame: 1518, connectTap: unreached, connect: unreached };
+  const nic = new VduseNetDevice(handle as Any, '52:54:00:12:34:57', 1500, true);
+
+  test('a name that is not a string is a TypeError', T, async () => {
+    await failsWith(() => nic.connectTap(3 as Any), TypeError, 'a number');
+    await failsWith(() => nic.connectTap(undefined as Any), TypeError, 'no name');
+  });
+
+  test('a name the kernel would refuse is a RangeError', T, async () => {
+    await failsWith(() => nic.connectTap(''), RangeError, 'empty');
+    await failsWith(() => nic.connectTap('t'.repeat(16)), RangeError, '16 bytes (IFNAMSIZ with the NUL)');
+    await failsWith(() => nic.connectTap('\u00e9'.repeat(8)), RangeError, '16 bytes in UTF-8');
+    await failsWith(() => nic.connectTap('tap/0'), RangeError, 'a slash');
+    await failsWith(() => nic.connectTap('tap 0'), RangeError, 'a space');
+    await failsWith(() => nic.connectTap('tap:0'), RangeError, 'a colon');
   });
 });
