@@ -124,7 +124,7 @@ MODDIR="$KDIR/root/lib/modules/$KVER"
 # Modules the harness needs (names as in modules.dep, '-' and '_' equivalent). Built-ins are
 # skipped; dependencies are added from modules.dep and loaded first.
 WANT_MODULES="virtio virtio_ring virtio_pci virtio_pci_modern_dev virtio_pci_legacy_dev
-  9pnet 9pnet_virtio 9p netfs virtio_blk virtio_net
+  9pnet 9pnet_virtio 9p netfs virtio_blk virtio_net tun
   vhost_iotlb vhost vdpa vhost_vdpa vduse vfio vfio_iommu_type1 vfio_pci_core vfio_pci
   virtio_vdpa
   crc32c_generic ext4"

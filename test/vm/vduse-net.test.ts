@@ -40,20 +40,6 @@ function carrier(ifname: string): string {
   return fs.readFileSync(`/sys/class/net/${ifname}/carrier`, 'utf8').trim();
 }
 
-/**
- * Loads the tun module when /dev/net/tun is missing: the guest's initramfs loads only the harness's
- * modules, so this takes tun from the kernel tree the guest booted (run.sh leaves its vmlinuz path in
- * the results dir's vm.env).
- */
-function loadTun(): void {
-  if (fs.existsSync('/dev/net/tun')) return;
-  const env = fs.readFileSync(path.join(process.env.VDPA_VM_RESULTS ?? '', 'vm.env'), 'utf8');
-  const vmlinuz = /^VMLINUZ=(.*)$/m.exec(env)?.[1] ?? '';
-  const root = vmlinuz.slice(0, vmlinuz.indexOf('/boot/'));
-  assert.ok(root.length > 0, `no kernel tree in vm.env: ${env}`);
-  run('modprobe', ['-d', root, 'tun']);
-}
-
 /** Runs `node -e SCRIPT ARGS...` inside namespace NS; resolves with its stdout once it exits 0. */
 function nodeIn(ns: string, script: string, args: string[], onLine?: (line: string) => void): Promise<string> {
   const p = spawn('ip', ['netns', 'exec', ns, process.execPath, '-e', script, ...args], {
@@ -192,7 +178,7 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
   test('a NIC on a TAP interface of the host: ping6 and a TCP transfer between namespaces', T, async () => {
     const ns = ['vtap-a', 'vtap-b'] as const;
     const macs = ['52:54:00:12:34:5c', '52:54:00:12:34:5d'] as const; // the NIC's, the TAP's
-    loadTun();
+    assert.ok(fs.existsSync('/dev/net/tun'), '/dev/net/tun (the initramfs loads tun: scripts/vm/setup.sh)');
     const nic = await createVduseNet({ name: 'nodenet4', mac: macs[0] });
     const file = '/tmp/vduse-net-tap.bin';
     try {
