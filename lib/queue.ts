@@ -259,17 +259,8 @@ export class QueueDriver<C> {
     this.batchChains = 0;
     const taken: C[] = [];
     for (let token = 0; token < this.size; token++) {
-      const ctx = this.ctx[token];
-      if (ctx === undefined) continue;
-      this.ctx[token] = undefined;
-      this.orphaned[token] = 0;
-      const slot = this.deadlineSlot[token] as number;
-      if (slot !== NO_SLOT) {
-        this.deadlineSlot[token] = NO_SLOT;
-        this.hooks.deadline?.leave(slot);
-      }
-      this.freeTokens.push(token);
-      taken.push(ctx);
+      const ctx = this.forget(token);
+      if (ctx !== undefined) taken.push(ctx);
     }
     this.inFlight = 0;
     this.updateRef();
@@ -350,9 +341,10 @@ export class QueueDriver<C> {
     }
   }
 
-  private finish(token: number, len: number, err: Error | undefined): void {
+  /** Frees `token`'s slot (context, orphan mark, deadline) and returns its context, if it had one. */
+  private forget(token: number): C | undefined {
     const ctx = this.ctx[token];
-    if (ctx === undefined) return;
+    if (ctx === undefined) return undefined;
     this.ctx[token] = undefined;
     this.orphaned[token] = 0;
     const slot = this.deadlineSlot[token] as number;
@@ -361,6 +353,12 @@ export class QueueDriver<C> {
       this.hooks.deadline?.leave(slot);
     }
     this.freeTokens.push(token);
+    return ctx;
+  }
+
+  private finish(token: number, len: number, err: Error | undefined): void {
+    const ctx = this.forget(token);
+    if (ctx === undefined) return;
     if (--this.inFlight === 0) this.updateRef();
     this.hooks.onChain(ctx, token, len, err);
     if (!this.failure) this.hooks.waiters.wakeOne();
