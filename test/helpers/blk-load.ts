@@ -2,20 +2,9 @@
 // (mock and guest): every block's contents are a function of (block, version), one request per
 // block at a time, so every read has exactly one right answer.
 import type { BlkDevice } from '../../lib';
+import { rng } from './util';
 
 export const LOAD_BLOCK = 4096;
-
-/** mulberry32: a small seeded generator, so a failure can be replayed. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** The contents of `block` at `version` (0: never written, zeroes). */
 export function fillBlock(buf: Uint8Array, block: number, version: number): void {

@@ -6,6 +6,18 @@ import { VdpaError } from '../../lib';
 /** Absolute path of the compiled library (dist/lib), for child processes and workers. */
 export const LIB_PATH = path.resolve(__dirname, '..', '..', 'lib');
 
+/** mulberry32: a small seeded generator in [0, 1), so a failure can be replayed from its seed. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
 /** A small seeded PRNG (xorshift32), so a failing layout can be reproduced with VDPA_TEST_SEED. */
 export class Rng {
   private s: number;

@@ -1,6 +1,7 @@
 // Shared helper for the ring tests: the testing addon (RingLoopback and needEvent), plus small
 // builders for submit() batches.
 import assert from 'node:assert/strict';
+export { rng } from '../helpers/util';
 import { type DeviceChainView, type DevicePopResult, type RingLoopback, testingAddon } from '../helpers/testing-addon';
 
 export type {
@@ -123,18 +124,6 @@ export function assertThrowsCode(fn: () => unknown, code: string, text: RegExp):
 /** The virtio event-index rule written independently: notify iff event lies in [old, new) mod 2^16. */
 export function needEventModel(event: number, newIdx: number, oldIdx: number): boolean {
   return ((event - oldIdx) & 0xffff) < ((newIdx - oldIdx) & 0xffff);
-}
-
-/** Deterministic PRNG (mulberry32) so failures reproduce. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 export function randInt(r: () => number, lo: number, hi: number): number {

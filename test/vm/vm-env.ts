@@ -3,6 +3,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { rng } from '../helpers/util';
 
 export const IN_VM = process.env.VDPA_IN_VM === '1';
 export const SKIP_REASON = 'needs the VM: run npm run test:vm';
@@ -77,16 +78,10 @@ export function daemonPid(name: string): number {
   return Number(fs.readFileSync(`/run/vduse-blk/${name}.pid`, 'utf8').trim());
 }
 
-/** Small deterministic PRNG (mulberry32) so a seed reproduces the bytes. */
+/** {@link rng} as 32-bit integers, so a seed reproduces the bytes. */
 export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (t ^ (t >>> 14)) >>> 0;
-  };
+  const next = rng(seed);
+  return () => next() * 4294967296;
 }
 
 export function fillRandom(next: () => number, buf: Uint8Array): void {
