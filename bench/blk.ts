@@ -49,7 +49,7 @@ export function perRequest(
   });
 }
 
-/** Rounds of `depth` requests, one blk.batch() Promise per round. Returns seconds. */
+/** Rounds of `depth` requests in `lanes` batches, one blk.batch() Promise per batch. Returns seconds. */
 export async function batched(
   blk: BlkDevice,
   bufs: Uint8Array[],
@@ -58,13 +58,24 @@ export async function batched(
   write: boolean,
   rng: XorShift,
   blocks = BLOCKS,
+  lanes = 1,
 ): Promise<number> {
-  const round: BlkOp[] = bufs.slice(0, depth).map((buffer) => ({ op: write ? 'write' : 'read', offset: 0, buffer }));
+  // `lanes` loops each keep one batch of depth / lanes entries in flight: with 1 the queue empties
+  // between batches, with 2 one batch is refilled while the other is still in the device.
+  const per = depth / lanes;
+  let done = 0;
+  const lane = async (l: number): Promise<void> => {
+    const round: BlkOp[] = bufs
+      .slice(l * per, (l + 1) * per)
+      .map((buffer) => ({ op: write ? 'write' : 'read', offset: 0, buffer }));
+    while (done < ops) {
+      done += per;
+      for (const o of round) o.offset = rng.below(blocks) * BLOCK;
+      await blk.batch(round);
+    }
+  };
   const t0 = now();
-  for (let done = 0; done < ops; done += depth) {
-    for (const o of round) o.offset = rng.below(blocks) * BLOCK;
-    await blk.batch(round);
-  }
+  await Promise.all(Array.from({ length: lanes }, (_, l) => lane(l)));
   return since(t0);
 }
 

@@ -44,6 +44,18 @@ export class Samples {
   median(key: string): number {
     return median(this.map.get(key) ?? []);
   }
+  /**
+   * The median of the per-round ratios a[i] / b[i] of two keys sampled in the same interleaved rounds:
+   * a slow drift of the machine's load moves both sides of a round alike and cancels out.
+   */
+  pairedRatio(a: string, b: string): number {
+    const x = this.map.get(a) ?? [];
+    const y = this.map.get(b) ?? [];
+    const n = Math.min(x.length, y.length);
+    const r: number[] = [];
+    for (let i = 0; i < n; i++) r.push((x[i] as number) / (y[i] as number));
+    return median(r);
+  }
   /** max/min spread of a key's samples, as a percentage of the median (noise indicator). */
   spread(key: string): number {
     const a = this.map.get(key) ?? [];

@@ -5,8 +5,10 @@
 //
 // Keeps exactly `depth` requests in flight (each completion issues the next one, one Promise per
 // request) on zero-copy allocBuffer() buffers, at random 4 KiB-aligned offsets over the whole device.
-// A warm-up (VDPA_BENCH_WARMUP seconds, default 1) runs first and is not counted. Prints one JSON line:
-// {"iops":..,"mbps":..,"depth":..,"rw":"randread"|"randwrite","ops":..,"seconds":..,"device":..}
+// A warm-up (VDPA_BENCH_WARMUP seconds, default 1) runs first and is not counted. VDPA_BENCH_POLL_MICROS
+// (default 0) is BlkOptions.pollMicros: the used ring is polled that long after each wake-up. Prints one
+// JSON line:
+// {"iops":..,"mbps":..,"depth":..,"rw":"randread"|"randwrite","ops":..,"seconds":..,"pollMicros":..,"device":..}
 // (mbps = 10^6 bytes per second).
 import { openBlk } from '../lib/index';
 
@@ -44,11 +46,13 @@ async function main(): Promise<void> {
   if (rwArg !== 'read' && rwArg !== 'write') usage(`bad mode ${rwArg} (read or write)`);
   const write = rwArg === 'write';
   const warmup = Number(process.env.VDPA_BENCH_WARMUP ?? 1);
+  const pollMicros = Number(process.env.VDPA_BENCH_POLL_MICROS ?? 0);
+  if (!Number.isInteger(pollMicros) || pollMicros < 0) usage(`bad VDPA_BENCH_POLL_MICROS ${pollMicros}`);
 
   // Queue size: the smallest power of two >= depth, at least 256 (the device's default maximum).
   let queueSize = 256;
   while (queueSize < depth) queueSize *= 2;
-  const blk = await openBlk(device, { queueSize });
+  const blk = await openBlk(device, { queueSize, pollMicros });
   try {
     const blocks = Math.floor(blk.capacity / BLOCK);
     if (blocks < depth) throw new Error(`device too small: ${blk.capacity} bytes`);
@@ -116,6 +120,7 @@ async function main(): Promise<void> {
         rw: write ? 'randwrite' : 'randread',
         ops: result.ops,
         seconds: Math.round(result.seconds * 1000) / 1000,
+        pollMicros,
         device,
       }) + '\n',
     );

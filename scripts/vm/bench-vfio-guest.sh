@@ -13,6 +13,8 @@
 #   VDPA_BENCH_SECONDS      timed seconds per blk measurement (default 5; +1 s warm-up each side)
 #   VDPA_BENCH_REPS         repetitions per blk cell (default 3; median reported)
 #   VDPA_BENCH_DEPTHS       queue depths (default "1 32")
+#   VDPA_BENCH_POLL_MICROS  also run node with BlkOptions.pollMicros = this (default 0: not run), in
+#                           the same rounds, as the column "node polled"
 #   VDPA_BENCH_NET_SECONDS  timed seconds per net size/direction (default 5; +1 s warm-up)
 #   VDPA_BENCH_NET_REPS     vm-net.js runs (default 1; median reported)
 #   VDPA_BENCH_NET_SIZES    frame sizes (default 64,1500)
@@ -33,6 +35,7 @@ command -v fio >/dev/null || die "fio not installed"
 SECS=${VDPA_BENCH_SECONDS:-5}
 REPS=${VDPA_BENCH_REPS:-3}
 DEPTHS=${VDPA_BENCH_DEPTHS:-1 32}
+POLL=${VDPA_BENCH_POLL_MICROS:-0}
 NET_SECS=${VDPA_BENCH_NET_SECONDS:-5}
 NET_REPS=${VDPA_BENCH_NET_REPS:-1}
 NET_SIZES=${VDPA_BENCH_NET_SIZES:-64,1500}
@@ -94,9 +97,9 @@ cpu_delta() {
     printf "%.0f %.0f %.0f", 100*(u+s)/t, 100*u/t, 100*s/t}'
 }
 
-run_node() {  # rw depth -> iops
+run_node() {  # rw depth poll-us -> iops
   local mode=${1#rand} out
-  out=$(timeout -k 5 $((SECS + 90)) node dist/bench/vm-blk.js "vfio:$BLK_VFIO" "$SECS" "$2" "$mode") || return 1
+  out=$(VDPA_BENCH_POLL_MICROS=$3 timeout -k 5 $((SECS + 90)) node dist/bench/vm-blk.js "vfio:$BLK_VFIO" "$SECS" "$2" "$mode") || return 1
   node -e 'const r=JSON.parse(process.argv[1]); if(!(r.iops>0)) process.exit(1); console.log(r.iops)' "$out"
 }
 run_fio() {  # rw depth rep -> iops
@@ -111,7 +114,11 @@ run_fio() {  # rw depth rep -> iops
 measure() {  # driver rw depth rep
   local drv=$1 rw=$2 d=$3 rep=$4 c0 c1 iops cpu rc
   c0=$(cpu_snap)
-  if [[ $drv == node ]]; then iops=$(run_node "$rw" "$d"); else iops=$(run_fio "$rw" "$d" "$rep"); fi
+  case $drv in
+    node) iops=$(run_node "$rw" "$d" 0) ;;
+    polled) iops=$(run_node "$rw" "$d" "$POLL") ;;
+    *) iops=$(run_fio "$rw" "$d" "$rep") ;;
+  esac
   rc=$?
   c1=$(cpu_snap)
   if ((rc != 0)) || [[ -z $iops ]]; then
@@ -128,6 +135,7 @@ for rw in randread randwrite; do
   for d in $DEPTHS; do
     for ((rep = 1; rep <= REPS; rep++)); do
       measure node "$rw" "$d" "$rep"
+      ((POLL > 0)) && measure polled "$rw" "$d" "$rep"
       measure kernel "$rw" "$d" "$rep"
     done
   done
@@ -147,7 +155,8 @@ echo "bench-vfio-guest: net done ($((SECONDS - t_begin)) s); guest loadavg $(cut
 {
   echo "4 KiB random I/O, 256 MiB raw image per function, 1 job; median of $REPS interleaved runs of ${SECS}s (+1s warm-up) each"
   echo
-  awk -F'\t' -v node_col='node IOPS (VFIO)' -v kernel_col='kernel IOPS (virtio_blk + fio)' -f "$HERE/bench-table.awk" "$SAMPLES"
+  awk -F'\t' -v node_col='node IOPS (VFIO)' -v kernel_col='kernel IOPS (virtio_blk + fio)' \
+    -v polled_col="node IOPS, pollMicros $POLL" -f "$HERE/bench-table.awk" "$SAMPLES"
   echo
   echo "Frames between the two virtio-net-pci functions (both VFIO, QEMU hub); sendBatch of queueSize/2, <= queueSize in flight; ${NET_SECS}s (+1s warm-up) per row, median of $NET_REPS run(s)"
   echo

@@ -11,7 +11,7 @@
 # older than the sources. Exits non-zero on any failure (guest did not run, a measurement failed, no table).
 #
 # Environment: VDPA_BENCH_SECONDS, VDPA_BENCH_REPS, VDPA_BENCH_DEPTHS, VDPA_BENCH_NET_SECONDS,
-# VDPA_BENCH_NET_REPS, VDPA_BENCH_NET_SIZES (see bench-vfio-guest.sh); VDPA_VM_BENCH_RESULTS=DIR
+# VDPA_BENCH_NET_REPS, VDPA_BENCH_NET_SIZES, VDPA_BENCH_POLL_MICROS (see bench-vfio-guest.sh); VDPA_VM_BENCH_RESULTS=DIR
 # (results dir; default a new dir under ~/.cache/vdpa-vm/bench-runs, kept); VDPA_VM_TIMEOUT (guest
 # timeout, default 900 s).
 set -uo pipefail
