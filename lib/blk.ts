@@ -441,18 +441,17 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
         return Promise.reject(e as Error);
       }
     }
-    return new Promise<T>((resolve, reject) => {
-      if (signal?.aborted) return reject(abortError(signal));
-      const c = new Call<T>(resolve, reject, signal, value);
-      try {
-        const dma = this.checkData(offset, buffer, type === T_OUT);
-        this.device.check(type === T_OUT ? 'write' : 'read');
-        this.issueData(c, type, offset, buffer, dma);
-      } catch (e) {
-        c.startFailed(e as Error);
-      }
-      c.pieceDone(undefined);
-    });
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const c = new Call<T>(signal, value);
+    try {
+      const dma = this.checkData(offset, buffer, type === T_OUT);
+      this.device.check(type === T_OUT ? 'write' : 'read');
+      this.issueData(c, type, offset, buffer, dma);
+    } catch (e) {
+      c.startFailed(e as Error);
+    }
+    c.pieceDone(undefined);
+    return c.promise;
   }
 
   /** Checks a read or write; returns where a zero-copy buffer is (undefined: bounced). */

@@ -29,21 +29,36 @@ export function abortError(signal: AbortSignal): AbortError {
   return new AbortError('The operation was aborted', { cause: signal.reason });
 }
 
-/** A request in flight; it resolves with `value` (a read resolves with its buffer). */
+// Every request's Promise is made with this one executor, so making it allocates no closure: the
+// executor leaves the settle functions here and the Call takes them right away.
+let nextResolve: ((value: never) => void) | undefined;
+let nextReject: ((err: Error) => void) | undefined;
+function takeSettlers(resolve: (value: never) => void, reject: (err: Error) => void): void {
+  nextResolve = resolve;
+  nextReject = reject;
+}
+
+/** A request in flight; its {@link promise} resolves with `value` (a read resolves with its buffer). */
 export class Call<T = void> {
+  /** Settles when the request does. */
+  readonly promise: Promise<T>;
   /** Pieces not done yet, plus one while the request is still being issued. */
   private remaining = 1;
   private error: Error | undefined;
   private settledFlag = false;
+  private readonly resolve: (value: T) => void;
+  private readonly reject: (err: Error) => void;
   private readonly signal: AbortSignal | undefined;
   private readonly onAbort: (() => void) | undefined;
 
   constructor(
-    private readonly resolve: (value: T) => void,
-    private readonly reject: (err: Error) => void,
     signal?: AbortSignal,
     private readonly value?: T,
   ) {
+    this.promise = new Promise<T>(takeSettlers);
+    this.resolve = nextResolve as (value: T) => void;
+    this.reject = nextReject as (err: Error) => void;
+    nextResolve = nextReject = undefined;
     if (signal) {
       this.signal = signal;
       this.onAbort = () => this.failNow(abortError(signal));
@@ -96,16 +111,15 @@ export class Call<T = void> {
  * call once the pieces it already issued are done.
  */
 export function runCall(signal: AbortSignal | undefined, start: (c: Call) => void): Promise<void> {
-  return new Promise<void>((resolve, reject) => {
-    if (signal?.aborted) return reject(abortError(signal));
-    const c = new Call<void>(resolve, reject, signal);
-    try {
-      start(c);
-    } catch (e) {
-      c.startFailed(e as Error);
-    }
-    c.pieceDone(undefined);
-  });
+  if (signal?.aborted) return Promise.reject(abortError(signal));
+  const c = new Call<void>(signal);
+  try {
+    start(c);
+  } catch (e) {
+    c.startFailed(e as Error);
+  }
+  c.pieceDone(undefined);
+  return c.promise;
 }
 
 /** What the pieces of a request see of its {@link Call}, whatever it resolves with. */
