@@ -5,7 +5,7 @@
 // not add up breaks the receive queue (EPROTO).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { NetFeature, mockNetFaults, openNet, type NetDevice, type NetOptions } from '../../lib';
+import { NetFeature, createVduseNet, mockNetFaults, openNet, type NetDevice, type NetOptions } from '../../lib';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWithCode } from '../helpers/util';
 import { withMockNet } from '../helpers/devices';
 import { TCP_ACK, TCP_CWR, TCP_FIN, TCP_PSH, buildFrame, expectedSegments, type FrameSpec } from '../helpers/gso';
@@ -94,6 +94,20 @@ describe('segmentation offload (mock:net)', () => {
       await failsWith(() => net.send(frame, { checksum }), RangeError, '3054 bytes without gso');
       await failsWith(() => net.sendBatch([frame, rng.bytes(20)], options), RangeError, 'a batch with a 20-byte frame');
     });
+  });
+
+  test('createVduseNet: offloads is checked before anything is created', { timeout: TEST_TIMEOUT }, async () => {
+    const ok = { name: 'gsocheck', controlPath: '/nonexistent/vduse-control' };
+    await failsWith(
+      () => createVduseNet({ ...ok, offloads: 1 as unknown as { gso: boolean } }),
+      TypeError,
+      'offloads 1',
+    );
+    await failsWith(
+      () => createVduseNet({ ...ok, offloads: { gso: 'yes' as unknown as boolean } }),
+      TypeError,
+      'offloads.gso a string',
+    );
   });
 
   const cases: { name: string; spec: FrameSpec; size: number }[] = [
