@@ -297,8 +297,9 @@ async function* untilClosed<T>(next: () => Promise<T>): AsyncGenerator<T, void, 
 /**
  * A virtio-net device: send frames, receive them as an async iterator or through an object-mode
  * Duplex ({@link createFrameStream}). Frames are whole Ethernet frames without FCS (14-byte header
- * + payload, at most MTU + 14 bytes to send; received frames may carry a VLAN tag more). With
- * mergeable receive buffers (the default when offered) a frame arrives in buffers of
+ * + payload, at most MTU + 14 bytes to send, 65550 with {@link SendOptions.gso}; received frames
+ * may carry a VLAN tag more, or be up to 64 KiB with {@link NetOptions.rxGso}). With mergeable
+ * receive buffers (the default when offered) a frame arrives in buffers of
  * {@link NetOptions.rxBufferSize} bytes, so large MTUs cost no MTU-sized buffers; a device whose
  * `num_buffers` or lengths do not add up breaks the receive queue (`'EPROTO'`). With the control
  * queue, the receive filters, MAC address, VLAN filter, announce acknowledgement and queue pairs
