@@ -34,6 +34,7 @@
         "native/ring/packed_device_queue.cc",
         "native/transport/open_transport.cc",
         "native/device_model/chain_bytes.cc",
+        "native/device_model/net_segment.cc",
         "native/device_model/blk_storage.cc",
         "native/device_model/blk_executor.cc",
         "native/device_model/blk_workers.cc",

@@ -47,6 +47,10 @@ export const NetFeature = {
   GUEST_CSUM: 1n << 1n,
   MTU: 1n << 3n,
   MAC: 1n << 5n,
+  GUEST_TSO4: 1n << 7n,
+  GUEST_TSO6: 1n << 8n,
+  HOST_TSO4: 1n << 11n,
+  HOST_TSO6: 1n << 12n,
   MRG_RXBUF: 1n << 15n,
   STATUS: 1n << 16n,
   CTRL_VQ: 1n << 17n,
@@ -56,6 +60,9 @@ export const NetFeature = {
   GUEST_ANNOUNCE: 1n << 21n,
   MQ: 1n << 22n,
   CTRL_MAC_ADDR: 1n << 23n,
+  GUEST_USO4: 1n << 54n,
+  GUEST_USO6: 1n << 55n,
+  HOST_USO: 1n << 56n,
 } as const;
 
 /**

@@ -22,6 +22,8 @@ export { BlkDevice, openBlk, type BlkOptions, type BlkOp } from './blk';
 export {
   NetDevice,
   openNet,
+  type GsoRequest,
+  type GsoType,
   type MacTable,
   type NetEvents,
   type NetOptions,

@@ -64,6 +64,36 @@ export interface NetOptions extends OpenOptions {
    * Default false.
    */
   rxChecksum?: boolean;
+  /**
+   * Let the device segment large frames sent with {@link SendOptions.gso} (VIRTIO_NET_F_HOST_TSO4,
+   * HOST_TSO6 and, where offered, HOST_USO; negotiated only when asked for). Needs `txChecksum`.
+   * Each transmit slot then holds a 64 KiB frame (queueSize x 64 KiB of DMA memory per pair).
+   * Default false.
+   */
+  txGso?: boolean;
+  /**
+   * Accept large received frames the device did not segment (VIRTIO_NET_F_GUEST_TSO4, GUEST_TSO6
+   * and, where offered, GUEST_USO4 + GUEST_USO6; negotiated only when asked for);
+   * {@link PacketMeta.gsoType} tells which. Needs `rxChecksum`. With mergeable buffers such a frame
+   * arrives over several of them; without, every receive buffer holds a 64 KiB frame (as Linux's
+   * "big packets": queueSize x 64 KiB per pair). Default false.
+   */
+  rxGso?: boolean;
+}
+
+/** A segmentation offload type: TCP over IPv4 or IPv6, or UDP (VIRTIO_NET_HDR_GSO_UDP_L4). */
+export type GsoType = 'tcpv4' | 'tcpv6' | 'udp';
+
+/** A segmentation request ({@link SendOptions.gso}). */
+export interface GsoRequest {
+  type: GsoType;
+  /** Transport payload bytes per segment (the MSS), 1 to 65535. */
+  size: number;
+  /**
+   * Bytes of headers (Ethernet, IP, TCP or UDP) before the payload: hdr_len. Default: read from
+   * the frame, `checksum.start` plus the TCP header's data offset (or 8 for UDP).
+   */
+  headerLength?: number;
 }
 
 /** Options of {@link NetDevice.send} and {@link NetDevice.sendBatch}. */
@@ -77,6 +107,14 @@ export interface SendOptions extends RequestOptions {
    * sendBatch it applies to every frame.
    */
   checksum?: { start: number; offset: number };
+  /**
+   * The device cuts the frame (up to 65550 bytes: a 64 KiB IP packet and its Ethernet header) into
+   * segments of `size` payload bytes, each with its own IP and TCP (or UDP) header and checksum,
+   * or hands it whole to a receiver that takes it. Needs `checksum` on the transport checksum
+   * (offset 16 for TCP, 6 for UDP) and {@link NetOptions.txGso} with the type's feature (else
+   * `'EOPNOTSUPP'`). No ECN (HOST_ECN is not negotiated). For sendBatch it applies to every frame.
+   */
+  gso?: GsoRequest;
 }
 
 /** What the device said about a received frame ({@link NetDevice.packets}). */
@@ -90,6 +128,12 @@ export interface PacketMeta {
   checksumValid: boolean;
   checksumStart: number;
   checksumOffset: number;
+  /** A frame larger than the wire carries, to be segmented like this ({@link NetOptions.rxGso}); else `'none'`. */
+  gsoType: GsoType | 'none';
+  /** Payload bytes per segment (gso_size); 0 when gsoType is `'none'`. */
+  gsoSize: number;
+  /** The device's hdr_len: bytes of headers before the payload (a hint); 0 when gsoType is `'none'`. */
+  headerLength: number;
 }
 
 /** A received frame and what the device said about it. */
@@ -103,9 +147,25 @@ const PLAIN: PacketMeta = Object.freeze({
   checksumValid: false,
   checksumStart: 0,
   checksumOffset: 0,
+  gsoType: 'none',
+  gsoSize: 0,
+  headerLength: 0,
 });
 const HDR_NEEDS_CSUM = 1;
 const HDR_DATA_VALID = 2;
+/** gso_type values (VIRTIO_NET_HDR_GSO_*) by name, and names by value. */
+const GSO_TYPES: Record<GsoType, number> = { tcpv4: 1, tcpv6: 4, udp: 5 };
+const GSO_NAMES: readonly (GsoType | undefined)[] = [undefined, 'tcpv4', undefined, undefined, 'tcpv6', 'udp'];
+/** The transmit feature each type needs. */
+const GSO_HOST_FEATURE: Record<GsoType, bigint> = {
+  tcpv4: NetFeature.HOST_TSO4,
+  tcpv6: NetFeature.HOST_TSO6,
+  udp: NetFeature.HOST_USO,
+};
+/** Longest frame a segmentation request carries: 64 KiB of IP packet and its Ethernet header. */
+const GSO_MAX_FRAME = 65536 + 14;
+const TX_GSO_FEATURES = NetFeature.HOST_TSO4 | NetFeature.HOST_TSO6 | NetFeature.HOST_USO;
+const RX_GSO_FEATURES = NetFeature.GUEST_TSO4 | NetFeature.GUEST_TSO6 | NetFeature.GUEST_USO4 | NetFeature.GUEST_USO6;
 
 /** The MAC filter table of {@link NetDevice.setMacTable}: addresses received besides the device's own. */
 export interface MacTable {
@@ -146,6 +206,8 @@ interface TxFrame {
   frame: Uint8Array;
   length: number;
   checksum: { start: number; offset: number } | undefined;
+  /** gso_type, gso_size and hdr_len, as checked. */
+  gso: { type: number; size: number; headerLength: number } | undefined;
 }
 
 /** A control command on its way: the call, the command's name for errors, its slot. */
@@ -235,8 +297,9 @@ async function* untilClosed<T>(next: () => Promise<T>): AsyncGenerator<T, void, 
 /**
  * A virtio-net device: send frames, receive them as an async iterator or through an object-mode
  * Duplex ({@link createFrameStream}). Frames are whole Ethernet frames without FCS (14-byte header
- * + payload, at most MTU + 14 bytes to send; received frames may carry a VLAN tag more). With
- * mergeable receive buffers (the default when offered) a frame arrives in buffers of
+ * + payload, at most MTU + 14 bytes to send, 65550 with {@link SendOptions.gso}; received frames
+ * may carry a VLAN tag more, or be up to 64 KiB with {@link NetOptions.rxGso}). With mergeable
+ * receive buffers (the default when offered) a frame arrives in buffers of
  * {@link NetOptions.rxBufferSize} bytes, so large MTUs cost no MTU-sized buffers; a device whose
  * `num_buffers` or lengths do not add up breaks the receive queue (`'EPROTO'`). With the control
  * queue, the receive filters, MAC address, VLAN filter, announce acknowledgement and queue pairs
@@ -277,6 +340,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   /** Alongside `received` when VIRTIO_NET_F_GUEST_CSUM was negotiated (else every frame is PLAIN). */
   private readonly receivedMeta = new Fifo<PacketMeta>();
   private readonly rxMeta: boolean;
+  /** Bit n set: gso_type n was negotiated (GUEST_TSO4, GUEST_TSO6, GUEST_USO4/6); a received frame with another breaks the queue. */
+  private readonly rxGsoTypes: number;
   private receivedBytes = 0;
   private readonly readers = new Fifo<Reader>();
   private waitingReaders = 0;
@@ -293,6 +358,10 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     this.mergeable = (f & NetFeature.MRG_RXBUF) !== 0n;
     this.hasControl = (f & NetFeature.CTRL_VQ) !== 0n;
     this.rxMeta = (f & NetFeature.GUEST_CSUM) !== 0n;
+    this.rxGsoTypes =
+      (f & NetFeature.GUEST_TSO4 ? 1 << GSO_TYPES.tcpv4 : 0) |
+      (f & NetFeature.GUEST_TSO6 ? 1 << GSO_TYPES.tcpv6 : 0) |
+      (f & (NetFeature.GUEST_USO4 | NetFeature.GUEST_USO6) ? 1 << GSO_TYPES.udp : 0);
     const maxPairs =
       f & NetFeature.MQ && cfg.has(NetConfig.maxVirtqueuePairs) ? cfg.get(NetConfig.maxVirtqueuePairs) : 1;
     const pairs = options.queuePairs ?? 1;
@@ -309,15 +378,18 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const queueSize = device.queueSizeFor(options.queueSize, dataQueues);
     this.queueSize = queueSize;
     // Without MRG_RXBUF every receive buffer must hold a whole frame (and room for a VLAN tag).
-    this.txSlot = Math.ceil((HDR + ETH_HEADER + VLAN_TAG + this.mtu) / 64) * 64;
+    const wire = Math.ceil((HDR + ETH_HEADER + VLAN_TAG + this.mtu) / 64) * 64;
+    // A segmentation request, sent or received, is up to 64 KiB whatever the MTU.
+    const gsoSlot = Math.ceil((HDR + GSO_MAX_FRAME + VLAN_TAG) / 64) * 64;
+    this.txSlot = f & TX_GSO_FEATURES ? Math.max(wire, gsoSlot) : wire;
     // The queue must hold one largest frame: the default buffer grows for a large MTU on a small queue.
-    const largest = HDR + ETH_HEADER + VLAN_TAG + this.mtu;
+    const largest = this.rxGsoTypes ? Math.max(wire, gsoSlot) : HDR + ETH_HEADER + VLAN_TAG + this.mtu;
     this.rxBufferSize = !this.mergeable
-      ? this.txSlot
+      ? Math.ceil(largest / 64) * 64
       : (options.rxBufferSize ?? Math.max(DEFAULT_RX_BUFFER, Math.ceil(largest / queueSize / 64) * 64));
     if (this.mergeable && this.rxBufferSize * queueSize < largest)
       throw new RangeError(
-        `rxBufferSize ${this.rxBufferSize} x queueSize ${queueSize} cannot hold one ${this.mtu}-byte MTU frame`,
+        `rxBufferSize ${this.rxBufferSize} x queueSize ${queueSize} cannot hold one ${this.rxGsoTypes ? `${GSO_MAX_FRAME}-byte GSO` : `${this.mtu}-byte MTU`} frame`,
       );
     this.lastLink = this.readLink();
     device.on('configChange', () => this.configChanged());
@@ -409,10 +481,11 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   /** Sends one frame; resolves when the device has taken it. */
   send(frame: Uint8Array, options?: SendOptions): Promise<void> {
     return this.request(options, (c, queue) => {
-      this.checkFrame(frame);
+      this.checkFrame(frame, options?.gso !== undefined);
       const checksum = this.checksumOption(options, frame.length);
+      const gso = this.gsoOption(options, frame, checksum);
       this.device.check('send');
-      this.transmit(c, frame, queue, checksum);
+      this.transmit(c, frame, queue, checksum, gso);
     });
   }
 
@@ -420,13 +493,15 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   sendBatch(frames: readonly Uint8Array[], options?: SendOptions): Promise<void> {
     return this.request(options, (c, queue) => {
       if (!Array.isArray(frames)) throw new TypeError('frames must be an array');
-      for (const f of frames) this.checkFrame(f);
+      const withGso = options?.gso !== undefined;
+      for (const f of frames) this.checkFrame(f, withGso);
       let checksum: TxFrame['checksum'];
       for (const f of frames) checksum = this.checksumOption(options, f.length);
+      const gso = withGso ? frames.map((f) => this.gsoOption(options, f, checksum)) : undefined;
       this.device.check('sendBatch');
-      for (const f of frames) {
+      for (let i = 0; i < frames.length; i++) {
         if (c.failing) break;
-        this.transmit(c, f, queue, checksum);
+        this.transmit(c, frames[i] as Uint8Array, queue, checksum, gso?.[i]);
       }
     });
   }
@@ -669,10 +744,60 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return runCall(signal, (c) => start(c, queue));
   }
 
-  private checkFrame(frame: Uint8Array): void {
+  private checkFrame(frame: Uint8Array, gso = false): void {
     if (!(frame instanceof Uint8Array)) throw new TypeError('frame must be a Uint8Array');
-    if (frame.length < ETH_HEADER || frame.length > this.mtu + ETH_HEADER)
-      throw new RangeError(`frame must be ${ETH_HEADER} to ${this.mtu + ETH_HEADER} bytes, got ${frame.length}`);
+    const max = gso ? Math.max(GSO_MAX_FRAME, this.mtu + ETH_HEADER) : this.mtu + ETH_HEADER;
+    if (frame.length < ETH_HEADER || frame.length > max)
+      throw new RangeError(
+        `frame must be ${ETH_HEADER} to ${max} bytes${gso ? ' with options.gso' : ''}, got ${frame.length}`,
+      );
+  }
+
+  /**
+   * The segmentation request of `options` for `frame`, checked (RangeError, or EOPNOTSUPP when its
+   * feature was not negotiated); hdr_len read from the frame when not given.
+   */
+  private gsoOption(
+    options: SendOptions | undefined,
+    frame: Uint8Array,
+    checksum: TxFrame['checksum'],
+  ): TxFrame['gso'] {
+    const g = options?.gso;
+    if (g === undefined) return undefined;
+    checkObject(g, 'options.gso');
+    const type = g.type;
+    if (typeof type !== 'string') throw new TypeError('options.gso.type must be a string');
+    if (!Object.hasOwn(GSO_TYPES, type))
+      throw new RangeError(`options.gso.type must be tcpv4, tcpv6 or udp, got '${type}'`);
+    const size = checkInteger(g.size, 'options.gso.size', 1, 0xffff);
+    if (checksum === undefined)
+      throw new RangeError(
+        'options.gso needs options.checksum (the transport checksum the device completes per segment)',
+      );
+    const tcp = type !== 'udp';
+    const want = tcp ? 16 : 6;
+    if (checksum.offset !== want)
+      throw new RangeError(`options.gso ${type} needs options.checksum.offset ${want}, got ${checksum.offset}`);
+    let headerLength: number;
+    if (g.headerLength !== undefined) {
+      headerLength = checkInteger(g.headerLength, 'options.gso.headerLength', checksum.start + 1, frame.length);
+    } else {
+      headerLength = checksum.start + (tcp ? ((frame[checksum.start + 12] as number) >> 4) * 4 : 8);
+      if (tcp && headerLength < checksum.start + 20)
+        throw new RangeError(`the TCP header at ${checksum.start} has a data offset below 5`);
+      if (headerLength > frame.length)
+        throw new RangeError(`the ${type} header at ${checksum.start} does not fit in a ${frame.length}-byte frame`);
+    }
+    const feature = GSO_HOST_FEATURE[type as GsoType];
+    if (!(this.device.features & feature))
+      throw vdpaError(
+        'EOPNOTSUPP',
+        'send',
+        this.device.path,
+        `segmentation offload of ${type} was not negotiated (${featureName(feature)})`,
+        'open with { txChecksum: true, txGso: true } on a device that offers it',
+      );
+    return { type: GSO_TYPES[type as GsoType], size, headerLength };
   }
 
   /** The checksum request of `options`, checked against a frame of `length` bytes. */
@@ -695,14 +820,20 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return { start, offset };
   }
 
-  private transmit(c: Call, frame: Uint8Array, queue: number | undefined, checksum: TxFrame['checksum']): void {
+  private transmit(
+    c: Call,
+    frame: Uint8Array,
+    queue: number | undefined,
+    checksum: TxFrame['checksum'],
+    gso: TxFrame['gso'],
+  ): void {
     c.addPiece();
     let p = queue;
     if (p === undefined) {
       p = this.nextPair;
       this.nextPair = (p + 1) % this.queuePairs;
     }
-    this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length, checksum });
+    this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length, checksum, gso });
   }
 
   /**
@@ -741,6 +872,13 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       bytes[at + 8] = t.checksum.offset & 0xff;
       bytes[at + 9] = t.checksum.offset >> 8;
     }
+    if (t.gso) {
+      bytes[at + 1] = t.gso.type;
+      bytes[at + 2] = t.gso.headerLength & 0xff;
+      bytes[at + 3] = t.gso.headerLength >> 8;
+      bytes[at + 4] = t.gso.size & 0xff;
+      bytes[at + 5] = t.gso.size >> 8;
+    }
     bytes.set(t.frame, at + HDR);
     pair.tx.openChain(token, 1, t);
     pair.tx.segment(pair.txBufs.handle, at, HDR + t.length, false);
@@ -760,6 +898,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const bytes = pair.rxBufs.bytes;
     if (!this.mergeable) {
       if (len > HDR) {
+        if (bytes[at + 1] !== 0 && !this.gsoTypeOk(pair, bytes[at + 1] as number)) return;
         const meta = this.rxMeta ? this.metaOf(pair, bytes, at, len - HDR) : PLAIN;
         if (!meta) return;
         this.deliver(pair, bytes.slice(at + HDR, at + len), meta);
@@ -784,6 +923,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
           pair,
           `num_buffers ${want} in a received frame, more than the ${pair.rx.size} buffers posted`,
         );
+      if (bytes[at + 1] !== 0 && !this.gsoTypeOk(pair, bytes[at + 1] as number)) return false;
       const data = bytes.slice(at + HDR, at + len);
       // The header is in this buffer only: its checksum fields are read now, checked once the frame is whole.
       const meta = this.rxMeta ? headerMeta(bytes, at) : PLAIN;
@@ -843,7 +983,18 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         pair,
         `a received frame's checksum at ${meta.checksumStart} + ${meta.checksumOffset} is outside its ${length} bytes`,
       );
+    if (meta.gsoType !== 'none') {
+      if (meta.gsoSize === 0) return this.violation(pair, `gso_size 0 in a received ${meta.gsoType} frame`);
+      if (meta.headerLength > length)
+        return this.violation(pair, `hdr_len ${meta.headerLength} in a received frame of ${length} bytes`);
+    }
     return true;
+  }
+
+  /** A received gso_type other than NONE must be one the driver negotiated; else the queue breaks. */
+  private gsoTypeOk(pair: QueuePair, type: number): boolean {
+    if (type < 8 && (this.rxGsoTypes >> type) & 1) return true;
+    return this.violation(pair, `gso_type ${type} in a received frame, a type the driver did not negotiate`);
   }
 
   private deliverChecked(pair: QueuePair, frame: Uint8Array, meta: PacketMeta): boolean {
@@ -987,12 +1138,17 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
 /** The checksum fields of the virtio-net header at `at`. */
 function headerMeta(bytes: Uint8Array, at: number): PacketMeta {
   const flags = bytes[at] as number;
-  if (!(flags & (HDR_NEEDS_CSUM | HDR_DATA_VALID))) return PLAIN;
+  const gso = bytes[at + 1] as number; // checked against the negotiated types already
+  if (!(flags & (HDR_NEEDS_CSUM | HDR_DATA_VALID)) && gso === 0) return PLAIN;
+  const gsoType = GSO_NAMES[gso] ?? 'none';
   return {
     checksumNeeded: (flags & HDR_NEEDS_CSUM) !== 0,
     checksumValid: (flags & HDR_DATA_VALID) !== 0,
     checksumStart: (bytes[at + 6] as number) | ((bytes[at + 7] as number) << 8),
     checksumOffset: (bytes[at + 8] as number) | ((bytes[at + 9] as number) << 8),
+    gsoType,
+    gsoSize: gsoType === 'none' ? 0 : (bytes[at + 4] as number) | ((bytes[at + 5] as number) << 8),
+    headerLength: gsoType === 'none' ? 0 : (bytes[at + 2] as number) | ((bytes[at + 3] as number) << 8),
   };
 }
 
@@ -1052,6 +1208,10 @@ function checkNetOptions(options: NetOptions): void {
   if (options.mergeable !== undefined) checkBoolean(options.mergeable, 'mergeable');
   if (options.txChecksum !== undefined) checkBoolean(options.txChecksum, 'txChecksum');
   if (options.rxChecksum !== undefined) checkBoolean(options.rxChecksum, 'rxChecksum');
+  if (options.txGso !== undefined && checkBoolean(options.txGso, 'txGso') && options.txChecksum !== true)
+    throw new TypeError('txGso needs txChecksum: true (segmentation completes the checksum of every segment)');
+  if (options.rxGso !== undefined && checkBoolean(options.rxGso, 'rxGso') && options.rxChecksum !== true)
+    throw new TypeError('rxGso needs rxChecksum: true (a large frame arrives with its checksum left partial)');
   if (options.control !== undefined) checkBoolean(options.control, 'control');
   if (options.rxBufferSize !== undefined) checkInteger(options.rxBufferSize, 'rxBufferSize', 64, 65536);
   if (options.queuePairs !== undefined) {
@@ -1069,5 +1229,7 @@ function netFeatures(options: NetOptions): bigint {
   if (options.control !== false) f |= CONTROL_FEATURES;
   if (options.txChecksum === true) f |= NetFeature.CSUM;
   if (options.rxChecksum === true) f |= NetFeature.GUEST_CSUM;
+  if (options.txGso === true) f |= TX_GSO_FEATURES;
+  if (options.rxGso === true) f |= RX_GSO_FEATURES;
   return f;
 }

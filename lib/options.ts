@@ -60,7 +60,10 @@ export interface MockOptions {
    * frames were received right: `'mrg-zero-buffers'` (num_buffers 0), `'mrg-extra-buffers'`
    * (num_buffers one more than the buffers used), `'mrg-huge-buffers'` (num_buffers 65535),
    * `'mrg-short-head'` (the first buffer shorter than the header), `'mrg-empty-buffer'` (the last
-   * buffer of a frame spread over several is empty).
+   * buffer of a frame spread over several is empty), `'csum-outside'` (a checksum past the frame);
+   * segmentation headers on received frames: `'gso-size-zero'` (TCPv4, gso_size 0),
+   * `'gso-hdrlen-past'` (hdr_len past the frame), `'gso-unknown-type'` (gso_type 2),
+   * `'gso-not-negotiated'` (TCPv6 to a driver without GUEST_TSO6).
    */
   netFault?: string;
   /**
@@ -69,6 +72,11 @@ export interface MockOptions {
    * configuration interrupt). A timer-free trigger for link-state tests. Default false.
    */
   commandFrames?: boolean;
+  /**
+   * mock:net: offer segmentation offload (HOST_TSO4, HOST_TSO6, HOST_USO, GUEST_TSO4, GUEST_TSO6,
+   * GUEST_USO4, GUEST_USO6). Default true.
+   */
+  gso?: boolean;
   /** mock:net: a control class the device refuses (VIRTIO_NET_ERR): rx, mac, vlan, announce, mq or all. */
   refuseControl?: 'rx' | 'mac' | 'vlan' | 'announce' | 'mq' | 'all';
   /**
@@ -132,6 +140,7 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'netFault',
   'commandFrames',
   'refuseControl',
+  'gso',
   'suspend',
   'openDelayMs',
   'failSuspend',
@@ -184,6 +193,7 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
   }
   if (o.queuePairs !== undefined) n.queuePairs = checkInteger(o.queuePairs, 'mock.queuePairs', 1, 256);
   if (o.commandFrames !== undefined) n.commandFrames = checkBoolean(o.commandFrames, 'mock.commandFrames');
+  if (o.gso !== undefined) n.gso = checkBoolean(o.gso, 'mock.gso');
   if (o.netFault !== undefined) {
     if (typeof o.netFault !== 'string') throw new TypeError('mock.netFault must be a string');
     if (!mockNetFaults.includes(o.netFault))

@@ -49,6 +49,11 @@ VduseNetOptions netOptions(Napi::Object o) {
   Napi::Value link = o.Get("linkUp");
   if (!link.IsBoolean()) throwTypeArg("linkUp must be a boolean");
   n.linkUp = link.As<Napi::Boolean>().Value();
+  Napi::Value gso = o.Get("gso");
+  if (!gso.IsUndefined()) {
+    if (!gso.IsBoolean()) throwTypeArg("gso must be a boolean");
+    n.gso = gso.As<Napi::Boolean>().Value();
+  }
   return n;
 }
 
@@ -61,6 +66,9 @@ Napi::Object statsObject(Napi::Env env, const VduseNetStats& s) {
   set("rxFrames", s.rxFrames);
   set("rxBytes", s.rxBytes);
   set("rxDropped", s.rxDropped);
+  set("txGsoFrames", s.txGsoFrames);
+  set("rxGsoFrames", s.rxGsoFrames);
+  set("segmentsMade", s.segmentsMade);
   return o;
 }
 

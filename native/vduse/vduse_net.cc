@@ -6,6 +6,7 @@
 #include "common/sys_error.h"
 #include "device_model/chain_bytes.h"
 #include "device_model/net_features.h"
+#include "device_model/net_segment.h"
 #include "ring/virtio_config.h"
 #include "ring/virtio_ring.h"
 
@@ -29,7 +30,8 @@ std::vector<uint8_t> netConfig(const VduseNetOptions& opts) {
 
 VduseNet::VduseNet(const VduseNetOptions& opts, Sink sink)
     : maxFrame_(uint32_t{opts.mtu} + kEthHeaderBytes + kVlanTagBytes),
-      backlogLimit_(std::clamp<size_t>(size_t{opts.queueSize} * maxFrame_, kMinBacklogBytes, kMaxBacklogBytes)),
+      backlogLimit_(std::clamp<size_t>(size_t{opts.queueSize} * (opts.gso ? kGsoMaxFrameBytes : maxFrame_),
+                                       kMinBacklogBytes, kMaxBacklogBytes)),
       sink_(std::move(sink)),
       linkUp_(opts.linkUp) {
   VduseDeviceConfig cfg;
@@ -38,6 +40,9 @@ VduseNet::VduseNet(const VduseNetOptions& opts, Sink sink)
   cfg.deviceId = deviceTypeId(VirtioDeviceType::kNet);
   cfg.features = bit(kNetFeatureCsum) | bit(kNetFeatureGuestCsum) | bit(kNetFeatureMac) | bit(kNetFeatureMtu) |
                  bit(kNetFeatureStatus) | bit(kNetFeatureMrgRxbuf);
+  if (opts.gso)
+    cfg.features |=
+        bit(kNetFeatureHostTso4) | bit(kNetFeatureHostTso6) | bit(kNetFeatureGuestTso4) | bit(kNetFeatureGuestTso6);
   cfg.numQueues = 2;
   cfg.maxQueueSize = opts.queueSize;
   cfg.config = netConfig(opts);
@@ -78,6 +83,9 @@ VduseNetStats VduseNet::stats() const {
   s.rxFrames = rxFrames_.load(std::memory_order_relaxed);
   s.rxBytes = rxBytes_.load(std::memory_order_relaxed);
   s.rxDropped = rxDropped_.load(std::memory_order_relaxed);
+  s.txGsoFrames = txGsoFrames_.load(std::memory_order_relaxed);
+  s.rxGsoFrames = rxGsoFrames_.load(std::memory_order_relaxed);
+  s.segmentsMade = segmentsMade_.load(std::memory_order_relaxed);
   return s;
 }
 
@@ -105,8 +113,12 @@ uint32_t VduseNet::handle(uint16_t queue, const DeviceChain& chain, uint64_t tok
 }
 
 uint32_t VduseNet::transmitted(const DeviceChain& chain) {
-  // A frame longer than the link carries (or no frame at all) goes nowhere, as on a NIC.
-  if (chain.readableBytes <= kNetHdrBytes || chain.readableBytes - kNetHdrBytes > maxFrame_) {
+  const uint64_t features = device_->negotiatedFeatures();
+  const bool gsoOn = (features & (bit(kNetFeatureHostTso4) | bit(kNetFeatureHostTso6))) != 0;
+  // A frame longer than the link carries (or no frame at all) goes nowhere, as on a NIC; a
+  // segmentation request may be up to 64 KiB.
+  if (chain.readableBytes <= kNetHdrBytes ||
+      chain.readableBytes - kNetHdrBytes > (gsoOn ? kGsoMaxFrameBytes : maxFrame_)) {
     txDropped_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
@@ -118,28 +130,64 @@ uint32_t VduseNet::transmitted(const DeviceChain& chain) {
   txFrames_.fetch_add(1, std::memory_order_relaxed);
   txBytes_.fetch_add(frame.bytes.size(), std::memory_order_relaxed);
   bool valid = frame.bytes.size() >= kEthHeaderBytes;
-  if ((hdr.flags & kNetHdrNeedsCsum) && (device_->negotiatedFeatures() & bit(kNetFeatureCsum))) {
+  if ((hdr.flags & kNetHdrNeedsCsum) && (features & bit(kNetFeatureCsum))) {
     // A checksum field outside the frame is the driver's mistake: the frame goes nowhere.
     valid &= uint64_t{hdr.csum_start} + hdr.csum_offset + 2 <= frame.bytes.size();
     frame.csumStart = hdr.csum_start;
     frame.csumOffset = hdr.csum_offset;
   }
+  if (hdr.gso_type != kGsoNone) {
+    // Segmentation needs its feature, a size and a partial checksum (§5.1.6.2).
+    const uint64_t needs = gsoHostFeatures(hdr.gso_type);
+    valid &= needs != 0 && (features & needs) == needs && hdr.gso_size != 0 && frame.csumStart >= 0;
+    frame.gsoType = hdr.gso_type;
+    frame.gsoSize = hdr.gso_size;
+    frame.hdrLen = hdr.hdr_len;
+    txGsoFrames_.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    valid &= frame.bytes.size() <= maxFrame_;
+  }
   if (!valid || !linkUp()) {
     txDropped_.fetch_add(1, std::memory_order_relaxed);
     return 0;
   }
+  forward(std::move(frame));
+  return 0;
+}
+
+// Device thread: a transmitted frame to the peer (a segmentation request whole only when the peer
+// takes it, else as segments with complete checksums) or to the sink.
+void VduseNet::forward(Frame frame) {
   std::shared_ptr<NetPeer> peer;
   {
     std::lock_guard<std::mutex> lock(peerLock_);
     peer = peer_.lock();
   }
+  if (frame.gsoType != kGsoNone && !(peer && peer->takesGso(frame.gsoType))) {
+    std::vector<std::vector<uint8_t>> segments;
+    if (!segmentFrame(frame.bytes.data(), frame.bytes.size(), frame.gsoType, frame.gsoSize, segments)) {
+      txDropped_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    segmentsMade_.fetch_add(segments.size(), std::memory_order_relaxed);
+    for (std::vector<uint8_t>& s : segments) {
+      Frame f;
+      f.bytes = std::move(s);
+      forward(std::move(f));
+    }
+    return;
+  }
   if (peer) {
     if (!peer->deliver(std::move(frame))) txDropped_.fetch_add(1, std::memory_order_relaxed);
-    return 0;
+    return;
   }
   fillChecksum(frame);
   if (!sink_ || !sink_(std::move(frame.bytes))) txDropped_.fetch_add(1, std::memory_order_relaxed);
-  return 0;
+}
+
+bool VduseNet::takesGso(uint8_t gsoType) const {
+  const uint64_t f = device_->negotiatedFeatures();
+  return guestTakesGso(f, gsoType) && (f & bit(kNetFeatureGuestCsum)) != 0;
 }
 
 // Sums from csumStart to the end (the field holds the pseudo-header sum the driver put there) and
@@ -166,7 +214,11 @@ bool VduseNet::receive(const uint8_t* data, size_t len) {
 
 bool VduseNet::enqueue(Frame frame) {
   const size_t len = frame.bytes.size();
-  if (len < kEthHeaderBytes || len > maxFrame_ || !linkUp() || device_->negotiatedFeatures() == 0) {
+  // A segmentation request comes from a peer that asked takesGso(); one the driver no longer takes
+  // (it reset in between) is dropped.
+  const bool whole = frame.gsoType != kGsoNone;
+  if (len < kEthHeaderBytes || len > (whole ? kGsoMaxFrameBytes : maxFrame_) || !linkUp() ||
+      device_->negotiatedFeatures() == 0 || (whole && !takesGso(frame.gsoType))) {
     rxDropped_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
@@ -201,6 +253,7 @@ void VduseNet::drain() {
     const Place p = running ? place(frame) : Place::kDrop;
     if (p == Place::kWait) break;
     if (p == Place::kDone) {
+      if (frame.gsoType != kGsoNone) rxGsoFrames_.fetch_add(1, std::memory_order_relaxed);
       rxFrames_.fetch_add(1, std::memory_order_relaxed);
       rxBytes_.fetch_add(frame.bytes.size(), std::memory_order_relaxed);
     } else {
@@ -234,6 +287,9 @@ VduseNet::Place VduseNet::place(const Frame& wire) {
     hdr.csum_start = static_cast<uint16_t>(wire.csumStart);
     hdr.csum_offset = wire.csumOffset;
   }
+  hdr.gso_type = wire.gsoType;
+  hdr.gso_size = wire.gsoSize;
+  hdr.hdr_len = wire.hdrLen;
   const auto* hdrBytes = reinterpret_cast<const uint8_t*>(&hdr);
   uint64_t at = 0;  // position in header + frame
   for (size_t i = 0; i < used; i++) {

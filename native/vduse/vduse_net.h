@@ -4,7 +4,10 @@
 // full. The receive queue's chains are kept (deferred) until a frame fills them; mergeable receive
 // buffers (MRG_RXBUF) spread a frame over several. Checksum offload both ways (CSUM, GUEST_CSUM): a
 // partial checksum crosses the wire as it is when the receiving driver takes partial checksums, and is
-// filled in otherwise. No control queue: VDUSE refuses CTRL_VQ (6.12).
+// filled in otherwise. Segmentation offload (HOST_TSO4/6, GUEST_TSO4/6) when asked for: a large TCP
+// frame crosses the wire whole when the receiving driver takes it (GUEST_TSO), and is segmented in
+// software (device_model/net_segment) otherwise, and always before a TAP interface or the sink.
+// No control queue: VDUSE refuses CTRL_VQ (6.12).
 #pragma once
 
 #include <array>
@@ -28,19 +31,27 @@ struct VduseNetOptions {
   uint16_t mtu = 1500;
   uint16_t queueSize = 256;
   bool linkUp = true;
+  // Offer HOST_TSO4, HOST_TSO6, GUEST_TSO4 and GUEST_TSO6.
+  bool gso = false;
 };
 
 // tx: frames the driver transmitted; rx: frames placed in the driver's receive queue.
 struct VduseNetStats {
   uint64_t txFrames = 0, txBytes = 0, txDropped = 0;
   uint64_t rxFrames = 0, rxBytes = 0, rxDropped = 0;
+  // Frames the driver sent with a segmentation request; frames placed whole with one; segments the
+  // device made of the former for a receiver that did not take them whole.
+  uint64_t txGsoFrames = 0, rxGsoFrames = 0, segmentsMade = 0;
 };
 
-// A frame on its way, and where its checksum is still to be filled in (csumStart -1: nowhere).
+// A frame on its way, and where its checksum is still to be filled in (csumStart -1: nowhere);
+// gsoType not kGsoNone: a segmentation request, delivered whole only to a peer that takes it.
 struct NetFrame {
   std::vector<uint8_t> bytes;
   int32_t csumStart = -1;
   uint16_t csumOffset = 0;
+  uint8_t gsoType = 0;
+  uint16_t gsoSize = 0, hdrLen = 0;
 };
 
 // Sums from csumStart to the end and stores the checksum, for a receiver that takes whole ones.
@@ -53,6 +64,8 @@ class NetPeer {
  public:
   virtual ~NetPeer() = default;
   virtual bool deliver(NetFrame frame) = 0;
+  // True when deliver() takes a segmentation request of `gsoType` whole; else the sender segments.
+  virtual bool takesGso(uint8_t /*gsoType*/) const { return false; }
 };
 
 class VduseNet : public NetPeer {
@@ -85,6 +98,8 @@ class VduseNet : public NetPeer {
     enqueue(std::move(frame));
     return true;
   }
+  // The driver negotiated the GUEST_ feature of `gsoType` (and GUEST_CSUM).
+  bool takesGso(uint8_t gsoType) const override;
   // Any thread: the link status the driver sees (config space + config interrupt). While down,
   // frames go nowhere in either direction.
   void setLink(bool up);
@@ -103,6 +118,7 @@ class VduseNet : public NetPeer {
 
   uint32_t handle(uint16_t queue, const DeviceChain& chain, uint64_t token);
   uint32_t transmitted(const DeviceChain& chain);
+  void forward(Frame frame);
   bool enqueue(Frame frame);
   void postDrain();
   void drain();
@@ -120,6 +136,7 @@ class VduseNet : public NetPeer {
   std::atomic<bool> backlogged_{false};  // backlog_ not empty
   std::atomic<bool> drainPosted_{false};
   std::atomic<uint64_t> txFrames_{0}, txBytes_{0}, txDropped_{0}, rxFrames_{0}, rxBytes_{0}, rxDropped_{0};
+  std::atomic<uint64_t> txGsoFrames_{0}, rxGsoFrames_{0}, segmentsMade_{0};
   // Device thread only: receive chains waiting for a frame, in the order the driver posted them.
   std::deque<RxBuffer> rxBuffers_;
   std::unique_ptr<VduseDevice> device_;  // last: its thread stops before the rest goes

@@ -127,12 +127,15 @@ vduse_net_part() {
   fi
   vduse_net_conformance vduse-net-conf 1500 0
   vduse_net_conformance vduse-net-conf-9000-csum 9000 1
+  vduse_net_conformance vduse-net-conf-gso 1500 gso
 }
 # vduse_net_conformance NAME MTU OFFLOADS : vduse-net-serve.js serves the pair, the suite runs here
+# (OFFLOADS 0, 1 = checksums, gso = segmentation and checksums, offered by the NICs and asked for)
 vduse_net_conformance() {
-  local name=$1 mtu=$2 offloads=$3 log=$RES/$1.serve.log req=$RES/$1.link-request devs="" pid i rc
+  local name=$1 mtu=$2 offloads=$3 log=$RES/$1.serve.log req=$RES/$1.link-request devs="" pid i rc gso=0
+  [[ $offloads == gso ]] && { gso=1; offloads=1; }
   rm -f "$req"
-  node dist/test/vm/vduse-net-serve.js nodenetc0 nodenetc1 linkRequests="$req" mtu="$mtu" >"$log.out" 2>"$log" &
+  node dist/test/vm/vduse-net-serve.js nodenetc0 nodenetc1 linkRequests="$req" mtu="$mtu" gso="$gso" >"$log.out" 2>"$log" &
   pid=$!
   for ((i = 0; i < 1200; i++)); do
     devs=$(head -n1 "$log.out" 2>/dev/null)
@@ -146,7 +149,7 @@ vduse_net_conformance() {
   fi
   echo "==== Node VDUSE NICs (mtu $mtu, offloads $offloads) on ${devs% *} and ${devs#* }, served by pid $pid"
   VDPA_TEST_NET_DEVICE=${devs% *} VDPA_TEST_NET_PEER=${devs#* } VDPA_TEST_NET_LINK_REQUEST=$req \
-    VDPA_TEST_NET_OFFLOADS=$offloads run_tests "$name" 300 "${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}"
+    VDPA_TEST_NET_OFFLOADS=$offloads VDPA_TEST_NET_GSO=$gso run_tests "$name" 300 "${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}"
   kill -TERM "$pid"
   timeout 60 tail --pid="$pid" -f /dev/null
   wait "$pid"; rc=$?

@@ -34,7 +34,15 @@ describe('checksum offload (mock:net)', () => {
         await net.send(rng.bytes(100));
         return rx;
       })();
-      assert.deepEqual(meta, { checksumNeeded: false, checksumValid: false, checksumStart: 0, checksumOffset: 0 });
+      assert.deepEqual(meta, {
+        checksumNeeded: false,
+        checksumValid: false,
+        checksumStart: 0,
+        checksumOffset: 0,
+        gsoType: 'none',
+        gsoSize: 0,
+        headerLength: 0,
+      });
       await rejectsWithCode(
         net.send(rng.bytes(100), { checksum: { start: START, offset: OFFSET } }),
         'EOPNOTSUPP',

@@ -8,6 +8,7 @@ import { renameSync, writeFileSync } from 'node:fs';
 import { after, before, beforeEach, describe, test as nodeTest, type TestContext } from 'node:test';
 import { Feature, NetFeature, featureNames, openNet, type NetDevice } from '../../lib';
 import { netTargets, type NetTarget } from '../helpers/devices';
+import { buildFrame, expectedSegments, type FrameSpec } from '../helpers/gso';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWithCode } from '../helpers/util';
 
 const ETHERTYPE = 0x88b5; // IEEE 802 local experimental
@@ -403,6 +404,59 @@ function suite(target: NetTarget): void {
         copy[start + offset] = c >> 8;
         copy[start + offset + 1] = c & 0xff;
         assertBytes(got.frame, copy, 'the device filled in the checksum');
+      },
+    );
+
+    test(
+      'segmentation offload: negotiated only when asked for; a large TCP frame arrives whole or as its segments',
+      { timeout: TEST_TIMEOUT },
+      async (t) => {
+        const asked = target.options.txGso === true;
+        const offered = (net.device.deviceFeatures & NetFeature.HOST_TSO6) !== 0n;
+        assert.equal((net.device.features & NetFeature.HOST_TSO6) !== 0n, asked && offered, 'HOST_TSO6 negotiated');
+        const rxAsked = target.options.rxGso === true;
+        const whole = (peer.device.features & NetFeature.GUEST_TSO6) !== 0n;
+        assert.equal(whole, rxAsked && (peer.device.deviceFeatures & NetFeature.GUEST_TSO6) !== 0n, 'GUEST_TSO6');
+        // TCP over IPv6 (link-local addresses), from net's MAC to peer's; sizes fit the peer's MTU.
+        const size = Math.min(1440, peer.mtu - 60);
+        const spec: FrameSpec = { ipv6: true, payload: rng.bytes(size * 7 + 100), seq: rng.next(), flags: 0x18 };
+        const stamp = (f: Uint8Array): Uint8Array => {
+          f.set(peer.mac, 0);
+          f.set(net.mac, 6);
+          return f;
+        };
+        const built = buildFrame({ ...spec, partial: true });
+        const f = stamp(built.frame);
+        const options = { checksum: { start: built.l4, offset: 16 }, gso: { type: 'tcpv6' as const, size } };
+        if (!(net.device.features & NetFeature.HOST_TSO6)) {
+          t.diagnostic(`HOST_TSO6 ${offered ? 'offered, not asked for' : 'not offered'}`);
+          await rejectsWithCode(net.send(f, options), 'EOPNOTSUPP', 'send with gso');
+          return;
+        }
+        const want = whole ? [f.slice()] : expectedSegments(spec, size).map(stamp);
+        await net.send(f, options);
+        const got: { frame: Uint8Array; gsoType: string; gsoSize: number }[] = [];
+        while (got.length < want.length) {
+          const p = await peer.receivePacket();
+          const v = new DataView(p.frame.buffer, p.frame.byteOffset);
+          // Ours: IPv6 from net's MAC (anything else on a real wire is skipped).
+          if (
+            p.frame.length < 14 ||
+            v.getUint16(12) !== 0x86dd ||
+            !Buffer.from(p.frame.subarray(6, 12)).equals(net.mac)
+          )
+            continue;
+          got.push({ frame: p.frame, gsoType: p.meta.gsoType, gsoSize: p.meta.gsoSize });
+        }
+        t.diagnostic(`${whole ? 'whole' : `${want.length} segments`} at the peer`);
+        for (let i = 0; i < want.length; i++) {
+          assertBytes(got[i]?.frame as Uint8Array, want[i] as Uint8Array, `frame ${i} of ${want.length}`);
+          assert.deepEqual(
+            [got[i]?.gsoType, got[i]?.gsoSize],
+            whole ? ['tcpv6', size] : ['none', 0],
+            'the segmentation header',
+          );
+        }
       },
     );
 

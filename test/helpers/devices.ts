@@ -9,6 +9,7 @@
 //   VDPA_TEST_NET_RX_BUFFER=N               net: bytes per mergeable receive buffer
 //   VDPA_TEST_NET_MERGEABLE=0               net: do not use mergeable receive buffers
 //   VDPA_TEST_NET_OFFLOADS=1                net: ask for checksum offload both ways
+//   VDPA_TEST_NET_GSO=1                     net: ask for segmentation offload both ways (with checksums)
 //   VDPA_TEST_NET_LINK_REQUEST=FILE         net: where to ask the harness for link changes
 //                                           (set by scripts/vm/run.sh --net-link-control)
 //   VDPA_TEST_DISCARD_ZEROES=0|1            whether discarded blocks must read back as zeroes
@@ -90,6 +91,7 @@ export function netTargets(): NetTarget[] {
     if (rxBufferSize !== undefined) options.rxBufferSize = rxBufferSize;
     if (envBool('VDPA_TEST_NET_MERGEABLE') === false) options.mergeable = false;
     if (envBool('VDPA_TEST_NET_OFFLOADS')) options.txChecksum = options.rxChecksum = true;
+    if (envBool('VDPA_TEST_NET_GSO')) options.txChecksum = options.rxChecksum = options.txGso = options.rxGso = true;
     const target: NetTarget = { name: real, spec: real, options };
     const peer = process.env.VDPA_TEST_NET_PEER;
     if (peer) target.peer = { spec: peer, options: { ...options } };
@@ -101,6 +103,11 @@ export function netTargets(): NetTarget[] {
     { name: 'q64 packed', options: { queueSize: 64, packed: true } },
     { name: 'q64 checksum offload', options: { queueSize: 64, txChecksum: true } },
     { name: 'q64 checksum offload both ways', options: { queueSize: 64, txChecksum: true, rxChecksum: true } },
+    { name: 'q64 segmentation offload (tx)', options: { queueSize: 64, txChecksum: true, txGso: true } },
+    {
+      name: 'q64 segmentation offload both ways',
+      options: { queueSize: 64, txChecksum: true, rxChecksum: true, txGso: true, rxGso: true },
+    },
     // The older shape: whole-frame receive buffers, no control queue.
     { name: 'q64 whole-frame buffers, no control queue', options: { queueSize: 64, mergeable: false, control: false } },
     // Jumbo frames over small mergeable buffers, on the packed ring too.

@@ -158,6 +158,89 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
     },
   );
 
+  // Segmentation offload between two kernel virtio_net drivers: with GUEST_TSO on the receiving side
+  // the sender's TSO frames (up to 64 KiB) cross the wire whole; without it the sending NIC cuts them
+  // into MTU-sized segments (native/device_model/net_segment). The data must arrive intact either way.
+  for (const receiverGso of [true, false])
+    test(
+      `segmentation offload, ${receiverGso ? 'both NICs with GSO: TSO frames cross the wire whole' : 'the receiver without GSO: the sending NIC segments'}; a TCP transfer between namespaces`,
+      T,
+      async () => {
+        const ns = ['vgso-a', 'vgso-b'] as const;
+        const macs = ['52:54:00:12:34:61', '52:54:00:12:34:62'] as const;
+        const a = await createVduseNet({ name: 'nodenetg0', mac: macs[0], offloads: { gso: true } });
+        const b = await createVduseNet({ name: 'nodenetg1', mac: macs[1], offloads: { gso: receiverGso } });
+        const file = '/tmp/vduse-net-gso.bin';
+        try {
+          a.connect(b);
+          const entries = [
+            await within(a.attach('virtio_vdpa'), 120_000, 'attach a'),
+            await within(b.attach('virtio_vdpa'), 120_000, 'attach b'),
+          ];
+          const ifs = entries.map((e) => e.netdev ?? '');
+          const fa = (await deviceConfig('nodenetg0')).negotiatedFeatures ?? 0n;
+          const fb = (await deviceConfig('nodenetg1')).negotiatedFeatures ?? 0n;
+          const tso = NetFeature.HOST_TSO4 | NetFeature.HOST_TSO6 | NetFeature.GUEST_TSO4 | NetFeature.GUEST_TSO6;
+          assert.equal(fa & tso, tso, `virtio_net negotiated TSO both ways on a: ${fa.toString(16)}`);
+          assert.equal(fb & tso, receiverGso ? tso : 0n, `on b: ${fb.toString(16)}`);
+          for (const [i, n] of ns.entries()) {
+            const ifname = ifs[i] as string;
+            assert.match(ifname, /^\w+$/);
+            spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+            run('ip', ['netns', 'add', n]);
+            run('ip', ['link', 'set', ifname, 'netns', n]);
+            run('ip', ['-n', n, 'link', 'set', ifname, 'addrgenmode', 'none']);
+            run('ip', ['-n', n, 'addr', 'add', `${linkLocal(macs[i])}/64`, 'dev', ifname, 'nodad']);
+            run('ip', ['-n', n, 'link', 'set', ifname, 'up']);
+          }
+          for (const [i, n] of ns.entries())
+            await waitFor(`${ifs[i]} in ${n} has a carrier`, () =>
+              /LOWER_UP/.test(run('ip', ['-n', n, 'link', 'show', ifs[i] as string])),
+            );
+          const data = new Uint8Array(8 << 20);
+          fillRandom(prng(receiverGso ? 0x650 : 0x651), data);
+          fs.writeFileSync(file, data);
+          const sha = crypto.createHash('sha256').update(data).digest('hex');
+          const port = String(PORT + (receiverGso ? 5 : 6));
+          let listening: () => void = () => undefined;
+          const ready = new Promise<void>((resolve) => (listening = resolve));
+          const server = nodeIn(ns[1], SERVER, [`${linkLocal(macs[1])}%${ifs[1]}`, port], (line) => {
+            if (line === 'LISTENING') listening();
+          });
+          server.catch(() => undefined);
+          await within(Promise.race([ready, server.then(() => undefined)]), 60_000, 'server listening');
+          const peer = `${linkLocal(macs[1])}%${ifs[0]}`;
+          const sent = await within(nodeIn(ns[0], CLIENT, [peer, port, file]), 240_000, 'TCP transfer');
+          const received = await within(server, 60_000, 'server done');
+          assert.match(sent, new RegExp(`SENT ${data.length} ${sha}`), 'the client sent the seeded file');
+          assert.match(received, new RegExp(`RECEIVED ${data.length} ${sha}`), 'the server received the same bytes');
+          const sa = a.stats;
+          const sb = b.stats;
+          console.log(
+            `# gso (receiver ${receiverGso ? 'with' : 'without'} GSO) stats a ${JSON.stringify(sa)} b ${JSON.stringify(sb)}`,
+          );
+          assert.ok(sa.txGsoFrames > 0, "a's virtio_net sent TSO frames");
+          assert.ok(
+            sa.txBytes / sa.txFrames > 1514,
+            `a's frames average more than the MTU: ${sa.txBytes / sa.txFrames}`,
+          );
+          if (receiverGso) {
+            assert.ok(sb.rxGsoFrames > 0, 'b received them whole');
+            assert.equal(sa.segmentsMade, 0, 'nothing segmented in software');
+          } else {
+            assert.equal(sb.rxGsoFrames, 0, 'b took no GSO frame');
+            assert.ok(sa.segmentsMade > sa.txGsoFrames, 'a cut each into segments');
+            assert.ok(sb.rxBytes / sb.rxFrames <= 1514, 'b received MTU-sized frames only');
+          }
+          assert.equal(sa.txDropped, 0, 'a dropped nothing it was given');
+        } finally {
+          fs.rmSync(file, { force: true });
+          await within(Promise.all([a.close(), b.close()]), 120_000, 'close');
+          for (const n of ns) spawnSync('ip', ['netns', 'del', n], { stdio: 'ignore' });
+        }
+      },
+    );
+
   test('link down and up from the device: the kernel netdev loses and regains its carrier', T, async () => {
     await using nic = await createVduseNet({ name: 'nodenet2', mac: '52:54:00:12:34:59', mtu: 9000 });
     const { netdev } = await within(nic.attach('virtio_vdpa'), 120_000, 'attach');

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "device_model/net_segment.h"
+
 namespace vdpa {
 
 namespace {
@@ -38,8 +40,9 @@ void fillChecksum(std::vector<uint8_t>& bytes, size_t from, size_t at) {
 }  // namespace
 
 const std::vector<std::string>& MockNet::faultNames() {
-  static const std::vector<std::string> names{"mrg-zero-buffers", "mrg-extra-buffers", "mrg-huge-buffers",
-                                              "mrg-short-head",   "mrg-empty-buffer",  "csum-outside"};
+  static const std::vector<std::string> names{
+      "mrg-zero-buffers", "mrg-extra-buffers", "mrg-huge-buffers", "mrg-short-head",   "mrg-empty-buffer",
+      "csum-outside",     "gso-size-zero",     "gso-hdrlen-past",  "gso-unknown-type", "gso-not-negotiated"};
   return names;
 }
 
@@ -61,6 +64,9 @@ uint64_t MockNet::features() const {
                bit(kNetFMrgRxbuf) | bit(kNetFCtrlVq) | bit(kNetFCtrlRx) | bit(kNetFCtrlVlan) | bit(kNetFCtrlRxExtra) |
                bit(kNetFGuestAnnounce) | bit(kNetFCtrlMacAddr);
   if (opts_.net.queuePairs > 1) f |= bit(kNetFMq);
+  if (opts_.net.gso)
+    f |= bit(kNetFeatureHostTso4) | bit(kNetFeatureHostTso6) | bit(kNetFeatureHostUso) | bit(kNetFeatureGuestTso4) |
+         bit(kNetFeatureGuestTso6) | bit(kNetFeatureGuestUso4) | bit(kNetFeatureGuestUso6);
   return f;
 }
 
@@ -126,13 +132,31 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
       break;
   }
   // A frame longer than the link carries is invalid (the driver must not send it): the device
-  // consumes it without passing it on, as a NIC does.
-  if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > maxFrame_) return true;
+  // consumes it without passing it on, as a NIC does. A segmentation request may be longer.
+  const bool gsoOn =
+      (negotiated_ & (bit(kNetFeatureHostTso4) | bit(kNetFeatureHostTso6) | bit(kNetFeatureHostUso))) != 0;
+  if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > (gsoOn ? kGsoMaxFrameBytes : maxFrame_))
+    return true;
   VirtioNetHdr hdr{};
   copyFromBuffers(chain.readable, 0, &hdr, kNetHdrLen);
   Frame frame;
   frame.bytes.resize(chain.readableBytes - kNetHdrLen);
   copyFromBuffers(chain.readable, kNetHdrLen, frame.bytes.data(), frame.bytes.size());
+  if (hdr.gso_type != kGsoNone) {
+    // Segmentation needs its feature and a partial checksum (§5.1.6.2); anything else goes nowhere.
+    const uint64_t needs = gsoHostFeatures(hdr.gso_type);
+    if (needs == 0 || (negotiated_ & needs) != needs || !(hdr.flags & kHdrNeedsCsum) || hdr.gso_size == 0 ||
+        uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size())
+      return true;
+    frame.gsoType = hdr.gso_type;
+    frame.gsoSize = hdr.gso_size;
+    frame.hdrLen = hdr.hdr_len;
+    frame.csumStart = hdr.csum_start;
+    frame.csumOffset = hdr.csum_offset;
+    transmitGso(q / 2, std::move(frame));
+    return true;
+  }
+  if (frame.bytes.size() > maxFrame_) return true;
   if (has(kNetFCsum) && (hdr.flags & kHdrNeedsCsum)) {
     // A checksum outside the frame is the driver's mistake: the frame goes nowhere.
     if (uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size()) return true;
@@ -146,6 +170,20 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
   }
   transmitted(q / 2, std::move(frame));
   return true;
+}
+
+// A segmentation request: whole to a receiver that negotiated its GUEST_ feature (and so
+// GUEST_CSUM), else cut into wire-sized frames with complete checksums. A frame that does not
+// parse as its gso_type says goes nowhere.
+void MockNet::transmitGso(uint16_t txPair, Frame frame) {
+  if (guestTakesGso(negotiated_, frame.gsoType)) return transmitted(txPair, std::move(frame));
+  std::vector<std::vector<uint8_t>> segments;
+  if (!segmentFrame(frame.bytes.data(), frame.bytes.size(), frame.gsoType, frame.gsoSize, segments)) return;
+  for (std::vector<uint8_t>& s : segments) {
+    Frame f;
+    f.bytes = std::move(s);
+    transmitted(txPair, std::move(f));
+  }
 }
 
 void MockNet::transmitted(uint16_t txPair, Frame frame) {
@@ -319,6 +357,23 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
       hdr.flags = kHdrNeedsCsum;
       hdr.csum_start = static_cast<uint16_t>(frame.size() - 1);
       hdr.csum_offset = 0;
+    }
+    if (wire.gsoType != kGsoNone) {
+      hdr.gso_type = wire.gsoType;
+      hdr.gso_size = wire.gsoSize;
+      hdr.hdr_len = wire.hdrLen;
+    }
+    if (lie && (fault_ == Fault::kGsoSizeZero || fault_ == Fault::kGsoHdrLenPast || fault_ == Fault::kGsoUnknownType ||
+                fault_ == Fault::kGsoNotNegotiated)) {
+      // A segmentation header on this frame: a type the driver took (TCPv4 over GUEST_TSO4), with a
+      // size of 0 or a header length past the frame; an undefined type (2); or TCPv6 when the driver
+      // did not negotiate GUEST_TSO6 (the test opens without it).
+      hdr.flags = kHdrNeedsCsum;
+      hdr.csum_start = 0;
+      hdr.csum_offset = 0;
+      hdr.gso_type = fault_ == Fault::kGsoUnknownType ? 2 : fault_ == Fault::kGsoNotNegotiated ? kGsoTcpV6 : kGsoTcpV4;
+      hdr.gso_size = fault_ == Fault::kGsoSizeZero ? 0 : 1000;
+      hdr.hdr_len = static_cast<uint16_t>(fault_ == Fault::kGsoHdrLenPast ? frame.size() + 1 : 14);
     }
     if (lie && fault_ == Fault::kZeroBuffers) hdr.num_buffers = 0;
     if (lie && fault_ == Fault::kExtraBuffers) hdr.num_buffers = static_cast<uint16_t>(used + 1);

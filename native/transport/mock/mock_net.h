@@ -22,7 +22,19 @@ constexpr unsigned kNetFCsum = 0, kNetFGuestCsum = 1, kNetFMtu = 3, kNetFMac = 5
 
 class MockNet final : public MockModel {
  public:
-  enum class Fault { kNone, kZeroBuffers, kExtraBuffers, kHugeBuffers, kShortHead, kEmptyBuffer, kCsumOutside };
+  enum class Fault {
+    kNone,
+    kZeroBuffers,
+    kExtraBuffers,
+    kHugeBuffers,
+    kShortHead,
+    kEmptyBuffer,
+    kCsumOutside,
+    kGsoSizeZero,
+    kGsoHdrLenPast,
+    kGsoUnknownType,
+    kGsoNotNegotiated,
+  };
   // Names accepted in MockNetOptions::fault, in Fault order (after kNone).
   static const std::vector<std::string>& faultNames();
   // EtherType of command frames (MockNetOptions::commandFrames): IEEE 802 local experimental 2.
@@ -50,11 +62,14 @@ class MockNet final : public MockModel {
   // receive side holds the sender back, as a flow-controlled link does.
   static constexpr size_t kBacklogBytes = size_t{1} << 20;
 
-  // A frame on the wire, and where its checksum is still to be filled in (csumStart = -1: nowhere).
+  // A frame on the wire, and where its checksum is still to be filled in (csumStart = -1: nowhere);
+  // a segmentation request (gsoType not kGsoNone) travels whole only to a driver that takes it.
   struct Frame {
     std::vector<uint8_t> bytes;
     int32_t csumStart = -1;
     uint16_t csumOffset = 0;
+    uint8_t gsoType = 0;
+    uint16_t gsoSize = 0, hdrLen = 0;
   };
   struct RxQueue {
     std::deque<Frame> backlog;
@@ -71,6 +86,7 @@ class MockNet final : public MockModel {
   Role role(uint16_t q) const;
   void deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting);
   void transmitted(uint16_t txPair, Frame frame);
+  void transmitGso(uint16_t txPair, Frame frame);
   bool command(const std::vector<uint8_t>& frame);
   bool passesFilter(const std::vector<uint8_t>& frame) const;
   uint8_t control(const DeviceChain& chain);

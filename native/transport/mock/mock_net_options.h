@@ -16,6 +16,9 @@ struct MockNetOptions {
   bool commandFrames = false;
   // A control class the device answers VIRTIO_NET_ERR to: "", "rx", "mac", "vlan", "announce", "mq", "all".
   std::string refuseControl;
+  // Offer segmentation offload: HOST_TSO4, HOST_TSO6, HOST_USO and GUEST_TSO4, GUEST_TSO6,
+  // GUEST_USO4, GUEST_USO6.
+  bool gso = true;
 };
 
 }  // namespace vdpa

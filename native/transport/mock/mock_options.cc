@@ -64,6 +64,7 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
   m.net.queuePairs = integer<uint16_t>(bag, "queuePairs", 1, 256, m.net.queuePairs);
   if (const OptionValue* v = find(bag, "commandFrames", OptionValue::Kind::kBoolean, "a boolean"))
     m.net.commandFrames = v->boolean;
+  if (const OptionValue* v = find(bag, "gso", OptionValue::Kind::kBoolean, "a boolean")) m.net.gso = v->boolean;
   if (const OptionValue* v = find(bag, "netFault", OptionValue::Kind::kString, "a string")) {
     const auto& names = MockNet::faultNames();
     if (std::find(names.begin(), names.end(), v->string) == names.end())
