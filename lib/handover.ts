@@ -13,7 +13,7 @@ import type { OpenOptions } from './options';
 import type { QueueDriver } from './queue';
 import { checkBoolean, checkInteger, checkObject } from './validate';
 
-/** Options for {@link BlkDevice.handOver}. */
+/** Options for {@link BlkDevice.handOver} and {@link NetDevice.handOver}. */
 export interface HandOverOptions extends OpenOptions {
   /**
    * Cancels the hand-over while the new device is being opened and brought up: it rejects with an
@@ -31,7 +31,10 @@ export interface HandOverOptions extends OpenOptions {
 export interface HandOverResult {
   /** Milliseconds from the last submission to the old device to the first to the new one. */
   pausedMs: number;
-  /** Requests (chains) the old device had not completed, re-issued on the new one. */
+  /**
+   * Requests (chains) the old device had not completed, re-issued on the new one (net: frames to
+   * send; receive buffers are posted afresh and not counted).
+   */
   reissued: number;
   /** Path of the device left. */
   from: string;
@@ -59,14 +62,17 @@ export interface HandOverDriver<C> {
   readonly skipHandles: number[];
   /** Sets up the driver's queues on `device` and starts it; resolves to what installs them. */
   bringUp(device: Device): Promise<() => void>;
-  /** The chains taken back from the old device, to be placed again (on the new one by now). */
-  reissue(chains: C[]): void;
+  /**
+   * The chains taken back from the old device, to be placed again (on the new one by now); returns
+   * how many it re-issued when that is not all of them (net: receive buffers are posted afresh).
+   */
+  reissue(chains: C[]): number | void;
   emit(result: HandOverResult): void;
 }
 
 const inProgress = new WeakSet<object>();
 
-/** @internal Moves `driver` to the device at `path`; see {@link BlkDevice.handOver}. */
+/** @internal Moves `driver` to the device at `path`; see {@link BlkDevice.handOver} and {@link NetDevice.handOver}. */
 export async function handOver<C>(
   path: string,
   options: HandOverOptions | undefined,
@@ -188,11 +194,11 @@ async function switchOver<C>(
   // A device that may still work on chains (not drained, or not known to be idle) is reset before
   // anything it held is issued again: nothing may complete twice.
   if (method === 'reset' || (method === 'suspend' && onDevice > 0)) await old.closeForHandOver();
-  driver.reissue(chains);
+  const reissued = driver.reissue(chains) ?? chains.length;
   next.holdForHandOver(false);
   const pausedMs = performance.now() - t0;
   await old.closeForHandOver();
-  const result: HandOverResult = { pausedMs, reissued: chains.length, from: old.path, to: next.path, method };
+  const result: HandOverResult = { pausedMs, reissued, from: old.path, to: next.path, method };
   driver.emit(result);
   return result;
 }

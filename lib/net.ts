@@ -21,6 +21,7 @@ import {
 } from './device';
 import { VdpaError, vdpaError } from './errors';
 import { Fifo } from './fifo';
+import { handOver, type HandOverOptions, type HandOverResult } from './handover';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
 import { NetFrameStream, type NetFrameStreamOptions } from './streams';
@@ -185,6 +186,8 @@ export interface MacTable {
 export interface NetEvents extends DeviceEvents {
   link: [up: boolean];
   announce: [];
+  /** A {@link NetDevice.handOver} finished: the driver runs on `result.to` now. */
+  handOver: [result: HandOverResult];
 }
 
 const HDR = NET_HEADER_SIZE;
@@ -200,6 +203,9 @@ const MAC_TEXT = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/i;
 /** Bytes of received frames kept for a slow reader; frames arriving past it are dropped (counted). */
 const RX_BACKLOG_BYTES = 64 * 2 ** 20;
 
+/** What a hand-over takes back from the old device's queues: frames, receive tokens, commands. */
+type NetChain = TxFrame | number | CtrlCommand;
+
 /** A frame on its way out: the call it belongs to (a send, or one of a sendBatch). */
 interface TxFrame {
   call: Call;
@@ -208,12 +214,24 @@ interface TxFrame {
   checksum: { start: number; offset: number } | undefined;
   /** gso_type, gso_size and hdr_len, as checked. */
   gso: { type: number; size: number; headerLength: number } | undefined;
+  /** The queue pair it was placed on (a hand-over re-issues it on the same pair of the new device). */
+  queue: number;
 }
 
-/** A control command on its way: the call, the command's name for errors, its slot. */
+/** A control command: class, command, data, and the device path for errors. */
+interface CtrlRequest {
+  cls: number;
+  cmd: number;
+  name: string;
+  data: Uint8Array;
+  path: string;
+}
+
+/** A control command on its way: the call, the command, its slot in `bufs`. */
 interface CtrlCommand {
   call: Call;
-  name: string;
+  req: CtrlRequest;
+  bufs: { handle: number; bytes: Uint8Array };
   at: number;
 }
 
@@ -227,6 +245,13 @@ interface PartialFrame {
   meta: PacketMeta;
 }
 
+/** A device's queues as the driver uses them: its queue pairs and its control queue, if any. */
+interface Rings {
+  pairs: QueuePair[];
+  ctrl: QueueDriver<CtrlCommand> | undefined;
+  ctrlBufs: CtrlCommand['bufs'] | undefined;
+}
+
 /** One receive/transmit queue pair. */
 interface QueuePair {
   rx: QueueDriver<number>;
@@ -236,6 +261,8 @@ interface QueuePair {
   txBufs: { handle: number; bytes: Uint8Array };
   partial: PartialFrame | undefined;
   stats: QueuePairStats;
+  /** Set by a hand-over: the pair that took this one's place (frames waiting here move on to it). */
+  movedTo?: QueuePair;
 }
 
 /** Counters of one queue pair since open ({@link NetDevice.stats}). */
@@ -319,8 +346,10 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   readonly mergeable: boolean;
   /** True when the control queue (VIRTIO_NET_F_CTRL_VQ) was negotiated. */
   readonly hasControl: boolean;
-  /** The underlying device (features, config space, `'timeout'` events). */
-  readonly device: Device;
+  /** The underlying device (features, config space, `'timeout'` events); a new one after {@link handOver}. */
+  get device(): Device {
+    return this.current;
+  }
   /**
    * Frames dropped because nobody read them fast enough: once unread frames hold 64 MiB, each new
    * one is dropped (the oldest are kept, in order).
@@ -346,12 +375,15 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   private readonly readers = new Fifo<Reader>();
   private waitingReaders = 0;
   private failure: Error | undefined;
+  private current: Device;
+  /** Stops following the current device's events (a hand-over moves on to the next one). */
+  private unfollow: () => void;
 
   /** @internal Use {@link openNet}; `f` is what the device accepted of {@link netFeatures}. */
   constructor(device: Device, options: NetOptions, f: bigint) {
     super();
-    this.device = device;
-    forwardDeviceEvents(device, this as unknown as EventEmitter<DeviceEvents>);
+    this.current = device;
+    this.unfollow = this.follow(device);
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
     this.currentMac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
     this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
@@ -392,18 +424,32 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         `rxBufferSize ${this.rxBufferSize} x queueSize ${queueSize} cannot hold one ${this.rxGsoTypes ? `${GSO_MAX_FRAME}-byte GSO` : `${this.mtu}-byte MTU`} frame`,
       );
     this.lastLink = this.readLink();
-    device.on('configChange', () => this.configChanged());
-    device.onFailure(() => {
-      const err = device.pendingFailure;
-      if (err) this.failReaders(err);
-    });
   }
 
   /** @internal Sets up the queues, posts the receive buffers, sets DRIVER_OK (steps on the threadpool). */
   async bringUp(): Promise<void> {
-    const d = this.device;
+    const rings = await this.createRings(this.device, undefined);
+    this.pairs.push(...rings.pairs);
+    this.ctrl = rings.ctrl;
+    this.ctrlBufs = rings.ctrlBufs;
+    await this.device.start();
+    for (const pair of this.pairs) this.postAll(pair);
+    if (this.queuePairs > 1) await this.control('MQ_VQ_PAIRS_SET', le16(this.queuePairs), undefined);
+  }
+
+  /** Posts every free receive buffer of `pair`. */
+  private postAll(pair: QueuePair): void {
+    for (let t = pair.rx.tryAcquire(); t >= 0; t = pair.rx.tryAcquire()) this.postRx(pair, t);
+  }
+
+  /**
+   * The queue pairs and the control queue on `d` (its ioctls on the threadpool); `from`: the pairs
+   * they replace in a hand-over, whose counters and transmit waiters they keep.
+   */
+  private async createRings(d: Device, from: readonly QueuePair[] | undefined): Promise<Rings> {
+    const pairs: QueuePair[] = [];
     for (let p = 0; p < this.queuePairs; p++) {
-      const txWaiters = new TokenWaiters();
+      const txWaiters = from?.[p]?.txWaiters ?? new TokenWaiters();
       const pair: QueuePair = {
         rx: undefined as unknown as QueueDriver<number>,
         tx: undefined as unknown as QueueDriver<TxFrame>,
@@ -411,7 +457,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         rxBufs: d.allocInternal(this.queueSize * this.rxBufferSize),
         txBufs: d.allocInternal(this.queueSize * this.txSlot),
         partial: undefined,
-        stats: { rxFrames: 0, rxBytes: 0, rxDropped: 0, txFrames: 0, txBytes: 0 },
+        stats: from?.[p]?.stats ?? { rxFrames: 0, rxBytes: 0, rxDropped: 0, txFrames: 0, txBytes: 0 },
       };
       pair.rx = await d.createQueue<number>(2 * p, this.queueSize, {
         onChain: (_c, token, len, err) => this.receivedChain(pair, token, len, err),
@@ -435,27 +481,23 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         maxSegments: 1,
         waiters: txWaiters,
       });
-      this.pairs.push(pair);
+      pairs.push(pair);
     }
-    if (this.hasControl) {
-      // Without MQ the control queue follows the first pair; with it, the last pair the device has.
-      const maxPairs = d.features & NetFeature.MQ ? this.maxQueuePairs() : 1;
-      const index = 2 * maxPairs;
-      // Commands are few and small: 64 entries, or the largest size the device takes below that.
-      let size = Math.min(CTRL_QUEUE_SIZE, d.maxQueueSize(index));
-      if (!(d.features & Feature.RING_PACKED)) size = 2 ** Math.floor(Math.log2(size));
-      this.ctrlBufs = d.allocInternal(size * CTRL_SLOT);
-      this.ctrl = await d.createQueue<CtrlCommand>(index, size, {
-        onChain: (c, _token, len, err) => this.controlDone(c, len, err),
-        onOrphan: (c, err) => c.call.failNow(err),
-        maxSegments: 2,
-        waiters: this.ctrlWaiters,
-      });
-    }
-    await d.start();
-    for (const pair of this.pairs)
-      for (let t = pair.rx.tryAcquire(); t >= 0; t = pair.rx.tryAcquire()) this.postRx(pair, t);
-    if (this.queuePairs > 1) await this.control('MQ_VQ_PAIRS_SET', le16(this.queuePairs), undefined);
+    if (!this.hasControl) return { pairs, ctrl: undefined, ctrlBufs: undefined };
+    // Without MQ the control queue follows the first pair; with it, the last pair the device has.
+    const maxPairs = d.features & NetFeature.MQ ? this.maxQueuePairs(d) : 1;
+    const index = 2 * maxPairs;
+    // Commands are few and small: 64 entries, or the largest size the device takes below that.
+    let size = Math.min(CTRL_QUEUE_SIZE, d.maxQueueSize(index));
+    if (!(d.features & Feature.RING_PACKED)) size = 2 ** Math.floor(Math.log2(size));
+    const ctrlBufs = d.allocInternal(size * CTRL_SLOT);
+    const ctrl = await d.createQueue<CtrlCommand>(index, size, {
+      onChain: (c, _token, len, err) => this.controlDone(c, len, err),
+      onOrphan: (c, err) => c.call.failNow(err),
+      maxSegments: 2,
+      waiters: this.ctrlWaiters,
+    });
+    return { pairs, ctrl, ctrlBufs };
   }
 
   /** The MAC address (config space, or the last {@link setMac}; all zeroes when the device has none), as 6 bytes (a copy). */
@@ -650,6 +692,226 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return this.control('ANNOUNCE_ACK', new Uint8Array(0), options);
   }
 
+  // ---- hand-over (lib/handover.ts): the driver moves to another device; everything it needs is here.
+
+  /**
+   * Moves this driver to another network device without losing a frame sent: the new device is
+   * opened (`options` are its open options) and brought up while this one still carries traffic,
+   * and the control state set through this object (MAC address, promiscuous and all-multicast
+   * mode, MAC table, VLANs, queue pairs) is applied to it; a command it refuses fails the
+   * hand-over with `'EIO'` naming the command. Then this device is suspended (where it offers
+   * that) or drained, the frames it had not sent are sent by the new one (on the same queue pair),
+   * receive buffers are posted there, and this one is reset and closed. Sends, receives and
+   * control commands issued meanwhile wait, they do not fail. What this device held for receive
+   * (frames it had taken from the wire and not yet returned) may be lost; after a `'reset'`
+   * (see {@link HandOverResult.method}) a frame may go out twice.
+   *
+   * The new device must offer the features this driver negotiated that it uses (mergeable
+   * buffers, the packed ring, checksum offloads, the control queue and the control features the
+   * state above needs), at least {@link queuePairs} queue pairs, queues of {@link queueSize}
+   * entries and an MTU no smaller than {@link mtu} (RangeError otherwise); {@link mtu},
+   * {@link queueSize} and {@link rxBufferSize} stay as they are. Should it fail to open or come
+   * up, the hand-over rejects and the driver stays where it was, still working. Afterwards
+   * {@link device} is the new device, {@link mac} and {@link linkUp} follow its config (a MAC set
+   * with {@link setMac} is kept), and the `'link'` and `'announce'` events come from it. Emits
+   * `'handOver'` with the result; see the README's Hand-over section.
+   */
+  handOver(path: string, options?: HandOverOptions): Promise<HandOverResult> {
+    const from = this.pairs.slice();
+    const ctrlBufs = this.ctrlBufs;
+    let rings: Rings | undefined;
+    const result = handOver<NetChain>(path, options, {
+      owner: this,
+      device: this.current,
+      type: DeviceType.net,
+      what: 'a network device',
+      check: (device, f) => this.checkCompatible(device, f),
+      skipHandles: [...from.flatMap((p) => [p.rxBufs.handle, p.txBufs.handle]), ...(ctrlBufs ? [ctrlBufs.handle] : [])],
+      bringUp: async (device) => {
+        rings = await this.createRings(device, from);
+        await device.start();
+        // Commands already on their way finish first, so the state applied below is the last one.
+        await Promise.allSettled(this.ctrlCalls);
+        await this.applyControlState(device, rings);
+        const staged = rings;
+        return () => this.install(device, staged, from);
+      },
+      reissue: (chains) => this.reissue(chains),
+      emit: (r) => this.emit('handOver', r),
+    });
+    // Control commands issued from now on wait for the end of this hand-over (a second one, which
+    // is refused, must not end the wait of the first).
+    if (this.ctrlGate) return result;
+    const open = (): void => {
+      if (this.ctrlGate === gate) this.ctrlGate = undefined;
+    };
+    const gate = result.then(open, open);
+    this.ctrlGate = gate;
+    return result;
+  }
+
+  /** The control commands set through this object, applied again on a new device. */
+  private readonly ctrlState: {
+    promiscuous?: Uint8Array;
+    allMulticast?: Uint8Array;
+    macTable?: Uint8Array;
+    mac?: Uint8Array;
+    vlans: Set<number>;
+  } = { vlans: new Set() };
+  /** Control calls not settled yet. */
+  private readonly ctrlCalls = new Set<Promise<void>>();
+  /** While a hand-over runs: control commands wait for it. */
+  private ctrlGate: Promise<void> | undefined;
+
+  private trackControl(done: Promise<void>): void {
+    this.ctrlCalls.add(done);
+    const forget = (): boolean => this.ctrlCalls.delete(done);
+    done.then(forget, forget);
+  }
+
+  private recordControl(name: CtrlName, data: Uint8Array): void {
+    const s = this.ctrlState;
+    if (name === 'RX_PROMISC') s.promiscuous = data;
+    else if (name === 'RX_ALLMULTI') s.allMulticast = data;
+    else if (name === 'MAC_TABLE_SET') s.macTable = data;
+    else if (name === 'MAC_ADDR_SET') s.mac = data;
+    else if (name === 'VLAN_ADD') s.vlans.add((data[0] as number) | ((data[1] as number) << 8));
+    else if (name === 'VLAN_DEL') s.vlans.delete((data[0] as number) | ((data[1] as number) << 8));
+  }
+
+  /** Runs `again` once the hand-over in progress ended; `options.signal` still aborts the wait. */
+  private afterHandOver(options: RequestOptions | undefined, again: () => Promise<void>): Promise<void> {
+    let signal: AbortSignal | undefined;
+    try {
+      signal = requestSignal(options);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    const gate = this.ctrlGate as Promise<void>;
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => reject(abortError(signal as AbortSignal));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      void gate.then(() => {
+        signal?.removeEventListener('abort', onAbort);
+        if (!signal?.aborted) again().then(resolve, reject);
+      });
+    });
+  }
+
+  /** RangeError unless this driver can run on `device`, which accepted `f` of the features it has now. */
+  private checkCompatible(device: Device, f: bigint): void {
+    const refuse = (what: string): never => {
+      throw new RangeError(`cannot hand over to '${device.path}': ${what}`);
+    };
+    const s = this.ctrlState;
+    let needed =
+      this.current.features &
+      (NetFeature.MRG_RXBUF | Feature.RING_PACKED | NetFeature.CSUM | NetFeature.GUEST_CSUM | NetFeature.CTRL_VQ);
+    if (s.promiscuous || s.allMulticast || s.macTable) needed |= NetFeature.CTRL_RX;
+    if (s.mac) needed |= NetFeature.CTRL_MAC_ADDR;
+    if (s.vlans.size > 0) needed |= NetFeature.CTRL_VLAN;
+    if (this.queuePairs > 1) needed |= NetFeature.MQ;
+    if ((f & needed) !== needed) {
+      const missing = Object.entries(NetFeature)
+        .filter(([, m]) => needed & m & ~f)
+        .map(([n]) => `VIRTIO_NET_F_${n}`);
+      if (needed & Feature.RING_PACKED & ~f) missing.push('VIRTIO_F_RING_PACKED');
+      refuse(`it lacks features the driver uses (${missing.join(', ')})`);
+    }
+    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
+    const mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
+    if (mtu < this.mtu) refuse(`its MTU is ${mtu}, below the ${this.mtu} the driver sends`);
+    const largest = HDR + ETH_HEADER + VLAN_TAG + mtu;
+    if (this.mergeable && this.rxBufferSize * this.queueSize < largest)
+      refuse(`its ${mtu}-byte MTU frames do not fit ${this.queueSize} receive buffers of ${this.rxBufferSize} bytes`);
+    const pairs = f & NetFeature.MQ && cfg.has(NetConfig.maxVirtqueuePairs) ? cfg.get(NetConfig.maxVirtqueuePairs) : 1;
+    if (pairs < this.queuePairs) refuse(`it offers ${pairs} queue pairs, the driver uses ${this.queuePairs}`);
+    for (let q = 0; q < 2 * this.queuePairs; q++)
+      if (device.maxQueueSize(q) < this.queueSize) refuse(`its queue ${q} holds fewer than ${this.queueSize} entries`);
+  }
+
+  /** Sends the recorded control state to the new device (its queues, before the switch). */
+  private async applyControlState(device: Device, rings: Rings): Promise<void> {
+    const { ctrl, ctrlBufs } = rings;
+    if (!ctrl || !ctrlBufs) return;
+    const send = (name: CtrlName, data: Uint8Array): Promise<void> =>
+      runCall(undefined, (call) => {
+        const c = Ctrl[name];
+        call.addPiece();
+        this.placeControl(ctrl, ctrlBufs, call, { cls: c.cls, cmd: c.cmd, name: c.name, data, path: device.path });
+      });
+    const s = this.ctrlState;
+    if (this.queuePairs > 1) await send('MQ_VQ_PAIRS_SET', le16(this.queuePairs));
+    if (s.mac) await send('MAC_ADDR_SET', s.mac);
+    if (s.macTable) await send('MAC_TABLE_SET', s.macTable);
+    if (s.promiscuous) await send('RX_PROMISC', s.promiscuous);
+    if (s.allMulticast) await send('RX_ALLMULTI', s.allMulticast);
+    for (const vid of s.vlans) await send('VLAN_ADD', le16(vid));
+  }
+
+  /** The switch: requests go to `device`'s queues from now on (held there until it ends). */
+  private install(device: Device, rings: Rings, from: readonly QueuePair[]): void {
+    this.unfollow();
+    this.current = device;
+    this.unfollow = this.follow(device);
+    from.forEach((p, i) => (p.movedTo = rings.pairs[i]));
+    this.pairs.splice(0, this.pairs.length, ...rings.pairs);
+    this.ctrl = rings.ctrl;
+    this.ctrlBufs = rings.ctrlBufs;
+    // The old device's failure (if it broke) is not this one's: receives work again.
+    this.failure = undefined;
+    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
+    this.currentMac =
+      this.ctrlState.mac ??
+      (device.features & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6));
+    for (const pair of this.pairs) this.postAll(pair);
+    const up = this.readLink();
+    if (up !== this.lastLink) {
+      this.lastLink = up;
+      // Not in the middle of the switch: a listener may send.
+      process.nextTick(() => this.emit('link', up));
+    }
+  }
+
+  /** Places the chains taken back from the old device on the new one's queues; returns how many. */
+  private reissue(chains: NetChain[]): number {
+    let placed = 0;
+    for (const c of chains) {
+      if (typeof c === 'number') continue; // a receive buffer of the old device
+      if (c.call.settled) c.call.pieceDone(undefined);
+      else if ('frame' in c) {
+        this.place(this.pairs[c.queue] as QueuePair, c);
+        placed++;
+      } else {
+        // The bring-up waited for every control call to settle (an aborted one settles at once):
+        // a command still unsettled was not applied to the new device's state, so it fails.
+        const moved = 'the driver moved to another device with the command in flight';
+        c.call.pieceDone(vdpaError('ECANCELED', c.req.name, c.req.path, moved));
+      }
+    }
+    // Frames that waited for a slot on the old device take the free ones here.
+    for (const pair of this.pairs)
+      while (pair.txWaiters.length > 0 && pair.tx.pending < pair.tx.size) pair.txWaiters.wakeOne();
+    return placed;
+  }
+
+  /** Follows `device`'s events and failure until the returned function is called. */
+  private follow(device: Device): () => void {
+    const unforward = forwardDeviceEvents(device, this as unknown as EventEmitter<DeviceEvents>);
+    const changed = (): void => this.configChanged();
+    device.on('configChange', changed);
+    // A device's failure listeners stay: once it is no longer this driver's, it is ignored.
+    device.onFailure(() => {
+      const err = device.pendingFailure;
+      if (err && device === this.current) this.failReaders(err);
+    });
+    return () => {
+      device.off('configChange', changed);
+      unforward();
+    };
+  }
+
   /** See {@link Device.ref}: waiting receivers and sends in flight keep the process alive. */
   ref(): this {
     this.device.ref();
@@ -699,9 +961,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     );
   }
 
-  private maxQueuePairs(): number {
+  private maxQueuePairs(d: Device): number {
     const { offset, bytes } = NetConfig.maxVirtqueuePairs;
-    return new ConfigView(this.device.readConfig(0, offset + bytes)).get(NetConfig.maxVirtqueuePairs);
+    return new ConfigView(d.readConfig(0, offset + bytes)).get(NetConfig.maxVirtqueuePairs);
   }
 
   private readLink(): boolean {
@@ -833,7 +1095,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       p = this.nextPair;
       this.nextPair = (p + 1) % this.queuePairs;
     }
-    this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length, checksum, gso });
+    this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length, checksum, gso, queue: p });
   }
 
   /**
@@ -850,7 +1112,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     }
     if (token < 0) {
       pair.txWaiters.push(() => {
-        if (!t.call.settled) return this.place(pair, t);
+        if (!t.call.settled) return this.place(livePair(pair), t);
         t.call.pieceDone(undefined);
         return false;
       });
@@ -1041,8 +1303,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
    * negotiate what it needs; EIO when the device answers VIRTIO_NET_ERR.
    */
   private control(name: CtrlName, data: Uint8Array, options: RequestOptions | undefined): Promise<void> {
+    if (this.ctrlGate) return this.afterHandOver(options, () => this.control(name, data, options));
     const c = Ctrl[name];
-    return this.request(options, (call) => {
+    const done = this.request(options, (call) => {
       this.device.check(c.name);
       const ctrl = this.ctrl;
       if (!ctrl || !(this.device.features & c.feature))
@@ -1053,17 +1316,18 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
           `the device did not negotiate ${ctrl ? featureName(c.feature) : 'VIRTIO_NET_F_CTRL_VQ'}`,
         );
       call.addPiece();
-      this.placeControl(ctrl, call, c.cls, c.cmd, c.name, data);
-    });
+      const req = { cls: c.cls, cmd: c.cmd, name: c.name, data, path: this.device.path };
+      this.placeControl(ctrl, this.ctrlBufs as CtrlCommand['bufs'], call, req);
+    }).then(() => this.recordControl(name, data));
+    this.trackControl(done);
+    return done;
   }
 
   private placeControl(
     ctrl: QueueDriver<CtrlCommand>,
+    bufs: CtrlCommand['bufs'],
     call: Call,
-    cls: number,
-    cmd: number,
-    name: string,
-    data: Uint8Array,
+    req: CtrlRequest,
   ): boolean {
     let token: number;
     try {
@@ -1074,38 +1338,38 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     }
     if (token < 0) {
       this.ctrlWaiters.push(() => {
-        if (!call.settled) return this.placeControl(ctrl, call, cls, cmd, name, data);
+        if (!call.settled) return this.placeControl(ctrl, bufs, call, req);
         call.pieceDone(undefined);
         return false;
       });
       return true;
     }
-    const bufs = this.ctrlBufs as { handle: number; bytes: Uint8Array };
     const at = token * CTRL_SLOT;
-    bufs.bytes[at] = cls;
-    bufs.bytes[at + 1] = cmd;
-    bufs.bytes.set(data, at + 2);
+    bufs.bytes[at] = req.cls;
+    bufs.bytes[at + 1] = req.cmd;
+    bufs.bytes.set(req.data, at + 2);
     bufs.bytes[at + CTRL_ACK] = 0xff;
     ctrl.enqueue(
       token,
       [
-        { region: bufs.handle, offset: at, length: 2 + data.length, writable: false },
+        { region: bufs.handle, offset: at, length: 2 + req.data.length, writable: false },
         { region: bufs.handle, offset: at + CTRL_ACK, length: 1, writable: true },
       ],
-      { call, name, at },
+      { call, req, bufs, at },
     );
     return true;
   }
 
   private controlDone(c: CtrlCommand, len: number, err: Error | undefined): void {
     if (err) return c.call.pieceDone(err);
-    const ack = (this.ctrlBufs as { bytes: Uint8Array }).bytes[c.at + CTRL_ACK];
+    const ack = c.bufs.bytes[c.at + CTRL_ACK];
     if (len >= 1 && ack === 0) return c.call.pieceDone(undefined);
+    const name = c.req.name;
     const detail =
       len < 1
-        ? `the device returned ${c.name} without an acknowledgement`
-        : `the device refused ${c.name} (${ack === 1 ? 'VIRTIO_NET_ERR' : `acknowledgement ${ack}`})`;
-    c.call.pieceDone(vdpaError('EIO', c.name, this.device.path, detail));
+        ? `the device returned ${name} without an acknowledgement`
+        : `the device refused ${name} (${ack === 1 ? 'VIRTIO_NET_ERR' : `acknowledgement ${ack}`})`;
+    c.call.pieceDone(vdpaError('EIO', name, c.req.path, detail));
   }
 
   private nextReader(): Reader | undefined {
@@ -1133,6 +1397,13 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     // A reader waiting for a frame is like a socket reading: it keeps the loop alive unless unref'd.
     for (const p of this.pairs) p.rx.updateRef();
   }
+}
+
+/** Where frames waiting for a slot of `pair` go: the pair that replaced it, after hand-overs. */
+function livePair(pair: QueuePair): QueuePair {
+  let p = pair;
+  while (p.movedTo) p = p.movedTo;
+  return p;
 }
 
 /** The checksum fields of the virtio-net header at `at`. */

@@ -89,6 +89,11 @@ export interface MockOptions {
   /** Offer suspend and break when it is asked for (DEVICE_NEEDS_RESET; the suspend fails with EIO). */
   failSuspend?: boolean;
   /**
+   * Feature bits the device does not offer (a mask below 2^53, e.g. `Number(NetFeature.MRG_RXBUF)`),
+   * for testing a driver against a device without them. Default 0.
+   */
+  withholdFeatures?: number;
+  /**
    * mock:blk: keep the blocks in this file (its size, whole sectors, is the capacity) instead of RAM,
    * so two mock devices serve one disk (hand-over tests).
    */
@@ -144,6 +149,7 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'suspend',
   'openDelayMs',
   'failSuspend',
+  'withholdFeatures',
   'file',
 ];
 
@@ -209,6 +215,8 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
   if (o.openDelayMs !== undefined) n.openDelayMs = checkInteger(o.openDelayMs, 'mock.openDelayMs', 0, 60_000);
   if (o.suspend !== undefined) n.suspend = checkBoolean(o.suspend, 'mock.suspend');
   if (o.failSuspend !== undefined) n.failSuspend = checkBoolean(o.failSuspend, 'mock.failSuspend');
+  if (o.withholdFeatures !== undefined)
+    n.withholdFeatures = checkInteger(o.withholdFeatures, 'mock.withholdFeatures', 0, Number.MAX_SAFE_INTEGER);
   if (o.file !== undefined) {
     if (typeof o.file !== 'string') throw new TypeError('mock.file must be a string');
     if (o.file === '') throw new RangeError('mock.file must be a path');

@@ -4,9 +4,10 @@
 # test/vm/vduse.test.ts (a VDUSE blk device served by the library, ext4 through the kernel's virtio_blk), then
 # test/vm/management.test.ts (the management API: vdpa devices and the mgmt-pci function); then VFIO:
 # the virtio-pci functions (virtio-blk 0x1042: serial vfio-split and vfio-packed; virtio-net 0x1041:
-# a wired pair) are found in /sys/bus/pci/devices, bound to vfio-pci, and get the blk conformance
-# suite (split; packed with VDPA_TEST_PACKED=1), the net conformance suite in both directions, and
-# test/vm/vfio.test.ts. node:test writes spec to
+# a wired pair and a third NIC on the same hub) are found in /sys/bus/pci/devices, bound to vfio-pci,
+# and get the blk conformance suite (split; packed with VDPA_TEST_PACKED=1), the net conformance suite
+# in both directions on the pair, test/vm/vfio.test.ts, and test/vm/handover-net.test.ts (a NetDevice
+# moved between the pair's functions, the third as its peer). node:test writes spec to
 # stdout and TAP to $VDPA_VM_RESULTS/tap/<run>.tap; a run fails on any failed, cancelled or skipped
 # test, on zero tests, and on a non-zero exit. Summary in $VDPA_VM_RESULTS/summary.txt.
 #
@@ -237,10 +238,20 @@ bind_vfio() {
 vfio_part() {
   modprobe vfio-pci 2>/dev/null || true
   [[ -d /sys/bus/pci/drivers/vfio-pci ]] || { note "FAIL vfio: no vfio-pci driver in the guest"; failed=1; return; }
-  local b serial split="" packed="" nets=() blks=()
+  local b serial mac split="" packed="" nets=() blks=() net_peer=
   # (no process substitution: the guest has no /dev/fd)
   blks=($(fn_with 0x1af4 0x1042))
-  nets=($(fn_with 0x1af4 0x1041))
+  # The NICs are told apart by MAC (run.sh: NIC i is 52:54:00:12:34:5i), read while virtio-pci has them:
+  # the first two are the conformance pair, the third the hand-over's peer.
+  nets=("" "")
+  for b in $(fn_with 0x1af4 0x1041); do
+    mac=$(cat /sys/bus/pci/devices/"$b"/virtio*/net/*/address 2>/dev/null)
+    case $mac in
+      52:54:00:12:34:50) nets[0]=$b ;;
+      52:54:00:12:34:51) nets[1]=$b ;;
+      52:54:00:12:34:52) net_peer=$b ;;
+    esac
+  done
   # The blk functions are told apart by their serial (set by test-vm.sh), read while virtio-pci has them.
   for b in "${blks[@]}"; do
     serial=$(cat /sys/bus/pci/devices/"$b"/virtio*/block/*/serial 2>/dev/null)
@@ -249,15 +260,15 @@ vfio_part() {
       vfio-packed) packed=$b ;;
     esac
   done
-  echo "==== VFIO functions: blk ${blks[*]:-none} (split=${split:-?} packed=${packed:-?}); net ${nets[*]:-none}"
-  if [[ -z $split || -z $packed || ${#nets[@]} -ne 2 ]]; then
-    note "FAIL vfio: expected virtio-blk-pci serials vfio-split + vfio-packed and two virtio-net-pci (blk: ${blks[*]:-none}; net: ${nets[*]:-none}); boot with test-vm.sh"
+  echo "==== VFIO functions: blk ${blks[*]:-none} (split=${split:-?} packed=${packed:-?}); net ${nets[*]} (peer ${net_peer:-?})"
+  if [[ -z $split || -z $packed || -z ${nets[0]} || -z ${nets[1]} || -z $net_peer ]]; then
+    note "FAIL vfio: expected virtio-blk-pci serials vfio-split + vfio-packed and three virtio-net-pci, MACs 52:54:00:12:34:50-52 (blk: ${blks[*]:-none}; net: ${nets[*]} ${net_peer}); boot with test-vm.sh"
     failed=1; return
   fi
-  for b in "$split" "$packed" "${nets[@]}"; do
+  for b in "$split" "$packed" "${nets[@]}" "$net_peer"; do
     bind_vfio "$b" || { note "FAIL vfio: could not bind $b to vfio-pci"; failed=1; return; }
   done
-  export VDPA_VFIO_BLK_SPLIT=$split VDPA_VFIO_BLK_PACKED=$packed VDPA_VFIO_NET="${nets[*]}"
+  export VDPA_VFIO_BLK_SPLIT=$split VDPA_VFIO_BLK_PACKED=$packed VDPA_VFIO_NET="${nets[*]}" VDPA_VFIO_NET_PEER=$net_peer
   local net_suite=${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}
   VDPA_TEST_DEVICE=vfio:$split VDPA_TEST_QUEUES=2 VDPA_TEST_QUEUE_SIZE=256 run_tests vfio-blk-split 180 "$SUITE"
   VDPA_TEST_DEVICE=vfio:$packed VDPA_TEST_QUEUES=2 VDPA_TEST_QUEUE_SIZE=256 VDPA_TEST_PACKED=1 run_tests vfio-blk-packed 180 "$SUITE"
@@ -267,6 +278,12 @@ vfio_part() {
     run_tests vfio 360 dist/test/vm/vfio.test.js
   else
     note "FAIL vfio: dist/test/vm/vfio.test.js not built"; failed=1
+  fi
+  # hand-over (issue 12): a NetDevice moves between the pair's functions, frames flowing with the third
+  if [[ -f dist/test/vm/handover-net.test.js ]]; then
+    run_tests handover-net 600 dist/test/vm/handover-net.test.js
+  else
+    note "FAIL handover-net: dist/test/vm/handover-net.test.js not built"; failed=1
   fi
 }
 if [[ ${VDPA_VM_VFIO:-1} != 0 ]]; then vfio_part; else note "NOTE: VFIO part skipped (VDPA_VM_VFIO=0)"; fi

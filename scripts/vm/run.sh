@@ -8,6 +8,7 @@
 #                                 the raw file IMG; key=val pairs go to -device (e.g. num-queues=4).
 #                                 Repeatable.
 #   --net-pair                    add two virtio-net-pci NICs wired together on one QEMU hub
+#   --net-ports N                 NICs on that hub (2 or 3; default 2): NIC i has MAC 52:54:00:12:34:5i
 #   --net-props KEY=VAL[,...]     extra -device properties for both NICs of --net-pair (e.g.
 #                                 host_mtu=9000, packed=on, mrg_rxbuf=off, ctrl_vq=off)
 #   --net-link-control            let the command change the link of the --net-pair NICs: NIC i (MAC
@@ -41,7 +42,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 die() { echo "vdpa-vm: ERROR: $*" >&2; exit 1; }
 
 append_extra="" timeout_s=900 mem=4G smp=2 verbose=0 keep=0 results_dir=""
-devs=() extra_env=() init_env=() nblk=0 net_pair=0 net_props="" net_link=0
+devs=() extra_env=() init_env=() nblk=0 net_pair=0 net_ports=2 net_props="" net_link=0
 boot_timeout_s=${VDPA_VM_BOOT_TIMEOUT:-300} panic_first_boot=${VDPA_VM_PANIC_FIRST_BOOT:-0}
 [[ $boot_timeout_s =~ ^[1-9][0-9]*$ ]] || die "VDPA_VM_BOOT_TIMEOUT must be a whole number of seconds, got '$boot_timeout_s'"
 [[ $panic_first_boot == [01] ]] || die "VDPA_VM_PANIC_FIRST_BOOT must be 0 or 1, got '$panic_first_boot'"
@@ -61,6 +62,9 @@ while (($#)); do
       nblk=$((nblk + 1)); shift 2 ;;
     --net-pair) net_pair=1; shift ;;
     --net-link-control) net_link=1; shift ;;
+    --net-ports)
+      [[ $# -ge 2 && $2 =~ ^[23]$ ]] || die "--net-ports needs 2 or 3"
+      net_ports=$2; shift 2 ;;
     --net-props)
       [[ $# -ge 2 && $2 =~ ^[a-z_]+=[A-Za-z0-9_]+(,[a-z_]+=[A-Za-z0-9_]+)*$ ]] || die "--net-props needs KEY=VAL[,KEY=VAL...]"
       net_props+=",$2"; shift 2 ;;
@@ -74,16 +78,17 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --results) results_dir=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
     *) die "unknown option $1 (the command goes after --)" ;;
   esac
 done
 (($#)) || die "usage: run.sh [options] -- <command...>"
 [[ -z $net_props || $net_pair == 1 ]] || die "--net-props applies to the NICs of --net-pair"
 [[ $net_link == 0 || $net_pair == 1 ]] || die "--net-link-control applies to the NICs of --net-pair"
+[[ $net_ports == 2 || $net_pair == 1 ]] || die "--net-ports applies to the NICs of --net-pair"
 if ((net_pair)); then
   # romfile= : no option ROM, so QEMU doesn't need ipxe-qemu's efi-virtio.rom
-  for i in 0 1; do
+  for ((i = 0; i < net_ports; i++)); do
     devs+=(-netdev "hubport,id=hp$i,hubid=0"
       -device "virtio-net-pci,netdev=hp$i,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:5$i$net_props")
   done

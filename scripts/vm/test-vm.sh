@@ -10,7 +10,8 @@
 # wrote (scripts/vm/oracle-check.py: the vhost-vdpa image and both VFIO blk images) and the ext4 image
 # a VDUSE device served by the library carried (scripts/vm/vduse-ext4-check.sh: e2fsck, debugfs).
 # The guest gets two virtio-blk-pci functions (vfio-split.img; vfio-packed.img with packed=on; their
-# serials name the image) and a --net-pair, for the VFIO part of guest-tests.sh; a third (mgmt-pci.img,
+# serials name the image) and a --net-pair with a third NIC on its hub, for the VFIO part of guest-tests.sh
+# (the third is the peer of the net hand-over test); a third blk function (mgmt-pci.img,
 # serial mgmt-pci) is test/vm/management.test.ts's, which moves it between virtio-pci and vfio-pci; and two
 # functions of one multifunction slot (serials grp-a, grp-b: one IOMMU group) are its non-viable group.
 # The NICs' links can be changed from the guest (run.sh --net-link-control: the net suite's 'link' test).
@@ -82,7 +83,7 @@ echo "test-vm: booting the guest (results in $RES)" >&2
   --blk-pci "$RES/mgmt-pci.img,serial=mgmt-pci" \
   --blk-pci "$RES/grp-a.img,serial=grp-a,addr=0x10.0,multifunction=on" --blk-pci "$RES/grp-b.img,serial=grp-b,addr=0x10.1" \
   --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-a,share-rw=on" --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-b,share-rw=on" \
-  --net-pair --net-link-control -- bash scripts/vm/guest-tests.sh
+  --net-pair --net-ports 3 --net-link-control -- bash scripts/vm/guest-tests.sh
 guest_rc=$?
 
 fail=()

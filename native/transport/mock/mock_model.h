@@ -34,7 +34,8 @@ struct MockOptions {
   // Hand-over tests: offer suspend() (as VHOST_BACKEND_F_SUSPEND), or offer it and fail it (the
   // device breaks: NEEDS_RESET); blk: keep the blocks in this file instead of RAM (two mock devices
   // then serve one disk).
-  uint32_t openDelayMs = 0;  // how long opening takes (on the threadpool)
+  uint32_t openDelayMs = 0;       // how long opening takes (on the threadpool)
+  uint64_t withholdFeatures = 0;  // feature bits the device does not offer (a device without them)
   bool suspend = false;
   bool failSuspend = false;
   std::string file;

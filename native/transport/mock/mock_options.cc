@@ -46,6 +46,7 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
   m.faultAfter = integer<uint32_t>(bag, "faultAfter", 0, 4294967295.0, m.faultAfter);
   m.completionDelayMs = integer<uint32_t>(bag, "completionDelayMs", 0, 60000, m.completionDelayMs);
   m.openDelayMs = integer<uint32_t>(bag, "openDelayMs", 0, 60000, m.openDelayMs);
+  m.withholdFeatures = integer<uint64_t>(bag, "withholdFeatures", 0, 9007199254740991.0, m.withholdFeatures);
   if (const OptionValue* v = find(bag, "readOnly", OptionValue::Kind::kBoolean, "a boolean")) m.readOnly = v->boolean;
   if (const OptionValue* v = find(bag, "fault", OptionValue::Kind::kString, "a string")) m.fault = v->string;
   if (const OptionValue* v = find(bag, "strictDmaUpdates", OptionValue::Kind::kBoolean, "a boolean"))

@@ -26,8 +26,9 @@ MockTransport::MockTransport(std::string path, const MockOptions& opts) : path_(
 }
 
 uint64_t MockTransport::deviceFeatures() {
-  return model_->features() | bit(kFeatureVersion1) | bit(kFeatureAccessPlatform) | bit(kFeatureRingEventIdx) |
-         bit(kFeatureRingIndirectDesc) | bit(kFeatureRingPacked);
+  const uint64_t offered = model_->features() | bit(kFeatureVersion1) | bit(kFeatureAccessPlatform) |
+                           bit(kFeatureRingEventIdx) | bit(kFeatureRingIndirectDesc) | bit(kFeatureRingPacked);
+  return offered & ~opts_.withholdFeatures;
 }
 
 void MockTransport::setDriverFeatures(uint64_t features) {
