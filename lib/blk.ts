@@ -31,7 +31,7 @@ import { checkBlkCompatible, handOver, type HandOverOptions, type HandOverResult
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
 import { BlkReadStream, BlkWriteStream, type BlkReadStreamOptions, type BlkWriteStreamOptions } from './streams';
-import { checkBlockRange, checkInteger } from './validate';
+import { checkBlockRange, checkInteger, checkPollMicros } from './validate';
 
 /** Options for {@link openBlk}. */
 export interface BlkOptions extends OpenOptions {
@@ -646,11 +646,6 @@ export class BlkDevice extends EventEmitter<BlkDeviceEvents> implements AsyncDis
     if (chunk) this.bounce.release(chunk);
     piece.call.pieceDone(err);
   }
-}
-
-/** `options.pollMicros`, checked; 0 when absent. */
-function checkPollMicros(value: unknown): number {
-  return value === undefined ? 0 : checkInteger(value, 'pollMicros', 0, 1_000_000);
 }
 
 /** A little-endian u64 from a safe integer, without a BigInt. */

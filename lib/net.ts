@@ -25,7 +25,7 @@ import { handOver, type HandOverOptions, type HandOverResult } from './handover'
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
 import { NetFrameStream, type NetFrameStreamOptions } from './streams';
-import { checkBoolean, checkInteger, checkObject } from './validate';
+import { checkBoolean, checkInteger, checkObject, checkPollMicros } from './validate';
 
 /** Options for {@link openNet}. */
 export interface NetOptions extends OpenOptions {
@@ -33,6 +33,12 @@ export interface NetOptions extends OpenOptions {
   queueSize?: number;
   /** Use the packed ring when the device offers it; default false. */
   packed?: boolean;
+  /**
+   * Polling mode, as {@link BlkOptions.pollMicros}: after each wake-up's completions, keep looking at
+   * the used rings for up to this many microseconds (0 to 1,000,000) before waiting for the next
+   * interrupt; the JS thread spins for that long. Default 0: interrupts only.
+   */
+  pollMicros?: number;
   /**
    * Use mergeable receive buffers (VIRTIO_NET_F_MRG_RXBUF) when the device offers them; default
    * true. Receive buffers are then {@link rxBufferSize} bytes and a frame may span several.
@@ -362,6 +368,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   private readonly ctrlWaiters = new TokenWaiters();
   private ctrlBufs: { handle: number; bytes: Uint8Array } | undefined;
   private readonly txSlot: number;
+  private readonly pollMicros: number;
   private currentMac: Uint8Array;
   private lastLink: boolean;
   private nextPair = 0;
@@ -424,6 +431,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         `rxBufferSize ${this.rxBufferSize} x queueSize ${queueSize} cannot hold one ${this.rxGsoTypes ? `${GSO_MAX_FRAME}-byte GSO` : `${this.mtu}-byte MTU`} frame`,
       );
     this.lastLink = this.readLink();
+    this.pollMicros = checkPollMicros(options.pollMicros);
   }
 
   /** @internal Sets up the queues, posts the receive buffers, sets DRIVER_OK (steps on the threadpool). */
@@ -481,6 +489,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         maxSegments: 1,
         waiters: txWaiters,
       });
+      if (this.pollMicros > 0) for (const q of [pair.rx, pair.tx]) q.setPoll(this.pollMicros);
       pairs.push(pair);
     }
     if (!this.hasControl) return { pairs, ctrl: undefined, ctrlBufs: undefined };
@@ -1476,6 +1485,7 @@ export async function openNet(path: string, options: NetOptions = {}): Promise<N
 }
 
 function checkNetOptions(options: NetOptions): void {
+  checkPollMicros(options.pollMicros);
   if (options.mergeable !== undefined) checkBoolean(options.mergeable, 'mergeable');
   if (options.txChecksum !== undefined) checkBoolean(options.txChecksum, 'txChecksum');
   if (options.rxChecksum !== undefined) checkBoolean(options.rxChecksum, 'rxChecksum');

@@ -29,3 +29,8 @@ export function checkBlockRange(offset: unknown, length: unknown, limit: number,
   if (offset + length > limit)
     throw new RangeError(`range ${offset}+${length} is past the end of the device (${limit} bytes)`);
 }
+
+/** `pollMicros` of {@link BlkOptions} and {@link NetOptions}, checked; 0 when absent. */
+export function checkPollMicros(value: unknown): number {
+  return value === undefined ? 0 : checkInteger(value, 'pollMicros', 0, 1_000_000);
+}

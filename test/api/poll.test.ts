@@ -1,9 +1,10 @@
-// BlkOptions.pollMicros: the polling mode takes completions off the used ring after each wake-up.
+// BlkOptions.pollMicros and NetOptions.pollMicros: the polling mode takes completions off the used
+// ring after each wake-up.
 // What must hold is that nothing changes but the cost: every request completes exactly once with
 // the right data, close and abort behave as without it, and bad values are refused before opening.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { openBlk, type BlkDevice } from '../../lib';
+import { openBlk, openNet, type BlkDevice } from '../../lib';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith } from '../helpers/util';
 
 const T = { timeout: TEST_TIMEOUT * 3 };
@@ -104,4 +105,39 @@ describe('BlkOptions.pollMicros', () => {
       await Promise.all(others);
     }),
   );
+});
+
+describe('NetOptions.pollMicros', () => {
+  test('bad values are TypeError/RangeError before anything opens', T, async () => {
+    await failsWith(() => openNet('mock:net', { pollMicros: -1 }), RangeError, 'pollMicros -1');
+    await failsWith(() => openNet('mock:net', { pollMicros: 1_000_001 }), RangeError, 'pollMicros 1000001');
+    await failsWith(() => openNet('mock:net', { pollMicros: '10' as unknown as number }), TypeError, "pollMicros '10'");
+  });
+
+  for (const packed of [false, true])
+    test(`frames over 2 pairs (${packed ? 'packed' : 'split'}) come back byte-exact, each once`, T, async () => {
+      const net = await openNet('mock:net', {
+        pollMicros: 500,
+        packed,
+        queuePairs: 2,
+        queueSize: 64,
+        mock: { queuePairs: 2 },
+      });
+      try {
+        const rng = new Rng(packed ? 9 : 10);
+        for (let round = 0; round < 20; round++) {
+          const frames = Array.from({ length: 48 }, () => rng.bytes(60 + rng.below(1455)));
+          const sent = new Set(frames.map((f) => Buffer.from(f).toString('hex')));
+          const back = Array.from({ length: frames.length }, () => net.receive());
+          await net.sendBatch(frames);
+          for (const f of await Promise.all(back))
+            assert.ok(sent.delete(Buffer.from(f).toString('hex')), 'a frame not sent, or twice');
+          assert.equal(sent.size, 0);
+        }
+        const total = net.stats().reduce((n, s) => n + s.rxFrames, 0);
+        assert.equal(total, 20 * 48);
+      } finally {
+        await net.close();
+      }
+    });
 });
