@@ -8,6 +8,9 @@
 #    shows medians, their node/kernel ratio and the median of the per-repetition ratios.
 # 2. net: packets per second between the two virtio-net-pci functions, both bound to vfio-pci
 #    (dist/bench/vm-net.js), 64 B and 1500 B frames, both directions.
+# 3. forwarding: DPDK's testpmd (io forward, paired ports, tx-first) against the library's forwarder
+#    in the same mode (dist/bench/vm-net-forward.js) on the same two functions, interleaved (testpmd,
+#    node, testpmd, ...); the table shows received frames/s per port and the node/testpmd ratio.
 #
 # Environment:
 #   VDPA_BENCH_SECONDS      timed seconds per blk measurement (default 5; +1 s warm-up each side)
@@ -18,6 +21,8 @@
 #   VDPA_BENCH_NET_SECONDS  timed seconds per net size/direction (default 5; +1 s warm-up)
 #   VDPA_BENCH_NET_REPS     vm-net.js runs (default 1; median reported)
 #   VDPA_BENCH_NET_SIZES    frame sizes (default 64,1500)
+#   VDPA_BENCH_FWD_SECONDS  timed seconds per forwarding run (default 5; +1 s warm-up)
+#   VDPA_BENCH_FWD_REPS     forwarding runs per size and forwarder (default 3; median reported; 0: none)
 #
 # Output: progress lines, then the tables (also $VDPA_VM_RESULTS/bench-vfio-table.md); samples in
 # $VDPA_VM_RESULTS/bench-vfio-samples.tsv, vm-net JSON lines in net.jsonl, fio JSON in fio-vfio/.
@@ -39,11 +44,15 @@ POLL=${VDPA_BENCH_POLL_MICROS:-0}
 NET_SECS=${VDPA_BENCH_NET_SECONDS:-5}
 NET_REPS=${VDPA_BENCH_NET_REPS:-1}
 NET_SIZES=${VDPA_BENCH_NET_SIZES:-64,1500}
+FWD_SECS=${VDPA_BENCH_FWD_SECONDS:-5}
+FWD_REPS=${VDPA_BENCH_FWD_REPS:-3}
+FWDJ=$RES/forward.jsonl
+((FWD_REPS == 0)) || command -v dpdk-testpmd >/dev/null || die "dpdk-testpmd not installed (Debian: dpdk-dev)"
 SAMPLES=$RES/bench-vfio-samples.tsv
 TABLE=$RES/bench-vfio-table.md
 NETJ=$RES/net.jsonl
 mkdir -p "$RES/fio-vfio"
-rm -f "$TABLE" "$NETJ"
+rm -f "$TABLE" "$NETJ" "$FWDJ"
 printf 'rw\tdepth\trep\tdriver\tiops\tbusy%%\tusr%%\tsys%%\n' >"$SAMPLES"
 t_begin=$SECONDS
 failed=0
@@ -151,6 +160,55 @@ for ((rep = 1; rep <= NET_REPS; rep++)); do
 done
 echo "bench-vfio-guest: net done ($((SECONDS - t_begin)) s); guest loadavg $(cut -d' ' -f1-3 /proc/loadavg)"
 
+# ---- forwarding: testpmd and node, in the same mode on the same two functions
+# testpmd prints port statistics every second (--stats-period); it is stopped with SIGINT once it
+# printed warm-up + FWD_SECS periods, and the Rx-pps of the periods after the warm-up are averaged.
+run_testpmd() {  # size rep -> JSON line
+  local size=$1 log=$RES/testpmd-$1-$2.log pid n want=$((2 * (FWD_SECS + 2))) i
+  dpdk-testpmd -l 0-1 --no-huge -m 512 -a "${nets[0]}" -a "${nets[1]}" -- --forward-mode=io \
+    --port-topology=paired --tx-first --no-mlockall --stats-period=1 --total-num-mbufs=8192 --txpkts="$size" >"$log" 2>&1 &
+  pid=$!
+  for ((i = 0; i < 10 * (FWD_SECS + 60); i++)); do
+    n=$(grep -c 'Rx-pps:' "$log")
+    ((n >= want)) && break
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -INT "$pid" 2>/dev/null
+  for ((i = 0; i < 300; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null
+  awk -v size="$size" -v skip=2 -v secs="$FWD_SECS" '
+    /NIC statistics for port/ { port = $6 + 0 }
+    /Rx-pps:/ { k = seen[port]++; if (k >= skip && k < skip + secs) { sum[port] += $2; cnt[port]++ } }
+    END {
+      if (!cnt[0] || !cnt[1] || cnt[0] < secs || cnt[1] < secs) exit 1
+      a = sum[0] / cnt[0]; b = sum[1] / cnt[1]
+      printf "{\"mode\":\"testpmd\",\"size\":%d,\"seconds\":%d,\"rxPpsA\":%d,\"rxPpsB\":%d,\"rxPps\":%d}\n", size, secs, a, b, (a + b) / 2
+    }' "$log"
+}
+run_forward() {  # mode size rep
+  local out rc
+  case $1 in
+    testpmd) out=$(run_testpmd "$2" "$3") ;;
+    node) out=$(VDPA_BENCH_POLL_MICROS=0 timeout -k 5 $((FWD_SECS + 90)) node dist/bench/vm-net-forward.js "vfio:${nets[0]}" "vfio:${nets[1]}" "$FWD_SECS" "$2") ;;
+    polled) out=$(VDPA_BENCH_POLL_MICROS=$POLL timeout -k 5 $((FWD_SECS + 90)) node dist/bench/vm-net-forward.js "vfio:${nets[0]}" "vfio:${nets[1]}" "$FWD_SECS" "$2") ;;
+  esac
+  rc=$?
+  if ((rc != 0)) || [[ -z $out ]]; then
+    echo "bench-vfio-guest: FAIL forward $1 ${2} B rep $3 (exit $rc)" >&2; failed=1; return
+  fi
+  printf '%s\n' "$out" | tee -a "$FWDJ" | sed 's/^/bench-vfio-guest: forward /'
+}
+for size in ${NET_SIZES//,/ }; do
+  for ((rep = 1; rep <= FWD_REPS; rep++)); do
+    run_forward testpmd "$size" "$rep"
+    run_forward node "$size" "$rep"
+    ((POLL > 0)) && run_forward polled "$size" "$rep"
+  done
+done
+echo "bench-vfio-guest: forwarding done ($((SECONDS - t_begin)) s)"
+
 # ---- tables
 {
   echo "4 KiB random I/O, 256 MiB raw image per function, 1 job; median of $REPS interleaved runs of ${SECS}s (+1s warm-up) each"
@@ -175,6 +233,32 @@ echo "bench-vfio-guest: net done ($((SECONDS - t_begin)) s); guest loadavg $(cut
       }' "$NETJ" || failed=1
   else
     echo "| - | - | - | - | - | - | - | - |"
+  fi
+  if ((FWD_REPS > 0)); then
+    echo
+    echo "Forwarding between the same two functions, io mode, paired ports, tx-first (one burst of 32 per port); received frames/s per port (mean of A and B), median of $FWD_REPS interleaved runs of ${FWD_SECS}s (+1s warm-up)"
+    echo
+    if ((POLL > 0)); then
+      echo "| frame | testpmd | node | node / testpmd | node, pollMicros $POLL | polled / testpmd |"
+      echo "|---:|---:|---:|---:|---:|---:|"
+    else
+      echo "| frame | testpmd | node | node / testpmd |"
+      echo "|---:|---:|---:|---:|"
+    fi
+    if [[ -s $FWDJ ]]; then
+      node -e '
+        const rows = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map((l) => JSON.parse(l));
+        const med = (a) => { a = a.slice().sort((x, y) => x - y); const n = a.length; return n % 2 ? a[(n - 1) / 2] : (a[n / 2 - 1] + a[n / 2]) / 2; };
+        const f = (x) => Math.round(x).toLocaleString("en-US");
+        for (const size of [...new Set(rows.map((r) => r.size))]) {
+          const of = (m) => med(rows.filter((r) => r.size === size && r.mode === m).map((r) => r.rxPps));
+          const t = of("testpmd"), n = of("node"), p = of("polled");
+          const polled = rows.some((r) => r.mode === "polled") ? ` ${f(p)} | ${(p / t).toFixed(2)}x |` : "";
+          console.log(`| ${size} B | ${f(t)} | ${f(n)} | ${(n / t).toFixed(2)}x |${polled}`);
+        }' "$FWDJ" || failed=1
+    else
+      echo "| - | - | - | - |"
+    fi
   fi
   echo
   echo "A = vfio:${nets[0]}, B = vfio:${nets[1]}; blk: node on vfio:$BLK_VFIO, kernel on $BLK_KERN ($DEV_K, $nq hw queues, scheduler $sched)"

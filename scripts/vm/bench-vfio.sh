@@ -2,7 +2,8 @@
 # npm run bench:vfio — the library's VFIO driver against the kernel, side by side in one QEMU/TCG guest
 # (see run.sh): 4 KiB random read/write at queue depth 1 and 32, node on one virtio-blk-pci function
 # (vfio-pci) vs fio (io_uring, O_DIRECT) on the kernel's virtio_blk driving a second, identical one;
-# then frames per second (64 B, 1500 B) between two virtio-net-pci functions (both vfio-pci) on one hub.
+# then frames per second (64 B, 1500 B) between two virtio-net-pci functions (both vfio-pci) on one hub,
+# and forwarding between them, DPDK's testpmd side by side with the library (installs Debian's dpdk-dev).
 # Prints the markdown tables (scripts/vm/bench-vfio-guest.sh makes them).
 #
 #   scripts/vm/bench-vfio.sh [-v]
@@ -11,7 +12,8 @@
 # older than the sources. Exits non-zero on any failure (guest did not run, a measurement failed, no table).
 #
 # Environment: VDPA_BENCH_SECONDS, VDPA_BENCH_REPS, VDPA_BENCH_DEPTHS, VDPA_BENCH_NET_SECONDS,
-# VDPA_BENCH_NET_REPS, VDPA_BENCH_NET_SIZES, VDPA_BENCH_POLL_MICROS (see bench-vfio-guest.sh); VDPA_VM_BENCH_RESULTS=DIR
+# VDPA_BENCH_NET_REPS, VDPA_BENCH_NET_SIZES, VDPA_BENCH_POLL_MICROS, VDPA_BENCH_FWD_SECONDS,
+# VDPA_BENCH_FWD_REPS (see bench-vfio-guest.sh); VDPA_VM_BENCH_RESULTS=DIR
 # (results dir; default a new dir under ~/.cache/vdpa-vm/bench-runs, kept); VDPA_VM_TIMEOUT (guest
 # timeout, default 900 s).
 set -uo pipefail
@@ -26,14 +28,22 @@ verbose=()
 [[ -f build/Release/vdpa.node ]] || die "the native addon is not built (build/Release/vdpa.node missing): run npm run build:native"
 stale() {
   local js
-  for js in dist/bench/vm-blk.js dist/bench/vm-net.js dist/lib/index.js; do [[ -f $js ]] || return 0; done
-  [[ -n $(find lib bench/vm-blk.ts bench/vm-net.ts -name '*.ts' \( -newer dist/bench/vm-blk.js -o -newer dist/bench/vm-net.js \) -print -quit 2>/dev/null) ]]
+  for js in dist/bench/vm-blk.js dist/bench/vm-net.js dist/bench/vm-net-forward.js dist/lib/index.js; do [[ -f $js ]] || return 0; done
+  [[ -n $(find lib bench/vm-blk.ts bench/vm-net.ts bench/vm-net-forward.ts -name '*.ts' \( -newer dist/bench/vm-blk.js -o -newer dist/bench/vm-net.js \) -print -quit 2>/dev/null) ]]
 }
 if stale; then
   echo "bench-vfio: compiling TypeScript (npx tsc -p tsconfig.json)" >&2
   npx tsc -p tsconfig.json || echo "bench-vfio: WARNING: tsc reported errors (continuing with what it emitted)" >&2
 fi
 [[ -f dist/bench/vm-blk.js && -f dist/bench/vm-net.js ]] || die "dist/bench/vm-{blk,net}.js missing after tsc"
+
+# The guest runs the host's binaries (9p root): DPDK's testpmd for the forwarding comparison.
+if [[ ${VDPA_BENCH_FWD_REPS:-3} != 0 ]] && ! command -v dpdk-testpmd >/dev/null; then
+  [[ $(id -u) == 0 ]] || die "dpdk-testpmd missing: install Debian's dpdk-dev (or set VDPA_BENCH_FWD_REPS=0)"
+  echo "bench-vfio: installing dpdk-dev (dpdk-testpmd)" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dpdk-dev >&2 \
+    || die "apt-get install dpdk-dev failed"
+fi
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm"
 if [[ -n ${VDPA_VM_BENCH_RESULTS:-} ]]; then
