@@ -106,6 +106,18 @@ class Traffic {
     await this.reader;
   }
 
+  /** Lets `n` more frames through, then stops: no send failed, and none sent from now on was lost. */
+  async finishLosingNothingFromNow(n: number): Promise<void> {
+    const after = this.next;
+    await this.progress(n);
+    await this.stop();
+    assert.deepEqual(this.failures, []);
+    assert.deepEqual(
+      this.tally().lost.filter((s) => s >= after),
+      [],
+    );
+  }
+
   /** The sequence numbers sent and not received, and those received more than once. */
   tally(): { lost: number[]; duplicated: number[]; unknown: number[] } {
     const sent = new Set(this.sent);
@@ -446,14 +458,7 @@ describe('net.handOver() refusals and failures leave the driver on its device', 
       net.handOver('mock:net', { mock: { withholdFeatures: Number(NetFeature.CTRL_VLAN) } }),
       (e: Error) => e instanceof RangeError && /VIRTIO_NET_F_CTRL_VLAN/.test(e.message),
     );
-    const after = traffic.next;
-    await traffic.progress(100);
-    await traffic.stop();
-    assert.deepEqual(traffic.failures, []);
-    assert.deepEqual(
-      traffic.tally().lost.filter((s) => s >= after),
-      [],
-    );
+    await traffic.finishLosingNothingFromNow(100);
     await stillWorks(net);
     await net.close();
   });
@@ -509,14 +514,7 @@ describe('net.handOver() refusals and failures leave the driver on its device', 
     const r = await first;
     assert.equal(r.to, 'mock:net');
     await net.handOver('mock:net');
-    const after = traffic.next;
-    await traffic.progress(100);
-    await traffic.stop();
-    assert.deepEqual(traffic.failures, []);
-    assert.deepEqual(
-      traffic.tally().lost.filter((s) => s >= after),
-      [],
-    );
+    await traffic.finishLosingNothingFromNow(100);
     await stillWorks(net);
     await net.close();
   });
