@@ -49,8 +49,9 @@ export interface NetOptions extends OpenOptions {
    */
   rxBufferSize?: number;
   /**
-   * Use the control queue (VIRTIO_NET_F_CTRL_VQ and the control features) when the device offers
-   * it; default true. Without it the control methods reject with `'EOPNOTSUPP'`.
+   * Use the control queue (VIRTIO_NET_F_CTRL_VQ and the control features, VIRTIO_NET_F_RSS among
+   * them) when the device offers it; default true. Without it the control methods reject with
+   * `'EOPNOTSUPP'`.
    */
   control?: boolean;
   /**
@@ -444,7 +445,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   private lastLink: boolean;
   private nextPair = 0;
   private readonly received = new Fifo<Uint8Array>();
-  /** Alongside `received` when VIRTIO_NET_F_GUEST_CSUM was negotiated (else every frame is PLAIN). */
+  /** Alongside `received` when VIRTIO_NET_F_GUEST_CSUM or HASH_REPORT was negotiated (else every frame is PLAIN). */
   private readonly receivedMeta = new Fifo<PacketMeta>();
   private readonly rxMeta: boolean;
   /** Bytes of the virtio-net header both ways: 12, or 20 with VIRTIO_NET_F_HASH_REPORT. */
