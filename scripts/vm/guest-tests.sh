@@ -6,8 +6,9 @@
 # the virtio-pci functions (virtio-blk 0x1042: serial vfio-split and vfio-packed; virtio-net 0x1041:
 # a wired pair and a third NIC on the same hub) are found in /sys/bus/pci/devices, bound to vfio-pci,
 # and get the blk conformance suite (split; packed with VDPA_TEST_PACKED=1), the net conformance suite
-# in both directions on the pair, test/vm/vfio.test.ts, and test/vm/handover-net.test.ts (a NetDevice
-# moved between the pair's functions, the third as its peer). node:test writes spec to
+# in both directions on the pair, test/vm/vfio.test.ts, test/vm/handover-net.test.ts (a NetDevice
+# moved between the pair's functions, the third as its peer) and test/vm/vfio-net-features.test.ts
+# (multiqueue, RSS, announce_self on the pair; needs --net-link-control). node:test writes spec to
 # stdout and TAP to $VDPA_VM_RESULTS/tap/<run>.tap; a run fails on any failed, cancelled or skipped
 # test, on zero tests, and on a non-zero exit. Summary in $VDPA_VM_RESULTS/summary.txt.
 #
