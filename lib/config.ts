@@ -61,9 +61,12 @@ export const NetConfig = {
   mtu: { offset: 10, bytes: 2 },
   speed: { offset: 12, bytes: 4 },
   duplex: { offset: 16, bytes: 1 },
+  rssMaxKeySize: { offset: 17, bytes: 1 },
+  rssMaxIndirectionTableLength: { offset: 18, bytes: 2 },
+  supportedHashTypes: { offset: 20, bytes: 4 },
 } as const satisfies Record<string, Field>;
 /** Bytes of struct virtio_net_config up to the last field this library knows. */
-export const NET_CONFIG_SIZE = 17;
+export const NET_CONFIG_SIZE = 24;
 
 /** VIRTIO_NET_S_LINK_UP in the status field. */
 export const NET_STATUS_LINK_UP = 1;
@@ -72,6 +75,9 @@ export const NET_STATUS_ANNOUNCE = 2;
 
 /** struct virtio_net_hdr_v1: the header in front of every frame (VERSION_1 without MRG_RXBUF). */
 export const NET_HEADER_SIZE = 12;
+
+/** struct virtio_net_hdr_v1_hash: the header with hash_value, hash_report and padding (VIRTIO_NET_F_HASH_REPORT). */
+export const NET_HASH_HEADER_SIZE = 20;
 
 /** Little-endian reads of named fields over a copy of (the start of) a configuration space. */
 export class ConfigView {

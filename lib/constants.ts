@@ -63,6 +63,8 @@ export const NetFeature = {
   GUEST_USO4: 1n << 54n,
   GUEST_USO6: 1n << 55n,
   HOST_USO: 1n << 56n,
+  HASH_REPORT: 1n << 57n,
+  RSS: 1n << 60n,
 } as const;
 
 /**

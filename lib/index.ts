@@ -24,12 +24,16 @@ export {
   openNet,
   type GsoRequest,
   type GsoType,
+  type HashConfig,
   type MacTable,
   type NetEvents,
+  type NetHashType,
   type NetOptions,
   type Packet,
   type PacketMeta,
   type QueuePairStats,
+  type RssConfig,
+  type RssLimits,
   type SendOptions,
 } from './net';
 export {

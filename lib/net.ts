@@ -4,6 +4,7 @@ import { Call, abortError, requestSignal, runCall, type RequestOptions } from '.
 import {
   ConfigView,
   NET_CONFIG_SIZE,
+  NET_HASH_HEADER_SIZE,
   NET_HEADER_SIZE,
   NET_STATUS_ANNOUNCE,
   NET_STATUS_LINK_UP,
@@ -22,9 +23,12 @@ import {
 import { VdpaError, vdpaError } from './errors';
 import { Fifo } from './fifo';
 import { handOver, type HandOverOptions, type HandOverResult } from './handover';
+import { deviceStats as vdpaDeviceStats } from './management';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
 import { NetFrameStream, type NetFrameStreamOptions } from './streams';
+import { vdpaNameOfVhostNode } from './sysfs-devices';
+import type { QueueStats } from './vdpa-protocol';
 import { checkBoolean, checkInteger, checkObject, checkPollMicros } from './validate';
 
 /** Options for {@link openNet}. */
@@ -51,8 +55,9 @@ export interface NetOptions extends OpenOptions {
    */
   rxBufferSize?: number;
   /**
-   * Use the control queue (VIRTIO_NET_F_CTRL_VQ and the control features) when the device offers
-   * it; default true. Without it the control methods reject with `'EOPNOTSUPP'`.
+   * Use the control queue (VIRTIO_NET_F_CTRL_VQ and the control features, VIRTIO_NET_F_RSS among
+   * them) when the device offers it; default true. Without it the control methods reject with
+   * `'EOPNOTSUPP'`.
    */
   control?: boolean;
   /**
@@ -86,6 +91,64 @@ export interface NetOptions extends OpenOptions {
    * "big packets": queueSize x 64 KiB per pair). Default false.
    */
   rxGso?: boolean;
+  /**
+   * Ask the device for a hash of every received frame (VIRTIO_NET_F_HASH_REPORT, negotiated only
+   * when asked for; needs the control queue): the header grows to virtio_net_hdr_v1_hash (20 bytes)
+   * both ways and {@link PacketMeta.hash} / {@link PacketMeta.hashType} carry the hash, once
+   * {@link NetDevice.setRss} or {@link NetDevice.setHashConfig} said what to hash. Default false.
+   */
+  hashReport?: boolean;
+}
+
+/**
+ * A hash type of receive-side scaling and hash reports (VIRTIO_NET_RSS_HASH_TYPE_*): what the
+ * Toeplitz hash covers. `'tcpv4'`: IPv4 addresses and TCP ports; `'ipv4'`: the addresses only
+ * (also for a TCP or UDP packet whose own type is not enabled, and for fragments); the `ex` types
+ * take IPv6 extension headers (home address, routing header) into account.
+ */
+export type NetHashType = 'ipv4' | 'tcpv4' | 'udpv4' | 'ipv6' | 'tcpv6' | 'udpv6' | 'ipv6ex' | 'tcpv6ex' | 'udpv6ex';
+
+/** Bit of each hash type in hash_types and supported_hash_types; report value = index + 1. */
+const HASH_TYPES: readonly NetHashType[] = [
+  'ipv4',
+  'tcpv4',
+  'udpv4',
+  'ipv6',
+  'tcpv6',
+  'udpv6',
+  'ipv6ex',
+  'tcpv6ex',
+  'udpv6ex',
+];
+
+/** What a device's receive-side scaling takes (config space: rss_max_key_size and the rest). */
+export interface RssLimits {
+  /** Longest hash key, in bytes (rss_max_key_size). */
+  maxKeySize: number;
+  /** Most indirection table entries (rss_max_indirection_table_length); 0 without VIRTIO_NET_F_RSS. */
+  maxIndirectionTableLength: number;
+  /** The hash types the device computes (supported_hash_types). */
+  hashTypes: NetHashType[];
+}
+
+/** The hash configuration of {@link NetDevice.setHashConfig}: what to hash, with which key. */
+export interface HashConfig {
+  /** The Toeplitz key: 1 to {@link RssLimits.maxKeySize} bytes (Microsoft's 40-byte default key is usual). */
+  key: Uint8Array;
+  /** What to hash; each one the device offers ({@link RssLimits.hashTypes}). Empty: hash nothing. */
+  hashTypes: readonly NetHashType[];
+}
+
+/** The receive-side scaling configuration of {@link NetDevice.setRss}. */
+export interface RssConfig extends HashConfig {
+  /**
+   * The queue pair of each hash bucket: a frame goes to `indirectionTable[hash % length]`. A power
+   * of two entries, 1 up to {@link RssLimits.maxIndirectionTableLength} (and 512), each 0 to
+   * {@link NetDevice.queuePairs} - 1.
+   */
+  indirectionTable: readonly number[];
+  /** The queue pair of frames none of the hash types covers (ARP, non-IP, ...); default 0. */
+  unclassifiedQueue?: number;
 }
 
 /** A segmentation offload type: TCP over IPv4 or IPv6, or UDP (VIRTIO_NET_HDR_GSO_UDP_L4). */
@@ -141,6 +204,16 @@ export interface PacketMeta {
   gsoSize: number;
   /** The device's hdr_len: bytes of headers before the payload (a hint); 0 when gsoType is `'none'`. */
   headerLength: number;
+  /**
+   * The device's hash of the frame (hash_value; {@link NetOptions.hashReport}); 0 when hashType is
+   * `'none'`.
+   */
+  hash: number;
+  /**
+   * What the hash covers (hash_report), or `'none'`: not hashed (no hash report negotiated, no hash
+   * type configured covers the frame, or a report value this library does not know).
+   */
+  hashType: NetHashType | 'none';
 }
 
 /** A received frame and what the device said about it. */
@@ -157,6 +230,8 @@ const PLAIN: PacketMeta = Object.freeze({
   gsoType: 'none',
   gsoSize: 0,
   headerLength: 0,
+  hash: 0,
+  hashType: 'none',
 });
 const HDR_NEEDS_CSUM = 1;
 const HDR_DATA_VALID = 2;
@@ -196,6 +271,7 @@ export interface NetEvents extends DeviceEvents {
   handOver: [result: HandOverResult];
 }
 
+/** The header without hash reports (20 bytes with them: NET_HASH_HEADER_SIZE). */
 const HDR = NET_HEADER_SIZE;
 const ETH_HEADER = 14;
 const VLAN_TAG = 4;
@@ -302,6 +378,8 @@ const Ctrl = {
   VLAN_DEL: { cls: 2, cmd: 1, name: 'VIRTIO_NET_CTRL_VLAN_DEL', feature: NetFeature.CTRL_VLAN },
   ANNOUNCE_ACK: { cls: 3, cmd: 0, name: 'VIRTIO_NET_CTRL_ANNOUNCE_ACK', feature: NetFeature.GUEST_ANNOUNCE },
   MQ_VQ_PAIRS_SET: { cls: 4, cmd: 0, name: 'VIRTIO_NET_CTRL_MQ_VQ_PAIRS_SET', feature: NetFeature.MQ },
+  MQ_RSS_CONFIG: { cls: 4, cmd: 1, name: 'VIRTIO_NET_CTRL_MQ_RSS_CONFIG', feature: NetFeature.RSS },
+  MQ_HASH_CONFIG: { cls: 4, cmd: 2, name: 'VIRTIO_NET_CTRL_MQ_HASH_CONFIG', feature: NetFeature.HASH_REPORT },
 } as const;
 type CtrlName = keyof typeof Ctrl;
 
@@ -312,7 +390,8 @@ const CONTROL_FEATURES =
   NetFeature.CTRL_VLAN |
   NetFeature.GUEST_ANNOUNCE |
   NetFeature.CTRL_MAC_ADDR |
-  NetFeature.MQ;
+  NetFeature.MQ |
+  NetFeature.RSS;
 
 /** Yields what `next()` resolves with until the device is closed (ECANCELED, EBADF end it); other errors throw. */
 async function* untilClosed<T>(next: () => Promise<T>): AsyncGenerator<T, void, undefined> {
@@ -373,9 +452,11 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   private lastLink: boolean;
   private nextPair = 0;
   private readonly received = new Fifo<Uint8Array>();
-  /** Alongside `received` when VIRTIO_NET_F_GUEST_CSUM was negotiated (else every frame is PLAIN). */
+  /** Alongside `received` when VIRTIO_NET_F_GUEST_CSUM or HASH_REPORT was negotiated (else every frame is PLAIN). */
   private readonly receivedMeta = new Fifo<PacketMeta>();
   private readonly rxMeta: boolean;
+  /** Bytes of the virtio-net header both ways: 12, or 20 with VIRTIO_NET_F_HASH_REPORT. */
+  private readonly hdr: number;
   /** Bit n set: gso_type n was negotiated (GUEST_TSO4, GUEST_TSO6, GUEST_USO4/6); a received frame with another breaks the queue. */
   private readonly rxGsoTypes: number;
   private receivedBytes = 0;
@@ -396,7 +477,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     this.mergeable = (f & NetFeature.MRG_RXBUF) !== 0n;
     this.hasControl = (f & NetFeature.CTRL_VQ) !== 0n;
-    this.rxMeta = (f & NetFeature.GUEST_CSUM) !== 0n;
+    this.hdr = f & NetFeature.HASH_REPORT ? NET_HASH_HEADER_SIZE : HDR;
+    this.rxMeta = (f & (NetFeature.GUEST_CSUM | NetFeature.HASH_REPORT)) !== 0n;
     this.rxGsoTypes =
       (f & NetFeature.GUEST_TSO4 ? 1 << GSO_TYPES.tcpv4 : 0) |
       (f & NetFeature.GUEST_TSO6 ? 1 << GSO_TYPES.tcpv6 : 0) |
@@ -417,12 +499,12 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const queueSize = device.queueSizeFor(options.queueSize, dataQueues);
     this.queueSize = queueSize;
     // Without MRG_RXBUF every receive buffer must hold a whole frame (and room for a VLAN tag).
-    const wire = Math.ceil((HDR + ETH_HEADER + VLAN_TAG + this.mtu) / 64) * 64;
+    const wire = Math.ceil((this.hdr + ETH_HEADER + VLAN_TAG + this.mtu) / 64) * 64;
     // A segmentation request, sent or received, is up to 64 KiB whatever the MTU.
-    const gsoSlot = Math.ceil((HDR + GSO_MAX_FRAME + VLAN_TAG) / 64) * 64;
+    const gsoSlot = Math.ceil((this.hdr + GSO_MAX_FRAME + VLAN_TAG) / 64) * 64;
     this.txSlot = f & TX_GSO_FEATURES ? Math.max(wire, gsoSlot) : wire;
     // The queue must hold one largest frame: the default buffer grows for a large MTU on a small queue.
-    const largest = this.rxGsoTypes ? Math.max(wire, gsoSlot) : HDR + ETH_HEADER + VLAN_TAG + this.mtu;
+    const largest = this.rxGsoTypes ? Math.max(wire, gsoSlot) : this.hdr + ETH_HEADER + VLAN_TAG + this.mtu;
     this.rxBufferSize = !this.mergeable
       ? Math.ceil(largest / 64) * 64
       : (options.rxBufferSize ?? Math.max(DEFAULT_RX_BUFFER, Math.ceil(largest / queueSize / 64) * 64));
@@ -442,7 +524,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     this.ctrlBufs = rings.ctrlBufs;
     await this.device.start();
     for (const pair of this.pairs) this.postAll(pair);
-    if (this.queuePairs > 1) await this.control('MQ_VQ_PAIRS_SET', le16(this.queuePairs), undefined);
+    // With MQ the device uses one pair until told otherwise (virtio 1.x section 5.1.6.5.6).
+    if (this.device.features & NetFeature.MQ) await this.control('MQ_VQ_PAIRS_SET', le16(this.queuePairs), undefined);
   }
 
   /** Posts every free receive buffer of `pair`. */
@@ -701,6 +784,128 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     return this.control('ANNOUNCE_ACK', new Uint8Array(0), options);
   }
 
+  // ---- receive-side scaling and hash reports (virtio 1.x sections 5.1.6.4 and 5.1.6.5.7).
+
+  /**
+   * What the device's receive-side scaling and hash reports take (its config space), or undefined
+   * when neither VIRTIO_NET_F_RSS nor VIRTIO_NET_F_HASH_REPORT was negotiated.
+   */
+  get rssLimits(): RssLimits | undefined {
+    const d = this.device;
+    if (!(d.features & (NetFeature.RSS | NetFeature.HASH_REPORT))) return undefined;
+    const cfg = new ConfigView(d.readConfig(0, Math.min(d.configSize, NET_CONFIG_SIZE)));
+    if (!cfg.has(NetConfig.supportedHashTypes)) return undefined;
+    const types = cfg.get(NetConfig.supportedHashTypes);
+    return {
+      maxKeySize: cfg.get(NetConfig.rssMaxKeySize),
+      maxIndirectionTableLength: d.features & NetFeature.RSS ? cfg.get(NetConfig.rssMaxIndirectionTableLength) : 0,
+      hashTypes: HASH_TYPES.filter((_, i) => (types >>> i) & 1),
+    };
+  }
+
+  /**
+   * Configures receive-side scaling (VIRTIO_NET_CTRL_MQ_RSS_CONFIG): the device hashes each received
+   * frame as `hashTypes` say (Toeplitz, with `key`) and places it on the queue pair
+   * `indirectionTable[hash % indirectionTable.length]`; frames no type covers go to
+   * `unclassifiedQueue`. Transmit stays on all {@link queuePairs} pairs. With
+   * {@link NetOptions.hashReport} received frames carry the hash too. Needs VIRTIO_NET_F_RSS (else
+   * `'EOPNOTSUPP'`); arguments outside {@link rssLimits} or naming a pair past {@link queuePairs}
+   * are a RangeError; a device that refuses it rejects with `'EIO'`. Replaces an earlier
+   * {@link setHashConfig}; kept across {@link handOver}.
+   */
+  setRss(config: RssConfig, options?: RequestOptions): Promise<void> {
+    let data: Uint8Array;
+    try {
+      checkObject(config, 'config');
+      const limits = this.device.features & NetFeature.RSS ? this.rssLimits : undefined;
+      const { types, key } = checkHashConfig(config, limits);
+      const table: unknown = config.indirectionTable;
+      if (!Array.isArray(table)) throw new TypeError('config.indirectionTable must be an array');
+      const most = Math.min(MAX_RSS_TABLE, limits?.maxIndirectionTableLength ?? MAX_RSS_TABLE);
+      if (table.length < 1 || table.length > most || (table.length & (table.length - 1)) !== 0)
+        throw new RangeError(
+          `config.indirectionTable must hold a power of two entries, 1 to ${most}, got ${table.length}`,
+        );
+      const last = this.queuePairs - 1;
+      const queues = table.map((q, i) => checkInteger(q, `config.indirectionTable[${i}]`, 0, last));
+      const unclassified =
+        config.unclassifiedQueue === undefined
+          ? 0
+          : checkInteger(config.unclassifiedQueue, 'config.unclassifiedQueue', 0, last);
+      // struct virtio_net_rss_config
+      data = new Uint8Array(8 + 2 * queues.length + 3 + key.length);
+      const v = new DataView(data.buffer);
+      v.setUint32(0, types, true);
+      v.setUint16(4, queues.length - 1, true);
+      v.setUint16(6, unclassified, true);
+      queues.forEach((q, i) => v.setUint16(8 + 2 * i, q, true));
+      const at = 8 + 2 * queues.length;
+      v.setUint16(at, this.queuePairs, true); // max_tx_vq
+      data[at + 2] = key.length;
+      data.set(key, at + 3);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.control('MQ_RSS_CONFIG', data, options);
+  }
+
+  /**
+   * Configures hash reports without steering (VIRTIO_NET_CTRL_MQ_HASH_CONFIG): received frames
+   * carry their hash ({@link PacketMeta.hash}) and stay on the pair the device picks. Needs
+   * VIRTIO_NET_F_HASH_REPORT ({@link NetOptions.hashReport}; else `'EOPNOTSUPP'`); arguments
+   * outside {@link rssLimits} are a RangeError; a refusal rejects with `'EIO'`. Replaces an
+   * earlier {@link setRss} (steering ends); kept across {@link handOver}.
+   */
+  setHashConfig(config: HashConfig, options?: RequestOptions): Promise<void> {
+    let data: Uint8Array;
+    try {
+      checkObject(config, 'config');
+      const limits = this.device.features & NetFeature.HASH_REPORT ? this.rssLimits : undefined;
+      const { types, key } = checkHashConfig(config, limits);
+      // struct virtio_net_hash_config: hash_types, reserved[4], hash_key_length, hash_key_data
+      data = new Uint8Array(13 + key.length);
+      new DataView(data.buffer).setUint32(0, types, true);
+      data[12] = key.length;
+      data.set(key, 13);
+    } catch (e) {
+      return Promise.reject(e as Error);
+    }
+    return this.control('MQ_HASH_CONFIG', data, options);
+  }
+
+  /**
+   * The device's own statistics of each data queue this driver uses (receive queue of pair 0,
+   * its transmit queue, then the next pair's), read through the vdpa netlink family
+   * ({@link deviceStats}: VDPA_CMD_DEV_VSTATS_GET, one queue after the other). Only a vDPA device
+   * has them: on other transports (mock, VFIO) this rejects with `'EOPNOTSUPP'`, and so it does on
+   * parents that keep none (VDUSE); `'ENODEV'` when sysfs shows no vdpa device behind the node.
+   * {@link stats} has the driver's own counters everywhere.
+   */
+  async deviceStats(): Promise<QueueStats[]> {
+    const d = this.device;
+    const syscall = 'netlink(VDPA_CMD_DEV_VSTATS_GET)';
+    if (d.transport !== 'vhost-vdpa')
+      throw vdpaError(
+        'EOPNOTSUPP',
+        syscall,
+        d.path,
+        `vendor queue statistics come from a vDPA device, and this one is on ${d.transport}`,
+        "open the NIC through /dev/vhost-vdpa-N for them; stats() has the driver's own counters on every transport",
+      );
+    const name = await vdpaNameOfVhostNode(d.path);
+    if (name === undefined)
+      throw vdpaError(
+        'ENODEV',
+        syscall,
+        d.path,
+        'sysfs shows no vdpa device behind this vhost-vdpa node',
+        'is /sys mounted, and is the node still bound to vhost_vdpa?',
+      );
+    const out: QueueStats[] = [];
+    for (let q = 0; q < 2 * this.queuePairs; q++) out.push(await vdpaDeviceStats(name, q));
+    return out;
+  }
+
   // ---- hand-over (lib/handover.ts): the driver moves to another device; everything it needs is here.
 
   /**
@@ -766,6 +971,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     macTable?: Uint8Array;
     mac?: Uint8Array;
     vlans: Set<number>;
+    /** The last RSS_CONFIG or HASH_CONFIG (each replaces the other's configuration). */
+    hash?: { name: 'MQ_RSS_CONFIG' | 'MQ_HASH_CONFIG'; data: Uint8Array };
   } = { vlans: new Set() };
   /** Control calls not settled yet. */
   private readonly ctrlCalls = new Set<Promise<void>>();
@@ -786,6 +993,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     else if (name === 'MAC_ADDR_SET') s.mac = data;
     else if (name === 'VLAN_ADD') s.vlans.add((data[0] as number) | ((data[1] as number) << 8));
     else if (name === 'VLAN_DEL') s.vlans.delete((data[0] as number) | ((data[1] as number) << 8));
+    else if (name === 'MQ_RSS_CONFIG' || name === 'MQ_HASH_CONFIG') s.hash = { name, data };
   }
 
   /** Runs `again` once the hand-over in progress ended; `options.signal` still aborts the wait. */
@@ -816,11 +1024,17 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const s = this.ctrlState;
     let needed =
       this.current.features &
-      (NetFeature.MRG_RXBUF | Feature.RING_PACKED | NetFeature.CSUM | NetFeature.GUEST_CSUM | NetFeature.CTRL_VQ);
+      (NetFeature.MRG_RXBUF |
+        Feature.RING_PACKED |
+        NetFeature.CSUM |
+        NetFeature.GUEST_CSUM |
+        NetFeature.CTRL_VQ |
+        NetFeature.HASH_REPORT);
     if (s.promiscuous || s.allMulticast || s.macTable) needed |= NetFeature.CTRL_RX;
     if (s.mac) needed |= NetFeature.CTRL_MAC_ADDR;
     if (s.vlans.size > 0) needed |= NetFeature.CTRL_VLAN;
     if (this.queuePairs > 1) needed |= NetFeature.MQ;
+    if (s.hash) needed |= s.hash.name === 'MQ_RSS_CONFIG' ? NetFeature.RSS : NetFeature.HASH_REPORT;
     if ((f & needed) !== needed) {
       const missing = Object.entries(NetFeature)
         .filter(([, m]) => needed & m & ~f)
@@ -831,7 +1045,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
     const mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     if (mtu < this.mtu) refuse(`its MTU is ${mtu}, below the ${this.mtu} the driver sends`);
-    const largest = HDR + ETH_HEADER + VLAN_TAG + mtu;
+    const largest = this.hdr + ETH_HEADER + VLAN_TAG + mtu;
     if (this.mergeable && this.rxBufferSize * this.queueSize < largest)
       refuse(`its ${mtu}-byte MTU frames do not fit ${this.queueSize} receive buffers of ${this.rxBufferSize} bytes`);
     const pairs = f & NetFeature.MQ && cfg.has(NetConfig.maxVirtqueuePairs) ? cfg.get(NetConfig.maxVirtqueuePairs) : 1;
@@ -851,7 +1065,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
         this.placeControl(ctrl, ctrlBufs, call, { cls: c.cls, cmd: c.cmd, name: c.name, data, path: device.path });
       });
     const s = this.ctrlState;
-    if (this.queuePairs > 1) await send('MQ_VQ_PAIRS_SET', le16(this.queuePairs));
+    if (device.features & NetFeature.MQ) await send('MQ_VQ_PAIRS_SET', le16(this.queuePairs));
+    if (s.hash) await send(s.hash.name, s.hash.data);
     if (s.mac) await send('MAC_ADDR_SET', s.mac);
     if (s.macTable) await send('MAC_TABLE_SET', s.macTable);
     if (s.promiscuous) await send('RX_PROMISC', s.promiscuous);
@@ -1135,7 +1350,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     }
     const at = token * this.txSlot;
     const bytes = pair.txBufs.bytes;
-    bytes.fill(0, at, at + HDR);
+    bytes.fill(0, at, at + this.hdr);
     if (t.checksum) {
       bytes[at] = HDR_NEEDS_CSUM;
       bytes[at + 6] = t.checksum.start & 0xff;
@@ -1150,9 +1365,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       bytes[at + 4] = t.gso.size & 0xff;
       bytes[at + 5] = t.gso.size >> 8;
     }
-    bytes.set(t.frame, at + HDR);
+    bytes.set(t.frame, at + this.hdr);
     pair.tx.openChain(token, 1, t);
-    pair.tx.segment(pair.txBufs.handle, at, HDR + t.length, false);
+    pair.tx.segment(pair.txBufs.handle, at, this.hdr + t.length, false);
     return true;
   }
 
@@ -1168,11 +1383,12 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     const at = token * this.rxBufferSize;
     const bytes = pair.rxBufs.bytes;
     if (!this.mergeable) {
-      if (len > HDR) {
+      const hdr = this.hdr;
+      if (len > hdr) {
         if (bytes[at + 1] !== 0 && !this.gsoTypeOk(pair, bytes[at + 1] as number)) return;
-        const meta = this.rxMeta ? this.metaOf(pair, bytes, at, len - HDR) : PLAIN;
+        const meta = this.rxMeta ? this.metaOf(pair, bytes, at, len - hdr) : PLAIN;
         if (!meta) return;
-        this.deliver(pair, bytes.slice(at + HDR, at + len), meta);
+        this.deliver(pair, bytes.slice(at + hdr, at + len), meta);
       }
     } else if (!this.merge(pair, bytes, at, len)) return;
     // The slot is free again (the token was released before this callback): post it back.
@@ -1185,7 +1401,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   private merge(pair: QueuePair, bytes: Uint8Array, at: number, len: number): boolean {
     const p = pair.partial;
     if (p === undefined) {
-      if (len < HDR)
+      const hdr = this.hdr;
+      if (len < hdr)
         return this.violation(pair, `a received frame's first buffer holds ${len} bytes, less than its header`);
       const want = (bytes[at + 10] as number) | ((bytes[at + 11] as number) << 8);
       if (want === 0) return this.violation(pair, 'num_buffers 0 in a received frame');
@@ -1195,9 +1412,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
           `num_buffers ${want} in a received frame, more than the ${pair.rx.size} buffers posted`,
         );
       if (bytes[at + 1] !== 0 && !this.gsoTypeOk(pair, bytes[at + 1] as number)) return false;
-      const data = bytes.slice(at + HDR, at + len);
+      const data = bytes.slice(at + hdr, at + len);
       // The header is in this buffer only: its checksum fields are read now, checked once the frame is whole.
-      const meta = this.rxMeta ? headerMeta(bytes, at) : PLAIN;
+      const meta = this.rxMeta ? headerMeta(bytes, at, hdr > HDR) : PLAIN;
       if (want === 1) {
         if (data.length > 0) return this.deliverChecked(pair, data, meta);
         return true;
@@ -1244,7 +1461,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
 
   /** The header's checksum fields of a frame of `length` bytes; undefined once they broke the queue. */
   private metaOf(pair: QueuePair, bytes: Uint8Array, at: number, length: number): PacketMeta | undefined {
-    const meta = headerMeta(bytes, at);
+    const meta = headerMeta(bytes, at, this.hdr > HDR);
     return this.checkMeta(pair, meta, length) ? meta : undefined;
   }
 
@@ -1415,12 +1632,22 @@ function livePair(pair: QueuePair): QueuePair {
   return p;
 }
 
-/** The checksum fields of the virtio-net header at `at`. */
-function headerMeta(bytes: Uint8Array, at: number): PacketMeta {
+/** The checksum, segmentation and (when `hashed`: virtio_net_hdr_v1_hash) hash fields of the header at `at`. */
+function headerMeta(bytes: Uint8Array, at: number, hashed: boolean): PacketMeta {
   const flags = bytes[at] as number;
   const gso = bytes[at + 1] as number; // checked against the negotiated types already
-  if (!(flags & (HDR_NEEDS_CSUM | HDR_DATA_VALID)) && gso === 0) return PLAIN;
+  const report = hashed ? (bytes[at + 16] as number) | ((bytes[at + 17] as number) << 8) : 0;
+  const hashType = (report > 0 && HASH_TYPES[report - 1]) || 'none';
+  if (!(flags & (HDR_NEEDS_CSUM | HDR_DATA_VALID)) && gso === 0 && hashType === 'none') return PLAIN;
   const gsoType = GSO_NAMES[gso] ?? 'none';
+  const hash =
+    hashType === 'none'
+      ? 0
+      : ((bytes[at + 12] as number) |
+          ((bytes[at + 13] as number) << 8) |
+          ((bytes[at + 14] as number) << 16) |
+          ((bytes[at + 15] as number) << 24)) >>>
+        0;
   return {
     checksumNeeded: (flags & HDR_NEEDS_CSUM) !== 0,
     checksumValid: (flags & HDR_DATA_VALID) !== 0,
@@ -1429,7 +1656,37 @@ function headerMeta(bytes: Uint8Array, at: number): PacketMeta {
     gsoType,
     gsoSize: gsoType === 'none' ? 0 : (bytes[at + 4] as number) | ((bytes[at + 5] as number) << 8),
     headerLength: gsoType === 'none' ? 0 : (bytes[at + 2] as number) | ((bytes[at + 3] as number) << 8),
+    hash,
+    hashType,
   };
+}
+
+/** Most indirection table entries {@link NetDevice.setRss} sends (its control slot holds 512 and a key). */
+const MAX_RSS_TABLE = 512;
+
+/** The hash_types bits and a copy of the key of a hash configuration, checked against `limits` when known. */
+function checkHashConfig(config: HashConfig, limits: RssLimits | undefined): { types: number; key: Uint8Array } {
+  const key: unknown = config.key;
+  if (!(key instanceof Uint8Array)) throw new TypeError('config.key must be a Uint8Array');
+  const most = Math.min(255, limits?.maxKeySize ?? 255);
+  if (key.length < 1 || key.length > most)
+    throw new RangeError(
+      `config.key must be 1 to ${most} bytes${limits ? ' (rss_max_key_size)' : ''}, got ${key.length}`,
+    );
+  const list: unknown = config.hashTypes;
+  if (!Array.isArray(list)) throw new TypeError('config.hashTypes must be an array');
+  let types = 0;
+  list.forEach((t: unknown, i) => {
+    if (typeof t !== 'string') throw new TypeError(`config.hashTypes[${i}] must be a string`);
+    const bit = HASH_TYPES.indexOf(t as NetHashType);
+    if (bit < 0) throw new RangeError(`config.hashTypes[${i}] must be one of ${HASH_TYPES.join(', ')}, got '${t}'`);
+    if (limits && !limits.hashTypes.includes(t as NetHashType))
+      throw new RangeError(
+        `config.hashTypes[${i}]: the device does not offer hash type '${t}' (it offers ${limits.hashTypes.join(', ') || 'none'})`,
+      );
+    types |= 1 << bit;
+  });
+  return { types, key: key.slice() };
 }
 
 function le16(n: number): Uint8Array {
@@ -1495,6 +1752,8 @@ function checkNetOptions(options: NetOptions): void {
     throw new TypeError('rxGso needs rxChecksum: true (a large frame arrives with its checksum left partial)');
   if (options.control !== undefined) checkBoolean(options.control, 'control');
   if (options.rxBufferSize !== undefined) checkInteger(options.rxBufferSize, 'rxBufferSize', 64, 65536);
+  if (options.hashReport !== undefined && checkBoolean(options.hashReport, 'hashReport') && options.control === false)
+    throw new TypeError('hashReport needs the control queue (control: false was given)');
   if (options.queuePairs !== undefined) {
     checkInteger(options.queuePairs, 'queuePairs', 1, 32768);
     if (options.queuePairs > 1 && options.control === false)
@@ -1512,5 +1771,6 @@ function netFeatures(options: NetOptions): bigint {
   if (options.rxChecksum === true) f |= NetFeature.GUEST_CSUM;
   if (options.txGso === true) f |= TX_GSO_FEATURES;
   if (options.rxGso === true) f |= RX_GSO_FEATURES;
+  if (options.hashReport === true) f |= NetFeature.HASH_REPORT;
   return f;
 }

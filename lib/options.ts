@@ -77,8 +77,17 @@ export interface MockOptions {
    * GUEST_USO4, GUEST_USO6). Default true.
    */
   gso?: boolean;
-  /** mock:net: a control class the device refuses (VIRTIO_NET_ERR): rx, mac, vlan, announce, mq or all. */
-  refuseControl?: 'rx' | 'mac' | 'vlan' | 'announce' | 'mq' | 'all';
+  /**
+   * mock:net: offer receive-side scaling and hash reports (VIRTIO_NET_F_RSS, VIRTIO_NET_F_HASH_REPORT):
+   * a 40-byte key, an indirection table of up to 128 entries, and the IPv4, TCPv4, UDPv4, IPv6,
+   * TCPv6 and UDPv6 hash types (a Toeplitz hash, virtio 1.x section 5.1.6.4.3). Default false.
+   */
+  rss?: boolean;
+  /**
+   * mock:net: a control class the device refuses (VIRTIO_NET_ERR): rx, mac, vlan, announce, mq,
+   * all, or `'rss'` (VIRTIO_NET_CTRL_MQ_RSS_CONFIG and _HASH_CONFIG only).
+   */
+  refuseControl?: 'rx' | 'mac' | 'vlan' | 'announce' | 'mq' | 'rss' | 'all';
   /**
    * Offer suspend (as vhost-vdpa's VHOST_BACKEND_F_SUSPEND) to a hand-over: the device finishes the
    * chains it took and stops; what is still in the rings stays there. Default false.
@@ -125,7 +134,7 @@ export const mockFaults: readonly string[] = Object.freeze([...native.mockFaults
 /** Fault names mock:net accepts in {@link MockOptions.netFault}. */
 export const mockNetFaults: readonly string[] = Object.freeze([...native.mockNetFaults]);
 
-const REFUSABLE_CONTROL = ['rx', 'mac', 'vlan', 'announce', 'mq', 'all'];
+const REFUSABLE_CONTROL = ['rx', 'mac', 'vlan', 'announce', 'mq', 'rss', 'all'];
 
 const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'capacity',
@@ -146,6 +155,7 @@ const MOCK_KEYS: readonly (keyof MockOptions)[] = [
   'commandFrames',
   'refuseControl',
   'gso',
+  'rss',
   'suspend',
   'openDelayMs',
   'failSuspend',
@@ -200,6 +210,7 @@ export function toNativeOptions(path: string, options: OpenOptions): NativeOpenO
   if (o.queuePairs !== undefined) n.queuePairs = checkInteger(o.queuePairs, 'mock.queuePairs', 1, 256);
   if (o.commandFrames !== undefined) n.commandFrames = checkBoolean(o.commandFrames, 'mock.commandFrames');
   if (o.gso !== undefined) n.gso = checkBoolean(o.gso, 'mock.gso');
+  if (o.rss !== undefined) n.rss = checkBoolean(o.rss, 'mock.rss');
   if (o.netFault !== undefined) {
     if (typeof o.netFault !== 'string') throw new TypeError('mock.netFault must be a string');
     if (!mockNetFaults.includes(o.netFault))

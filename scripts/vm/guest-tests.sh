@@ -6,8 +6,9 @@
 # the virtio-pci functions (virtio-blk 0x1042: serial vfio-split and vfio-packed; virtio-net 0x1041:
 # a wired pair and a third NIC on the same hub) are found in /sys/bus/pci/devices, bound to vfio-pci,
 # and get the blk conformance suite (split; packed with VDPA_TEST_PACKED=1), the net conformance suite
-# in both directions on the pair, test/vm/vfio.test.ts, and test/vm/handover-net.test.ts (a NetDevice
-# moved between the pair's functions, the third as its peer). node:test writes spec to
+# in both directions on the pair, test/vm/vfio.test.ts, test/vm/handover-net.test.ts (a NetDevice
+# moved between the pair's functions, the third as its peer) and test/vm/vfio-net-features.test.ts
+# (multiqueue, RSS, announce_self on the pair; needs --net-link-control). node:test writes spec to
 # stdout and TAP to $VDPA_VM_RESULTS/tap/<run>.tap; a run fails on any failed, cancelled or skipped
 # test, on zero tests, and on a non-zero exit. Summary in $VDPA_VM_RESULTS/summary.txt.
 #
@@ -18,6 +19,9 @@
 #   VDPA_VM_VDUSE_SHAPES="1:64 4:256"        queues:size list for the Node VDUSE conformance runs
 #   VDPA_VM_ONLY_VDUSE=1                     run only the Node VDUSE part (while developing it)
 #   VDPA_VM_ONLY_VDUSE_NET=1                 run only the Node VDUSE NIC part
+#   VDPA_VM_ONLY_VFIO_NET=1                  run only the VFIO NIC groups (net conformance both ways,
+#                                            handover-net, vfio-net-features): boot with run.sh --net-pair
+#                                            --net-ports 3 --net-link-control [--net-props ...]
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -157,67 +161,6 @@ vduse_net_conformance() {
   cat "$log"
   ((rc == 0)) || { note "FAIL $name: vduse-net-serve.js exited $rc on SIGTERM (close failed?)"; failed=1; }
 }
-if [[ ${VDPA_VM_ONLY_VDUSE_NET:-0} == 1 ]]; then
-  vduse_net_part
-  echo "==== guest summary"; cat "$SUMMARY"; exit $failed
-fi
-if [[ ${VDPA_VM_ONLY_VDUSE:-0} == 1 ]]; then
-  vduse_part
-  vduse_net_part
-  echo "==== guest summary"; cat "$SUMMARY"; exit $failed
-fi
-
-for shape in ${VDPA_VM_SHAPES:-1:64 4:256}; do
-  q=${shape%%:*} s=${shape##*:} name=conf-${q}x${s}
-  img=$RES/$name.img
-  [[ -f $img ]] || truncate -s 64M "$img"
-  echo "==== starting VDUSE blk $name ($q queues x $s) on $img"
-  if ! dev=$("$HERE/vduse-blk.sh" start -q "$q" -s "$s" "$name" "$img"); then
-    note "FAIL $name: vduse-blk.sh start failed"; failed=1; continue
-  fi
-  VDPA_TEST_DEVICE=$dev VDPA_TEST_QUEUES=$q VDPA_TEST_QUEUE_SIZE=$s run_tests "$name" 180 "$SUITE"
-  cleanup_devices
-done
-
-shopt -s nullglob
-vm_tests=()
-for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */management.test.js || $f == */vduse*.test.js || $f == */handover*.test.js ]] || vm_tests+=("$f"); done
-if ((${#vm_tests[@]} == 0)); then
-  note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
-else
-  run_tests vm 420 "${vm_tests[@]}"
-  cleanup_devices
-fi
-
-# ---- VDUSE devices served by the library
-vduse_part
-vduse_net_part
-
-# ---- hand-over (issue 12): a load moves qemu-storage-daemon -> Node VDUSE -> restarted qemu-storage-daemon,
-# then 20 more switches; the host checks handover.img against handover.json
-if [[ -f dist/test/vm/handover.test.js ]]; then
-  run_tests handover 900 dist/test/vm/handover.test.js
-  cleanup_devices
-else
-  note "FAIL handover: dist/test/vm/handover.test.js not built"; failed=1
-fi
-# the same between two VFIO virtio-blk-pci functions on one image (serials ho-vfio-a/b, share-rw=on)
-if [[ -f dist/test/vm/handover-vfio.test.js ]]; then
-  modprobe vfio-pci 2>/dev/null || true
-  run_tests handover-vfio 900 dist/test/vm/handover-vfio.test.js
-else
-  note "FAIL handover-vfio: dist/test/vm/handover-vfio.test.js not built"; failed=1
-fi
-
-# ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function
-# moved between virtio-pci and vfio-pci (before the VFIO part binds the other functions)
-if [[ -f dist/test/vm/management.test.js ]]; then
-  run_tests management 420 dist/test/vm/management.test.js
-  cleanup_devices
-else
-  note "FAIL management: dist/test/vm/management.test.js not built"; failed=1
-fi
-
 # ---- VFIO: virtio-pci functions bound to vfio-pci
 # fn_with VENDOR DEVICE : PCI addresses of the functions with these ids, in address order
 fn_with() {
@@ -279,13 +222,115 @@ vfio_part() {
   else
     note "FAIL vfio: dist/test/vm/vfio.test.js not built"; failed=1
   fi
+  vfio_net_groups
+}
+# The NIC groups of the VFIO part (the pair and the peer bound to vfio-pci, VDPA_VFIO_NET* exported).
+vfio_net_groups() {
+  local net_suite=${VDPA_VM_NET_SUITE:-dist/test/conformance/net.test.js}
+  if [[ ${VDPA_VM_ONLY_VFIO_NET:-0} == 1 ]]; then
+    VDPA_TEST_NET_DEVICE=vfio:${nets[0]} VDPA_TEST_NET_PEER=vfio:${nets[1]} run_tests vfio-net-0to1 180 "$net_suite"
+    VDPA_TEST_NET_DEVICE=vfio:${nets[1]} VDPA_TEST_NET_PEER=vfio:${nets[0]} run_tests vfio-net-1to0 180 "$net_suite"
+  fi
   # hand-over (issue 12): a NetDevice moves between the pair's functions, frames flowing with the third
   if [[ -f dist/test/vm/handover-net.test.js ]]; then
     run_tests handover-net 600 dist/test/vm/handover-net.test.js
   else
     note "FAIL handover-net: dist/test/vm/handover-net.test.js not built"; failed=1
   fi
+  # issue 11 on QEMU's NIC: multiqueue, RSS + hash reports, announce, stats
+  if [[ -f dist/test/vm/vfio-net-features.test.js ]]; then
+    run_tests vfio-net-features 300 dist/test/vm/vfio-net-features.test.js
+  else
+    note "FAIL vfio-net-features: dist/test/vm/vfio-net-features.test.js not built"; failed=1
+  fi
 }
+# VDPA_VM_ONLY_VFIO_NET=1: only the NICs, found by MAC and bound to vfio-pci, then their groups.
+vfio_net_only() {
+  modprobe vfio-pci 2>/dev/null || true
+  local b mac
+  nets=("" "") net_peer=""
+  for b in $(fn_with 0x1af4 0x1041); do
+    mac=$(cat /sys/bus/pci/devices/"$b"/virtio*/net/*/address 2>/dev/null)
+    case $mac in
+      52:54:00:12:34:50) nets[0]=$b ;;
+      52:54:00:12:34:51) nets[1]=$b ;;
+      52:54:00:12:34:52) net_peer=$b ;;
+    esac
+  done
+  if [[ -z ${nets[0]} || -z ${nets[1]} || -z $net_peer ]]; then
+    note "FAIL vfio-net: expected three virtio-net-pci, MACs 52:54:00:12:34:50-52 (run.sh --net-pair --net-ports 3)"; failed=1; return
+  fi
+  for b in "${nets[@]}" "$net_peer"; do
+    bind_vfio "$b" || { note "FAIL vfio-net: could not bind $b to vfio-pci"; failed=1; return; }
+  done
+  export VDPA_VFIO_NET="${nets[*]}" VDPA_VFIO_NET_PEER=$net_peer
+  vfio_net_groups
+}
+if [[ ${VDPA_VM_ONLY_VFIO_NET:-0} == 1 ]]; then
+  vfio_net_only
+  echo "==== guest summary"; cat "$SUMMARY"; exit $failed
+fi
+if [[ ${VDPA_VM_ONLY_VDUSE_NET:-0} == 1 ]]; then
+  vduse_net_part
+  echo "==== guest summary"; cat "$SUMMARY"; exit $failed
+fi
+if [[ ${VDPA_VM_ONLY_VDUSE:-0} == 1 ]]; then
+  vduse_part
+  vduse_net_part
+  echo "==== guest summary"; cat "$SUMMARY"; exit $failed
+fi
+
+for shape in ${VDPA_VM_SHAPES:-1:64 4:256}; do
+  q=${shape%%:*} s=${shape##*:} name=conf-${q}x${s}
+  img=$RES/$name.img
+  [[ -f $img ]] || truncate -s 64M "$img"
+  echo "==== starting VDUSE blk $name ($q queues x $s) on $img"
+  if ! dev=$("$HERE/vduse-blk.sh" start -q "$q" -s "$s" "$name" "$img"); then
+    note "FAIL $name: vduse-blk.sh start failed"; failed=1; continue
+  fi
+  VDPA_TEST_DEVICE=$dev VDPA_TEST_QUEUES=$q VDPA_TEST_QUEUE_SIZE=$s run_tests "$name" 180 "$SUITE"
+  cleanup_devices
+done
+
+shopt -s nullglob
+vm_tests=()
+for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */vfio-net-features.test.js || $f == */management.test.js || $f == */vduse*.test.js || $f == */handover*.test.js ]] || vm_tests+=("$f"); done
+if ((${#vm_tests[@]} == 0)); then
+  note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
+else
+  run_tests vm 420 "${vm_tests[@]}"
+  cleanup_devices
+fi
+
+# ---- VDUSE devices served by the library
+vduse_part
+vduse_net_part
+
+# ---- hand-over (issue 12): a load moves qemu-storage-daemon -> Node VDUSE -> restarted qemu-storage-daemon,
+# then 20 more switches; the host checks handover.img against handover.json
+if [[ -f dist/test/vm/handover.test.js ]]; then
+  run_tests handover 900 dist/test/vm/handover.test.js
+  cleanup_devices
+else
+  note "FAIL handover: dist/test/vm/handover.test.js not built"; failed=1
+fi
+# the same between two VFIO virtio-blk-pci functions on one image (serials ho-vfio-a/b, share-rw=on)
+if [[ -f dist/test/vm/handover-vfio.test.js ]]; then
+  modprobe vfio-pci 2>/dev/null || true
+  run_tests handover-vfio 900 dist/test/vm/handover-vfio.test.js
+else
+  note "FAIL handover-vfio: dist/test/vm/handover-vfio.test.js not built"; failed=1
+fi
+
+# ---- vDPA management through the library (netlink + sysfs): VDUSE devices, and the mgmt-pci function
+# moved between virtio-pci and vfio-pci (before the VFIO part binds the other functions)
+if [[ -f dist/test/vm/management.test.js ]]; then
+  run_tests management 420 dist/test/vm/management.test.js
+  cleanup_devices
+else
+  note "FAIL management: dist/test/vm/management.test.js not built"; failed=1
+fi
+
 if [[ ${VDPA_VM_VFIO:-1} != 0 ]]; then vfio_part; else note "NOTE: VFIO part skipped (VDPA_VM_VFIO=0)"; fi
 
 echo "==== guest summary"

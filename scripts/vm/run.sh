@@ -14,7 +14,9 @@
 #   --net-link-control            let the command change the link of the --net-pair NICs: NIC i (MAC
 #                                 52:54:00:12:34:5i) is on hub port hpi; the command writes "hpi off" or
 #                                 "hpi on" to the file VDPA_TEST_NET_LINK_REQUEST names, and the host
-#                                 runs QEMU's set_link on it (through a monitor socket in the results dir)
+#                                 runs QEMU's set_link on it (through a monitor socket in the results dir);
+#                                 "announce" runs QEMU's announce_self (every NIC: VIRTIO_NET_S_ANNOUNCE
+#                                 where GUEST_ANNOUNCE was negotiated, and a RARP from each on the hub)
 #   --timeout SECONDS             kill the guest after this long (default 900)
 #   --mem SIZE / --smp N          guest memory (default 4G) / vCPUs (default 2)
 #   --9p-cache MODE               9p cache mode for the host root: loose (default), mmap, none
@@ -156,10 +158,12 @@ link_watcher() {
   while kill -0 "$1" 2>/dev/null; do
     if [[ -f $RES/link-request ]]; then
       req=$(cat "$RES/link-request"); rm -f "$RES/link-request"
-      if [[ $req =~ ^hp[01]\ (on|off)$ ]]; then
+      local hmp=""
+      if [[ $req =~ ^hp[01]\ (on|off)$ ]]; then hmp="set_link $req"; elif [[ $req == announce ]]; then hmp=announce_self; fi
+      if [[ -n $hmp ]]; then
         python3 -c 'import socket, sys, time
-s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall(("set_link " + sys.argv[2] + "\n").encode()); time.sleep(0.3)' \
-          "$RES/monitor.sock" "$req" || echo "vdpa-vm: set_link $req failed" >&2
+s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2] + "\n").encode()); time.sleep(0.3)' \
+          "$RES/monitor.sock" "$hmp" || echo "vdpa-vm: $hmp failed" >&2
       else
         echo "vdpa-vm: ignoring link request '$req'" >&2
       fi

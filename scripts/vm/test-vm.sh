@@ -14,7 +14,9 @@
 # (the third is the peer of the net hand-over test); a third blk function (mgmt-pci.img,
 # serial mgmt-pci) is test/vm/management.test.ts's, which moves it between virtio-pci and vfio-pci; and two
 # functions of one multifunction slot (serials grp-a, grp-b: one IOMMU group) are its non-viable group.
-# The NICs' links can be changed from the guest (run.sh --net-link-control: the net suite's 'link' test).
+# The NICs' links can be changed from the guest (run.sh --net-link-control: the net suite's 'link' test,
+# and announce_self for test/vm/vfio-net-features.test.ts). The NICs offer multiqueue, RSS and hash
+# reports (mq=on,vectors=4,rss=on,hash=on: a hub port is one queue, so QEMU offers one pair).
 # Exits non-zero on any failure, including: the guest never ran, zero tests ran, a test was skipped
 # inside the guest.
 #
@@ -77,13 +79,15 @@ done
 rm -f "$RES/vduse-ext4.expected.json"
 for img in oracle faults vfio-split vfio-packed mgmt-pci grp-a grp-b vduse-ext4 handover handover-vfio; do rm -f "$RES/$img.img"; truncate -s 64M "$RES/$img.img"; done
 
+# What test/vm/vfio-net-features.test.ts asserts about the NICs (the other NIC tests run with them too).
+NET_PROPS=mq=on,vectors=4,rss=on,hash=on
 echo "test-vm: booting the guest (results in $RES)" >&2
 "$HERE/run.sh" "${verbose[@]}" --results "$RES" --timeout "${VDPA_VM_TIMEOUT:-1200}" \
   --blk-pci "$RES/vfio-split.img,serial=vfio-split" --blk-pci "$RES/vfio-packed.img,packed,serial=vfio-packed" \
   --blk-pci "$RES/mgmt-pci.img,serial=mgmt-pci" \
   --blk-pci "$RES/grp-a.img,serial=grp-a,addr=0x10.0,multifunction=on" --blk-pci "$RES/grp-b.img,serial=grp-b,addr=0x10.1" \
   --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-a,share-rw=on" --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-b,share-rw=on" \
-  --net-pair --net-ports 3 --net-link-control -- bash scripts/vm/guest-tests.sh
+  --net-pair --net-ports 3 --net-props "$NET_PROPS" --net-link-control -- bash scripts/vm/guest-tests.sh
 guest_rc=$?
 
 fail=()

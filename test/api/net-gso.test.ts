@@ -180,6 +180,8 @@ describe('segmentation offload (mock:net)', () => {
             gsoType: options.gso.type,
             gsoSize: 1400,
             headerLength,
+            hash: 0,
+            hashType: 'none',
           });
         }
         // A plain frame after them is plain.

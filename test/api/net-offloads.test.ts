@@ -42,6 +42,8 @@ describe('checksum offload (mock:net)', () => {
         gsoType: 'none',
         gsoSize: 0,
         headerLength: 0,
+        hash: 0,
+        hashType: 'none',
       });
       await rejectsWithCode(
         net.send(rng.bytes(100), { checksum: { start: START, offset: OFFSET } }),

@@ -10,6 +10,7 @@
 //   VDPA_TEST_NET_MERGEABLE=0               net: do not use mergeable receive buffers
 //   VDPA_TEST_NET_OFFLOADS=1                net: ask for checksum offload both ways
 //   VDPA_TEST_NET_GSO=1                     net: ask for segmentation offload both ways (with checksums)
+//   VDPA_TEST_NET_HASH_REPORT=1             net: ask for hash reports (VIRTIO_NET_F_HASH_REPORT)
 //   VDPA_TEST_NET_LINK_REQUEST=FILE         net: where to ask the harness for link changes
 //                                           (set by scripts/vm/run.sh --net-link-control)
 //   VDPA_TEST_DISCARD_ZEROES=0|1            whether discarded blocks must read back as zeroes
@@ -92,6 +93,7 @@ export function netTargets(): NetTarget[] {
     if (envBool('VDPA_TEST_NET_MERGEABLE') === false) options.mergeable = false;
     if (envBool('VDPA_TEST_NET_OFFLOADS')) options.txChecksum = options.rxChecksum = true;
     if (envBool('VDPA_TEST_NET_GSO')) options.txChecksum = options.rxChecksum = options.txGso = options.rxGso = true;
+    if (envBool('VDPA_TEST_NET_HASH_REPORT')) options.hashReport = true;
     const target: NetTarget = { name: real, spec: real, options };
     const peer = process.env.VDPA_TEST_NET_PEER;
     if (peer) target.peer = { spec: peer, options: { ...options } };
@@ -115,6 +117,18 @@ export function netTargets(): NetTarget[] {
     {
       name: 'q64 packed mtu 9000 rxBufferSize 512',
       options: { queueSize: 64, packed: true, rxBufferSize: 512, mock: { mtu: 9000 } },
+    },
+    // Hash reports: the 20-byte header both ways; a device with 2 pairs and RSS, one pair used (the
+    // suite relies on one sender's order, which several pairs do not keep).
+    {
+      name: 'q64 RSS and hash reports, 1 of 2 pairs, checksum offload both ways',
+      options: {
+        queueSize: 64,
+        hashReport: true,
+        txChecksum: true,
+        rxChecksum: true,
+        mock: { queuePairs: 2, rss: true },
+      },
     },
   ];
   // Command frames let the suite change the mock's link state.

@@ -13,11 +13,10 @@
 // must all have been sent around a switch. The pause per switch is printed as
 // '# handover-net pause ...' (bench/RESULTS.md).
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
 import { test } from 'node:test';
 import { AbortError, openNet, type HandOverResult, type NetDevice } from '../../lib';
 import { median } from './handover-oracle';
-import { PCI, bindVfio } from './vfio-env';
+import { nicsByMac } from './vfio-env';
 import { IN_VM, SKIP_REASON, within } from './vm-env';
 
 const SWITCHES = Number(process.env.VDPA_HANDOVER_SWITCHES ?? 20);
@@ -32,20 +31,7 @@ function functions(): [string, string, string] {
   const pair = process.env.VDPA_VFIO_NET?.trim().split(/\s+/);
   const peer = process.env.VDPA_VFIO_NET_PEER?.trim();
   if (pair?.length === 2 && peer) return [pair[0] as string, pair[1] as string, peer];
-  const found = MACS.map((mac) => {
-    for (const bdf of fs.readdirSync(PCI)) {
-      const dir = `${PCI}/${bdf}`;
-      for (const v of fs.readdirSync(dir).filter((n) => n.startsWith('virtio'))) {
-        const netDir = `${dir}/${v}/net`;
-        if (!fs.existsSync(netDir)) continue;
-        for (const nic of fs.readdirSync(netDir))
-          if (fs.readFileSync(`${netDir}/${nic}/address`, 'utf8').trim() === mac) return bdf;
-      }
-    }
-    throw new Error(`no virtio-net-pci function with MAC ${mac}: boot with run.sh --net-pair --net-ports 3`);
-  });
-  for (const bdf of found) bindVfio(bdf);
-  return found as [string, string, string];
+  return nicsByMac(MACS) as [string, string, string];
 }
 
 function frame(stream: number, seq: number, src: Uint8Array, length: number): Uint8Array {

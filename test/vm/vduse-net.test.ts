@@ -396,6 +396,14 @@ describe('VDUSE NICs served by Node', { skip: IN_VM ? false : SKIP_REASON }, () 
       const linkUp = once(net, 'link');
       await nic.setLink(true);
       assert.deepEqual(await within(linkUp, 30_000, "'link' true"), [true]);
+      // Vendor statistics: the node resolves to its vdpa device (sysfs) and VDPA_CMD_DEV_VSTATS_GET
+      // reaches the kernel, whose vduse parent keeps none.
+      const vstats = await net.deviceStats().then(
+        (r) => r,
+        (e: unknown) => e,
+      );
+      assert.ok(vstats instanceof VdpaError && vstats.code === 'EOPNOTSUPP', `deviceStats: ${String(vstats)}`);
+      assert.match(vstats.hint ?? '', /'nodenet3' keeps no vendor queue statistics/);
       const s = nic.stats;
       console.log(`# stats ${JSON.stringify(s)}`);
       assert.equal(s.rxFrames, down.length);

@@ -110,3 +110,25 @@ export function resetFunction(bdf: string): { before: number; after: number } {
     fs.closeSync(fd);
   }
 }
+
+/**
+ * The virtio-net-pci functions with these MACs (run.sh --net-pair: NIC i is 52:54:00:12:34:5i), read
+ * while virtio-pci still has them, each then bound to vfio-pci. Once guest-tests.sh bound them, take
+ * its VDPA_VFIO_NET instead.
+ */
+export function nicsByMac(macs: readonly string[]): string[] {
+  const found = macs.map((mac) => {
+    for (const bdf of fs.readdirSync(PCI)) {
+      const dir = `${PCI}/${bdf}`;
+      for (const v of fs.readdirSync(dir).filter((n) => n.startsWith('virtio'))) {
+        const netDir = `${dir}/${v}/net`;
+        if (!fs.existsSync(netDir)) continue;
+        for (const nic of fs.readdirSync(netDir))
+          if (fs.readFileSync(`${netDir}/${nic}/address`, 'utf8').trim() === mac) return bdf;
+      }
+    }
+    throw new Error(`no virtio-net-pci function with MAC ${mac}: boot with run.sh --net-pair`);
+  });
+  for (const bdf of found) bindVfio(bdf);
+  return found;
+}

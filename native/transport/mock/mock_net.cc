@@ -8,8 +8,24 @@ namespace vdpa {
 
 namespace {
 constexpr uint32_t kNetHdrLen = sizeof(VirtioNetHdr);
-// The mock reports no speed, duplex or RSS: its config space ends before those fields.
+// The mock reports no speed or duplex: without RSS its config space ends before those fields; with
+// it, after supported_hash_types (speed and duplex read as unknown).
 constexpr size_t kConfigSize = offsetof(VirtioNetConfig, speed);
+constexpr size_t kRssConfigSize = sizeof(VirtioNetConfig);
+// virtio_net_hdr_v1_hash: the header, hash_value (le32), hash_report (le16), padding (le16).
+constexpr uint32_t kHashHdrLen = kNetHdrLen + 8;
+// What the mock's RSS takes (§5.1.4): key bytes, indirection entries, hash types.
+constexpr uint8_t kRssKeySize = 40;
+constexpr uint16_t kRssTableLength = 128;
+constexpr uint32_t kHashIpV4 = 1 << 0, kHashTcpV4 = 1 << 1, kHashUdpV4 = 1 << 2, kHashIpV6 = 1 << 3,
+                   kHashTcpV6 = 1 << 4, kHashUdpV6 = 1 << 5;
+constexpr uint32_t kHashTypes = kHashIpV4 | kHashTcpV4 | kHashUdpV4 | kHashIpV6 | kHashTcpV6 | kHashUdpV6;
+// VIRTIO_NET_HASH_REPORT_* values.
+constexpr uint16_t kReportIpV4 = 1, kReportTcpV4 = 2, kReportUdpV4 = 3, kReportIpV6 = 4, kReportTcpV6 = 5,
+                   kReportUdpV6 = 6;
+constexpr uint8_t kCtrlMqPairsSet = 0, kCtrlMqRssConfig = 1, kCtrlMqHashConfig = 2;
+constexpr uint16_t kEthertypeIpV4 = 0x0800, kEthertypeIpV6 = 0x86dd;
+constexpr uint8_t kProtoTcp = 6, kProtoUdp = 17;
 constexpr uint16_t kNetStatusAnnounce = 2;
 constexpr uint16_t kEthertypeVlan = 0x8100;
 // Control classes and commands (§5.1.6.5).
@@ -24,6 +40,20 @@ uint16_t be16(const uint8_t* p) { return static_cast<uint16_t>(p[0] << 8 | p[1])
 uint16_t le16(const uint8_t* p) { return static_cast<uint16_t>(p[0] | p[1] << 8); }
 uint32_t le32(const uint8_t* p) {
   return uint32_t{p[0]} | uint32_t{p[1]} << 8 | uint32_t{p[2]} << 16 | uint32_t{p[3]} << 24;
+}
+
+// The Toeplitz hash (§5.1.6.4.3.4) of `n` input bytes under `key` (zero past its end): for every
+// input bit set, the 32 key bits starting at that bit's position are XORed into the result.
+uint32_t toeplitz(const uint8_t* in, size_t n, const std::vector<uint8_t>& key) {
+  const auto k = [&key](size_t i) -> uint32_t { return i < key.size() ? key[i] : 0; };
+  uint32_t window = k(0) << 24 | k(1) << 16 | k(2) << 8 | k(3);
+  uint32_t result = 0;
+  for (size_t i = 0; i < n; i++)
+    for (int b = 7; b >= 0; b--) {
+      if (in[i] >> b & 1) result ^= window;
+      window = window << 1 | (k(i + 4) >> b & 1);
+    }
+  return result;
 }
 
 // The Internet checksum (RFC 1071) of bytes[from..], stored at `at` (which counts as zero).
@@ -53,6 +83,7 @@ MockNet::MockNet(const MockOptions& opts, std::function<void()> configChanged)
   for (size_t i = 0; i < names.size(); i++)
     if (names[i] == opts.net.fault) fault_ = static_cast<Fault>(i + 1);
   if (opts.net.refuseControl == "all") refused_ = -2;
+  if (opts.net.refuseControl == "rss") refused_ = -3;
   for (int i = 0; i < 5; i++)
     if (opts.net.refuseControl == kClassNames[i]) refused_ = i;
   std::memcpy(mac_, opts.mac, sizeof mac_);
@@ -64,6 +95,7 @@ uint64_t MockNet::features() const {
                bit(kNetFMrgRxbuf) | bit(kNetFCtrlVq) | bit(kNetFCtrlRx) | bit(kNetFCtrlVlan) | bit(kNetFCtrlRxExtra) |
                bit(kNetFGuestAnnounce) | bit(kNetFCtrlMacAddr);
   if (opts_.net.queuePairs > 1) f |= bit(kNetFMq);
+  if (opts_.net.rss) f |= bit(kNetFRss) | bit(kNetFHashReport);
   if (opts_.net.gso)
     f |= bit(kNetFeatureHostTso4) | bit(kNetFeatureHostTso6) | bit(kNetFeatureHostUso) | bit(kNetFeatureGuestTso4) |
          bit(kNetFeatureGuestTso6) | bit(kNetFeatureGuestUso4) | bit(kNetFeatureGuestUso6);
@@ -79,13 +111,22 @@ std::vector<uint8_t> MockNet::config() const {
   }
   c.max_virtqueue_pairs = opts_.net.queuePairs;
   c.mtu = opts_.mtu;
-  std::vector<uint8_t> bytes(kConfigSize);
-  std::memcpy(bytes.data(), &c, kConfigSize);
+  c.speed = 0xffffffff;  // VIRTIO_NET_SPEED_UNKNOWN
+  c.duplex = 0xff;       // VIRTIO_NET_DUPLEX_UNKNOWN
+  if (opts_.net.rss) {
+    c.rss_max_key_size = kRssKeySize;
+    c.rss_max_indirection_table_length = kRssTableLength;
+    c.supported_hash_types = kHashTypes;
+  }
+  const size_t size = opts_.net.rss ? kRssConfigSize : kConfigSize;
+  std::vector<uint8_t> bytes(size);
+  std::memcpy(bytes.data(), &c, size);
   return bytes;
 }
 
 void MockNet::start(uint64_t features) {
   negotiated_ = features;
+  hdrLen_ = has(kNetFHashReport) ? kHashHdrLen : kNetHdrLen;
   // Without VLAN filtering every VLAN passes; with it, none until the driver adds them (as QEMU).
   if (has(kNetFCtrlVlan))
     filter_.vlans.reset();
@@ -100,6 +141,8 @@ void MockNet::reset() {
   activePairs_ = 1;
   framesReceived_ = 0;
   filter_ = Filter{};
+  rss_ = Rss{};
+  hdrLen_ = kNetHdrLen;
   std::lock_guard<std::mutex> lock(configLock_);
   std::memcpy(mac_, opts_.mac, sizeof mac_);
   status_ = kNetStatusLinkUp;
@@ -135,13 +178,14 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
   // consumes it without passing it on, as a NIC does. A segmentation request may be longer.
   const bool gsoOn =
       (negotiated_ & (bit(kNetFeatureHostTso4) | bit(kNetFeatureHostTso6) | bit(kNetFeatureHostUso))) != 0;
-  if (chain.readableBytes <= kNetHdrLen || chain.readableBytes - kNetHdrLen > (gsoOn ? kGsoMaxFrameBytes : maxFrame_))
+  // With HASH_REPORT the transmit header is virtio_net_hdr_v1_hash too (its hash fields unused).
+  if (chain.readableBytes <= hdrLen_ || chain.readableBytes - hdrLen_ > (gsoOn ? kGsoMaxFrameBytes : maxFrame_))
     return true;
   VirtioNetHdr hdr{};
   copyFromBuffers(chain.readable, 0, &hdr, kNetHdrLen);
   Frame frame;
-  frame.bytes.resize(chain.readableBytes - kNetHdrLen);
-  copyFromBuffers(chain.readable, kNetHdrLen, frame.bytes.data(), frame.bytes.size());
+  frame.bytes.resize(chain.readableBytes - hdrLen_);
+  copyFromBuffers(chain.readable, hdrLen_, frame.bytes.data(), frame.bytes.size());
   if (hdr.gso_type != kGsoNone) {
     // Segmentation needs its feature and a partial checksum (§5.1.6.2); anything else goes nowhere.
     const uint64_t needs = gsoHostFeatures(hdr.gso_type);
@@ -196,7 +240,64 @@ void MockNet::transmitted(uint16_t txPair, Frame frame) {
   }
   if (bytes.size() < kEthHeader || !passesFilter(bytes)) return;
   backlogBytes_ += bytes.size();
-  rx_[txPair % activePairs_].backlog.push_back(std::move(frame));
+  const uint16_t rxPair = classify(frame, txPair);
+  rx_[rxPair].backlog.push_back(std::move(frame));
+}
+
+// The hash types of §5.1.6.4.3: TCP or UDP over IPv4 or IPv6 hashes the addresses and ports (source
+// first), else plain IP hashes the addresses; a fragment or a type not enabled falls back to the
+// next one, and nothing left is unclassified. IPv6 extension headers are not followed (the mock
+// offers no _EX types): an IPv6 packet whose next header is not TCP/UDP hashes as plain IPv6.
+uint16_t MockNet::classify(Frame& frame, uint16_t txPair) const {
+  const uint16_t looped = static_cast<uint16_t>(txPair % activePairs_);
+  if (!rss_.steer && !has(kNetFHashReport)) return looped;
+  const std::vector<uint8_t>& b = frame.bytes;
+  const uint32_t types = rss_.hashTypes;
+  size_t l3 = kEthHeader;
+  uint16_t ethertype = be16(&b[12]);
+  if (ethertype == kEthertypeVlan && b.size() >= kEthHeader + kVlanTag) {
+    ethertype = be16(&b[16]);
+    l3 += kVlanTag;
+  }
+  uint8_t input[36];
+  size_t n = 0;
+  uint16_t report = 0;
+  if (ethertype == kEthertypeIpV4 && b.size() >= l3 + 20 && b[l3] >> 4 == 4) {
+    const size_t ihl = size_t{b[l3] & 0xfu} * 4;
+    const bool fragment = (be16(&b[l3 + 6]) & 0x3fff) != 0;  // MF or an offset
+    const size_t l4 = l3 + ihl;
+    const bool ports = ihl >= 20 && !fragment && b.size() >= l4 + 4;
+    const uint8_t proto = b[l3 + 9];
+    std::memcpy(input, &b[l3 + 12], 8);
+    if (ports && ((proto == kProtoTcp && types & kHashTcpV4) || (proto == kProtoUdp && types & kHashUdpV4))) {
+      std::memcpy(input + 8, &b[l4], 4);
+      n = 12;
+      report = proto == kProtoTcp ? kReportTcpV4 : kReportUdpV4;
+    } else if (types & kHashIpV4) {
+      n = 8;
+      report = kReportIpV4;
+    }
+  } else if (ethertype == kEthertypeIpV6 && b.size() >= l3 + 40 && b[l3] >> 4 == 6) {
+    const size_t l4 = l3 + 40;
+    const bool ports = b.size() >= l4 + 4;
+    const uint8_t next = b[l3 + 6];
+    std::memcpy(input, &b[l3 + 8], 32);
+    if (ports && ((next == kProtoTcp && types & kHashTcpV6) || (next == kProtoUdp && types & kHashUdpV6))) {
+      std::memcpy(input + 32, &b[l4], 4);
+      n = 36;
+      report = next == kProtoTcp ? kReportTcpV6 : kReportUdpV6;
+    } else if (types & kHashIpV6) {
+      n = 32;
+      report = kReportIpV6;
+    }
+  }
+  if (report != 0) {
+    frame.hash = toeplitz(input, n, rss_.key);
+    frame.hashReport = report;
+  }
+  if (!rss_.steer) return looped;
+  if (report == 0) return rss_.unclassified;
+  return rss_.table[frame.hash & (rss_.table.size() - 1)];
 }
 
 bool MockNet::command(const std::vector<uint8_t>& frame) {
@@ -249,6 +350,7 @@ uint8_t MockNet::control(const DeviceChain& chain) {
   copyFromBuffers(chain.readable, 2, data.data(), data.size());
   const uint8_t cls = head[0], cmd = head[1];
   if (refused_ == -2 || refused_ == cls) return kCtrlErr;
+  if (refused_ == -3 && cls == kCtrlMq && (cmd == kCtrlMqRssConfig || cmd == kCtrlMqHashConfig)) return kCtrlErr;
   switch (cls) {
     case kCtrlRx:
       return has(kNetFCtrlRx) ? controlRx(cmd, data) : kCtrlErr;
@@ -268,13 +370,8 @@ uint8_t MockNet::control(const DeviceChain& chain) {
       status_ = static_cast<uint16_t>(status_ & ~kNetStatusAnnounce);
       return kCtrlOk;
     }
-    case kCtrlMq: {
-      if (!has(kNetFMq) || cmd != 0 || data.size() != 2) return kCtrlErr;
-      const uint16_t pairs = le16(data.data());
-      if (pairs < 1 || pairs > opts_.net.queuePairs) return kCtrlErr;
-      activePairs_ = pairs;
-      return kCtrlOk;
-    }
+    case kCtrlMq:
+      return controlMq(cmd, data);
     default:
       return kCtrlErr;
   }
@@ -317,6 +414,53 @@ uint8_t MockNet::controlMac(uint8_t cmd, const std::vector<uint8_t>& data) {
   return kCtrlOk;
 }
 
+uint8_t MockNet::controlMq(uint8_t cmd, const std::vector<uint8_t>& data) {
+  const uint16_t maxPairs = opts_.net.queuePairs;
+  if (cmd == kCtrlMqPairsSet) {
+    if (!has(kNetFMq) || data.size() != 2) return kCtrlErr;
+    const uint16_t pairs = le16(data.data());
+    if (pairs < 1 || pairs > maxPairs) return kCtrlErr;
+    activePairs_ = pairs;
+    rss_.steer = false;  // back to automatic steering, as QEMU
+    return kCtrlOk;
+  }
+  Rss next;
+  size_t at = 0;
+  if (cmd == kCtrlMqRssConfig) {
+    // struct virtio_net_rss_config: hash_types, indirection_table_mask, unclassified_queue,
+    // indirection_table[mask + 1], max_tx_vq, hash_key_length, hash_key_data.
+    if (!has(kNetFRss) || data.size() < 8) return kCtrlErr;
+    next.steer = true;
+    next.hashTypes = le32(data.data());
+    const uint32_t length = uint32_t{le16(&data[4])} + 1;
+    next.unclassified = le16(&data[6]);
+    if ((length & (length - 1)) != 0 || length > kRssTableLength || next.unclassified >= maxPairs) return kCtrlErr;
+    if (data.size() < 8 + 2 * size_t{length} + 3) return kCtrlErr;
+    for (uint32_t i = 0; i < length; i++) {
+      const uint16_t q = le16(&data[8 + 2 * i]);
+      if (q >= maxPairs) return kCtrlErr;
+      next.table.push_back(q);
+    }
+    at = 8 + 2 * size_t{length};
+    const uint16_t txPairs = le16(&data[at]);
+    if (txPairs < 1 || txPairs > maxPairs) return kCtrlErr;
+    activePairs_ = txPairs;
+    at += 2;
+  } else if (cmd == kCtrlMqHashConfig) {
+    // struct virtio_net_hash_config: hash_types, reserved[4], hash_key_length, hash_key_data.
+    if (!has(kNetFHashReport) || data.size() < 13) return kCtrlErr;
+    next.hashTypes = le32(data.data());
+    at = 12;
+  } else {
+    return kCtrlErr;
+  }
+  const size_t keyLength = data[at++];
+  if (keyLength > kRssKeySize || data.size() != at + keyLength || (next.hashTypes & ~kHashTypes) != 0) return kCtrlErr;
+  next.key.assign(data.begin() + static_cast<std::ptrdiff_t>(at), data.end());
+  rss_ = std::move(next);
+  return kCtrlOk;
+}
+
 void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
   if (role(q) != Role::kRx) return;
   RxQueue& rx = rx_[q / 2];
@@ -329,7 +473,7 @@ void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
 void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting) {
   const Frame& wire = rx.backlog.front();
   const std::vector<uint8_t>& frame = wire.bytes;
-  const uint64_t need = kNetHdrLen + frame.size();
+  const uint64_t need = hdrLen_ + frame.size();
   size_t used = 1;
   if (has(kNetFMrgRxbuf)) {
     uint64_t room = 0;
@@ -378,19 +522,26 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
     if (lie && fault_ == Fault::kZeroBuffers) hdr.num_buffers = 0;
     if (lie && fault_ == Fault::kExtraBuffers) hdr.num_buffers = static_cast<uint16_t>(used + 1);
     if (lie && fault_ == Fault::kHugeBuffers) hdr.num_buffers = 0xffff;
-    const uint8_t* src = reinterpret_cast<const uint8_t*>(&hdr);
+    uint8_t src[kHashHdrLen] = {};
+    std::memcpy(src, &hdr, kNetHdrLen);
+    if (hdrLen_ == kHashHdrLen) {
+      const uint32_t v = wire.hash;
+      const uint8_t report[6] = {uint8_t(v),       uint8_t(v >> 8),          uint8_t(v >> 16),
+                                 uint8_t(v >> 24), uint8_t(wire.hashReport), uint8_t(wire.hashReport >> 8)};
+      std::memcpy(src + kNetHdrLen, report, sizeof report);
+    }
     uint64_t left = need;
     for (size_t i = 0; i < used; i++) {
       const DeviceChain& b = rx.buffers[i];
       const uint32_t n = static_cast<uint32_t>(std::min<uint64_t>(b.writableBytes, left));
       // The header first, then the frame, across the buffers in order.
       const uint64_t at = need - left;
-      const uint32_t h = at < kNetHdrLen ? std::min<uint32_t>(n, static_cast<uint32_t>(kNetHdrLen - at)) : 0;
+      const uint32_t h = at < hdrLen_ ? std::min<uint32_t>(n, static_cast<uint32_t>(hdrLen_ - at)) : 0;
       if (h > 0) copyToBuffers(b.writable, 0, src + at, h);
-      if (n > h) copyToBuffers(b.writable, h, frame.data() + (at + h - kNetHdrLen), n - h);
+      if (n > h) copyToBuffers(b.writable, h, frame.data() + (at + h - hdrLen_), n - h);
       left -= n;
       uint32_t len = n;
-      if (lie && fault_ == Fault::kShortHead && i == 0) len = kNetHdrLen - 2;
+      if (lie && fault_ == Fault::kShortHead && i == 0) len = hdrLen_ - 2;
       if (lie && fault_ == Fault::kEmptyBuffer && i == used - 1) len = 0;
       done.push_back(UsedEntry{q, b.head, len});
     }

@@ -1,6 +1,7 @@
 // mock:net — a loopback NIC: every frame sent on a transmit queue comes back on a receive queue. It
 // plays the device side of mergeable receive buffers, the control queue (receive filters, MAC,
-// VLAN filter, announce, queue pairs) and link-state changes, and can lie on purpose (faults).
+// VLAN filter, announce, queue pairs), receive-side scaling and hash reports (a Toeplitz hash over
+// the IP addresses and ports, §5.1.6.4.3), and link-state changes, and can lie on purpose (faults).
 #pragma once
 
 #include <array>
@@ -18,7 +19,7 @@ namespace vdpa {
 
 constexpr unsigned kNetFCsum = 0, kNetFGuestCsum = 1, kNetFMtu = 3, kNetFMac = 5, kNetFMrgRxbuf = 15, kNetFStatus = 16,
                    kNetFCtrlVq = 17, kNetFCtrlRx = 18, kNetFCtrlVlan = 19, kNetFCtrlRxExtra = 20,
-                   kNetFGuestAnnounce = 21, kNetFMq = 22, kNetFCtrlMacAddr = 23;
+                   kNetFGuestAnnounce = 21, kNetFMq = 22, kNetFCtrlMacAddr = 23, kNetFHashReport = 57, kNetFRss = 60;
 
 class MockNet final : public MockModel {
  public:
@@ -70,6 +71,9 @@ class MockNet final : public MockModel {
     uint16_t csumOffset = 0;
     uint8_t gsoType = 0;
     uint16_t gsoSize = 0, hdrLen = 0;
+    // The hash report (VIRTIO_NET_HASH_REPORT_*, 0 = none) and its value, filled in on the way.
+    uint16_t hashReport = 0;
+    uint32_t hash = 0;
   };
   struct RxQueue {
     std::deque<Frame> backlog;
@@ -82,6 +86,14 @@ class MockNet final : public MockModel {
     std::vector<std::array<uint8_t, 6>> unicast, multicast;
     std::bitset<4096> vlans;
   };
+  // Receive-side scaling and hash reporting (VIRTIO_NET_CTRL_MQ_RSS_CONFIG / _HASH_CONFIG).
+  struct Rss {
+    bool steer = false;  // RSS_CONFIG: frames go where the indirection table says
+    uint32_t hashTypes = 0;
+    std::vector<uint16_t> table;
+    uint16_t unclassified = 0;
+    std::vector<uint8_t> key;
+  };
 
   Role role(uint16_t q) const;
   void deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting);
@@ -92,6 +104,9 @@ class MockNet final : public MockModel {
   uint8_t control(const DeviceChain& chain);
   uint8_t controlRx(uint8_t cmd, const std::vector<uint8_t>& data);
   uint8_t controlMac(uint8_t cmd, const std::vector<uint8_t>& data);
+  uint8_t controlMq(uint8_t cmd, const std::vector<uint8_t>& data);
+  // Fills frame.hash / hashReport as the hash types configured say; returns the receive pair.
+  uint16_t classify(Frame& frame, uint16_t txPair) const;
   void setStatus(uint16_t set, uint16_t clear);
   bool has(unsigned feature) const { return (negotiated_ & bit(feature)) != 0; }
 
@@ -108,6 +123,8 @@ class MockNet final : public MockModel {
   size_t backlogBytes_ = 0;
   uint32_t framesReceived_ = 0;  // for faultAfter
   Filter filter_;
+  Rss rss_;
+  uint32_t hdrLen_ = sizeof(VirtioNetHdr);  // 20 with HASH_REPORT (virtio_net_hdr_v1_hash)
   // Config space the driver reads from its own thread while the device thread changes it.
   mutable std::mutex configLock_;
   uint8_t mac_[6];

@@ -66,6 +66,7 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
   if (const OptionValue* v = find(bag, "commandFrames", OptionValue::Kind::kBoolean, "a boolean"))
     m.net.commandFrames = v->boolean;
   if (const OptionValue* v = find(bag, "gso", OptionValue::Kind::kBoolean, "a boolean")) m.net.gso = v->boolean;
+  if (const OptionValue* v = find(bag, "rss", OptionValue::Kind::kBoolean, "a boolean")) m.net.rss = v->boolean;
   if (const OptionValue* v = find(bag, "netFault", OptionValue::Kind::kString, "a string")) {
     const auto& names = MockNet::faultNames();
     if (std::find(names.begin(), names.end(), v->string) == names.end())
@@ -73,9 +74,9 @@ MockOptions parseMockOptions(const std::string& model, const OptionBag& bag) {
     m.net.fault = v->string;
   }
   if (const OptionValue* v = find(bag, "refuseControl", OptionValue::Kind::kString, "a string")) {
-    static const char* const classes[] = {"rx", "mac", "vlan", "announce", "mq", "all"};
+    static const char* const classes[] = {"rx", "mac", "vlan", "announce", "mq", "rss", "all"};
     if (std::find(std::begin(classes), std::end(classes), v->string) == std::end(classes))
-      throwRangeArg("option refuseControl must be rx, mac, vlan, announce, mq or all");
+      throwRangeArg("option refuseControl must be rx, mac, vlan, announce, mq, rss or all");
     m.net.refuseControl = v->string;
   }
   return m;
