@@ -27,11 +27,11 @@ uint32_t le32(const uint8_t* p) {
 }
 
 // The Internet checksum (RFC 1071) of bytes[from..], stored at `at` (which counts as zero).
-void fillChecksum(std::vector<uint8_t>& bytes, size_t from, size_t at) {
+void fillChecksum(uint8_t* bytes, size_t size, size_t from, size_t at) {
   bytes[at] = bytes[at + 1] = 0;
   uint32_t sum = 0;
-  for (size_t i = from; i < bytes.size(); i += 2)
-    sum += static_cast<uint32_t>(bytes[i] << 8 | (i + 1 < bytes.size() ? bytes[i + 1] : 0));
+  for (size_t i = from; i < size; i += 2)
+    sum += static_cast<uint32_t>(bytes[i] << 8 | (i + 1 < size ? bytes[i + 1] : 0));
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   const uint16_t c = static_cast<uint16_t>(~sum);
   bytes[at] = static_cast<uint8_t>(c >> 8);
@@ -47,7 +47,11 @@ const std::vector<std::string>& MockNet::faultNames() {
 }
 
 MockNet::MockNet(const MockOptions& opts, std::function<void()> configChanged)
-    : opts_(opts), configChanged_(std::move(configChanged)), maxFrame_(opts.mtu + kEthHeader + kVlanTag) {
+    : opts_(opts),
+      configChanged_(std::move(configChanged)),
+      maxFrame_(opts.mtu + kEthHeader + kVlanTag),
+      slotSize_(maxFrame_),
+      slotCount_(std::clamp<uint32_t>((uint32_t{4} << 20) / maxFrame_, 64, 1024)) {
   // Names were checked by parseMockOptions.
   const auto& names = faultNames();
   for (size_t i = 0; i < names.size(); i++)
@@ -57,6 +61,27 @@ MockNet::MockNet(const MockOptions& opts, std::function<void()> configChanged)
     if (opts.net.refuseControl == kClassNames[i]) refused_ = i;
   std::memcpy(mac_, opts.mac, sizeof mac_);
   rx_.resize(opts.net.queuePairs);
+  for (RxQueue& r : rx_) {
+    r.slotBytes.resize(size_t{slotCount_} * slotSize_);
+    r.slots.resize(slotCount_);
+  }
+}
+
+void MockNet::ChainRing::push_back(const DeviceChain& c) {
+  if (count_ == store_.size()) {
+    std::vector<DeviceChain> bigger(std::max<size_t>(16, store_.size() * 2));
+    for (size_t i = 0; i < count_; i++) bigger[i] = std::move(store_[(head_ + i) % store_.size()]);
+    store_ = std::move(bigger);
+    head_ = 0;
+  }
+  store_[(head_ + count_) % store_.size()] = c;  // the entry's vectors keep their capacity
+  count_++;
+}
+
+bool MockNet::accepts(uint16_t q) const {
+  if (role(q) != Role::kTx) return true;
+  // Past the byte bound, or with every slot taken, the sender waits for the receiver.
+  return backlogBytes_ < kBacklogBytes && rx_[(q / 2) % activePairs_].count < slotCount_;
 }
 
 uint64_t MockNet::features() const {
@@ -94,7 +119,11 @@ void MockNet::start(uint64_t features) {
 }
 
 void MockNet::reset() {
-  for (RxQueue& r : rx_) r = RxQueue{};
+  for (RxQueue& r : rx_) {
+    r.head = r.count = 0;
+    r.overflow.clear();
+    r.buffers.clear();
+  }
   backlogBytes_ = 0;
   negotiated_ = 0;
   activePairs_ = 1;
@@ -139,36 +168,49 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
     return true;
   VirtioNetHdr hdr{};
   copyFromBuffers(chain.readable, 0, &hdr, kNetHdrLen);
-  Frame frame;
-  frame.bytes.resize(chain.readableBytes - kNetHdrLen);
-  copyFromBuffers(chain.readable, kNetHdrLen, frame.bytes.data(), frame.bytes.size());
+  const size_t len = chain.readableBytes - kNetHdrLen;
   if (hdr.gso_type != kGsoNone) {
+    Frame frame;
+    frame.bytes.resize(len);
+    copyFromBuffers(chain.readable, kNetHdrLen, frame.bytes.data(), len);
     // Segmentation needs its feature and a partial checksum (§5.1.6.2); anything else goes nowhere.
     const uint64_t needs = gsoHostFeatures(hdr.gso_type);
     if (needs == 0 || (negotiated_ & needs) != needs || !(hdr.flags & kHdrNeedsCsum) || hdr.gso_size == 0 ||
         uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size())
       return true;
-    frame.gsoType = hdr.gso_type;
-    frame.gsoSize = hdr.gso_size;
-    frame.hdrLen = hdr.hdr_len;
-    frame.csumStart = hdr.csum_start;
-    frame.csumOffset = hdr.csum_offset;
+    frame.meta.gsoType = hdr.gso_type;
+    frame.meta.gsoSize = hdr.gso_size;
+    frame.meta.hdrLen = hdr.hdr_len;
+    frame.meta.csumStart = hdr.csum_start;
+    frame.meta.csumOffset = hdr.csum_offset;
     transmitGso(q / 2, std::move(frame));
     return true;
   }
-  if (frame.bytes.size() > maxFrame_) return true;
-  if (has(kNetFCsum) && (hdr.flags & kHdrNeedsCsum)) {
-    // A checksum outside the frame is the driver's mistake: the frame goes nowhere.
-    if (uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size()) return true;
+  if (len > maxFrame_) return true;
+  const bool partial = has(kNetFCsum) && (hdr.flags & kHdrNeedsCsum);
+  // A checksum outside the frame is the driver's mistake: the frame goes nowhere.
+  if (partial && uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > len) return true;
+  // Copied once, straight into its slot (or, with the slots full, a heap copy).
+  RxQueue& rx = target(q / 2);
+  std::vector<uint8_t> heap;
+  uint8_t* slot = reserve(rx, len);
+  uint8_t* bytes = slot;
+  if (!slot) {
+    heap.resize(len);
+    bytes = heap.data();
+  }
+  copyFromBuffers(chain.readable, kNetHdrLen, bytes, len);
+  FrameMeta meta;
+  if (partial) {
     if (has(kNetFGuestCsum)) {
       // The receiver takes partial checksums too: it stays partial on the way, as between VMs.
-      frame.csumStart = hdr.csum_start;
-      frame.csumOffset = hdr.csum_offset;
+      meta.csumStart = hdr.csum_start;
+      meta.csumOffset = hdr.csum_offset;
     } else {
-      fillChecksum(frame.bytes, hdr.csum_start, hdr.csum_start + hdr.csum_offset);
+      fillChecksum(bytes, len, hdr.csum_start, hdr.csum_start + hdr.csum_offset);
     }
   }
-  transmitted(q / 2, std::move(frame));
+  if (admit(bytes, len)) enqueue(rx, slot, std::move(heap), len, meta);
   return true;
 }
 
@@ -176,9 +218,9 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
 // GUEST_CSUM), else cut into wire-sized frames with complete checksums. A frame that does not
 // parse as its gso_type says goes nowhere.
 void MockNet::transmitGso(uint16_t txPair, Frame frame) {
-  if (guestTakesGso(negotiated_, frame.gsoType)) return transmitted(txPair, std::move(frame));
+  if (guestTakesGso(negotiated_, frame.meta.gsoType)) return transmitted(txPair, std::move(frame));
   std::vector<std::vector<uint8_t>> segments;
-  if (!segmentFrame(frame.bytes.data(), frame.bytes.size(), frame.gsoType, frame.gsoSize, segments)) return;
+  if (!segmentFrame(frame.bytes.data(), frame.bytes.size(), frame.meta.gsoType, frame.meta.gsoSize, segments)) return;
   for (std::vector<uint8_t>& s : segments) {
     Frame f;
     f.bytes = std::move(s);
@@ -187,19 +229,42 @@ void MockNet::transmitGso(uint16_t txPair, Frame frame) {
 }
 
 void MockNet::transmitted(uint16_t txPair, Frame frame) {
-  const std::vector<uint8_t>& bytes = frame.bytes;
-  if (opts_.net.commandFrames && bytes.size() > kEthHeader && be16(&bytes[12]) == kCommandEthertype && command(bytes))
-    return;
-  {
-    std::lock_guard<std::mutex> lock(configLock_);
-    if (!(status_ & kNetStatusLinkUp)) return;  // no carrier: nothing goes out
-  }
-  if (bytes.size() < kEthHeader || !passesFilter(bytes)) return;
-  backlogBytes_ += bytes.size();
-  rx_[txPair % activePairs_].backlog.push_back(std::move(frame));
+  const size_t len = frame.bytes.size();
+  if (!admit(frame.bytes.data(), len)) return;
+  RxQueue& rx = target(txPair);
+  uint8_t* slot = reserve(rx, len);
+  if (slot) std::memcpy(slot, frame.bytes.data(), len);
+  enqueue(rx, slot, std::move(frame.bytes), len, frame.meta);
 }
 
-bool MockNet::command(const std::vector<uint8_t>& frame) {
+uint8_t* MockNet::reserve(RxQueue& rx, size_t len) {
+  if (!rx.overflow.empty() || rx.count == slotCount_ || len > slotSize_) return nullptr;
+  return rx.slotBytes.data() + ((rx.head + rx.count) % slotCount_) * size_t{slotSize_};
+}
+
+bool MockNet::admit(const uint8_t* bytes, size_t len) {
+  if (opts_.net.commandFrames && len > kEthHeader && be16(bytes + 12) == kCommandEthertype && command(bytes))
+    return false;
+  {
+    std::lock_guard<std::mutex> lock(configLock_);
+    if (!(status_ & kNetStatusLinkUp)) return false;  // no carrier: nothing goes out
+  }
+  return len >= kEthHeader && passesFilter(bytes, len);
+}
+
+void MockNet::enqueue(RxQueue& rx, uint8_t* slot, std::vector<uint8_t>&& heap, size_t len, const FrameMeta& meta) {
+  backlogBytes_ += len;
+  if (slot) {
+    Slot& s = rx.slots[(rx.head + rx.count) % slotCount_];
+    s.len = static_cast<uint32_t>(len);
+    s.meta = meta;
+    rx.count++;
+  } else {
+    rx.overflow.push_back(Frame{std::move(heap), meta});
+  }
+}
+
+bool MockNet::command(const uint8_t* frame) {
   switch (frame[kEthHeader]) {
     case kCommandLinkDown:
       setStatus(0, kNetStatusLinkUp);
@@ -225,12 +290,12 @@ void MockNet::setStatus(uint16_t set, uint16_t clear) {
   configChanged_();
 }
 
-bool MockNet::passesFilter(const std::vector<uint8_t>& frame) const {
+bool MockNet::passesFilter(const uint8_t* frame, size_t len) const {
   if (!has(kNetFCtrlRx) || filter_.promisc) return true;
-  if (be16(&frame[12]) == kEthertypeVlan && frame.size() >= kEthHeader + 2 &&
-      !filter_.vlans.test(be16(&frame[kEthHeader]) & 0xfff))
+  if (be16(frame + 12) == kEthertypeVlan && len >= kEthHeader + 2 &&
+      !filter_.vlans.test(be16(frame + kEthHeader) & 0xfff))
     return false;
-  const uint8_t* dst = frame.data();
+  const uint8_t* dst = frame;
   const auto listed = [dst](const std::vector<std::array<uint8_t, 6>>& table) {
     return std::any_of(table.begin(), table.end(), [dst](const auto& m) { return std::memcmp(m.data(), dst, 6) == 0; });
   };
@@ -321,15 +386,19 @@ void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
   if (role(q) != Role::kRx) return;
   RxQueue& rx = rx_[q / 2];
   bool waiting = false;
-  while (!rx.backlog.empty() && !rx.buffers.empty() && !waiting) deliverOne(rx, q, done, &waiting);
+  while (!rx.empty() && !rx.buffers.empty() && !waiting) deliverOne(rx, q, done, &waiting);
 }
 
 // Places the oldest frame of `rx` in its buffers, or sets `waiting` when a mergeable frame needs more
 // buffers than the driver has posted yet.
 void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting) {
-  const Frame& wire = rx.backlog.front();
-  const std::vector<uint8_t>& frame = wire.bytes;
-  const uint64_t need = kNetHdrLen + frame.size();
+  // The oldest frame: in the slot at the head, or (no slot taken) first in the overflow.
+  const bool inSlot = rx.count > 0;
+  const FrameMeta& wire = inSlot ? rx.slots[rx.head].meta : rx.overflow.front().meta;
+  const uint8_t* const frame =
+      inSlot ? rx.slotBytes.data() + rx.head * size_t{slotSize_} : rx.overflow.front().bytes.data();
+  const size_t frameLen = inSlot ? rx.slots[rx.head].len : rx.overflow.front().bytes.size();
+  const uint64_t need = kNetHdrLen + frameLen;
   size_t used = 1;
   if (has(kNetFMrgRxbuf)) {
     uint64_t room = 0;
@@ -355,7 +424,7 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
     }
     if (lie && fault_ == Fault::kCsumOutside && has(kNetFGuestCsum)) {
       hdr.flags = kHdrNeedsCsum;
-      hdr.csum_start = static_cast<uint16_t>(frame.size() - 1);
+      hdr.csum_start = static_cast<uint16_t>(frameLen - 1);
       hdr.csum_offset = 0;
     }
     if (wire.gsoType != kGsoNone) {
@@ -373,7 +442,7 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
       hdr.csum_offset = 0;
       hdr.gso_type = fault_ == Fault::kGsoUnknownType ? 2 : fault_ == Fault::kGsoNotNegotiated ? kGsoTcpV6 : kGsoTcpV4;
       hdr.gso_size = fault_ == Fault::kGsoSizeZero ? 0 : 1000;
-      hdr.hdr_len = static_cast<uint16_t>(fault_ == Fault::kGsoHdrLenPast ? frame.size() + 1 : 14);
+      hdr.hdr_len = static_cast<uint16_t>(fault_ == Fault::kGsoHdrLenPast ? frameLen + 1 : 14);
     }
     if (lie && fault_ == Fault::kZeroBuffers) hdr.num_buffers = 0;
     if (lie && fault_ == Fault::kExtraBuffers) hdr.num_buffers = static_cast<uint16_t>(used + 1);
@@ -387,7 +456,7 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
       const uint64_t at = need - left;
       const uint32_t h = at < kNetHdrLen ? std::min<uint32_t>(n, static_cast<uint32_t>(kNetHdrLen - at)) : 0;
       if (h > 0) copyToBuffers(b.writable, 0, src + at, h);
-      if (n > h) copyToBuffers(b.writable, h, frame.data() + (at + h - kNetHdrLen), n - h);
+      if (n > h) copyToBuffers(b.writable, h, frame + (at + h - kNetHdrLen), n - h);
       left -= n;
       uint32_t len = n;
       if (lie && fault_ == Fault::kShortHead && i == 0) len = kNetHdrLen - 2;
@@ -396,8 +465,13 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
     }
     framesReceived_++;
   }
-  backlogBytes_ -= frame.size();
-  rx.backlog.pop_front();
+  backlogBytes_ -= frameLen;
+  if (inSlot) {
+    rx.head = (rx.head + 1) % slotCount_;
+    rx.count--;
+  } else {
+    rx.overflow.pop_front();
+  }
   for (size_t i = 0; i < used; i++) rx.buffers.pop_front();
 }
 
