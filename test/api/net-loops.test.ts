@@ -303,6 +303,39 @@ describe('native net loops (mock:net)', () => {
     }),
   );
 
+  for (const fault of ['bad-used-id', 'long-used-len', 'used-idx-jump']) {
+    test(
+      `a broken ring (${fault}) ends generate and sink with EPROTO; the device's own use fails too`,
+      { timeout: TEST_TIMEOUT },
+      () =>
+        withOne({ queueSize: 64, mock: { fault } }, async (net) => {
+          const sink = net.sink();
+          const gen = net.generate({ size: 64, count: 10 });
+          for (const [loop, what] of [
+            [sink, 'sink'],
+            [gen, 'generate'],
+          ] as const) {
+            const err = await rejectsWithCode(loop.done, 'EPROTO', what);
+            assert.match(err.message, /device broke the virtio rules/);
+          }
+          await rejectsWithCode(net.receive(), 'EPROTO', 'receive afterwards');
+          await rejectsWithCode(net.send(new Uint8Array(60)), 'EPROTO', 'send afterwards');
+        }),
+    );
+  }
+
+  test(
+    'a device that never returns a frame (stall): close() still ends the loop',
+    { timeout: TEST_TIMEOUT },
+    async () => {
+      const net = await openNet('mock:net', { mock: { fault: 'stall' } });
+      const gen = net.generate({ size: 64, count: 10 });
+      await tick();
+      await net.close();
+      assert.deepEqual(await gen.done, { frames: 0, bytes: 0, drops: 0, errors: 0 });
+    },
+  );
+
   const lies: Record<string, RegExp> = {
     'mrg-zero-buffers': /num_buffers 0/,
     'mrg-extra-buffers': /num_buffers 3 in a received frame, but the device used 2 buffers/,
