@@ -107,7 +107,9 @@ interface PathSpec {
  * {@link NetDevice.forward}, {@link NetDevice.generate}, {@link NetDevice.sink}). While it runs, the
  * device's own `send`/`receive` on those pairs reject with `EBUSY`; `close()` of either device stops
  * it first (then {@link done} resolves). A device that breaks the virtio rules ends it: {@link done}
- * rejects with that `EPROTO` error, and the device's queue is failed.
+ * rejects with that `EPROTO` error, and the device's queue is failed. A running loop keeps the process
+ * alive. Forwarded frames go out with a plain virtio-net header (no checksum or segmentation state),
+ * so the receiving side of a forward must be opened without `rxChecksum`/`rxGso`.
  */
 export class NetLoop {
   /** Settles once the loop ended: with its counts, or the error that ended it. */

@@ -970,7 +970,9 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       throw loopBusyError(
         this.device.path,
         what,
-        `the ${side === 'rx' ? 'receive' : 'transmit'} queue of pair ${pair ?? 0}`,
+        pair === undefined && this.queuePairs > 1
+          ? `every ${side === 'rx' ? 'receive' : 'transmit'} queue`
+          : `the ${side === 'rx' ? 'receive' : 'transmit'} queue of pair ${pair ?? 0}`,
       );
   }
 

@@ -263,6 +263,25 @@ describe('native net loops (mock:net)', () => {
     }),
   );
 
+  test('queue: loops on pair 1; the device keeps using pair 0', { timeout: TEST_TIMEOUT }, () =>
+    withOne({ queuePairs: 2, mock: { queuePairs: 2 } }, async (net) => {
+      const sink = net.sink({ queue: 1 });
+      const gen = net.generate({ size: 64, queue: 1 });
+      await rejectsWithCode(net.send(rng.bytes(60), { queue: 1 }), 'EBUSY', 'send on pair 1');
+      for (let i = 0; i < 5; i++) {
+        const rx = net.receive();
+        await net.send(rng.bytes(90)); // round-robin skips the held pair
+        assert.equal((await rx).length, 90);
+      }
+      const sent = await gen.stop();
+      assert.ok(sent.frames > 0);
+      await until(() => sink.stats().frames === sent.frames, 'the sink on pair 1 to count every frame');
+      assert.deepEqual(await sink.stop(), { frames: sent.frames, bytes: sent.frames * 64, drops: 0, errors: 0 });
+      const [p0, p1] = net.stats();
+      assert.deepEqual([p0?.txFrames, p0?.rxFrames, p1?.txFrames, p1?.rxFrames], [5, 5, 0, 0]);
+    }),
+  );
+
   test('sends queued before the loop go first; the loop waits for their slots', { timeout: TEST_TIMEOUT }, () =>
     withOne({ queueSize: 16 }, async (net) => {
       const sink = net.sink();
