@@ -52,7 +52,7 @@ const STALL_MS = 500;
  * back to back; paced, it keeps at most WINDOW frames outstanding. A run that makes no progress for
  * STALL_MS with frames outstanding is ended and reported as stalled.
  */
-async function rxRate(size: number, count: number, paced: boolean): Promise<{ pps: number; stalled: boolean }> {
+export async function rxRate(size: number, count: number, paced: boolean): Promise<{ pps: number; stalled: boolean }> {
   const net = await openNet('mock:net');
   const batch = paced ? PACED_BATCH : SEND_BATCH;
   const frames = makeFrames(size, batch);

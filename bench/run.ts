@@ -1,20 +1,22 @@
-// Benchmark driver: `node --expose-gc dist/bench/run.js [ring|blk|hot|net ...] [--quick] [--reps N] [--md FILE]`.
+// Benchmark driver: `node --expose-gc dist/bench/run.js [ring|blk|hot|net|netloops ...] [--quick] [--reps N] [--md FILE]`.
 // Prints a table per benchmark; --md also writes them as a markdown section (for bench/RESULTS.md).
 import fs from 'node:fs';
 import { benchBlk } from './blk';
 import { benchHot } from './hot';
 import { benchNet } from './net';
+import { benchNetLoops } from './net-loops';
 import { benchRing } from './ring';
 import { type BenchOptions, type Table, machineFacts, renderMarkdown, renderText, since, now } from './util';
 
-const ALL = ['ring', 'blk', 'hot', 'net'] as const;
+const ALL = ['ring', 'blk', 'hot', 'net', 'netloops'] as const;
 type Name = (typeof ALL)[number];
 
-const USAGE = `usage: node --expose-gc dist/bench/run.js [ring] [blk] [hot] [net] [--quick] [--reps N] [--md FILE]
+const USAGE = `usage: node --expose-gc dist/bench/run.js [ring] [blk] [hot] [net] [netloops] [--quick] [--reps N] [--md FILE]
   ring   submit+complete of 64 B requests: C++ loop, N-API batch, Promise per request, TS split ring
   blk    mock:blk 4 KiB random read/write at depth 1, 32, 128: Node vs C++ loop
   hot    issue 13's set: promise/batch/C++ at depth 32 and 128, the user's loop against fs.promises
   net    mock:net 64 B and 1500 B frames: send and loopback receive rates
+  netloops  mock:net 64 B and 1500 B frames: JS send/receive vs native generate/forward/sink
   --quick  small counts, one repetition (CI smoke test, ~15 s)
   --reps N repetitions per measurement, median reported (default 5, quick 1)
   --md F   also write the results as markdown to F`;
@@ -60,7 +62,9 @@ async function main(): Promise<void> {
           ? await benchBlk(opts)
           : name === 'hot'
             ? await benchHot(opts)
-            : await benchNet(opts);
+            : name === 'net'
+              ? await benchNet(opts)
+              : await benchNetLoops(opts);
     for (const table of result) {
       console.log(renderText(table));
       console.log(`  (${name}: ${(since(t0) - t).toFixed(1)} s)\n`);

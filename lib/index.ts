@@ -37,6 +37,13 @@ export {
   type SendOptions,
 } from './net';
 export {
+  NetLoop,
+  type NetForwardOptions,
+  type NetGenerateOptions,
+  type NetLoopOptions,
+  type NetLoopStats,
+} from './net-loops';
+export {
   BlkReadStream,
   BlkWriteStream,
   NetFrameStream,

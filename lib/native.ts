@@ -106,7 +106,28 @@ export interface NativeDevice {
   suspend(): Promise<void>;
 }
 
+/** A native frame loop over queues of open devices (native/napi/net_loop_wrap.h). */
+export interface NativeNetLoop {
+  addPath(
+    rxQueue: NativeQueue | null,
+    rxRegion: number,
+    rxSlot: number,
+    mergeable: boolean,
+    txQueue: NativeQueue | null,
+    txRegion: number,
+    txSlot: number,
+    maxFrame: number,
+  ): void;
+  setGenerator(frame: Uint8Array, count: number, rate: number): void;
+  start(): void;
+  stop(drain: boolean): void;
+  /** [frames, bytes, drops, errors] */
+  stats(): [number, number, number, number];
+}
+
 export interface NativeAddon extends ErrorClassSink {
+  /** `onDone(err, which)`: once, when the loop ended; `which` = the queue `err` is about (addPath order), or -1. */
+  NativeNetLoop: new (onDone: (err: VdpaError | undefined, which: number) => void) => NativeNetLoop;
   /** Opens the transport on the threadpool. */
   openDevice(path: string, options: NativeOpenOptions): Promise<NativeDevice>;
   mockFaults: string[];

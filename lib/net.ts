@@ -24,6 +24,18 @@ import { VdpaError, vdpaError } from './errors';
 import { Fifo } from './fifo';
 import { handOver, type HandOverOptions, type HandOverResult } from './handover';
 import { deviceStats as vdpaDeviceStats } from './management';
+import {
+  forwardLoop,
+  generateLoop,
+  loopBusyError,
+  sinkLoop,
+  type LoopHolder,
+  type LoopPair,
+  type NetForwardOptions,
+  type NetGenerateOptions,
+  type NetLoop,
+  type NetLoopOptions,
+} from './net-loops';
 import type { OpenOptions } from './options';
 import { TokenWaiters, type QueueDriver } from './queue';
 import { NetFrameStream, type NetFrameStreamOptions } from './streams';
@@ -666,6 +678,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     try {
       signal = requestSignal(options);
       if (this.device.closed) this.device.check('receive');
+      this.checkLoopFree(undefined, 'rx', 'receive');
     } catch (e) {
       return Promise.reject(e as Error);
     }
@@ -931,6 +944,8 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
    * `'handOver'` with the result; see the README's Hand-over section.
    */
   handOver(path: string, options?: HandOverOptions): Promise<HandOverResult> {
+    if (this.loops.rx.size + this.loops.tx.size > 0)
+      return Promise.reject(loopBusyError(this.device.path, 'handOver', 'a queue'));
     const from = this.pairs.slice();
     const ctrlBufs = this.ctrlBufs;
     let rings: Rings | undefined;
@@ -1151,6 +1166,86 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   }
 
   /**
+   * Forwards every frame received on this device's queue pair to the same pair of `other` (and,
+   * with `bothWays`, the reverse), natively: no JS runs per frame. See {@link NetLoop}.
+   */
+  forward(other: NetDevice, options?: NetForwardOptions): NetLoop {
+    return forwardLoop(this, other, options);
+  }
+
+  /** Sends `count` frames (or until stopped) of `size` bytes or `frame`, at most `rate` per second, natively. */
+  generate(options: NetGenerateOptions): NetLoop {
+    return generateLoop(this, options);
+  }
+
+  /** Receives and counts every frame on a queue pair, natively (nothing is kept). */
+  sink(options?: NetLoopOptions): NetLoop {
+    return sinkLoop(this, options);
+  }
+
+  /** @internal The receive and transmit queues (by pair) a native loop holds (lib/net-loops.ts). */
+  private readonly loops = { rx: new Map<number, LoopHolder>(), tx: new Map<number, LoopHolder>() };
+
+  /** @internal EBUSY when that queue of `pair` (or, with `pair` undefined, of every pair) is held by a native loop. */
+  private checkLoopFree(pair: number | undefined, side: 'rx' | 'tx', what: string): void {
+    const held = this.loops[side];
+    if (held.size === 0) return;
+    if (pair === undefined ? held.size === this.queuePairs : held.has(pair))
+      throw loopBusyError(
+        this.device.path,
+        what,
+        pair === undefined && this.queuePairs > 1
+          ? `every ${side === 'rx' ? 'receive' : 'transmit'} queue`
+          : `the ${side === 'rx' ? 'receive' : 'transmit'} queue of pair ${pair ?? 0}`,
+      );
+  }
+
+  /** @internal What a native loop needs of queue pair `p`. */
+  loopPair(p: number): LoopPair {
+    this.device.check('netLoop');
+    const pair = this.pairs[p] as QueuePair;
+    return {
+      path: this.device.path,
+      rx: pair.rx,
+      tx: pair.tx as QueueDriver<unknown>,
+      txWaiters: pair.txWaiters,
+      rxRegion: pair.rxBufs.handle,
+      rxSlot: this.rxBufferSize,
+      mergeable: this.mergeable,
+      rxOffloads: this.rxMeta || this.rxGsoTypes !== 0,
+      hashHeader: this.hdr > HDR,
+      txRegion: pair.txBufs.handle,
+      txSlot: this.txSlot,
+      maxFrame: this.mtu + ETH_HEADER + VLAN_TAG,
+      maxSend: this.mtu + ETH_HEADER,
+      mac: this.currentMac.slice(),
+    };
+  }
+
+  /** @internal A native loop takes that queue of pair `p` (EBUSY when one holds it already). */
+  holdQueue(p: number, side: 'rx' | 'tx', loop: LoopHolder): void {
+    this.checkLoopFree(p, side, 'netLoop');
+    this.loops[side].set(p, loop);
+    if (side === 'tx' || this.loops.rx.size < this.queuePairs) return;
+    // Nothing can arrive for a reader any more.
+    const err = loopBusyError(this.device.path, 'receive', 'every receive queue');
+    for (const r of this.readers.drain()) this.settleReader(r, err);
+  }
+
+  /** @internal The loop gave that queue of pair `p` back. */
+  releaseQueue(p: number, side: 'rx' | 'tx', loop: LoopHolder): void {
+    if (this.loops[side].get(p) === loop) this.loops[side].delete(p);
+  }
+
+  /** @internal A queue of pair `p` broke under a native loop: it fails here too. */
+  loopFailed(p: number, side: 'rx' | 'tx', err: VdpaError): void {
+    const pair = this.pairs[p] as QueuePair;
+    if (side === 'tx') return pair.tx.fail(err);
+    pair.rx.fail(err);
+    this.failReaders(err);
+  }
+
+  /**
    * An object-mode Duplex of frames: each frame written is sent, each frame received is read. See
    * {@link NetFrameStreamOptions} for backpressure and end/destroy semantics.
    */
@@ -1160,6 +1255,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
 
   /** Resets the device; pending sends and receives end with code `'ECANCELED'`. */
   close(): Promise<void> {
+    for (const loop of new Set([...this.loops.rx.values(), ...this.loops.tx.values()])) loop.abandon();
     return this.device.close(); // waiting readers fail through the device's failure listener
   }
 
@@ -1224,6 +1320,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     try {
       signal = requestSignal(options);
       if (options?.queue !== undefined) queue = checkInteger(options.queue, 'options.queue', 0, this.queuePairs - 1);
+      this.checkLoopFree(queue, 'tx', 'send');
     } catch (e) {
       return Promise.reject(e as Error);
     }
@@ -1316,8 +1413,10 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     c.addPiece();
     let p = queue;
     if (p === undefined) {
-      p = this.nextPair;
-      this.nextPair = (p + 1) % this.queuePairs;
+      do {
+        p = this.nextPair;
+        this.nextPair = (p + 1) % this.queuePairs;
+      } while (this.loops.tx.has(p) && this.loops.tx.size < this.queuePairs);
     }
     this.place(this.pairs[p] as QueuePair, { call: c, frame, length: frame.length, checksum, gso, queue: p });
   }

@@ -115,6 +115,11 @@ export class QueueDriver<C> {
     this.batch = new Uint32Array(this.size * (2 + WORDS_PER_SEGMENT * hooks.maxSegments));
   }
 
+  /** @internal The native half (a native loop, lib/net-loops.ts, takes its completions for a while). */
+  get native(): NativeQueue {
+    return this.nativeQueue;
+  }
+
   /** Chains the device holds or that wait for the next submit. */
   get pending(): number {
     return this.inFlight;

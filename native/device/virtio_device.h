@@ -108,6 +108,12 @@ class VirtioDevice {
     return true;
   }
 
+  // (handle, offset, len) -> the host address of that range of a live, mapped region, or nullptr.
+  uint8_t* hostRange(uint32_t handle, uint64_t offset, uint64_t len) const {
+    if (!mapped(handle) || len == 0 || !regions_[handle].region->contains(offset, len)) return nullptr;
+    return regions_[handle].region->data() + offset;
+  }
+
   // ---- deferred DMA updates: queued on the JS thread, applied on a worker thread while the caller
   // keeps every chain off the device, finished on the JS thread.
   struct DmaJob {

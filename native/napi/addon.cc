@@ -6,6 +6,7 @@
 #include "napi/device_wrap.h"
 #include "napi/errors.h"
 #include "napi/management_binding.h"
+#include "napi/net_loop_wrap.h"
 #include "napi/queue_wrap.h"
 #include "napi/region_wrap.h"
 #include "napi/vduse_net_wrap.h"
@@ -25,6 +26,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   data->vhostCtor = Napi::Persistent(VhostWrap::define(env));
   data->deviceCtor = Napi::Persistent(DeviceWrap::define(env));
   exports.Set("openDevice", Napi::Function::New<DeviceWrap::OpenDevice>(env, "openDevice"));
+  exports.Set("NativeNetLoop", NetLoopWrap::define(env));
   registerErrorClass(env, exports);
   Napi::Array faults = Napi::Array::New(env);
   uint32_t i = 0;

@@ -58,6 +58,10 @@ void QueueWrap::init(std::shared_ptr<VirtioDevice> device, VirtQueue* queue, Nap
 }
 
 void QueueWrap::stop() {
+  if (QueueDiversion* d = diversion_) {
+    diversion_ = nullptr;
+    d->onQueueStopped();
+  }
   if (poll_) {
     poll_->release();
     poll_ = nullptr;
@@ -76,11 +80,14 @@ VirtQueue& QueueWrap::requireQueue() {
 void QueueWrap::onCall(void* self) {
   auto* w = static_cast<QueueWrap*>(self);
   drainEventFd(w->queue_->callFd.get());
-  w->deliver();
+  if (w->diversion_)
+    w->diversion_->onQueueCall();
+  else
+    w->deliver();
 }
 
 void QueueWrap::deliverNow() {
-  if (queue_) deliver();
+  if (queue_ && !diversion_) deliver();
 }
 
 void QueueWrap::deliver() {
@@ -147,6 +154,7 @@ Napi::Value QueueWrap::Submit(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     requireTag(env, info.This(), kTag, "Queue");
     VirtQueue& q = requireQueue();
+    if (diversion_) throwSys(EBUSY, "queue", device_->path(), "a native loop holds this queue: stop it first");
     auto batch = uint32ArrayArg(info, 0, "batch");
     const uint32_t chains = u32Arg(info, 1, "count");
     if (q.ring->broken()) throw q.brokenError(device_->path());

@@ -15,6 +15,18 @@ namespace vdpa {
 
 class DeviceWrap;
 
+// Something that takes a queue's completions in place of its JS callback (a native loop,
+// device/net_loop.h): told on the JS thread when the device signalled the queue, and when the queue
+// stopped (the device is closing; the ring must not be touched from then on).
+class QueueDiversion {
+ public:
+  virtual void onQueueCall() = 0;
+  virtual void onQueueStopped() = 0;
+
+ protected:
+  ~QueueDiversion() = default;
+};
+
 class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
  public:
   static Napi::Function define(Napi::Env env);
@@ -29,6 +41,12 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   void stop();
   // Hands the JS callback every completion the ring holds now (the device was just reset).
   void deliverNow();
+  // Sends the queue's completions to `d` instead of the JS callback (nullptr: back to JS).
+  void divert(QueueDiversion* d) { diversion_ = d; }
+  QueueDiversion* diversion() const { return diversion_; }
+  // The queue (nullptr once stopped) and its device, for a diversion.
+  VirtQueue* queue() const { return queue_; }
+  const std::shared_ptr<VirtioDevice>& device() const { return device_; }
 
  private:
   static void onCall(void* self);
@@ -60,6 +78,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   DecodedBatch batch_;  // scratch for submit()
   std::unique_ptr<Napi::AsyncContext> async_;
   uint32_t pollMicros_ = 0;
+  QueueDiversion* diversion_ = nullptr;
 };
 
 }  // namespace vdpa

@@ -9,6 +9,7 @@ import { collectGarbage } from '../helpers/util';
 describe('shipped addon', () => {
   test('exports only what lib/ uses (no test or benchmark hooks)', () => {
     assert.deepEqual(Object.keys(native).sort(), [
+      'NativeNetLoop',
       'createVduseBlk',
       'createVduseNet',
       'mockFaults',

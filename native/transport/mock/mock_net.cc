@@ -57,11 +57,11 @@ uint32_t toeplitz(const uint8_t* in, size_t n, const std::vector<uint8_t>& key) 
 }
 
 // The Internet checksum (RFC 1071) of bytes[from..], stored at `at` (which counts as zero).
-void fillChecksum(std::vector<uint8_t>& bytes, size_t from, size_t at) {
+void fillChecksum(uint8_t* bytes, size_t size, size_t from, size_t at) {
   bytes[at] = bytes[at + 1] = 0;
   uint32_t sum = 0;
-  for (size_t i = from; i < bytes.size(); i += 2)
-    sum += static_cast<uint32_t>(bytes[i] << 8 | (i + 1 < bytes.size() ? bytes[i + 1] : 0));
+  for (size_t i = from; i < size; i += 2)
+    sum += static_cast<uint32_t>(bytes[i] << 8 | (i + 1 < size ? bytes[i + 1] : 0));
   while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
   const uint16_t c = static_cast<uint16_t>(~sum);
   bytes[at] = static_cast<uint8_t>(c >> 8);
@@ -77,7 +77,11 @@ const std::vector<std::string>& MockNet::faultNames() {
 }
 
 MockNet::MockNet(const MockOptions& opts, std::function<void()> configChanged)
-    : opts_(opts), configChanged_(std::move(configChanged)), maxFrame_(opts.mtu + kEthHeader + kVlanTag) {
+    : opts_(opts),
+      configChanged_(std::move(configChanged)),
+      maxFrame_(opts.mtu + kEthHeader + kVlanTag),
+      slotSize_(maxFrame_),
+      slotCount_(std::clamp<uint32_t>((uint32_t{4} << 20) / maxFrame_, 64, 1024)) {
   // Names were checked by parseMockOptions.
   const auto& names = faultNames();
   for (size_t i = 0; i < names.size(); i++)
@@ -88,6 +92,27 @@ MockNet::MockNet(const MockOptions& opts, std::function<void()> configChanged)
     if (opts.net.refuseControl == kClassNames[i]) refused_ = i;
   std::memcpy(mac_, opts.mac, sizeof mac_);
   rx_.resize(opts.net.queuePairs);
+  for (RxQueue& r : rx_) {
+    r.slotBytes.resize(size_t{slotCount_} * slotSize_);
+    r.slots.resize(slotCount_);
+  }
+}
+
+void MockNet::ChainRing::push_back(const DeviceChain& c) {
+  if (count_ == store_.size()) {
+    std::vector<DeviceChain> bigger(std::max<size_t>(16, store_.size() * 2));
+    for (size_t i = 0; i < count_; i++) bigger[i] = std::move(store_[(head_ + i) % store_.size()]);
+    store_ = std::move(bigger);
+    head_ = 0;
+  }
+  store_[(head_ + count_) % store_.size()] = c;  // the entry's vectors keep their capacity
+  count_++;
+}
+
+bool MockNet::accepts(uint16_t q) const {
+  if (role(q) != Role::kTx) return true;
+  // Past the byte bound, or with every slot taken, the sender waits for the receiver.
+  return backlogBytes_ < kBacklogBytes && rx_[(q / 2) % activePairs_].count < slotCount_;
 }
 
 uint64_t MockNet::features() const {
@@ -135,7 +160,11 @@ void MockNet::start(uint64_t features) {
 }
 
 void MockNet::reset() {
-  for (RxQueue& r : rx_) r = RxQueue{};
+  for (RxQueue& r : rx_) {
+    r.head = r.count = 0;
+    r.overflow.clear();
+    r.buffers.clear();
+  }
   backlogBytes_ = 0;
   negotiated_ = 0;
   activePairs_ = 1;
@@ -183,36 +212,57 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
     return true;
   VirtioNetHdr hdr{};
   copyFromBuffers(chain.readable, 0, &hdr, kNetHdrLen);
-  Frame frame;
-  frame.bytes.resize(chain.readableBytes - hdrLen_);
-  copyFromBuffers(chain.readable, hdrLen_, frame.bytes.data(), frame.bytes.size());
+  const size_t len = chain.readableBytes - hdrLen_;
   if (hdr.gso_type != kGsoNone) {
+    Frame frame;
+    frame.bytes.resize(len);
+    copyFromBuffers(chain.readable, hdrLen_, frame.bytes.data(), len);
     // Segmentation needs its feature and a partial checksum (§5.1.6.2); anything else goes nowhere.
     const uint64_t needs = gsoHostFeatures(hdr.gso_type);
     if (needs == 0 || (negotiated_ & needs) != needs || !(hdr.flags & kHdrNeedsCsum) || hdr.gso_size == 0 ||
         uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size())
       return true;
-    frame.gsoType = hdr.gso_type;
-    frame.gsoSize = hdr.gso_size;
-    frame.hdrLen = hdr.hdr_len;
-    frame.csumStart = hdr.csum_start;
-    frame.csumOffset = hdr.csum_offset;
+    frame.meta.gsoType = hdr.gso_type;
+    frame.meta.gsoSize = hdr.gso_size;
+    frame.meta.hdrLen = hdr.hdr_len;
+    frame.meta.csumStart = hdr.csum_start;
+    frame.meta.csumOffset = hdr.csum_offset;
     transmitGso(q / 2, std::move(frame));
     return true;
   }
-  if (frame.bytes.size() > maxFrame_) return true;
-  if (has(kNetFCsum) && (hdr.flags & kHdrNeedsCsum)) {
-    // A checksum outside the frame is the driver's mistake: the frame goes nowhere.
-    if (uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > frame.bytes.size()) return true;
+  if (len > maxFrame_) return true;
+  const bool partial = has(kNetFCsum) && (hdr.flags & kHdrNeedsCsum);
+  // A checksum outside the frame is the driver's mistake: the frame goes nowhere.
+  if (partial && uint64_t{hdr.csum_start} + hdr.csum_offset + 2 > len) return true;
+  // Copied once, straight into its slot (or, with the slots full, a heap copy). RSS picks the slot's
+  // queue from the headers, so with it on they are looked at first.
+  FrameMeta meta;
+  uint16_t rxPair = static_cast<uint16_t>(q / 2 % activePairs_);
+  if (classifying()) {
+    uint8_t head[kClassifyBytes];
+    const size_t n = std::min(len, sizeof head);
+    copyFromBuffers(chain.readable, hdrLen_, head, n);
+    rxPair = classify(head, n, meta, rxPair);
+  }
+  RxQueue& rx = rx_[rxPair];
+  std::vector<uint8_t> heap;
+  uint8_t* slot = reserve(rx, len);
+  uint8_t* bytes = slot;
+  if (!slot) {
+    heap.resize(len);
+    bytes = heap.data();
+  }
+  copyFromBuffers(chain.readable, hdrLen_, bytes, len);
+  if (partial) {
     if (has(kNetFGuestCsum)) {
       // The receiver takes partial checksums too: it stays partial on the way, as between VMs.
-      frame.csumStart = hdr.csum_start;
-      frame.csumOffset = hdr.csum_offset;
+      meta.csumStart = hdr.csum_start;
+      meta.csumOffset = hdr.csum_offset;
     } else {
-      fillChecksum(frame.bytes, hdr.csum_start, hdr.csum_start + hdr.csum_offset);
+      fillChecksum(bytes, len, hdr.csum_start, hdr.csum_start + hdr.csum_offset);
     }
   }
-  transmitted(q / 2, std::move(frame));
+  if (admit(bytes, len)) enqueue(rx, slot, std::move(heap), len, meta);
   return true;
 }
 
@@ -220,9 +270,9 @@ bool MockNet::handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) {
 // GUEST_CSUM), else cut into wire-sized frames with complete checksums. A frame that does not
 // parse as its gso_type says goes nowhere.
 void MockNet::transmitGso(uint16_t txPair, Frame frame) {
-  if (guestTakesGso(negotiated_, frame.gsoType)) return transmitted(txPair, std::move(frame));
+  if (guestTakesGso(negotiated_, frame.meta.gsoType)) return transmitted(txPair, std::move(frame));
   std::vector<std::vector<uint8_t>> segments;
-  if (!segmentFrame(frame.bytes.data(), frame.bytes.size(), frame.gsoType, frame.gsoSize, segments)) return;
+  if (!segmentFrame(frame.bytes.data(), frame.bytes.size(), frame.meta.gsoType, frame.meta.gsoSize, segments)) return;
   for (std::vector<uint8_t>& s : segments) {
     Frame f;
     f.bytes = std::move(s);
@@ -231,42 +281,36 @@ void MockNet::transmitGso(uint16_t txPair, Frame frame) {
 }
 
 void MockNet::transmitted(uint16_t txPair, Frame frame) {
-  const std::vector<uint8_t>& bytes = frame.bytes;
-  if (opts_.net.commandFrames && bytes.size() > kEthHeader && be16(&bytes[12]) == kCommandEthertype && command(bytes))
-    return;
-  {
-    std::lock_guard<std::mutex> lock(configLock_);
-    if (!(status_ & kNetStatusLinkUp)) return;  // no carrier: nothing goes out
-  }
-  if (bytes.size() < kEthHeader || !passesFilter(bytes)) return;
-  backlogBytes_ += bytes.size();
-  const uint16_t rxPair = classify(frame, txPair);
-  rx_[rxPair].backlog.push_back(std::move(frame));
+  const size_t len = frame.bytes.size();
+  if (!admit(frame.bytes.data(), len)) return;
+  uint16_t rxPair = static_cast<uint16_t>(txPair % activePairs_);
+  if (classifying()) rxPair = classify(frame.bytes.data(), len, frame.meta, rxPair);
+  RxQueue& rx = rx_[rxPair];
+  uint8_t* slot = reserve(rx, len);
+  if (slot) std::memcpy(slot, frame.bytes.data(), len);
+  enqueue(rx, slot, std::move(frame.bytes), len, frame.meta);
 }
 
 // The hash types of §5.1.6.4.3: TCP or UDP over IPv4 or IPv6 hashes the addresses and ports (source
 // first), else plain IP hashes the addresses; a fragment or a type not enabled falls back to the
 // next one, and nothing left is unclassified. IPv6 extension headers are not followed (the mock
 // offers no _EX types): an IPv6 packet whose next header is not TCP/UDP hashes as plain IPv6.
-uint16_t MockNet::classify(Frame& frame, uint16_t txPair) const {
-  const uint16_t looped = static_cast<uint16_t>(txPair % activePairs_);
-  if (!rss_.steer && !has(kNetFHashReport)) return looped;
-  const std::vector<uint8_t>& b = frame.bytes;
+uint16_t MockNet::classify(const uint8_t* b, size_t size, FrameMeta& meta, uint16_t looped) const {
   const uint32_t types = rss_.hashTypes;
   size_t l3 = kEthHeader;
   uint16_t ethertype = be16(&b[12]);
-  if (ethertype == kEthertypeVlan && b.size() >= kEthHeader + kVlanTag) {
+  if (ethertype == kEthertypeVlan && size >= kEthHeader + kVlanTag) {
     ethertype = be16(&b[16]);
     l3 += kVlanTag;
   }
   uint8_t input[36];
   size_t n = 0;
   uint16_t report = 0;
-  if (ethertype == kEthertypeIpV4 && b.size() >= l3 + 20 && b[l3] >> 4 == 4) {
+  if (ethertype == kEthertypeIpV4 && size >= l3 + 20 && b[l3] >> 4 == 4) {
     const size_t ihl = size_t{b[l3] & 0xfu} * 4;
     const bool fragment = (be16(&b[l3 + 6]) & 0x3fff) != 0;  // MF or an offset
     const size_t l4 = l3 + ihl;
-    const bool ports = ihl >= 20 && !fragment && b.size() >= l4 + 4;
+    const bool ports = ihl >= 20 && !fragment && size >= l4 + 4;
     const uint8_t proto = b[l3 + 9];
     std::memcpy(input, &b[l3 + 12], 8);
     if (ports && ((proto == kProtoTcp && types & kHashTcpV4) || (proto == kProtoUdp && types & kHashUdpV4))) {
@@ -277,9 +321,9 @@ uint16_t MockNet::classify(Frame& frame, uint16_t txPair) const {
       n = 8;
       report = kReportIpV4;
     }
-  } else if (ethertype == kEthertypeIpV6 && b.size() >= l3 + 40 && b[l3] >> 4 == 6) {
+  } else if (ethertype == kEthertypeIpV6 && size >= l3 + 40 && b[l3] >> 4 == 6) {
     const size_t l4 = l3 + 40;
-    const bool ports = b.size() >= l4 + 4;
+    const bool ports = size >= l4 + 4;
     const uint8_t next = b[l3 + 6];
     std::memcpy(input, &b[l3 + 8], 32);
     if (ports && ((next == kProtoTcp && types & kHashTcpV6) || (next == kProtoUdp && types & kHashUdpV6))) {
@@ -292,15 +336,42 @@ uint16_t MockNet::classify(Frame& frame, uint16_t txPair) const {
     }
   }
   if (report != 0) {
-    frame.hash = toeplitz(input, n, rss_.key);
-    frame.hashReport = report;
+    meta.hash = toeplitz(input, n, rss_.key);
+    meta.hashReport = report;
   }
   if (!rss_.steer) return looped;
   if (report == 0) return rss_.unclassified;
-  return rss_.table[frame.hash & (rss_.table.size() - 1)];
+  return rss_.table[meta.hash & (rss_.table.size() - 1)];
 }
 
-bool MockNet::command(const std::vector<uint8_t>& frame) {
+uint8_t* MockNet::reserve(RxQueue& rx, size_t len) {
+  if (!rx.overflow.empty() || rx.count == slotCount_ || len > slotSize_) return nullptr;
+  return rx.slotBytes.data() + ((rx.head + rx.count) % slotCount_) * size_t{slotSize_};
+}
+
+bool MockNet::admit(const uint8_t* bytes, size_t len) {
+  if (opts_.net.commandFrames && len > kEthHeader && be16(bytes + 12) == kCommandEthertype && command(bytes))
+    return false;
+  {
+    std::lock_guard<std::mutex> lock(configLock_);
+    if (!(status_ & kNetStatusLinkUp)) return false;  // no carrier: nothing goes out
+  }
+  return len >= kEthHeader && passesFilter(bytes, len);
+}
+
+void MockNet::enqueue(RxQueue& rx, uint8_t* slot, std::vector<uint8_t>&& heap, size_t len, const FrameMeta& meta) {
+  backlogBytes_ += len;
+  if (slot) {
+    Slot& s = rx.slots[(rx.head + rx.count) % slotCount_];
+    s.len = static_cast<uint32_t>(len);
+    s.meta = meta;
+    rx.count++;
+  } else {
+    rx.overflow.push_back(Frame{std::move(heap), meta});
+  }
+}
+
+bool MockNet::command(const uint8_t* frame) {
   switch (frame[kEthHeader]) {
     case kCommandLinkDown:
       setStatus(0, kNetStatusLinkUp);
@@ -326,12 +397,12 @@ void MockNet::setStatus(uint16_t set, uint16_t clear) {
   configChanged_();
 }
 
-bool MockNet::passesFilter(const std::vector<uint8_t>& frame) const {
+bool MockNet::passesFilter(const uint8_t* frame, size_t len) const {
   if (!has(kNetFCtrlRx) || filter_.promisc) return true;
-  if (be16(&frame[12]) == kEthertypeVlan && frame.size() >= kEthHeader + 2 &&
-      !filter_.vlans.test(be16(&frame[kEthHeader]) & 0xfff))
+  if (be16(frame + 12) == kEthertypeVlan && len >= kEthHeader + 2 &&
+      !filter_.vlans.test(be16(frame + kEthHeader) & 0xfff))
     return false;
-  const uint8_t* dst = frame.data();
+  const uint8_t* dst = frame;
   const auto listed = [dst](const std::vector<std::array<uint8_t, 6>>& table) {
     return std::any_of(table.begin(), table.end(), [dst](const auto& m) { return std::memcmp(m.data(), dst, 6) == 0; });
   };
@@ -465,15 +536,19 @@ void MockNet::drainDeferred(uint16_t q, std::vector<UsedEntry>& done) {
   if (role(q) != Role::kRx) return;
   RxQueue& rx = rx_[q / 2];
   bool waiting = false;
-  while (!rx.backlog.empty() && !rx.buffers.empty() && !waiting) deliverOne(rx, q, done, &waiting);
+  while (!rx.empty() && !rx.buffers.empty() && !waiting) deliverOne(rx, q, done, &waiting);
 }
 
 // Places the oldest frame of `rx` in its buffers, or sets `waiting` when a mergeable frame needs more
 // buffers than the driver has posted yet.
 void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting) {
-  const Frame& wire = rx.backlog.front();
-  const std::vector<uint8_t>& frame = wire.bytes;
-  const uint64_t need = hdrLen_ + frame.size();
+  // The oldest frame: in the slot at the head, or (no slot taken) first in the overflow.
+  const bool inSlot = rx.count > 0;
+  const FrameMeta& wire = inSlot ? rx.slots[rx.head].meta : rx.overflow.front().meta;
+  const uint8_t* const frame =
+      inSlot ? rx.slotBytes.data() + rx.head * size_t{slotSize_} : rx.overflow.front().bytes.data();
+  const size_t frameLen = inSlot ? rx.slots[rx.head].len : rx.overflow.front().bytes.size();
+  const uint64_t need = hdrLen_ + frameLen;
   size_t used = 1;
   if (has(kNetFMrgRxbuf)) {
     uint64_t room = 0;
@@ -499,7 +574,7 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
     }
     if (lie && fault_ == Fault::kCsumOutside && has(kNetFGuestCsum)) {
       hdr.flags = kHdrNeedsCsum;
-      hdr.csum_start = static_cast<uint16_t>(frame.size() - 1);
+      hdr.csum_start = static_cast<uint16_t>(frameLen - 1);
       hdr.csum_offset = 0;
     }
     if (wire.gsoType != kGsoNone) {
@@ -517,7 +592,7 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
       hdr.csum_offset = 0;
       hdr.gso_type = fault_ == Fault::kGsoUnknownType ? 2 : fault_ == Fault::kGsoNotNegotiated ? kGsoTcpV6 : kGsoTcpV4;
       hdr.gso_size = fault_ == Fault::kGsoSizeZero ? 0 : 1000;
-      hdr.hdr_len = static_cast<uint16_t>(fault_ == Fault::kGsoHdrLenPast ? frame.size() + 1 : 14);
+      hdr.hdr_len = static_cast<uint16_t>(fault_ == Fault::kGsoHdrLenPast ? frameLen + 1 : 14);
     }
     if (lie && fault_ == Fault::kZeroBuffers) hdr.num_buffers = 0;
     if (lie && fault_ == Fault::kExtraBuffers) hdr.num_buffers = static_cast<uint16_t>(used + 1);
@@ -538,7 +613,7 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
       const uint64_t at = need - left;
       const uint32_t h = at < hdrLen_ ? std::min<uint32_t>(n, static_cast<uint32_t>(hdrLen_ - at)) : 0;
       if (h > 0) copyToBuffers(b.writable, 0, src + at, h);
-      if (n > h) copyToBuffers(b.writable, h, frame.data() + (at + h - hdrLen_), n - h);
+      if (n > h) copyToBuffers(b.writable, h, frame + (at + h - hdrLen_), n - h);
       left -= n;
       uint32_t len = n;
       if (lie && fault_ == Fault::kShortHead && i == 0) len = hdrLen_ - 2;
@@ -547,8 +622,13 @@ void MockNet::deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, 
     }
     framesReceived_++;
   }
-  backlogBytes_ -= frame.size();
-  rx.backlog.pop_front();
+  backlogBytes_ -= frameLen;
+  if (inSlot) {
+    rx.head = (rx.head + 1) % slotCount_;
+    rx.count--;
+  } else {
+    rx.overflow.pop_front();
+  }
   for (size_t i = 0; i < used; i++) rx.buffers.pop_front();
 }
 

@@ -51,7 +51,7 @@ class MockNet final : public MockModel {
   std::vector<uint8_t> config() const override;
   void start(uint64_t features) override;
   bool handle(uint16_t q, const DeviceChain& chain, uint32_t* usedLen) override;
-  bool accepts(uint16_t q) const override { return role(q) != Role::kTx || backlogBytes_ < kBacklogBytes; }
+  bool accepts(uint16_t q) const override;
   void drainDeferred(uint16_t q, std::vector<UsedEntry>& done) override;
   void reset() override;
 
@@ -63,10 +63,9 @@ class MockNet final : public MockModel {
   // receive side holds the sender back, as a flow-controlled link does.
   static constexpr size_t kBacklogBytes = size_t{1} << 20;
 
-  // A frame on the wire, and where its checksum is still to be filled in (csumStart = -1: nowhere);
-  // a segmentation request (gsoType not kGsoNone) travels whole only to a driver that takes it.
-  struct Frame {
-    std::vector<uint8_t> bytes;
+  // What travels with a frame: where its checksum is still to be filled in (csumStart = -1:
+  // nowhere); a segmentation request (gsoType not kGsoNone) travels whole only to a driver that takes it.
+  struct FrameMeta {
     int32_t csumStart = -1;
     uint16_t csumOffset = 0;
     uint8_t gsoType = 0;
@@ -75,9 +74,43 @@ class MockNet final : public MockModel {
     uint16_t hashReport = 0;
     uint32_t hash = 0;
   };
+  // A frame on the wire that does not fit a slot (a whole segmentation request, or the slots are full).
+  struct Frame {
+    std::vector<uint8_t> bytes;
+    FrameMeta meta;
+  };
+  // Frames sent but not yet received: a preallocated ring of slots of the longest wire frame, so the
+  // common frame costs no allocation (copied once in from the transmit chain, once out to the
+  // receive buffers); what does not fit waits in `overflow`, after every slot (order is kept).
+  struct Slot {
+    uint32_t len = 0;
+    FrameMeta meta;
+  };
+  // Receive chains waiting for a frame: a ring whose entries keep their segment vectors' capacity.
+  class ChainRing {
+   public:
+    size_t size() const { return count_; }
+    bool empty() const { return count_ == 0; }
+    const DeviceChain& operator[](size_t i) const { return store_[(head_ + i) % store_.size()]; }
+    const DeviceChain& front() const { return (*this)[0]; }
+    void push_back(const DeviceChain& c);
+    void pop_front() {
+      head_ = (head_ + 1) % store_.size();
+      count_--;
+    }
+    void clear() { head_ = count_ = 0; }
+
+   private:
+    std::vector<DeviceChain> store_;
+    size_t head_ = 0, count_ = 0;
+  };
   struct RxQueue {
-    std::deque<Frame> backlog;
-    std::deque<DeviceChain> buffers;  // receive chains waiting for a frame
+    std::vector<uint8_t> slotBytes;  // slots.size() x slotSize_
+    std::vector<Slot> slots;
+    size_t head = 0, count = 0;
+    std::deque<Frame> overflow;
+    ChainRing buffers;
+    bool empty() const { return count == 0 && overflow.empty(); }
   };
   // The receive filter (VIRTIO_NET_CTRL_RX, _MAC, _VLAN). After reset the device is promiscuous,
   // as QEMU's is, until the driver says otherwise.
@@ -97,16 +130,27 @@ class MockNet final : public MockModel {
 
   Role role(uint16_t q) const;
   void deliverOne(RxQueue& rx, uint16_t q, std::vector<UsedEntry>& done, bool* waiting);
+  // A free slot of `rx` for a frame of `len` bytes, or nullptr (it goes to the overflow).
+  uint8_t* reserve(RxQueue& rx, size_t len);
+  // Whether a frame goes on the wire (a command frame, no carrier or the filter stop it).
+  bool admit(const uint8_t* bytes, size_t len);
+  // Queues a frame admitted: in the slot reserve() gave (`heap` unused), or in the overflow.
+  void enqueue(RxQueue& rx, uint8_t* slot, std::vector<uint8_t>&& heap, size_t len, const FrameMeta& meta);
   void transmitted(uint16_t txPair, Frame frame);
   void transmitGso(uint16_t txPair, Frame frame);
-  bool command(const std::vector<uint8_t>& frame);
-  bool passesFilter(const std::vector<uint8_t>& frame) const;
+  bool command(const uint8_t* frame);
+  bool passesFilter(const uint8_t* frame, size_t len) const;
   uint8_t control(const DeviceChain& chain);
   uint8_t controlRx(uint8_t cmd, const std::vector<uint8_t>& data);
   uint8_t controlMac(uint8_t cmd, const std::vector<uint8_t>& data);
   uint8_t controlMq(uint8_t cmd, const std::vector<uint8_t>& data);
-  // Fills frame.hash / hashReport as the hash types configured say; returns the receive pair.
-  uint16_t classify(Frame& frame, uint16_t txPair) const;
+  // With RSS steering or hash reports on, classify() decides each frame's receive pair.
+  bool classifying() const { return rss_.steer || has(kNetFHashReport); }
+  // The headers classify() reads at most: Ethernet, a VLAN tag, IPv4 with options, the ports.
+  static constexpr size_t kClassifyBytes = kEthHeader + kVlanTag + 60 + 4;
+  // Fills meta.hash / hashReport from the frame's first `size` bytes as the hash types configured
+  // say; returns the receive pair (`looped`, the transmit pair's, when RSS does not steer).
+  uint16_t classify(const uint8_t* bytes, size_t size, FrameMeta& meta, uint16_t looped) const;
   void setStatus(uint16_t set, uint16_t clear);
   bool has(unsigned feature) const { return (negotiated_ & bit(feature)) != 0; }
 
@@ -117,6 +161,8 @@ class MockNet final : public MockModel {
   // Longest frame the link carries: the MTU plus the Ethernet header (the virtio-net packet size
   // rule), plus a VLAN tag, which receive buffers have room for.
   const uint32_t maxFrame_;
+  // Slot bytes and slots per receive queue: up to 1024 wire frames, at most 4 MiB.
+  const uint32_t slotSize_, slotCount_;
   uint64_t negotiated_ = 0;
   uint16_t activePairs_ = 1;
   std::vector<RxQueue> rx_;  // per queue pair
