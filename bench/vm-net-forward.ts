@@ -2,17 +2,19 @@
 // `--forward-mode=io --port-topology=paired --tx-first`, for scripts/vm/bench-vfio-guest.sh, which
 // runs testpmd on the same two functions side by side with this.
 //
-//   node dist/bench/vm-net-forward.js <deviceA> <deviceB> <seconds> <frame size>
+//   node dist/bench/vm-net-forward.js <deviceA> <deviceB> <seconds> <frame size> [js|native]
 //
 // Like testpmd: both NICs promiscuous (where the control queue allows it), one burst of
 // VDPA_BENCH_FWD_BURST frames (default 32, testpmd's burst) sent on each port first, then every
 // frame received on A is sent unchanged on B and every frame received on B on A. The frames on the
 // wire stay a fixed population, so the rate measures the round trip: driver, device and wire.
-// Every frame received in one wake-up goes out in one sendBatch. A warm-up (VDPA_BENCH_WARMUP
+// js (the default): a loop in JavaScript, every frame received in one wake-up goes out in one
+// sendBatch. native: `a.forward(b)` and `b.forward(a)`, the library's native loops (no JS per frame;
+// the burst is queued with sendBatch just before they take the queues). A warm-up (VDPA_BENCH_WARMUP
 // seconds, default 1) is not counted. VDPA_BENCH_POLL_MICROS > 0 opens both with that
 // NetOptions.pollMicros (testpmd polls all the time; this polls for that long after each wake-up).
 //
-// Prints one JSON line: {"mode":"node" or "polled","size":..,"seconds":..,"rxPpsA":..,"rxPpsB":..,"rxPps":..,
+// Prints one JSON line: {"mode":"node", "polled" or "native","size":..,"seconds":..,"rxPpsA":..,"rxPpsB":..,"rxPps":..,
 // "forwarded":..,"bad":..} with rxPps the mean of the two ports (testpmd's Rx-pps per port). Exit 1
 // when a frame arrived with another length than was sent, or none were forwarded.
 import { openNet, type NetDevice } from '../lib/index';
@@ -21,7 +23,7 @@ const ETHERTYPE = 0x88b5;
 
 function usage(msg: string): never {
   process.stderr.write(
-    `vm-net-forward: ${msg}\nusage: node dist/bench/vm-net-forward.js <deviceA> <deviceB> <seconds> <frame size>\n`,
+    `vm-net-forward: ${msg}\nusage: node dist/bench/vm-net-forward.js <deviceA> <deviceB> <seconds> <frame size> [js|native]\n`,
   );
   process.exit(2);
 }
@@ -97,11 +99,13 @@ async function promiscuous(net: NetDevice): Promise<void> {
 }
 
 async function main(): Promise<void> {
-  const [devA, devB, secArg, sizeArg] = process.argv.slice(2);
+  const [devA, devB, secArg, sizeArg, modeArg = 'js'] = process.argv.slice(2);
   if (!devA || !devB || !secArg || !sizeArg) usage('missing arguments');
   const seconds = Number(secArg);
   const size = Number(sizeArg);
   if (!(seconds > 0)) usage(`bad seconds ${secArg}`);
+  if (modeArg !== 'js' && modeArg !== 'native') usage(`bad mode ${modeArg}`);
+  const native = modeArg === 'native';
   const burst = Number(process.env.VDPA_BENCH_FWD_BURST ?? 32);
   const warmup = Number(process.env.VDPA_BENCH_WARMUP ?? 1);
   const pollMicros = Number(process.env.VDPA_BENCH_POLL_MICROS ?? 0);
@@ -124,17 +128,27 @@ async function main(): Promise<void> {
     await Promise.all([promiscuous(a), promiscuous(b)]);
     pa = new Port(a, size);
     pb = new Port(b, size);
-    loops = [pa.forwardTo(b), pb.forwardTo(a)];
-    // tx-first: one burst on each port.
-    await Promise.all([
+    // tx-first: one burst on each port (queued at once: the native loops take the queues right after).
+    const bursts = [
       a.sendBatch(Array.from({ length: burst }, (_, i) => frameOf(size, b.mac, a.mac, i))),
       b.sendBatch(Array.from({ length: burst }, (_, i) => frameOf(size, a.mac, b.mac, i))),
-    ]);
+    ];
+    let counts: () => number[];
+    if (native) {
+      const fa = a.forward(b);
+      const fb = b.forward(a);
+      loops = [fa.done.then(() => undefined), fb.done.then(() => undefined)];
+      counts = () => [fa.stats().frames, fb.stats().frames];
+    } else {
+      loops = [pa.forwardTo(b), pb.forwardTo(a)];
+      counts = () => [pa?.received ?? 0, pb?.received ?? 0];
+    }
+    await Promise.all(bursts);
     await sleep(warmup * 1000);
     const t0 = process.hrtime.bigint();
-    atStart = [pa.received, pb.received];
+    atStart = counts();
     await sleep(seconds * 1000);
-    atEnd = [pa.received, pb.received];
+    atEnd = counts();
     window = Number(process.hrtime.bigint() - t0) / 1e9;
   } finally {
     await Promise.allSettled([a.close(), b.close()]);
@@ -144,14 +158,14 @@ async function main(): Promise<void> {
   const rxA = (atEnd[0] as number) - (atStart[0] as number);
   const rxB = (atEnd[1] as number) - (atStart[1] as number);
   const r = {
-    mode: pollMicros > 0 ? 'polled' : 'node',
+    mode: native ? 'native' : pollMicros > 0 ? 'polled' : 'node',
     size,
     burst,
     seconds: Math.round(window * 1000) / 1000,
     rxPpsA: Math.round(rxA / window),
     rxPpsB: Math.round(rxB / window),
     rxPps: Math.round((rxA + rxB) / 2 / window),
-    forwarded: pa.received + pb.received,
+    forwarded: (atEnd[0] as number) + (atEnd[1] as number),
     bad: pa.bad + pb.bad,
   };
   process.stdout.write(JSON.stringify(r) + '\n');

@@ -10,7 +10,9 @@
 #    (dist/bench/vm-net.js), 64 B and 1500 B frames, both directions.
 # 3. forwarding: DPDK's testpmd (io forward, paired ports, tx-first) against the library's forwarder
 #    in the same mode (dist/bench/vm-net-forward.js) on the same two functions, interleaved (testpmd,
-#    node, testpmd, ...); the table shows received frames/s per port and the node/testpmd ratio.
+#    node, testpmd, ...); the table shows received frames/s per port and the node/testpmd ratios, for
+#    the forwarder written in JS (also polled, with VDPA_BENCH_POLL_MICROS) and the native one
+#    (NetDevice.forward).
 #
 # Environment:
 #   VDPA_BENCH_SECONDS      timed seconds per blk measurement (default 5; +1 s warm-up each side)
@@ -193,6 +195,7 @@ run_forward() {  # mode size rep
     testpmd) out=$(run_testpmd "$2" "$3") ;;
     node) out=$(VDPA_BENCH_POLL_MICROS=0 timeout -k 5 $((FWD_SECS + 90)) node dist/bench/vm-net-forward.js "vfio:${nets[0]}" "vfio:${nets[1]}" "$FWD_SECS" "$2") ;;
     polled) out=$(VDPA_BENCH_POLL_MICROS=$POLL timeout -k 5 $((FWD_SECS + 90)) node dist/bench/vm-net-forward.js "vfio:${nets[0]}" "vfio:${nets[1]}" "$FWD_SECS" "$2") ;;
+    native) out=$(VDPA_BENCH_POLL_MICROS=0 timeout -k 5 $((FWD_SECS + 90)) node dist/bench/vm-net-forward.js "vfio:${nets[0]}" "vfio:${nets[1]}" "$FWD_SECS" "$2" native) ;;
   esac
   rc=$?
   if ((rc != 0)) || [[ -z $out ]]; then
@@ -205,6 +208,7 @@ for size in ${NET_SIZES//,/ }; do
     run_forward testpmd "$size" "$rep"
     run_forward node "$size" "$rep"
     ((POLL > 0)) && run_forward polled "$size" "$rep"
+    run_forward native "$size" "$rep"
   done
 done
 echo "bench-vfio-guest: forwarding done ($((SECONDS - t_begin)) s)"
@@ -239,11 +243,11 @@ echo "bench-vfio-guest: forwarding done ($((SECONDS - t_begin)) s)"
     echo "Forwarding between the same two functions, io mode, paired ports, tx-first (one burst of 32 per port); received frames/s per port (mean of A and B), median of $FWD_REPS interleaved runs of ${FWD_SECS}s (+1s warm-up)"
     echo
     if ((POLL > 0)); then
-      echo "| frame | testpmd | node | node / testpmd | node, pollMicros $POLL | polled / testpmd |"
-      echo "|---:|---:|---:|---:|---:|---:|"
+      echo "| frame | testpmd | node (JS loop) | JS / testpmd | JS, pollMicros $POLL | polled / testpmd | node native forward | native / testpmd |"
+      echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
     else
-      echo "| frame | testpmd | node | node / testpmd |"
-      echo "|---:|---:|---:|---:|"
+      echo "| frame | testpmd | node (JS loop) | JS / testpmd | node native forward | native / testpmd |"
+      echo "|---:|---:|---:|---:|---:|---:|"
     fi
     if [[ -s $FWDJ ]]; then
       node -e '
@@ -252,9 +256,9 @@ echo "bench-vfio-guest: forwarding done ($((SECONDS - t_begin)) s)"
         const f = (x) => Math.round(x).toLocaleString("en-US");
         for (const size of [...new Set(rows.map((r) => r.size))]) {
           const of = (m) => med(rows.filter((r) => r.size === size && r.mode === m).map((r) => r.rxPps));
-          const t = of("testpmd"), n = of("node"), p = of("polled");
+          const t = of("testpmd"), n = of("node"), p = of("polled"), v = of("native");
           const polled = rows.some((r) => r.mode === "polled") ? ` ${f(p)} | ${(p / t).toFixed(2)}x |` : "";
-          console.log(`| ${size} B | ${f(t)} | ${f(n)} | ${(n / t).toFixed(2)}x |${polled}`);
+          console.log(`| ${size} B | ${f(t)} | ${f(n)} | ${(n / t).toFixed(2)}x |${polled} ${f(v)} | ${(v / t).toFixed(2)}x |`);
         }' "$FWDJ" || failed=1
     else
       echo "| - | - | - | - |"
