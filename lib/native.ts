@@ -43,6 +43,8 @@ export interface NativeQueue {
   setPoll(microseconds: number): void;
   /** Hands over what the used ring holds now (a hand-over, once the device was suspended). */
   deliver(): void;
+  /** true: completions stay in the used ring (a native loop takes them); false: to JS again, at once. */
+  park(on: boolean): void;
 }
 
 export interface NativeVhostInfo {

@@ -156,6 +156,9 @@ export class NetLoop {
       for (const q of held) q.side.host.releaseQueue(q.side.pair, q.kind, this.holder);
       throw e;
     }
+    // What arrives on the receive queues from now on is the loop's: it stays in the used rings until
+    // the loop starts (after the transmit slots are claimed) instead of going to the NetDevice.
+    for (const q of this.queues) if (q.kind === 'rx') q.side.p.rx.native.park(true);
     if (signal) {
       this.onAbort = () => {
         this.aborted ??= abortError(signal);
@@ -246,7 +249,10 @@ export class NetLoop {
       for (let i = 0; i < tokens.length; i++) s.p.txWaiters.wakeOne();
     }
     this.tokens.clear();
-    for (const q of this.queues) q.side.host.releaseQueue(q.side.pair, q.kind, this.holder);
+    for (const q of this.queues) {
+      q.side.host.releaseQueue(q.side.pair, q.kind, this.holder);
+      if (q.kind === 'rx') q.side.p.rx.native.park(false);
+    }
     this.settle(err);
   }
 }

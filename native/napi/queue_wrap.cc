@@ -29,6 +29,7 @@ Napi::Function QueueWrap::define(Napi::Env env) {
                          InstanceMethod<&QueueWrap::SetPoll>("setPoll"),
                          InstanceMethod<&QueueWrap::Unref>("unref"),
                          InstanceMethod<&QueueWrap::Deliver>("deliver"),
+                         InstanceMethod<&QueueWrap::Park>("park"),
                      });
 }
 
@@ -82,12 +83,12 @@ void QueueWrap::onCall(void* self) {
   drainEventFd(w->queue_->callFd.get());
   if (w->diversion_)
     w->diversion_->onQueueCall();
-  else
+  else if (!w->parked_)
     w->deliver();
 }
 
 void QueueWrap::deliverNow() {
-  if (queue_ && !diversion_) deliver();
+  if (queue_ && !diversion_ && !parked_) deliver();
 }
 
 void QueueWrap::deliver() {
@@ -191,6 +192,15 @@ Napi::Value QueueWrap::Unref(const Napi::CallbackInfo& info) {
   return guarded(info, [&]() -> Napi::Value {
     requireTag(info.Env(), info.This(), kTag, "Queue");
     if (poll_) poll_->unref();
+    return info.Env().Undefined();
+  });
+}
+
+Napi::Value QueueWrap::Park(const Napi::CallbackInfo& info) {
+  return guarded(info, [&]() -> Napi::Value {
+    requireTag(info.Env(), info.This(), kTag, "Queue");
+    parked_ = boolArg(info, 0, "on");
+    if (!parked_) deliverNow();
     return info.Env().Undefined();
   });
 }

@@ -66,6 +66,9 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   Napi::Value Ref(const Napi::CallbackInfo& info);
   Napi::Value Unref(const Napi::CallbackInfo& info);
   Napi::Value SetPoll(const Napi::CallbackInfo& info);
+  // park(true): completions stay in the used ring (a native loop is about to take the queue and
+  // reads them there); park(false): they go to JS again, those waiting first.
+  Napi::Value Park(const Napi::CallbackInfo& info);
   // deliver(): hands over what the used ring holds now (a hand-over, after the device was suspended).
   Napi::Value Deliver(const Napi::CallbackInfo& info);
 
@@ -79,6 +82,7 @@ class QueueWrap : public Napi::ObjectWrap<QueueWrap> {
   std::unique_ptr<Napi::AsyncContext> async_;
   uint32_t pollMicros_ = 0;
   QueueDiversion* diversion_ = nullptr;
+  bool parked_ = false;
 };
 
 }  // namespace vdpa

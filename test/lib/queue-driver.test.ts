@@ -24,6 +24,7 @@ class FakeQueue implements NativeQueue {
     this.completions = new Uint32Array(2 * size);
   }
   deliver(): void {}
+  park(): void {}
   submit(batch: Uint32Array, count: number): number {
     if (this.throwOnSubmit) throw this.throwOnSubmit;
     const taken = Math.min(count, this.room);
