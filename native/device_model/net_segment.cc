@@ -70,7 +70,7 @@ bool parse(const uint8_t* f, size_t len, Layout& l) {
   l.l3 = l3;
   if (proto == kProtoTcp) {
     if (len < l.l4 + kTcpMinHeader) return false;
-    const size_t doff = size_t{f[l.l4 + 12] >> 4} * 4;
+    const size_t doff = (size_t{f[l.l4 + 12]} >> 4) * 4;
     if (doff < kTcpMinHeader || len < l.l4 + doff) return false;
     l.payload = l.l4 + doff;
     l.tcp = true;
