@@ -209,7 +209,7 @@ s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2
 TESTPMD_PMD=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_net_vhost.so.23.0
 start_testpmd() {
   local i log=$RES/testpmd.log prefix=vdpa-vm-$$
-  command -v dpdk-testpmd >/dev/null || die "--net-mq-pair needs dpdk-testpmd (apt-get install dpdk)"
+  command -v dpdk-testpmd >/dev/null || die "--net-mq-pair needs dpdk-testpmd (apt-get install dpdk-dev; scripts/vm/setup.sh installs it)"
   [[ -f $TESTPMD_PMD ]] || die "--net-mq-pair needs DPDK's vhost PMD $TESTPMD_PMD (apt-get install librte-net-vhost23)"
   rm -f "$RES"/vhost-user-[01].sock
   nice -n 19 dpdk-testpmd -l 0-1 --no-huge -m 256 --no-pci --file-prefix="$prefix" -d "$TESTPMD_PMD" \
