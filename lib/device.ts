@@ -103,8 +103,14 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
   readonly vendorId: number;
   /** Feature bits the device offers. */
   readonly deviceFeatures: bigint;
-  /** Number of virtqueues the device has. */
-  readonly maxQueues: number;
+  /**
+   * Number of virtqueues the device has; read again once features are negotiated, as a device may
+   * add queues for what the driver accepted (QEMU's virtio-net-pci does for VIRTIO_NET_F_MQ).
+   */
+  get maxQueues(): number {
+    return this.queueCount;
+  }
+  private queueCount: number;
   /** Bytes of device-specific configuration space. */
   readonly configSize: number;
   /** Feature bits agreed with the device (0n until a driver negotiated). */
@@ -157,7 +163,7 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
     this.deviceId = info.deviceId;
     this.vendorId = vendorId ?? info.vendorId;
     this.deviceFeatures = info.deviceFeatures;
-    this.maxQueues = info.maxQueues;
+    this.queueCount = info.maxQueues;
     this.configSize = info.configSize;
     const name = (Object.keys(DeviceType) as DeviceTypeName[]).find((n) => DeviceType[n] === info.deviceId);
     this.deviceType = name ?? `unknown(${info.deviceId})`;
@@ -293,6 +299,7 @@ export class Device extends EventEmitter<DeviceEvents> implements AsyncDisposabl
    */
   async negotiate(wanted: bigint): Promise<bigint> {
     this.features = await this.runStep(this.live('negotiate').negotiate(wanted));
+    this.queueCount = this.live('negotiate').info().maxQueues;
     return this.features;
   }
 

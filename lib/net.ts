@@ -484,7 +484,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     super();
     this.current = device;
     this.unfollow = this.follow(device);
-    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
+    const cfg = netConfig(device);
     this.currentMac = f & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6);
     this.mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     this.mergeable = (f & NetFeature.MRG_RXBUF) !== 0n;
@@ -806,7 +806,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   get rssLimits(): RssLimits | undefined {
     const d = this.device;
     if (!(d.features & (NetFeature.RSS | NetFeature.HASH_REPORT))) return undefined;
-    const cfg = new ConfigView(d.readConfig(0, Math.min(d.configSize, NET_CONFIG_SIZE)));
+    const cfg = netConfig(d);
     if (!cfg.has(NetConfig.supportedHashTypes)) return undefined;
     const types = cfg.get(NetConfig.supportedHashTypes);
     return {
@@ -1057,7 +1057,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
       if (needed & Feature.RING_PACKED & ~f) missing.push('VIRTIO_F_RING_PACKED');
       refuse(`it lacks features the driver uses (${missing.join(', ')})`);
     }
-    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
+    const cfg = netConfig(device);
     const mtu = f & NetFeature.MTU && cfg.has(NetConfig.mtu) ? cfg.get(NetConfig.mtu) : 1500;
     if (mtu < this.mtu) refuse(`its MTU is ${mtu}, below the ${this.mtu} the driver sends`);
     const largest = this.hdr + ETH_HEADER + VLAN_TAG + mtu;
@@ -1100,7 +1100,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
     this.ctrlBufs = rings.ctrlBufs;
     // The old device's failure (if it broke) is not this one's: receives work again.
     this.failure = undefined;
-    const cfg = new ConfigView(device.readConfig(0, Math.min(device.configSize, NET_CONFIG_SIZE)));
+    const cfg = netConfig(device);
     this.currentMac =
       this.ctrlState.mac ??
       (device.features & NetFeature.MAC && cfg.has(NetConfig.mac) ? cfg.bytes(NetConfig.mac) : new Uint8Array(6));
@@ -1812,6 +1812,31 @@ function macList(list: unknown, what: string): Uint8Array[] {
   if (!Array.isArray(list)) throw new TypeError(`${what} must be an array`);
   if (list.length > MAX_TABLE) throw new RangeError(`${what} holds ${list.length} addresses; at most ${MAX_TABLE}`);
   return list.map((m, i) => macBytes(m, `${what}[${i}]`));
+}
+
+/** VIRTIO_NET_F_SPEED_DUPLEX: the speed and duplex fields exist. */
+const SPEED_DUPLEX = 1n << 63n;
+
+/**
+ * The part of struct virtio_net_config that exists on `d`: up to the last field a feature it offers
+ * brings (a field exists only with its feature). Reading past them is not harmless: QEMU reads
+ * all ones for an access that crosses the end (a 4-byte read of max_virtqueue_pairs with the
+ * absent mtu after it gave 0xffff pairs).
+ */
+function netConfig(d: Device): ConfigView {
+  const f = d.deviceFeatures;
+  let end = 0;
+  const extends_ = (mask: bigint, field: { offset: number; bytes: number }): void => {
+    if (f & mask) end = Math.max(end, field.offset + field.bytes);
+  };
+  extends_(NetFeature.MAC, NetConfig.mac);
+  extends_(NetFeature.STATUS, NetConfig.status);
+  extends_(NetFeature.MQ | NetFeature.RSS, NetConfig.maxVirtqueuePairs);
+  extends_(NetFeature.MTU, NetConfig.mtu);
+  extends_(SPEED_DUPLEX, NetConfig.duplex);
+  extends_(NetFeature.RSS | NetFeature.HASH_REPORT, NetConfig.supportedHashTypes);
+  const length = Math.min(d.configSize, end, NET_CONFIG_SIZE);
+  return new ConfigView(length > 0 ? d.readConfig(0, length) : new Uint8Array(0));
 }
 
 function featureName(mask: bigint): string {

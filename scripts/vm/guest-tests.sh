@@ -7,8 +7,9 @@
 # a wired pair and a third NIC on the same hub) are found in /sys/bus/pci/devices, bound to vfio-pci,
 # and get the blk conformance suite (split; packed with VDPA_TEST_PACKED=1), the net conformance suite
 # in both directions on the pair, test/vm/vfio.test.ts, test/vm/handover-net.test.ts (a NetDevice
-# moved between the pair's functions, the third as its peer) and test/vm/vfio-net-features.test.ts
-# (multiqueue, RSS, announce_self on the pair; needs --net-link-control). node:test writes spec to
+# moved between the pair's functions, the third as its peer), test/vm/vfio-net-features.test.ts
+# (multiqueue, RSS, announce_self on the pair; needs --net-link-control) and test/vm/vfio-net-mq.test.ts
+# (two queue pairs on the vhost-user NICs of --net-mq-pair 2, MACs 52:54:00:12:34:60/61). node:test writes spec to
 # stdout and TAP to $VDPA_VM_RESULTS/tap/<run>.tap; a run fails on any failed, cancelled or skipped
 # test, on zero tests, and on a non-zero exit. Summary in $VDPA_VM_RESULTS/summary.txt.
 #
@@ -20,8 +21,9 @@
 #   VDPA_VM_ONLY_VDUSE=1                     run only the Node VDUSE part (while developing it)
 #   VDPA_VM_ONLY_VDUSE_NET=1                 run only the Node VDUSE NIC part
 #   VDPA_VM_ONLY_VFIO_NET=1                  run only the VFIO NIC groups (net conformance both ways,
-#                                            handover-net, vfio-net-features): boot with run.sh --net-pair
-#                                            --net-ports 3 --net-link-control [--net-props ...]
+#                                            handover-net, vfio-net-features, vfio-net-mq): boot with
+#                                            run.sh --net-pair --net-ports 3 --net-link-control
+#                                            --net-mq-pair 2 [--net-props ...]
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
@@ -243,6 +245,13 @@ vfio_net_groups() {
   else
     note "FAIL vfio-net-features: dist/test/vm/vfio-net-features.test.js not built"; failed=1
   fi
+  # multiqueue with more than one pair: the vhost-user NICs of run.sh --net-mq-pair (MACs :60/:61),
+  # found by MAC and bound to vfio-pci by the test itself
+  if [[ -f dist/test/vm/vfio-net-mq.test.js ]]; then
+    run_tests vfio-net-mq 300 dist/test/vm/vfio-net-mq.test.js
+  else
+    note "FAIL vfio-net-mq: dist/test/vm/vfio-net-mq.test.js not built"; failed=1
+  fi
 }
 # VDPA_VM_ONLY_VFIO_NET=1: only the NICs, found by MAC and bound to vfio-pci, then their groups.
 vfio_net_only() {
@@ -294,7 +303,7 @@ done
 
 shopt -s nullglob
 vm_tests=()
-for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */vfio-net-features.test.js || $f == */management.test.js || $f == */vduse*.test.js || $f == */handover*.test.js ]] || vm_tests+=("$f"); done
+for f in dist/test/vm/*.test.js; do [[ $f == */vfio.test.js || $f == */vfio-net-features.test.js || $f == */vfio-net-mq.test.js || $f == */management.test.js || $f == */vduse*.test.js || $f == */handover*.test.js ]] || vm_tests+=("$f"); done
 if ((${#vm_tests[@]} == 0)); then
   note "FAIL vm: no dist/test/vm/*.test.js"; failed=1
 else

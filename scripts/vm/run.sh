@@ -17,6 +17,15 @@
 #                                 runs QEMU's set_link on it (through a monitor socket in the results dir);
 #                                 "announce" runs QEMU's announce_self (every NIC: VIRTIO_NET_S_ANNOUNCE
 #                                 where GUEST_ANNOUNCE was negotiated, and a RARP from each on the hub)
+#   --net-mq-pair QUEUES          add two more virtio-net-pci NICs (MACs 52:54:00:12:34:60 and :61, mq=on,
+#                                 QUEUES pairs, 2 to 8) on vhost-user: the host runs DPDK's dpdk-testpmd for
+#                                 the length of the guest run with two vhost-user ports (unix sockets in the
+#                                 results dir, no network interface) and io forwarding between them, queue
+#                                 q of one NIC to queue q of the other; its log is testpmd.log in the results
+#                                 dir. Guest memory becomes a shared memfd (vhost-user maps it). The NICs
+#                                 have no MSI-X (vectors=0: QEMU 7.2 under TCG crashes starting a vhost-user
+#                                 NIC with MSI-X), so drivers use INTx. The command gets
+#                                 VDPA_VM_NET_MQ_PAIRS=QUEUES.
 #   --timeout SECONDS             kill the guest after this long (default 900)
 #   --mem SIZE / --smp N          guest memory (default 4G) / vCPUs (default 2)
 #   --9p-cache MODE               9p cache mode for the host root: loose (default), mmap, none
@@ -44,7 +53,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 die() { echo "vdpa-vm: ERROR: $*" >&2; exit 1; }
 
 append_extra="" timeout_s=900 mem=4G smp=2 verbose=0 keep=0 results_dir=""
-devs=() extra_env=() init_env=() nblk=0 net_pair=0 net_ports=2 net_props="" net_link=0
+devs=() extra_env=() init_env=() nblk=0 net_pair=0 net_ports=2 net_props="" net_link=0 net_mq=0
 boot_timeout_s=${VDPA_VM_BOOT_TIMEOUT:-300} panic_first_boot=${VDPA_VM_PANIC_FIRST_BOOT:-0}
 [[ $boot_timeout_s =~ ^[1-9][0-9]*$ ]] || die "VDPA_VM_BOOT_TIMEOUT must be a whole number of seconds, got '$boot_timeout_s'"
 [[ $panic_first_boot == [01] ]] || die "VDPA_VM_PANIC_FIRST_BOOT must be 0 or 1, got '$panic_first_boot'"
@@ -67,6 +76,9 @@ while (($#)); do
     --net-ports)
       [[ $# -ge 2 && $2 =~ ^[23]$ ]] || die "--net-ports needs 2 or 3"
       net_ports=$2; shift 2 ;;
+    --net-mq-pair)
+      [[ $# -ge 2 && $2 =~ ^[2-8]$ ]] || die "--net-mq-pair needs QUEUES, 2 to 8"
+      net_mq=$2; shift 2 ;;
     --net-props)
       [[ $# -ge 2 && $2 =~ ^[a-z_]+=[A-Za-z0-9_]+(,[a-z_]+=[A-Za-z0-9_]+)*$ ]] || die "--net-props needs KEY=VAL[,KEY=VAL...]"
       net_props+=",$2"; shift 2 ;;
@@ -80,7 +92,7 @@ while (($#)); do
     --keep) keep=1; shift ;;
     --results) results_dir=$2; shift 2 ;;
     --) shift; break ;;
-    -h|--help) sed -n '2,38p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,45p' "$0"; exit 0 ;;
     *) die "unknown option $1 (the command goes after --)" ;;
   esac
 done
@@ -117,6 +129,25 @@ if ((net_link)); then
   extra_env+=("VDPA_TEST_NET_LINK_REQUEST=$RES/link-request")
   devs+=(-monitor "unix:$RES/monitor.sock,server=on,wait=off")
 fi
+machine=q35,kernel-irqchip=split
+testpmd_pid=""
+if ((net_mq)); then
+  # vhost-user: the backend maps guest memory, so it must be a shared memfd
+  devs+=(-object "memory-backend-memfd,id=mem,size=$mem,share=on")
+  machine+=,memory-backend=mem
+  for i in 0 1; do
+    sock=$RES/vhost-user-$i.sock
+    ((${#sock} < 100)) || die "--net-mq-pair: socket path too long for a unix socket: $sock"
+    # vectors=0 (no MSI-X: INTx): QEMU 7.2 under TCG segfaults when a vhost-user NIC with MSI-X starts
+    # (virtio_pci_set_guest_notifiers installs MSI-X vector notifiers although vhost-user turned
+    # use_guest_notifier_mask off, and the unmask then takes the KVM irqfd path with no irqfds)
+    devs+=(-chardev "socket,id=vu$i,path=$sock"
+      -netdev "vhost-user,id=vu${i}n,chardev=vu$i,queues=$net_mq"
+      -device "virtio-net-pci,netdev=vu${i}n,mq=on,vectors=0,disable-legacy=on,iommu_platform=on,romfile=,mac=52:54:00:12:34:6$i")
+  done
+  extra_env+=("VDPA_VM_NET_MQ_PAIRS=$net_mq")
+fi
+
 # The kernel and initramfs this run boots (a private copy: another checkout may run setup meanwhile).
 "$HERE/setup.sh" "$RES/vm.env"
 # shellcheck disable=SC1091
@@ -143,7 +174,7 @@ q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }   # single-quote for sh
 
 qemu=(qemu-system-x86_64
   -accel tcg,thread=multi -cpu max
-  -machine q35,kernel-irqchip=split -device intel-iommu,intremap=on  # vIOMMU first: VFIO in the guest
+  -machine "$machine" -device intel-iommu,intremap=on  # vIOMMU first: VFIO in the guest
   -m "$mem" -smp "$smp"
   -display none -monitor none -serial stdio -no-reboot -nodefaults
   -kernel "$VMLINUZ" -initrd "$INITRD"
@@ -171,6 +202,44 @@ s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); s.sendall((sys.argv[2
     sleep 0.2
   done
 }
+
+# start_testpmd : the vhost-user backend of --net-mq-pair (DPDK's testpmd, two vhost ports, io
+# forwarding between them), listening on the sockets before QEMU connects; runs until stop_testpmd.
+# At nice 19: its forwarding core polls, and the guest's vCPUs need the machine more.
+TESTPMD_PMD=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_net_vhost.so.23.0
+start_testpmd() {
+  local i log=$RES/testpmd.log prefix=vdpa-vm-$$
+  command -v dpdk-testpmd >/dev/null || die "--net-mq-pair needs dpdk-testpmd (apt-get install dpdk-dev; scripts/vm/setup.sh installs it)"
+  [[ -f $TESTPMD_PMD ]] || die "--net-mq-pair needs DPDK's vhost PMD $TESTPMD_PMD (apt-get install librte-net-vhost23)"
+  rm -f "$RES"/vhost-user-[01].sock
+  nice -n 19 dpdk-testpmd -l 0-1 --no-huge -m 256 --no-pci --file-prefix="$prefix" -d "$TESTPMD_PMD" \
+    --vdev "net_vhost0,iface=$RES/vhost-user-0.sock,queues=$net_mq,iommu-support=1" \
+    --vdev "net_vhost1,iface=$RES/vhost-user-1.sock,queues=$net_mq,iommu-support=1" \
+    -- --forward-mode=io --port-topology=paired --rxq="$net_mq" --txq="$net_mq" --no-mlockall \
+    --total-num-mbufs=8192 --stats-period=60 </dev/null >"$log" 2>&1 &
+  testpmd_pid=$!
+  for ((i = 0; i < 600; i++)); do
+    kill -0 "$testpmd_pid" 2>/dev/null || { tail -n 20 "$log" >&2; testpmd_pid=""; die "--net-mq-pair: dpdk-testpmd exited before it listened (log: $log)"; }
+    [[ -S $RES/vhost-user-0.sock && -S $RES/vhost-user-1.sock ]] && grep -q 'packet forwarding - ports=2' "$log" && return 0
+    sleep 0.1
+  done
+  tail -n 20 "$log" >&2
+  stop_testpmd
+  die "--net-mq-pair: dpdk-testpmd did not listen on $RES/vhost-user-{0,1}.sock within 60s (log: $log)"
+}
+stop_testpmd() {
+  [[ -n $testpmd_pid ]] || return 0
+  kill -TERM "$testpmd_pid" 2>/dev/null || true
+  timeout 20 tail --pid="$testpmd_pid" -f /dev/null || kill -KILL "$testpmd_pid" 2>/dev/null || true
+  wait "$testpmd_pid" 2>/dev/null || true
+  testpmd_pid=""
+  rm -rf "/var/run/dpdk/vdpa-vm-$$"
+}
+if ((net_mq)); then
+  trap stop_testpmd EXIT
+  trap 'exit 130' INT TERM
+  start_testpmd
+fi
 
 # ---- boot
 # QEMU 7.2's multi-threaded TCG now and then trips the guest kernel's int3-based code patching in early

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Prepare everything scripts/vm/run.sh needs to boot a Linux 6.12 guest under QEMU/TCG:
-#   - host packages (qemu, busybox-static, qemu-storage-daemon, iproute2, fio, ...)
+#   - host packages (qemu, busybox-static, qemu-storage-daemon, iproute2, fio, dpdk-testpmd, ...)
 #   - Debian trixie's kernel + modules, fetched with a private apt config (host apt untouched)
 #   - a busybox initramfs whose /init mounts the host's / (9p, read-only) and runs a command
 # Idempotent; everything lives in ${XDG_CACHE_HOME:-$HOME/.cache}/vdpa-vm. A second run only
@@ -29,7 +29,7 @@ flock 9
 
 # Fast path: nothing to do when the stamp matches and the host tools are still there.
 if [[ -f "$CACHE/current.env" ]] && grep -qx "STAMP=$SELF_HASH" "$CACHE/current.env" \
-   && command -v qemu-system-x86_64 qemu-storage-daemon fio depmod cpio >/dev/null; then
+   && command -v qemu-system-x86_64 qemu-storage-daemon fio depmod cpio dpdk-testpmd >/dev/null; then
   # shellcheck disable=SC1091
   . "$CACHE/current.env"
   if [[ -f "$VMLINUZ" && -f "$INITRD" ]]; then
@@ -47,6 +47,8 @@ declare -A PKG_FILE=(
   [iproute2]=/sbin/vdpa
   [fio]=/usr/bin/fio
   [e2fsprogs]=/usr/sbin/debugfs                       # the host-side check of the VDUSE ext4 image
+  [dpdk-dev]=/usr/bin/dpdk-testpmd                     # run.sh --net-mq-pair: the vhost-user backend
+  [librte-net-vhost23]=/usr/lib/x86_64-linux-gnu/dpdk/pmds-23.0/librte_net_vhost.so.23.0   # its vhost PMD
   [kmod]=/sbin/depmod
   [zstd]=/usr/bin/zstd
   [xz-utils]=/usr/bin/xz

@@ -16,7 +16,10 @@
 # functions of one multifunction slot (serials grp-a, grp-b: one IOMMU group) are its non-viable group.
 # The NICs' links can be changed from the guest (run.sh --net-link-control: the net suite's 'link' test,
 # and announce_self for test/vm/vfio-net-features.test.ts). The NICs offer multiqueue, RSS and hash
-# reports (mq=on,vectors=4,rss=on,hash=on: a hub port is one queue, so QEMU offers one pair).
+# reports (mq=on,vectors=4,rss=on,hash=on: a hub port is one queue, so QEMU offers one pair). Two more
+# NICs (MACs 52:54:00:12:34:60/61) sit on vhost-user with two queue pairs each (run.sh --net-mq-pair 2:
+# DPDK's dpdk-testpmd on the host forwards between them; no network interface), for
+# test/vm/vfio-net-mq.test.ts; testpmd's log is testpmd.log in the results dir.
 # Exits non-zero on any failure, including: the guest never ran, zero tests ran, a test was skipped
 # inside the guest.
 #
@@ -87,7 +90,7 @@ echo "test-vm: booting the guest (results in $RES)" >&2
   --blk-pci "$RES/mgmt-pci.img,serial=mgmt-pci" \
   --blk-pci "$RES/grp-a.img,serial=grp-a,addr=0x10.0,multifunction=on" --blk-pci "$RES/grp-b.img,serial=grp-b,addr=0x10.1" \
   --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-a,share-rw=on" --blk-pci "$RES/handover-vfio.img,serial=ho-vfio-b,share-rw=on" \
-  --net-pair --net-ports 3 --net-props "$NET_PROPS" --net-link-control -- bash scripts/vm/guest-tests.sh
+  --net-pair --net-ports 3 --net-props "$NET_PROPS" --net-link-control --net-mq-pair 2 -- bash scripts/vm/guest-tests.sh
 guest_rc=$?
 
 fail=()

@@ -74,9 +74,19 @@ VfioPciDevice::VfioPciDevice(std::shared_ptr<VfioIommu> iommu, const std::string
     if (ioctlErrno(fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) == 0 && (irq.flags & VFIO_IRQ_INFO_EVENTFD))
       msixCount_ = irq.count;
   }
+  if (info.num_irqs > VFIO_PCI_INTX_IRQ_INDEX) {
+    vfio_irq_info irq{};
+    irq.argsz = sizeof irq;
+    irq.index = VFIO_PCI_INTX_IRQ_INDEX;
+    if (ioctlErrno(fd, VFIO_DEVICE_GET_IRQ_INFO, &irq) == 0 && (irq.flags & VFIO_IRQ_INFO_EVENTFD) && irq.count == 1)
+      hasIntx_ = true;
+  }
 }
 
-VfioPciDevice::~VfioPciDevice() { disableMsix(); }
+VfioPciDevice::~VfioPciDevice() {
+  disableMsix();
+  disableIntx();
+}
 
 bool VfioPciDevice::regionInfo(uint32_t index, std::vector<uint8_t>* buf) {
   const int err = vfioGetInfo<vfio_region_info>(handle_.fd.get(), VFIO_DEVICE_GET_REGION_INFO, buf,
@@ -269,6 +279,48 @@ void VfioPciDevice::disableMsix() noexcept {
   s.count = 0;
   ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, &s);
   msixEnabled_ = false;
+}
+
+// ---------------------------------------------------------------- INTx
+
+namespace {
+// One eventfd for the INTx line's action `action` (VFIO_IRQ_SET_ACTION_TRIGGER or _UNMASK).
+int setIntxFd(int deviceFd, uint32_t action, int fd) {
+  uint8_t b[sizeof(vfio_irq_set) + sizeof(int32_t)] = {};
+  auto* s = reinterpret_cast<vfio_irq_set*>(b);
+  s->argsz = sizeof b;
+  s->flags = VFIO_IRQ_SET_DATA_EVENTFD | action;
+  s->index = VFIO_PCI_INTX_IRQ_INDEX;
+  s->start = 0;
+  s->count = 1;
+  const int32_t v = fd;
+  std::memcpy(b + sizeof(vfio_irq_set), &v, sizeof v);
+  return ioctlErrno(deviceFd, VFIO_DEVICE_SET_IRQS, s);
+}
+}  // namespace
+
+void VfioPciDevice::enableIntx(int triggerFd, int unmaskFd) {
+  static const char* kSys = "ioctl(VFIO_DEVICE_SET_IRQS)";
+  if (!hasIntx_) throwSys(EINVAL, kSys, owner_, "the function has neither MSI-X nor an INTx interrupt");
+  if (int err = setIntxFd(handle_.fd.get(), VFIO_IRQ_SET_ACTION_TRIGGER, triggerFd))
+    throwSys(err, kSys, owner_, "routing the INTx interrupt to an eventfd failed");
+  intxEnabled_ = true;
+  if (int err = setIntxFd(handle_.fd.get(), VFIO_IRQ_SET_ACTION_UNMASK, unmaskFd)) {
+    disableIntx();
+    throwSys(err, kSys, owner_, "an INTx unmask eventfd was refused");
+  }
+}
+
+void VfioPciDevice::disableIntx() noexcept {
+  if (!intxEnabled_) return;
+  vfio_irq_set s{};
+  s.argsz = sizeof s;
+  s.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+  s.index = VFIO_PCI_INTX_IRQ_INDEX;
+  s.start = 0;
+  s.count = 0;
+  ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, &s);
+  intxEnabled_ = false;
 }
 
 bool VfioPciDevice::setRequestFd(int fd) noexcept {

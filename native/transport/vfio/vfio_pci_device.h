@@ -50,6 +50,13 @@ class VfioPciDevice {
   // Disables MSI-X (no throw).
   void disableMsix() noexcept;
 
+  // ---- INTx, for a function without MSI-X: one level-triggered line that vfio-pci masks when it fires
+  bool hasIntx() const { return hasIntx_; }
+  // Routes the line to `triggerFd`; a write to `unmaskFd` unmasks it again (after the cause was cleared).
+  void enableIntx(int triggerFd, int unmaskFd);
+  // Disables INTx signalling (no throw).
+  void disableIntx() noexcept;
+
   // Routes the release request (VFIO_PCI_REQ_IRQ_INDEX) to `fd`; false when the kernel has none.
   bool setRequestFd(int fd) noexcept;
 
@@ -139,6 +146,8 @@ class VfioPciDevice {
   uint64_t configSize_ = 0;
   uint32_t msixCount_ = 0;
   bool msixEnabled_ = false;
+  bool hasIntx_ = false;
+  bool intxEnabled_ = false;
   bool canReset_ = false;
   ConfigWindow configWindow_{*this};
   BarWindow barWindows_[kBars];

@@ -1,5 +1,8 @@
 #include "transport/vfio/vfio_transport.h"
 
+#include <poll.h>
+#include <unistd.h>
+
 #include <cctype>
 #include <map>
 #include <mutex>
@@ -92,6 +95,15 @@ VfioTransport::VfioTransport(std::string spec) : path_(std::move(spec)) {
   alignment_ = pgs ? (pgs & (~pgs + 1)) : 4096;
   window_ = dev_->iommu().leaseWindow(path_);
   haveWindow_ = true;
+  if (msixUsed_ == 0 && dev_->hasIntx()) {
+    try {
+      startIntx();  // last: nothing after it can throw, so the thread never outlives a failed open
+    } catch (...) {
+      dev_->iommu().releaseWindow(window_);
+      haveWindow_ = false;
+      throw;
+    }
+  }
   gLive[bdf_] = this;
 }
 
@@ -135,6 +147,17 @@ uint8_t VfioTransport::status() { return pci().status(); }
 void VfioTransport::setStatus(uint8_t s) {
   if (s == 0) return reset();
   pci().setStatus(s);
+  // num_queues may follow the features: QEMU's virtio-net adds the queue pairs of VIRTIO_NET_F_MQ
+  // only once the driver accepted it. Read it again before any queue is set up (as Linux does).
+  if ((s & kStatusFeaturesOk) && !(s & kStatusDriverOk)) {
+    for (const Queue& q : queues_)
+      if (q.setUp) return;
+    pci_->readQueueLimits();
+    const uint16_t nq = pci_->queueCount();
+    std::lock_guard<std::mutex> g(intxMu_);
+    queues_.assign(nq, Queue{});
+    for (uint16_t i = 0; i < nq; i++) queues_[i].maxSize = pci_->maxQueueSize(i);
+  }
 }
 
 void VfioTransport::reset() {
@@ -152,6 +175,11 @@ void VfioTransport::reset() {
 }
 
 void VfioTransport::unrouteQueues() noexcept {
+  if (intx_) {
+    std::lock_guard<std::mutex> g(intxMu_);
+    for (Queue& q : queues_) q.callFd = -1;
+    return;
+  }
   for (uint16_t i = 0; i < queues_.size(); i++) {
     if (!queues_[i].setUp || i + 1u >= msixUsed_) continue;
     try {
@@ -231,6 +259,17 @@ void VfioTransport::setupQueue(const QueueAddresses& a, int callFd) {
   checkQueueSize(a.size, q.maxSize, (driverFeatures_ & bit(kFeatureRingPacked)) != 0, kSys, path_);
   if (status() & kStatusDriverOk)
     throwSys(EBUSY, kSys, path_, "the device is running (DRIVER_OK): set queues up before start");
+  if (intx_) {
+    pci_->checkNotifyAddress(a.index);
+    {
+      std::lock_guard<std::mutex> g(intxMu_);
+      q.callFd = callFd;
+    }
+    q.setUp = true;
+    pci_->setupQueue(a.index, a.size, kVirtioMsiNoVector, a.desc, a.driver, a.device);
+    q.enabled = false;
+    return;
+  }
   const uint32_t vector = uint32_t{a.index} + 1;
   if (vector >= msixUsed_)
     throwSys(ENOSPC, kSys, path_,
@@ -260,6 +299,57 @@ void VfioTransport::notify(uint16_t index) {
   pci_->notify(index);
 }
 
+// ---------------------------------------------------------------- INTx
+
+void VfioTransport::startIntx() {
+  intxFd_ = makeEventFd();
+  unmaskFd_ = makeEventFd();
+  stopFd_ = makeEventFd();
+  dev_->enableIntx(intxFd_.get(), unmaskFd_.get());
+  intx_ = true;
+  try {
+    intxThread_ = std::thread([this] { intxLoop(); });
+  } catch (...) {
+    intx_ = false;
+    dev_->disableIntx();
+    throwSys(EAGAIN, "pthread_create", path_, "no thread for the INTx interrupt");
+  }
+}
+
+void VfioTransport::stopIntx() noexcept {
+  if (!intx_) return;
+  signalEventFd(stopFd_.get());
+  if (intxThread_.joinable()) intxThread_.join();
+  dev_->disableIntx();
+  intx_ = false;
+}
+
+void VfioTransport::intxLoop() noexcept {
+  for (;;) {
+    pollfd p[2] = {{intxFd_.get(), POLLIN, 0}, {stopFd_.get(), POLLIN, 0}};
+    if (::poll(p, 2, -1) < 0) {
+      if (errno == EINTR) continue;
+      return;
+    }
+    if (p[1].revents) return;
+    if (!(p[0].revents & POLLIN)) continue;
+    uint64_t n = 0;
+    if (::read(intxFd_.get(), &n, sizeof n) != static_cast<ssize_t>(sizeof n)) continue;
+    uint8_t isr = 3;
+    try {
+      isr = pci_->readIsr();  // clears it, and so lowers the line
+    } catch (...) {
+    }
+    if (isr & 1) {
+      std::lock_guard<std::mutex> g(intxMu_);
+      for (const Queue& q : queues_)
+        if (q.callFd >= 0) signalEventFd(q.callFd);
+    }
+    if (isr & 2) signalEventFd(configFd_.get());
+    signalEventFd(unmaskFd_.get());
+  }
+}
+
 // ---------------------------------------------------------------- teardown
 
 void VfioTransport::teardown() noexcept {
@@ -272,6 +362,7 @@ void VfioTransport::teardown() noexcept {
     pci_->reset();
   } catch (...) {
   }
+  stopIntx();
   unrouteQueues();
   dev_->disableMsix();
   try {

@@ -5,12 +5,18 @@
 //
 // Interrupts: MSI-X vector 0 signals configuration changes (configChangeFd), vector q+1 signals
 // queue q (routed to the callFd passed to setupQueue). Notifications are 16-bit writes of the queue
-// index at notify_base + queue_notify_off * notify_off_multiplier in the (mmap'd) BAR.
+// index at notify_base + queue_notify_off * notify_off_multiplier in the (mmap'd) BAR. A function
+// without MSI-X (QEMU's vectors=0) has one INTx line instead: a thread of this transport waits on it,
+// reads the ISR status (which clears it), signals every routed queue's callFd on a queue interrupt and
+// configChangeFd on a configuration change (a driver checks its used ring, so a call for an idle
+// queue is harmless), then unmasks the line.
 #pragma once
 
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/unique_fd.h"
@@ -37,6 +43,7 @@ class VfioTransport final : public Transport {
   uint64_t deviceFeatures() override;
   void setDriverFeatures(uint64_t features) override;
   uint8_t status() override;
+  // FEATURES_OK (before any queue is set up) reads num_queues and the queue limits again.
   void setStatus(uint8_t status) override;
   // device_status = 0, read until 0; forgets queue setup and unroutes their vectors. DMA mappings stay.
   void reset() override;
@@ -64,9 +71,13 @@ class VfioTransport final : public Transport {
     uint16_t maxSize = 0;
     bool setUp = false;
     bool enabled = false;
+    int callFd = -1;  // INTx only: signalled by the INTx thread; guarded by intxMu_
   };
 
   void unrouteQueues() noexcept;
+  void startIntx();
+  void stopIntx() noexcept;
+  void intxLoop() noexcept;
   void teardown() noexcept;
   // True when the device is stopped and nothing of this transport is mapped (closed, or never used).
   bool idle() noexcept;
@@ -91,6 +102,11 @@ class VfioTransport final : public Transport {
   uint64_t alignment_ = 4096;
   uint64_t driverFeatures_ = 0;
   DmaMappings mappings_;
+  // INTx (no MSI-X): the line's eventfd, its unmask eventfd, the thread's stop eventfd, the thread.
+  bool intx_ = false;
+  UniqueFd intxFd_, unmaskFd_, stopFd_;
+  std::mutex intxMu_;  // queues_[i].callFd while the thread runs
+  std::thread intxThread_;
 };
 
 }  // namespace vdpa

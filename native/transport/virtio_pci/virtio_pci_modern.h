@@ -58,6 +58,9 @@ class VirtioPciModern {
   uint16_t queueCount() const { return static_cast<uint16_t>(queues_.size()); }
   uint16_t maxQueueSize(uint16_t index) const { return index < queues_.size() ? queues_[index].maxSize : 0; }
 
+  // Reads (and so clears) the ISR status: bit 0 a queue interrupt, bit 1 a configuration change. A
+  // device without the ISR structure reads as both.
+  uint8_t readIsr() { return isr_.present ? bar(isr_).read8(isr_.offset) : 3; }
   // Routes configuration changes to MSI-X `vector`; false when the device does not take it.
   bool setConfigVector(uint16_t vector);
   // Throws EIO when queue `index`'s doorbell lies outside the notification structure.
