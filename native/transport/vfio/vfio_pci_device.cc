@@ -253,59 +253,56 @@ void VfioPciDevice::enableMsix(const std::vector<int>& fds) {
   msixEnabled_ = true;
 }
 
-void VfioPciDevice::setVector(uint32_t vector, int fd) {
-  if (!msixEnabled_) throwSys(EINVAL, "ioctl(VFIO_DEVICE_SET_IRQS)", owner_, "MSI-X is not enabled");
+namespace {
+// VFIO_DEVICE_SET_IRQS with one eventfd for interrupt `start` of `index` (`action`: TRIGGER, or
+// UNMASK for INTx); the errno, 0 on success.
+int setIrqEventFd(int deviceFd, uint32_t index, uint32_t action, uint32_t start, int fd) noexcept {
   uint8_t b[sizeof(vfio_irq_set) + sizeof(int32_t)] = {};
   auto* s = reinterpret_cast<vfio_irq_set*>(b);
   s->argsz = sizeof b;
-  s->flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
-  s->index = VFIO_PCI_MSIX_IRQ_INDEX;
-  s->start = vector;
+  s->flags = VFIO_IRQ_SET_DATA_EVENTFD | action;
+  s->index = index;
+  s->start = start;
   s->count = 1;
   const int32_t v = fd;
   std::memcpy(b + sizeof(vfio_irq_set), &v, sizeof v);
-  if (int err = ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s))
+  return ioctlErrno(deviceFd, VFIO_DEVICE_SET_IRQS, s);
+}
+
+// Turns every interrupt of `index` off (no throw).
+void disableIrqs(int deviceFd, uint32_t index) noexcept {
+  vfio_irq_set s{};
+  s.argsz = sizeof s;
+  s.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
+  s.index = index;
+  s.start = 0;
+  s.count = 0;
+  ioctlErrno(deviceFd, VFIO_DEVICE_SET_IRQS, &s);
+}
+}  // namespace
+
+void VfioPciDevice::setVector(uint32_t vector, int fd) {
+  if (!msixEnabled_) throwSys(EINVAL, "ioctl(VFIO_DEVICE_SET_IRQS)", owner_, "MSI-X is not enabled");
+  if (int err = setIrqEventFd(handle_.fd.get(), VFIO_PCI_MSIX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, vector, fd))
     throwSys(err, "ioctl(VFIO_DEVICE_SET_IRQS)", owner_,
              "routing MSI-X vector " + std::to_string(vector) + " to an eventfd failed");
 }
 
 void VfioPciDevice::disableMsix() noexcept {
   if (!msixEnabled_) return;
-  vfio_irq_set s{};
-  s.argsz = sizeof s;
-  s.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
-  s.index = VFIO_PCI_MSIX_IRQ_INDEX;
-  s.start = 0;
-  s.count = 0;
-  ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, &s);
+  disableIrqs(handle_.fd.get(), VFIO_PCI_MSIX_IRQ_INDEX);
   msixEnabled_ = false;
 }
 
 // ---------------------------------------------------------------- INTx
 
-namespace {
-// One eventfd for the INTx line's action `action` (VFIO_IRQ_SET_ACTION_TRIGGER or _UNMASK).
-int setIntxFd(int deviceFd, uint32_t action, int fd) {
-  uint8_t b[sizeof(vfio_irq_set) + sizeof(int32_t)] = {};
-  auto* s = reinterpret_cast<vfio_irq_set*>(b);
-  s->argsz = sizeof b;
-  s->flags = VFIO_IRQ_SET_DATA_EVENTFD | action;
-  s->index = VFIO_PCI_INTX_IRQ_INDEX;
-  s->start = 0;
-  s->count = 1;
-  const int32_t v = fd;
-  std::memcpy(b + sizeof(vfio_irq_set), &v, sizeof v);
-  return ioctlErrno(deviceFd, VFIO_DEVICE_SET_IRQS, s);
-}
-}  // namespace
-
 void VfioPciDevice::enableIntx(int triggerFd, int unmaskFd) {
   static const char* kSys = "ioctl(VFIO_DEVICE_SET_IRQS)";
   if (!hasIntx_) throwSys(EINVAL, kSys, owner_, "the function has neither MSI-X nor an INTx interrupt");
-  if (int err = setIntxFd(handle_.fd.get(), VFIO_IRQ_SET_ACTION_TRIGGER, triggerFd))
+  if (int err = setIrqEventFd(handle_.fd.get(), VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, 0, triggerFd))
     throwSys(err, kSys, owner_, "routing the INTx interrupt to an eventfd failed");
   intxEnabled_ = true;
-  if (int err = setIntxFd(handle_.fd.get(), VFIO_IRQ_SET_ACTION_UNMASK, unmaskFd)) {
+  if (int err = setIrqEventFd(handle_.fd.get(), VFIO_PCI_INTX_IRQ_INDEX, VFIO_IRQ_SET_ACTION_UNMASK, 0, unmaskFd)) {
     disableIntx();
     throwSys(err, kSys, owner_, "an INTx unmask eventfd was refused");
   }
@@ -313,27 +310,12 @@ void VfioPciDevice::enableIntx(int triggerFd, int unmaskFd) {
 
 void VfioPciDevice::disableIntx() noexcept {
   if (!intxEnabled_) return;
-  vfio_irq_set s{};
-  s.argsz = sizeof s;
-  s.flags = VFIO_IRQ_SET_DATA_NONE | VFIO_IRQ_SET_ACTION_TRIGGER;
-  s.index = VFIO_PCI_INTX_IRQ_INDEX;
-  s.start = 0;
-  s.count = 0;
-  ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, &s);
+  disableIrqs(handle_.fd.get(), VFIO_PCI_INTX_IRQ_INDEX);
   intxEnabled_ = false;
 }
 
 bool VfioPciDevice::setRequestFd(int fd) noexcept {
-  uint8_t b[sizeof(vfio_irq_set) + sizeof(int32_t)] = {};
-  auto* s = reinterpret_cast<vfio_irq_set*>(b);
-  s->argsz = sizeof b;
-  s->flags = VFIO_IRQ_SET_DATA_EVENTFD | VFIO_IRQ_SET_ACTION_TRIGGER;
-  s->index = VFIO_PCI_REQ_IRQ_INDEX;
-  s->start = 0;
-  s->count = 1;
-  const int32_t v = fd;
-  std::memcpy(b + sizeof(vfio_irq_set), &v, sizeof v);
-  return ioctlErrno(handle_.fd.get(), VFIO_DEVICE_SET_IRQS, s) == 0;
+  return setIrqEventFd(handle_.fd.get(), VFIO_PCI_REQ_IRQ_INDEX, VFIO_IRQ_SET_ACTION_TRIGGER, 0, fd) == 0;
 }
 
 int VfioPciDevice::resetFunction() noexcept {
