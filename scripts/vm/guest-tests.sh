@@ -180,15 +180,10 @@ bind_vfio() {
   echo "$b" >/sys/bus/pci/drivers_probe || return 1
   [[ $(basename "$(readlink "$d/driver" 2>/dev/null)") == vfio-pci ]]
 }
-vfio_part() {
-  modprobe vfio-pci 2>/dev/null || true
-  [[ -d /sys/bus/pci/drivers/vfio-pci ]] || { note "FAIL vfio: no vfio-pci driver in the guest"; failed=1; return; }
-  local b serial mac split="" packed="" nets=() blks=() net_peer=
-  # (no process substitution: the guest has no /dev/fd)
-  blks=($(fn_with 0x1af4 0x1042))
-  # The NICs are told apart by MAC (run.sh: NIC i is 52:54:00:12:34:5i), read while virtio-pci has them:
-  # the first two are the conformance pair, the third the hand-over's peer.
-  nets=("" "")
+# The hub NICs by MAC (run.sh: NIC i is 52:54:00:12:34:5i), read while virtio-pci has them: the first
+# two are the conformance pair (nets[0], nets[1]), the third the hand-over's peer (net_peer).
+find_hub_nics() {
+  local b mac
   for b in $(fn_with 0x1af4 0x1041); do
     mac=$(cat /sys/bus/pci/devices/"$b"/virtio*/net/*/address 2>/dev/null)
     case $mac in
@@ -197,6 +192,15 @@ vfio_part() {
       52:54:00:12:34:52) net_peer=$b ;;
     esac
   done
+}
+vfio_part() {
+  modprobe vfio-pci 2>/dev/null || true
+  [[ -d /sys/bus/pci/drivers/vfio-pci ]] || { note "FAIL vfio: no vfio-pci driver in the guest"; failed=1; return; }
+  local b serial split="" packed="" nets=() blks=() net_peer=
+  # (no process substitution: the guest has no /dev/fd)
+  blks=($(fn_with 0x1af4 0x1042))
+  nets=("" "")
+  find_hub_nics
   # The blk functions are told apart by their serial (set by test-vm.sh), read while virtio-pci has them.
   for b in "${blks[@]}"; do
     serial=$(cat /sys/bus/pci/devices/"$b"/virtio*/block/*/serial 2>/dev/null)
@@ -256,16 +260,9 @@ vfio_net_groups() {
 # VDPA_VM_ONLY_VFIO_NET=1: only the NICs, found by MAC and bound to vfio-pci, then their groups.
 vfio_net_only() {
   modprobe vfio-pci 2>/dev/null || true
-  local b mac
+  local b
   nets=("" "") net_peer=""
-  for b in $(fn_with 0x1af4 0x1041); do
-    mac=$(cat /sys/bus/pci/devices/"$b"/virtio*/net/*/address 2>/dev/null)
-    case $mac in
-      52:54:00:12:34:50) nets[0]=$b ;;
-      52:54:00:12:34:51) nets[1]=$b ;;
-      52:54:00:12:34:52) net_peer=$b ;;
-    esac
-  done
+  find_hub_nics
   if [[ -z ${nets[0]} || -z ${nets[1]} || -z $net_peer ]]; then
     note "FAIL vfio-net: expected three virtio-net-pci, MACs 52:54:00:12:34:50-52 (run.sh --net-pair --net-ports 3)"; failed=1; return
   fi
