@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { AbortError, NetLoop, VdpaError, openNet, type NetDevice, type NetOptions } from '../../lib';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWith, rejectsWithCode, tick } from '../helpers/util';
+import { MERGEABLE_LIES } from '../helpers/net-faults';
 
 const ETH_HEADER = 14;
 
@@ -388,14 +389,7 @@ describe('native net loops (mock:net)', () => {
     },
   );
 
-  const lies: Record<string, RegExp> = {
-    'mrg-zero-buffers': /num_buffers 0/,
-    'mrg-extra-buffers': /num_buffers 3 in a received frame, but the device used 2 buffers/,
-    'mrg-huge-buffers': /num_buffers 65535 .*more than the 64 buffers posted/,
-    'mrg-short-head': /first buffer holds 10 bytes, less than its header/,
-    'mrg-empty-buffer': /buffer 2 of 2 of a received frame is empty/,
-  };
-  for (const [netFault, reason] of Object.entries(lies)) {
+  for (const [netFault, reason] of Object.entries(MERGEABLE_LIES)) {
     test(
       `a lying device (${netFault}) ends a sink with EPROTO; the receive queue stays broken`,
       { timeout: TEST_TIMEOUT },

@@ -6,6 +6,7 @@ import { describe, test } from 'node:test';
 import { NetFeature, mockNetFaults, openNet, type NetDevice } from '../../lib';
 import { Rng, TEST_TIMEOUT, assertBytes, failsWith, rejectsWith, rejectsWithCode } from '../helpers/util';
 import { withMockNet } from '../helpers/devices';
+import { MERGEABLE_LIES } from '../helpers/net-faults';
 
 const ETH_HEADER = 14;
 const HDR = 12;
@@ -96,19 +97,12 @@ describe('mergeable receive buffers (mock:net)', () => {
     });
   });
 
-  const lies: Record<string, RegExp> = {
-    'mrg-zero-buffers': /num_buffers 0/,
-    'mrg-extra-buffers': /num_buffers 3 in a received frame, but the device used 2 buffers/,
-    'mrg-huge-buffers': /num_buffers 65535 .*more than the 64 buffers posted/,
-    'mrg-short-head': /first buffer holds 10 bytes, less than its header/,
-    'mrg-empty-buffer': /buffer 2 of 2 of a received frame is empty/,
-  };
   test('every mergeable-buffer fault of mock:net has a test here (csum-outside: net-offloads, gso-*: net-gso)', () =>
     assert.deepEqual(
-      Object.keys(lies).sort(),
+      Object.keys(MERGEABLE_LIES).sort(),
       mockNetFaults.filter((f) => f !== 'csum-outside' && !f.startsWith('gso-')).sort(),
     ));
-  for (const [netFault, reason] of Object.entries(lies)) {
+  for (const [netFault, reason] of Object.entries(MERGEABLE_LIES)) {
     test(
       `a lying device (${netFault}) breaks the receive queue with EPROTO; sending still works`,
       { timeout: TEST_TIMEOUT },
