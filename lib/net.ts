@@ -1282,8 +1282,7 @@ export class NetDevice extends EventEmitter<NetEvents> implements AsyncDisposabl
   }
 
   private maxQueuePairs(d: Device): number {
-    const { offset, bytes } = NetConfig.maxVirtqueuePairs;
-    return new ConfigView(d.readConfig(0, offset + bytes)).get(NetConfig.maxVirtqueuePairs);
+    return netConfig(d).get(NetConfig.maxVirtqueuePairs);
   }
 
   private readLink(): boolean {
